@@ -1,0 +1,3 @@
+DROP TABLE audit_events;
+DROP TABLE api_tokens;
+DROP TABLE workspaces;

@@ -1,0 +1,107 @@
+//! The HTTP server: state, middleware and routes.
+
+use std::net::TcpListener;
+
+use actix_web::dev::{Server, ServiceResponse};
+use actix_web::http::StatusCode;
+use actix_web::middleware::{ErrorHandlerResponse, ErrorHandlers, from_fn};
+use actix_web::{App, HttpResponse, HttpServer, web};
+use anyhow::Context;
+use diesel::connection::SimpleConnection;
+use tracing_actix_web::TracingLogger;
+
+use crate::config::{BaseUrl, Settings};
+use crate::db::{Store, StoreError};
+use crate::telemetry::{RootSpan, request_id_header};
+use crate::{audit, error, tokens, workspaces};
+
+pub struct Application {
+    server: Server,
+    port: u16,
+    base_url: BaseUrl,
+}
+
+impl Application {
+    /// Opens the store (applying migrations) and binds the listener. Bind port 0 to let the
+    /// system pick one, as the tests do; [`Application::port`] tells which.
+    pub fn build(settings: &Settings) -> anyhow::Result<Application> {
+        let store = Store::open(&settings.database_url)?;
+        let listener = TcpListener::bind(settings.bind)
+            .with_context(|| format!("cannot listen on {}", settings.bind))?;
+        let bound = listener.local_addr()?;
+        let base_url = settings.public_base_url(bound);
+        let store = web::Data::new(store);
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(store.clone())
+                .app_data(error::json_config())
+                .app_data(error::query_config())
+                .app_data(error::path_config())
+                .wrap(
+                    ErrorHandlers::new()
+                        .handler(StatusCode::METHOD_NOT_ALLOWED, method_not_allowed),
+                )
+                .wrap(from_fn(request_id_header))
+                .wrap(TracingLogger::<RootSpan>::new())
+                .route("/healthz", web::get().to(healthz))
+                .route("/readyz", web::get().to(readyz))
+                .service(
+                    web::scope("/api/v1")
+                        .configure(workspaces::api::routes)
+                        .configure(tokens::api::routes)
+                        .configure(audit::api::routes),
+                )
+                .default_service(web::to(error::not_found))
+        })
+        .shutdown_timeout(10)
+        .listen(listener)?
+        .run();
+        tracing::info!(address = %bound, base_url = base_url.as_str(), database = %settings.database_url, "listening");
+        Ok(Application {
+            server,
+            port: bound.port(),
+            base_url,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn base_url(&self) -> &BaseUrl {
+        &self.base_url
+    }
+
+    /// Serves until SIGINT or SIGTERM, then lets requests in flight finish.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.server.await
+    }
+}
+
+/// The process is up.
+async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(serde_json::json!({ "status": "ok" }))
+}
+
+/// The database answers; 503 when it does not.
+async fn readyz(store: web::Data<Store>) -> Result<HttpResponse, StoreError> {
+    store
+        .run(|conn| conn.batch_execute("SELECT 1").map_err(StoreError::from))
+        .await?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "status": "ready" })))
+}
+
+/// actix answers a known path with the wrong method with an empty 405; give it the JSON error body.
+fn method_not_allowed<B>(
+    response: ServiceResponse<B>,
+) -> actix_web::Result<ErrorHandlerResponse<B>> {
+    let (request, _) = response.into_parts();
+    let body = error::json_error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "method not allowed here",
+    );
+    Ok(ErrorHandlerResponse::Response(
+        ServiceResponse::new(request, body).map_into_right_body(),
+    ))
+}

@@ -1,0 +1,257 @@
+//! The append-only audit log. Every change to access is recorded by [`record`], called inside the
+//! same transaction as the change, so a change that fails leaves no entry and an entry never
+//! describes a change that did not happen. The database refuses UPDATE and DELETE on the table.
+
+pub mod api;
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+use serde::Serialize;
+
+use crate::db::schema::audit_events;
+use crate::db::{DbConnection, MultiBackend};
+
+/// Who made a change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Actor {
+    /// An API token, by id.
+    Token(String),
+    /// A person logged in through SSO, by person id.
+    Person(String),
+    /// The workspace's identity provider (a SAML login, say), by entity id.
+    Idp(String),
+    /// idgate itself; the id names the part (`cli`, a background job).
+    System(String),
+}
+
+impl Actor {
+    fn parts(&self) -> (&'static str, &str) {
+        match self {
+            Actor::Token(id) => ("token", id),
+            Actor::Person(id) => ("person", id),
+            Actor::Idp(id) => ("idp", id),
+            Actor::System(id) => ("system", id),
+        }
+    }
+}
+
+/// The actor and request a change belongs to, passed to every function that changes access.
+#[derive(Debug, Clone)]
+pub struct AuditContext {
+    pub actor: Actor,
+    pub request_id: Option<String>,
+}
+
+impl AuditContext {
+    /// An operator at the command line.
+    pub fn cli() -> Self {
+        AuditContext {
+            actor: Actor::System("cli".to_owned()),
+            request_id: None,
+        }
+    }
+}
+
+/// What was changed: a kind (`workspace`, `token`, ...) and its id.
+#[derive(Debug, Clone, Copy)]
+pub struct Target<'a> {
+    pub kind: &'a str,
+    pub id: &'a str,
+}
+
+pub struct Event<'a> {
+    pub workspace_id: Option<&'a str>,
+    pub action: &'a str,
+    pub target: Target<'a>,
+    pub details: serde_json::Value,
+}
+
+#[derive(Insertable)]
+#[diesel(table_name = audit_events)]
+struct NewEventRow<'a> {
+    occurred_at: NaiveDateTime,
+    workspace_id: Option<&'a str>,
+    actor_type: &'a str,
+    actor_id: Option<&'a str>,
+    action: &'a str,
+    target_type: &'a str,
+    target_id: Option<&'a str>,
+    details: String,
+    request_id: Option<&'a str>,
+}
+
+/// Appends one event. Call it inside the transaction that makes the change.
+pub fn record(
+    conn: &mut DbConnection,
+    context: &AuditContext,
+    event: Event<'_>,
+) -> QueryResult<()> {
+    let (actor_type, actor_id) = context.actor.parts();
+    diesel::insert_into(audit_events::table)
+        .values(NewEventRow {
+            occurred_at: crate::time::now(),
+            workspace_id: event.workspace_id,
+            actor_type,
+            actor_id: Some(actor_id),
+            action: event.action,
+            target_type: event.target.kind,
+            target_id: Some(event.target.id),
+            details: event.details.to_string(),
+            request_id: context.request_id.as_deref(),
+        })
+        .execute(conn)?;
+    Ok(())
+}
+
+#[derive(Debug, Clone, Queryable)]
+pub struct AuditEvent {
+    pub id: i64,
+    pub occurred_at: NaiveDateTime,
+    pub workspace_id: Option<String>,
+    pub actor_type: String,
+    pub actor_id: Option<String>,
+    pub action: String,
+    pub target_type: String,
+    pub target_id: Option<String>,
+    pub details: String,
+    pub request_id: Option<String>,
+}
+
+/// `type` or `type:id`, as the `actor` and `target` filters take them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KindAndId {
+    pub kind: String,
+    pub id: Option<String>,
+}
+
+impl KindAndId {
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let (kind, id) = match raw.split_once(':') {
+            Some((kind, id)) => (kind, Some(id)),
+            None => (raw, None),
+        };
+        if kind.is_empty() || id.is_some_and(str::is_empty) {
+            return Err(format!(
+                "{raw:?} must be TYPE or TYPE:ID, such as token:0123abcd"
+            ));
+        }
+        Ok(KindAndId {
+            kind: kind.to_owned(),
+            id: id.map(str::to_owned),
+        })
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    pub actor: Option<KindAndId>,
+    pub action: Option<String>,
+    pub target: Option<KindAndId>,
+    pub since: Option<NaiveDateTime>,
+    pub until: Option<NaiveDateTime>,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub enum Order {
+    /// Newest first, from before the given event id.
+    NewestBefore(Option<i64>),
+    /// Oldest first, from after the given event id.
+    OldestAfter(Option<i64>),
+}
+
+/// One page of a workspace's events. Paging is by event id, so a page never repeats or skips an
+/// event already committed, however many are added meanwhile.
+pub fn page(
+    conn: &mut DbConnection,
+    workspace_id: &str,
+    filter: &Filter,
+    order: Order,
+    limit: i64,
+) -> QueryResult<Vec<AuditEvent>> {
+    use audit_events::dsl as a;
+    let mut query = a::audit_events
+        .filter(a::workspace_id.eq(workspace_id))
+        .into_boxed::<MultiBackend>();
+    if let Some(actor) = &filter.actor {
+        query = query.filter(a::actor_type.eq(actor.kind.clone()));
+        if let Some(id) = &actor.id {
+            query = query.filter(a::actor_id.eq(id.clone()));
+        }
+    }
+    if let Some(target) = &filter.target {
+        query = query.filter(a::target_type.eq(target.kind.clone()));
+        if let Some(id) = &target.id {
+            query = query.filter(a::target_id.eq(id.clone()));
+        }
+    }
+    if let Some(action) = &filter.action {
+        query = query.filter(a::action.eq(action.clone()));
+    }
+    if let Some(since) = filter.since {
+        query = query.filter(a::occurred_at.ge(since));
+    }
+    if let Some(until) = filter.until {
+        query = query.filter(a::occurred_at.lt(until));
+    }
+    query = match order {
+        Order::NewestBefore(before) => {
+            let query = query.order(a::id.desc());
+            match before {
+                Some(before) => query.filter(a::id.lt(before)),
+                None => query,
+            }
+        }
+        Order::OldestAfter(after) => {
+            let query = query.order(a::id.asc());
+            match after {
+                Some(after) => query.filter(a::id.gt(after)),
+                None => query,
+            }
+        }
+    };
+    query.limit(limit).load(conn)
+}
+
+/// The form clients see, in the API and in exports.
+#[derive(Debug, Serialize)]
+pub struct EventView {
+    pub id: i64,
+    #[serde(serialize_with = "crate::time::serialize")]
+    pub time: NaiveDateTime,
+    pub workspace_id: Option<String>,
+    pub actor: KindAndIdView,
+    pub action: String,
+    pub target: KindAndIdView,
+    pub details: serde_json::Value,
+    pub request_id: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct KindAndIdView {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub id: Option<String>,
+}
+
+impl From<AuditEvent> for EventView {
+    fn from(event: AuditEvent) -> Self {
+        EventView {
+            id: event.id,
+            time: event.occurred_at,
+            workspace_id: event.workspace_id,
+            actor: KindAndIdView {
+                kind: event.actor_type,
+                id: event.actor_id,
+            },
+            action: event.action,
+            target: KindAndIdView {
+                kind: event.target_type,
+                id: event.target_id,
+            },
+            // Written by `record` from a JSON value, so it parses; anything else is shown as text.
+            details: serde_json::from_str(&event.details)
+                .unwrap_or(serde_json::Value::String(event.details)),
+            request_id: event.request_id,
+        }
+    }
+}

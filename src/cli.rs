@@ -1,0 +1,268 @@
+//! The command line: `idgate serve` and the admin bootstrap commands, which work with the server
+//! stopped or running. Values meant for scripts go to stdout, one per line (lists: one row per
+//! line, tab-separated); messages go to stderr; a failure exits non-zero with a one-line reason.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+
+use crate::app::Application;
+use crate::audit::AuditContext;
+use crate::config::{ConfigArgs, Settings};
+use crate::db::{self, DbConnection};
+use crate::tokens::{self, NewToken, Revocation, Scopes};
+use crate::workspaces::{self, NewWorkspace, WorkspaceChanges};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "idgate",
+    version,
+    about = "SCIM 2.0 provisioning and SAML 2.0 SSO for workspaces"
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the HTTP server (applies pending migrations first)
+    Serve,
+    /// Apply pending database migrations; prints the name of each one applied
+    Migrate,
+    /// Create, list and change workspaces
+    #[command(subcommand)]
+    Workspace(WorkspaceCommand),
+    /// Create, list and revoke API tokens
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// Exit 0 when the server at the configured address answers /healthz
+    Healthcheck,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum WorkspaceCommand {
+    /// Create a workspace; prints its id
+    Create {
+        slug: String,
+        #[arg(long)]
+        name: Option<String>,
+        /// Mark it HIPAA-eligible (15-minute sessions for its members)
+        #[arg(long)]
+        hipaa: bool,
+    },
+    /// One line per workspace: slug, id, hipaa, name (tab-separated)
+    List,
+    /// Change a workspace's settings
+    Set {
+        slug: String,
+        #[arg(long, value_name = "true|false")]
+        hipaa: Option<bool>,
+        #[arg(long)]
+        name: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Create a token; prints its secret once, on the last line
+    Create {
+        #[arg(long, value_name = "SLUG")]
+        workspace: String,
+        /// Comma-separated: scim, workspace:read, workspace:write, sources:read, sources:write,
+        /// tracking_plan:read, tracking_plan:write, audit:read, tokens:write
+        #[arg(long)]
+        scopes: String,
+        #[arg(long)]
+        name: Option<String>,
+        /// Lifetime such as 90d, 12h or 30m [default: no expiry]
+        #[arg(long, value_name = "DURATION")]
+        expires_in: Option<String>,
+    },
+    /// One line per token: id, status, scopes, created, expires, last used, name (tab-separated)
+    List {
+        #[arg(long, value_name = "SLUG")]
+        workspace: String,
+    },
+    /// Revoke a token at once
+    Revoke { token_id: String },
+}
+
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    let settings = Settings::load(&cli.config)?;
+    let default_level = if matches!(cli.command, Command::Serve) {
+        "info"
+    } else {
+        "warn"
+    };
+    crate::telemetry::init(settings.log_format, default_level);
+    match cli.command {
+        Command::Serve => serve(&settings),
+        Command::Migrate => migrate(&settings),
+        Command::Healthcheck => healthcheck(&settings),
+        Command::Workspace(command) => workspace(&mut open(&settings)?, command),
+        Command::Token(command) => token(&mut open(&settings)?, command),
+    }
+}
+
+fn serve(settings: &Settings) -> anyhow::Result<()> {
+    actix_web::rt::System::new().block_on(async {
+        let app = Application::build(settings)?;
+        app.run_until_stopped()
+            .await
+            .context("the server stopped with an error")
+    })
+}
+
+/// A connection with the schema up to date, so that the admin commands work on a new database.
+fn open(settings: &Settings) -> anyhow::Result<DbConnection> {
+    let mut conn = db::connect(&settings.database_url)?;
+    db::run_migrations(&mut conn)?;
+    Ok(conn)
+}
+
+fn migrate(settings: &Settings) -> anyhow::Result<()> {
+    let applied = db::run_migrations(&mut db::connect(&settings.database_url)?)?;
+    for name in &applied {
+        println!("{name}");
+    }
+    match applied.len() {
+        0 => eprintln!("the database is up to date"),
+        n => eprintln!("applied {n} migration(s)"),
+    }
+    Ok(())
+}
+
+fn workspace(conn: &mut DbConnection, command: WorkspaceCommand) -> anyhow::Result<()> {
+    let context = AuditContext::cli();
+    match command {
+        WorkspaceCommand::Create { slug, name, hipaa } => {
+            let workspace = workspaces::create(conn, NewWorkspace { slug, name, hipaa }, &context)?;
+            eprintln!("created workspace {} ({})", workspace.slug, workspace.name);
+            println!("{}", workspace.id);
+        }
+        WorkspaceCommand::List => {
+            for workspace in workspaces::list(conn)? {
+                println!(
+                    "{}\t{}\t{}\t{}",
+                    workspace.slug,
+                    workspace.id,
+                    hipaa_label(workspace.hipaa),
+                    workspace.name
+                );
+            }
+        }
+        WorkspaceCommand::Set { slug, hipaa, name } => {
+            if hipaa.is_none() && name.is_none() {
+                bail!("nothing to change: give --hipaa true|false or --name NAME");
+            }
+            let workspace =
+                workspaces::update(conn, &slug, WorkspaceChanges { name, hipaa }, &context)?;
+            eprintln!(
+                "workspace {}: {}, name {:?}",
+                workspace.slug,
+                hipaa_label(workspace.hipaa),
+                workspace.name
+            );
+        }
+    }
+    Ok(())
+}
+
+fn hipaa_label(hipaa: bool) -> &'static str {
+    if hipaa { "hipaa" } else { "standard" }
+}
+
+fn token(conn: &mut DbConnection, command: TokenCommand) -> anyhow::Result<()> {
+    let context = AuditContext::cli();
+    match command {
+        TokenCommand::Create {
+            workspace,
+            scopes,
+            name,
+            expires_in,
+        } => {
+            let workspace = workspaces::find_by_slug(conn, &workspace)?;
+            let new = NewToken {
+                name,
+                scopes: Scopes::parse(&scopes)?,
+                lifetime: expires_in
+                    .as_deref()
+                    .map(tokens::parse_lifetime)
+                    .transpose()?,
+            };
+            let issued = tokens::create(conn, &workspace, new, &context)?;
+            let expiry = issued
+                .token
+                .expires_at
+                .as_ref()
+                .map_or("never".to_owned(), crate::time::rfc3339);
+            eprintln!(
+                "created token {} ({}) for workspace {} with scopes {}, expiring {expiry}; \
+                 store the secret below now, it is not shown again:",
+                issued.token.id, issued.token.name, workspace.slug, issued.token.scopes
+            );
+            println!("{}", issued.secret);
+        }
+        TokenCommand::List { workspace } => {
+            let workspace = workspaces::find_by_slug(conn, &workspace)?;
+            let now = crate::time::now();
+            let time = |t: &Option<chrono::NaiveDateTime>| {
+                t.as_ref().map_or("-".to_owned(), crate::time::rfc3339)
+            };
+            for token in tokens::list(conn, &workspace.id)? {
+                println!(
+                    "{}\t{}\t{}\t{}\t{}\t{}\t{}",
+                    token.id,
+                    token.status(now),
+                    token.scopes,
+                    crate::time::rfc3339(&token.created_at),
+                    time(&token.expires_at),
+                    time(&token.last_used_at),
+                    token.name
+                );
+            }
+        }
+        TokenCommand::Revoke { token_id } => match tokens::revoke(conn, &token_id, None, &context)?
+        {
+            Revocation::Revoked(token) => eprintln!("revoked token {} ({})", token.id, token.name),
+            Revocation::AlreadyRevoked(token) => {
+                eprintln!("token {} was already revoked", token.id)
+            }
+        },
+    }
+    Ok(())
+}
+
+fn healthcheck(settings: &Settings) -> anyhow::Result<()> {
+    let address = local_address(settings.bind);
+    let url = format!("http://{address}/healthz");
+    actix_web::rt::System::new().block_on(async {
+        let client = awc::Client::builder()
+            .timeout(Duration::from_secs(5))
+            .finish();
+        let response = client
+            .get(&url)
+            .send()
+            .await
+            .map_err(|e| anyhow::anyhow!("no answer from {url}: {e}"))?;
+        if !response.status().is_success() {
+            bail!("{url} answered {}", response.status());
+        }
+        Ok(())
+    })
+}
+
+/// Where to reach a server bound to `bind` from this machine: a wildcard address is reached on loopback.
+fn local_address(bind: SocketAddr) -> SocketAddr {
+    let ip = match bind.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    SocketAddr::new(ip, bind.port())
+}

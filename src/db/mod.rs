@@ -1,0 +1,413 @@
+//! The store: one diesel connection type over SQLite and PostgreSQL, its pool, embedded migrations
+//! and the transaction helper every write goes through.
+//!
+//! Storage code returns `QueryResult` or [`StoreError`]; each capability maps those to its own error
+//! type, so a database "not found" becomes that capability's 404 and pool exhaustion a 503.
+
+pub mod schema;
+
+use std::fmt;
+use std::time::Duration;
+
+use diesel::connection::{AnsiTransactionManager, SimpleConnection, TransactionManager};
+use diesel::prelude::*;
+use diesel::r2d2::{ManageConnection, Pool, R2D2Connection};
+use diesel::result::{DatabaseErrorKind, Error as DieselError};
+use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
+use serde::{Deserialize, Serialize};
+
+const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
+const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
+
+/// Held for the length of the migration transaction so that replicas starting together on one
+/// PostgreSQL database apply each migration once.
+const MIGRATION_LOCK_KEY: i64 = 0x1d6a_7e00_0001;
+
+/// Applied to every SQLite connection: WAL lets readers run beside the one writer, and the busy
+/// timeout makes a second writer wait instead of failing.
+const SQLITE_PRAGMAS: &str = "PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000; \
+                              PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;";
+
+/// How long a request waits for a pooled connection before it is answered 503.
+const CHECKOUT_TIMEOUT: Duration = Duration::from_secs(5);
+const POOL_SIZE: u32 = 10;
+
+#[derive(diesel::MultiConnection)]
+pub enum DbConnection {
+    Postgres(diesel::PgConnection),
+    Sqlite(diesel::SqliteConnection),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A validated database URL: `sqlite://PATH` or `postgres://...` (`postgresql://` too).
+/// Its `Display` and `Debug` hide any password, so it can be logged.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct DatabaseUrl {
+    url: String,
+    backend: Backend,
+}
+
+impl DatabaseUrl {
+    pub fn parse(url: &str) -> Result<Self, String> {
+        if let Some(path) = url.strip_prefix("sqlite://") {
+            if path.is_empty() || path == ":memory:" {
+                return Err(format!(
+                    "database URL {url:?} names no file: use sqlite://PATH (every pooled connection \
+                     needs the same database)"
+                ));
+            }
+            return Ok(Self {
+                url: url.to_owned(),
+                backend: Backend::Sqlite,
+            });
+        }
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            let parsed = url::Url::parse(url)
+                .map_err(|e| format!("database URL is not a valid PostgreSQL URL: {e}"))?;
+            if parsed.host_str().is_none_or(str::is_empty)
+                && !parsed.query_pairs().any(|(k, _)| k == "host")
+            {
+                return Err("database URL names no PostgreSQL host".to_owned());
+            }
+            return Ok(Self {
+                url: url.to_owned(),
+                backend: Backend::Postgres,
+            });
+        }
+        Err(format!(
+            "database URL must start with sqlite:// or postgres://, got {:?}",
+            redact(url)
+        ))
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// The connection string for the driver; never log this.
+    pub fn expose(&self) -> &str {
+        &self.url
+    }
+
+    fn sqlite_path(&self) -> &str {
+        self.url.strip_prefix("sqlite://").unwrap_or(&self.url)
+    }
+}
+
+impl TryFrom<String> for DatabaseUrl {
+    type Error = String;
+    fn try_from(url: String) -> Result<Self, String> {
+        Self::parse(&url)
+    }
+}
+
+impl From<DatabaseUrl> for String {
+    fn from(url: DatabaseUrl) -> String {
+        url.url
+    }
+}
+
+impl fmt::Display for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&redact(&self.url))
+    }
+}
+
+impl fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "DatabaseUrl({self})")
+    }
+}
+
+fn redact(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("***"));
+            parsed.to_string()
+        }
+        Ok(_) => url.to_owned(),
+        Err(_) => "<unparseable URL>".to_owned(),
+    }
+}
+
+/// Opens connections of the backend the URL names. diesel's own `MultiConnection::establish`
+/// tries each backend in turn and hides the real error, so the backend is picked here instead.
+pub struct ConnectionManager {
+    url: DatabaseUrl,
+}
+
+impl ManageConnection for ConnectionManager {
+    type Connection = DbConnection;
+    type Error = ConnectionError;
+
+    fn connect(&self) -> Result<DbConnection, ConnectionError> {
+        match self.url.backend {
+            Backend::Sqlite => {
+                let mut conn = diesel::SqliteConnection::establish(self.url.sqlite_path())?;
+                conn.batch_execute(SQLITE_PRAGMAS)
+                    .map_err(ConnectionError::CouldntSetupConfiguration)?;
+                Ok(DbConnection::Sqlite(conn))
+            }
+            Backend::Postgres => Ok(DbConnection::Postgres(diesel::PgConnection::establish(
+                self.url.expose(),
+            )?)),
+        }
+    }
+
+    fn is_valid(&self, conn: &mut DbConnection) -> Result<(), ConnectionError> {
+        conn.ping()
+            .map_err(ConnectionError::CouldntSetupConfiguration)
+    }
+
+    fn has_broken(&self, conn: &mut DbConnection) -> bool {
+        conn.is_broken()
+    }
+}
+
+/// What storage code reports upward. Capabilities wrap it in their own error type.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("not found")]
+    NotFound,
+    #[error("the database is unavailable")]
+    Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
+    #[error("database error")]
+    Query(#[source] DieselError),
+    #[error("the database task did not complete")]
+    TaskFailed,
+}
+
+impl From<DieselError> for StoreError {
+    fn from(error: DieselError) -> Self {
+        match error {
+            DieselError::NotFound => StoreError::NotFound,
+            DieselError::DatabaseError(DatabaseErrorKind::ClosedConnection, _) => {
+                StoreError::Unavailable(Box::new(error))
+            }
+            // SQLite reports a busy timeout as a generic error; it is load, not a fault.
+            DieselError::DatabaseError(_, ref info)
+                if info.message().contains("database is locked") =>
+            {
+                StoreError::Unavailable(Box::new(error))
+            }
+            other => StoreError::Query(other),
+        }
+    }
+}
+
+impl StoreError {
+    pub fn is_unique_violation(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Query(DieselError::DatabaseError(
+                DatabaseErrorKind::UniqueViolation,
+                _
+            ))
+        )
+    }
+}
+
+impl actix_web::ResponseError for StoreError {
+    fn status_code(&self) -> actix_web::http::StatusCode {
+        use actix_web::http::StatusCode;
+        match self {
+            StoreError::NotFound => StatusCode::NOT_FOUND,
+            StoreError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            StoreError::Query(_) | StoreError::TaskFailed => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> actix_web::HttpResponse {
+        let code = match self {
+            StoreError::NotFound => "not_found",
+            StoreError::Unavailable(_) => "unavailable",
+            StoreError::Query(_) | StoreError::TaskFailed => "internal",
+        };
+        crate::error::json_error(self.status_code(), code, &self.to_string())
+    }
+}
+
+/// The pool every part of idgate reaches the database through.
+#[derive(Clone)]
+pub struct Store {
+    pool: Pool<ConnectionManager>,
+    backend: Backend,
+}
+
+impl Store {
+    /// Connects, applies pending migrations and builds the pool.
+    pub fn open(url: &DatabaseUrl) -> anyhow::Result<Store> {
+        run_migrations(&mut connect(url)?)?;
+        let pool = Pool::builder()
+            .max_size(POOL_SIZE)
+            .min_idle(Some(1))
+            .connection_timeout(CHECKOUT_TIMEOUT)
+            .build(ConnectionManager { url: url.clone() })
+            .map_err(|e| anyhow::anyhow!("cannot connect to database {url}: {}", one_line(&e)))?;
+        Ok(Store {
+            pool,
+            backend: url.backend,
+        })
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Runs blocking storage code on actix's blocking thread pool.
+    pub async fn run<T, E, F>(&self, work: F) -> Result<T, E>
+    where
+        F: FnOnce(&mut DbConnection) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+    {
+        let pool = self.pool.clone();
+        actix_web::web::block(move || {
+            let mut conn = pool
+                .get()
+                .map_err(|e| StoreError::Unavailable(Box::new(e)))?;
+            work(&mut conn)
+        })
+        .await
+        .map_err(|_| E::from(StoreError::TaskFailed))?
+    }
+}
+
+/// Opens one connection, outside any pool (the CLI, and the pool's first check). The error says
+/// why: a bad path, an unreachable server, a refused login.
+pub fn connect(url: &DatabaseUrl) -> anyhow::Result<DbConnection> {
+    ConnectionManager { url: url.clone() }
+        .connect()
+        .map_err(|e| anyhow::anyhow!("cannot connect to database {url}: {}", one_line(&e)))
+}
+
+/// Applies pending migrations in one transaction and returns the names of those applied.
+pub fn run_migrations(conn: &mut DbConnection) -> anyhow::Result<Vec<String>> {
+    let applied = match conn {
+        DbConnection::Sqlite(conn) => {
+            conn.immediate_transaction(|conn| apply(conn, SQLITE_MIGRATIONS))
+        }
+        DbConnection::Postgres(conn) => conn.transaction(|conn| {
+            diesel::sql_query(format!(
+                "SELECT pg_advisory_xact_lock({MIGRATION_LOCK_KEY})"
+            ))
+            .execute(conn)?;
+            apply(conn, POSTGRES_MIGRATIONS)
+        }),
+    };
+    applied.map_err(|e| anyhow::anyhow!("cannot apply database migrations: {}", one_line(&*e)))
+}
+
+type MigrationError = Box<dyn std::error::Error + Send + Sync>;
+
+fn apply<C, B>(conn: &mut C, migrations: EmbeddedMigrations) -> Result<Vec<String>, MigrationError>
+where
+    C: MigrationHarness<B>,
+    B: diesel::backend::Backend,
+{
+    // Run one by one rather than with `run_pending_migrations`, which reports bare versions:
+    // the operator is shown full names such as `2026-11-22-000001_foundation`.
+    let mut applied = Vec::new();
+    for migration in conn.pending_migrations(migrations)? {
+        conn.run_migration(&*migration)?;
+        applied.push(migration.name().to_string());
+    }
+    Ok(applied)
+}
+
+/// Runs `work` in a transaction that may write. On SQLite it begins with `BEGIN IMMEDIATE`: a deferred
+/// transaction that reads and then writes fails at once with SQLITE_BUSY when another writer got in
+/// first (the busy timeout does not cover that upgrade), while an immediate one waits its turn.
+pub fn write_transaction<T, E, F>(conn: &mut DbConnection, work: F) -> Result<T, E>
+where
+    F: FnOnce(&mut DbConnection) -> Result<T, E>,
+    E: From<DieselError>,
+{
+    type Manager = <DbConnection as diesel::Connection>::TransactionManager;
+    match conn {
+        DbConnection::Sqlite(inner) => {
+            AnsiTransactionManager::begin_transaction_sql(inner, "BEGIN IMMEDIATE")?
+        }
+        DbConnection::Postgres(_) => Manager::begin_transaction(conn)?,
+    }
+    match work(conn) {
+        Ok(value) => {
+            Manager::commit_transaction(conn)?;
+            Ok(value)
+        }
+        Err(error) => {
+            if let Err(rollback) = Manager::rollback_transaction(conn) {
+                tracing::error!(error = %rollback, "rolling back a failed transaction failed");
+            }
+            Err(error)
+        }
+    }
+}
+
+/// Driver messages can span lines; start-up errors are reported on one.
+fn one_line(error: &dyn fmt::Display) -> String {
+    error
+        .to_string()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeSet;
+
+    fn migration_names(backend: &str) -> BTreeSet<String> {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("migrations")
+            .join(backend);
+        std::fs::read_dir(&dir)
+            .unwrap_or_else(|e| panic!("cannot read {}: {e}", dir.display()))
+            .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+            .collect()
+    }
+
+    #[test]
+    fn both_backends_have_the_same_migrations() {
+        let sqlite = migration_names("sqlite");
+        assert!(!sqlite.is_empty());
+        assert_eq!(sqlite, migration_names("postgres"));
+    }
+
+    #[test]
+    fn database_urls_are_checked_and_passwords_hidden() {
+        assert_eq!(
+            DatabaseUrl::parse("sqlite://idgate.db")
+                .unwrap()
+                .sqlite_path(),
+            "idgate.db"
+        );
+        assert_eq!(
+            DatabaseUrl::parse("sqlite:///data/idgate.db")
+                .unwrap()
+                .sqlite_path(),
+            "/data/idgate.db"
+        );
+        assert_eq!(
+            DatabaseUrl::parse("postgresql://h/db").unwrap().backend(),
+            Backend::Postgres
+        );
+        assert!(DatabaseUrl::parse("sqlite://").is_err());
+        assert!(DatabaseUrl::parse("sqlite://:memory:").is_err());
+        assert!(DatabaseUrl::parse("mysql://h/db").is_err());
+        assert!(DatabaseUrl::parse("idgate.db").is_err());
+
+        let url = DatabaseUrl::parse("postgres://app:s3cret@db.internal/idgate").unwrap();
+        assert!(!url.to_string().contains("s3cret"));
+        assert!(!format!("{url:?}").contains("s3cret"));
+        let error = DatabaseUrl::parse("mysql://app:s3cret@db/idgate").unwrap_err();
+        assert!(!error.contains("s3cret"), "{error}");
+    }
+}

@@ -1,0 +1,14 @@
+//! idgate: a SCIM 2.0 provisioning server and SAML 2.0 SSO gateway for multi-workspace products.
+//!
+//! Organised by capability; each module holds its own wire types, logic and storage.
+
+pub mod app;
+pub mod audit;
+pub mod cli;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod telemetry;
+pub mod time;
+pub mod tokens;
+pub mod workspaces;

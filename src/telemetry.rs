@@ -1,0 +1,85 @@
+//! Logging: one subscriber for the process, and the root span every request runs in.
+//!
+//! The root span carries the request id, so every line logged while serving a request names it.
+//! It records the path but never the query string (SAML's redirect binding carries signed messages
+//! there) nor any header but the user agent: tokens, cookies and SAML messages stay out of the logs.
+
+use actix_web::HttpMessage;
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::middleware::Next;
+use tracing::Span;
+use tracing_actix_web::{RequestId, RootSpanBuilder};
+use tracing_subscriber::EnvFilter;
+
+use crate::config::LogFormat;
+
+pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Installs the global subscriber, writing to stderr. `RUST_LOG` overrides `default_level`.
+/// Calling it again (tests start many servers in one process) keeps the first subscriber.
+pub fn init(format: LogFormat, default_level: &str) {
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Pretty => builder.try_init(),
+        LogFormat::Json => builder
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .try_init(),
+    };
+}
+
+pub struct RootSpan;
+
+impl RootSpanBuilder for RootSpan {
+    fn on_request_start(request: &ServiceRequest) -> Span {
+        let request_id = request.extensions().get::<RequestId>().copied();
+        tracing::info_span!(
+            "request",
+            request_id = %request_id.map(|id| id.to_string()).unwrap_or_default(),
+            method = %request.method(),
+            path = %request.path(),
+            route = request.match_pattern().unwrap_or_default(),
+            status = tracing::field::Empty,
+        )
+    }
+
+    fn on_request_end<B: MessageBody>(
+        span: Span,
+        outcome: &Result<ServiceResponse<B>, actix_web::Error>,
+    ) {
+        let _entered = span.enter();
+        let (status, error) = match outcome {
+            Ok(response) => (response.status(), response.response().error()),
+            Err(error) => (error.as_response_error().status_code(), Some(error)),
+        };
+        span.record("status", status.as_u16());
+        match error {
+            Some(error) if status.is_server_error() => {
+                // The Debug form names the cause chain; error types keep secrets out of both forms.
+                tracing::error!(error = %error, cause = ?error, "request failed");
+            }
+            _ => tracing::info!("request finished"),
+        }
+    }
+}
+
+/// Echoes the request id that `TracingLogger` assigned as the `X-Request-Id` response header.
+pub async fn request_id_header(
+    request: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let request_id = request.extensions().get::<RequestId>().copied();
+    let mut response = next.call(request).await?;
+    if let Some(id) = request_id {
+        let value = HeaderValue::from_str(&id.to_string()).expect("a UUID is a valid header value");
+        response.headers_mut().insert(REQUEST_ID_HEADER, value);
+    }
+    Ok(response)
+}

@@ -1,0 +1,111 @@
+//! `/api/v1/workspaces/{ws}/tokens`: list, create and revoke API tokens (scope `tokens:write`).
+
+use actix_web::{HttpResponse, web};
+use serde::{Deserialize, Serialize};
+
+use super::auth::{Authorized, needs};
+use super::{ApiToken, NewToken, Scopes, TokenError};
+use crate::db::Store;
+
+pub fn routes(config: &mut web::ServiceConfig) {
+    config
+        .service(
+            web::resource("/workspaces/{ws}/tokens")
+                .get(list)
+                .post(create),
+        )
+        .service(web::resource("/workspaces/{ws}/tokens/{token_id}").delete(revoke));
+}
+
+#[derive(Serialize)]
+struct TokenView {
+    #[serde(flatten)]
+    token: ApiToken,
+    status: &'static str,
+}
+
+impl From<ApiToken> for TokenView {
+    fn from(token: ApiToken) -> Self {
+        let status = token.status(crate::time::now());
+        TokenView { token, status }
+    }
+}
+
+async fn list(
+    auth: Authorized<needs::TokensWrite>,
+    store: web::Data<Store>,
+) -> Result<HttpResponse, TokenError> {
+    let workspace_id = auth.workspace.id;
+    let tokens = store
+        .run(move |conn| super::list(conn, &workspace_id))
+        .await?;
+    let tokens: Vec<TokenView> = tokens.into_iter().map(TokenView::from).collect();
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "tokens": tokens })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateRequest {
+    name: Option<String>,
+    scopes: Vec<String>,
+    /// A duration such as `90d`; none for a token that does not expire.
+    expires_in: Option<String>,
+}
+
+#[derive(Serialize)]
+struct CreatedView {
+    #[serde(flatten)]
+    token: TokenView,
+    /// The secret, shown this once.
+    secret: String,
+}
+
+async fn create(
+    auth: Authorized<needs::TokensWrite>,
+    store: web::Data<Store>,
+    body: web::Json<CreateRequest>,
+) -> Result<HttpResponse, TokenError> {
+    let body = body.into_inner();
+    let scopes = Scopes::from_list(body.scopes.iter().map(String::as_str))?;
+    // A token may hand on only what it holds, or tokens:write alone would grant every scope.
+    if !scopes.is_subset(&auth.token.scopes) {
+        let extra: Vec<&str> = scopes
+            .iter()
+            .filter(|scope| !auth.token.scopes.contains(*scope))
+            .map(|scope| scope.as_str())
+            .collect();
+        return Err(TokenError::ScopeEscalation(extra.join(",")));
+    }
+    let lifetime = body
+        .expires_in
+        .as_deref()
+        .map(super::parse_lifetime)
+        .transpose()?;
+    let new = NewToken {
+        name: body.name,
+        scopes,
+        lifetime,
+    };
+    let (workspace, audit) = (auth.workspace, auth.audit);
+    let issued = store
+        .run(move |conn| super::create(conn, &workspace, new, &audit))
+        .await?;
+    Ok(HttpResponse::Created().json(CreatedView {
+        token: issued.token.into(),
+        secret: issued.secret,
+    }))
+}
+
+async fn revoke(
+    auth: Authorized<needs::TokensWrite>,
+    store: web::Data<Store>,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, TokenError> {
+    let (_, token_id) = path.into_inner();
+    let (workspace_id, audit) = (auth.workspace.id, auth.audit);
+    // Revoking twice is not an error: the client's intent holds either way.
+    store
+        .run(move |conn| super::revoke(conn, &token_id, Some(&workspace_id), &audit))
+        .await?;
+    Ok(HttpResponse::NoContent().finish())
+}

@@ -1,0 +1,42 @@
+//! `GET` and `PATCH /api/v1/workspaces/{ws}`. Workspaces are created from the command line, the
+//! bootstrap path: a token belongs to a workspace, so none can make the first one.
+
+use actix_web::{HttpResponse, web};
+use serde::Deserialize;
+
+use super::{WorkspaceChanges, WorkspaceError};
+use crate::db::Store;
+use crate::tokens::auth::{Authorized, needs};
+
+pub fn routes(config: &mut web::ServiceConfig) {
+    config.service(web::resource("/workspaces/{ws}").get(show).patch(change));
+}
+
+async fn show(auth: Authorized<needs::WorkspaceRead>) -> HttpResponse {
+    HttpResponse::Ok().json(auth.workspace)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ChangeRequest {
+    name: Option<String>,
+    hipaa: Option<bool>,
+}
+
+async fn change(
+    auth: Authorized<needs::WorkspaceWrite>,
+    store: web::Data<Store>,
+    body: web::Json<ChangeRequest>,
+) -> Result<HttpResponse, WorkspaceError> {
+    let body = body.into_inner();
+    let changes = WorkspaceChanges {
+        name: body.name,
+        hipaa: body.hipaa,
+    };
+    let slug = auth.workspace.slug;
+    let audit = auth.audit;
+    let workspace = store
+        .run(move |conn| super::update(conn, &slug, changes, &audit))
+        .await?;
+    Ok(HttpResponse::Ok().json(workspace))
+}

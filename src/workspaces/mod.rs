@@ -1,0 +1,258 @@
+//! Workspaces: the tenants. Everything else in idgate belongs to exactly one.
+
+pub mod api;
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+use serde::Serialize;
+use serde_json::json;
+
+use crate::audit::{self, AuditContext, Event, Target};
+use crate::db::schema::workspaces;
+use crate::db::{DbConnection, StoreError, write_transaction};
+
+const SLUG_MAX: usize = 63;
+const NAME_MAX: usize = 200;
+
+#[derive(Debug, Clone, PartialEq, Eq, Queryable, Serialize)]
+pub struct Workspace {
+    pub id: String,
+    pub slug: String,
+    pub name: String,
+    pub hipaa: bool,
+    #[serde(serialize_with = "crate::time::serialize")]
+    pub created_at: NaiveDateTime,
+    #[serde(serialize_with = "crate::time::serialize")]
+    pub updated_at: NaiveDateTime,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WorkspaceError {
+    #[error(
+        "workspace slug {0:?} must be 2 to 63 lowercase letters, digits and hyphens, starting and ending with a letter or digit"
+    )]
+    InvalidSlug(String),
+    #[error("workspace name must be 1 to 200 characters with no control characters")]
+    InvalidName,
+    #[error("a workspace with slug {0:?} already exists")]
+    SlugTaken(String),
+    #[error("no workspace with slug {0:?}")]
+    NotFound(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<diesel::result::Error> for WorkspaceError {
+    fn from(error: diesel::result::Error) -> Self {
+        WorkspaceError::Store(error.into())
+    }
+}
+
+impl actix_web::ResponseError for WorkspaceError {
+    fn status_code(&self) -> actix_web::http::StatusCode {
+        use actix_web::http::StatusCode;
+        match self {
+            WorkspaceError::InvalidSlug(_) | WorkspaceError::InvalidName => StatusCode::BAD_REQUEST,
+            WorkspaceError::SlugTaken(_) => StatusCode::CONFLICT,
+            WorkspaceError::NotFound(_) => StatusCode::NOT_FOUND,
+            WorkspaceError::Store(error) => error.status_code(),
+        }
+    }
+
+    fn error_response(&self) -> actix_web::HttpResponse {
+        let code = match self {
+            WorkspaceError::InvalidSlug(_) | WorkspaceError::InvalidName => "invalid_request",
+            WorkspaceError::SlugTaken(_) => "conflict",
+            WorkspaceError::NotFound(_) => "not_found",
+            WorkspaceError::Store(error) => return error.error_response(),
+        };
+        crate::error::json_error(self.status_code(), code, &self.to_string())
+    }
+}
+
+/// Slugs appear in URLs (`/saml/{slug}/acs`) that are pasted into IdP consoles, so they are kept
+/// to what needs no escaping anywhere.
+pub fn validate_slug(slug: &str) -> Result<(), WorkspaceError> {
+    let bytes = slug.as_bytes();
+    let allowed = |b: &u8| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-';
+    let ends_ok = |b: Option<&u8>| b.is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+    let valid = (2..=SLUG_MAX).contains(&bytes.len())
+        && bytes.iter().all(allowed)
+        && ends_ok(bytes.first())
+        && ends_ok(bytes.last());
+    if valid {
+        Ok(())
+    } else {
+        Err(WorkspaceError::InvalidSlug(slug.to_owned()))
+    }
+}
+
+fn validate_name(name: &str) -> Result<String, WorkspaceError> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > NAME_MAX || name.chars().any(char::is_control) {
+        return Err(WorkspaceError::InvalidName);
+    }
+    Ok(name.to_owned())
+}
+
+pub struct NewWorkspace {
+    pub slug: String,
+    pub name: Option<String>,
+    pub hipaa: bool,
+}
+
+pub fn create(
+    conn: &mut DbConnection,
+    new: NewWorkspace,
+    context: &AuditContext,
+) -> Result<Workspace, WorkspaceError> {
+    validate_slug(&new.slug)?;
+    let name = validate_name(new.name.as_deref().unwrap_or(&new.slug))?;
+    let now = crate::time::now();
+    let workspace = Workspace {
+        id: uuid::Uuid::new_v4().to_string(),
+        slug: new.slug,
+        name,
+        hipaa: new.hipaa,
+        created_at: now,
+        updated_at: now,
+    };
+    write_transaction(conn, |conn| {
+        diesel::insert_into(workspaces::table)
+            .values((
+                workspaces::id.eq(&workspace.id),
+                workspaces::slug.eq(&workspace.slug),
+                workspaces::name.eq(&workspace.name),
+                workspaces::hipaa.eq(workspace.hipaa),
+                workspaces::created_at.eq(workspace.created_at),
+                workspaces::updated_at.eq(workspace.updated_at),
+            ))
+            .execute(conn)
+            .map_err(|error| match StoreError::from(error) {
+                error if error.is_unique_violation() => {
+                    WorkspaceError::SlugTaken(workspace.slug.clone())
+                }
+                error => error.into(),
+            })?;
+        audit::record(
+            conn,
+            context,
+            Event {
+                workspace_id: Some(&workspace.id),
+                action: "workspace.created",
+                target: Target {
+                    kind: "workspace",
+                    id: &workspace.id,
+                },
+                details: json!({ "slug": workspace.slug, "name": workspace.name, "hipaa": workspace.hipaa }),
+            },
+        )?;
+        Ok(workspace)
+    })
+}
+
+pub fn list(conn: &mut DbConnection) -> Result<Vec<Workspace>, WorkspaceError> {
+    Ok(workspaces::table.order(workspaces::slug.asc()).load(conn)?)
+}
+
+pub fn find_by_slug(conn: &mut DbConnection, slug: &str) -> Result<Workspace, WorkspaceError> {
+    workspaces::table
+        .filter(workspaces::slug.eq(slug))
+        .first(conn)
+        .optional()?
+        .ok_or_else(|| WorkspaceError::NotFound(slug.to_owned()))
+}
+
+/// The settings an admin may change. The slug is fixed: IdP consoles hold URLs that contain it.
+#[derive(Debug, Default)]
+pub struct WorkspaceChanges {
+    pub name: Option<String>,
+    pub hipaa: Option<bool>,
+}
+
+/// Applies the changes and records what actually changed; a change to the same values records nothing.
+pub fn update(
+    conn: &mut DbConnection,
+    slug: &str,
+    changes: WorkspaceChanges,
+    context: &AuditContext,
+) -> Result<Workspace, WorkspaceError> {
+    let name = changes.name.as_deref().map(validate_name).transpose()?;
+    write_transaction(conn, |conn| {
+        let mut workspace = find_by_slug(conn, slug)?;
+        let mut changed = serde_json::Map::new();
+        if let Some(name) = name.filter(|name| *name != workspace.name) {
+            changed.insert(
+                "name".to_owned(),
+                json!({ "from": workspace.name, "to": name }),
+            );
+            workspace.name = name;
+        }
+        if let Some(hipaa) = changes.hipaa.filter(|hipaa| *hipaa != workspace.hipaa) {
+            changed.insert(
+                "hipaa".to_owned(),
+                json!({ "from": workspace.hipaa, "to": hipaa }),
+            );
+            workspace.hipaa = hipaa;
+        }
+        if changed.is_empty() {
+            return Ok(workspace);
+        }
+        workspace.updated_at = crate::time::now();
+        diesel::update(workspaces::table.find(&workspace.id))
+            .set((
+                workspaces::name.eq(&workspace.name),
+                workspaces::hipaa.eq(workspace.hipaa),
+                workspaces::updated_at.eq(workspace.updated_at),
+            ))
+            .execute(conn)?;
+        audit::record(
+            conn,
+            context,
+            Event {
+                workspace_id: Some(&workspace.id),
+                action: "workspace.updated",
+                target: Target {
+                    kind: "workspace",
+                    id: &workspace.id,
+                },
+                details: json!({ "changes": changed }),
+            },
+        )?;
+        Ok(workspace)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slugs_are_url_safe_names() {
+        for good in ["acme", "a1", "acme-eu-2", &"a".repeat(63)] {
+            assert!(validate_slug(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "",
+            "a",
+            "Acme",
+            "-acme",
+            "acme-",
+            "ac me",
+            "acme_eu",
+            "ac/me",
+            "äcme",
+            &"a".repeat(64),
+        ] {
+            assert!(validate_slug(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn names_are_trimmed_and_bounded() {
+        assert_eq!(validate_name("  Acme Corp ").unwrap(), "Acme Corp");
+        assert!(validate_name("   ").is_err());
+        assert!(validate_name("a\nb").is_err());
+        assert!(validate_name(&"n".repeat(201)).is_err());
+    }
+}
