@@ -1,0 +1,202 @@
+//! Token authentication on the admin API: each way a token can be wrong, and what it is then told.
+
+use diesel::prelude::*;
+use idgate::db::schema::api_tokens;
+
+use crate::helpers::{TestApp, TestDatabase, read};
+use crate::on_both_databases;
+
+on_both_databases!(
+    missing_and_malformed_tokens_are_401_with_a_challenge,
+    unknown_ids_and_wrong_secrets_are_401,
+    expired_tokens_are_401,
+    revoked_tokens_are_401,
+    a_token_without_the_scope_is_403,
+    a_token_never_reaches_another_workspace,
+    use_is_recorded_in_last_used_at,
+);
+
+const WORKSPACE: &str = "/api/v1/workspaces/acme";
+
+async fn missing_and_malformed_tokens_are_401_with_a_challenge(database: TestDatabase) {
+    let app = TestApp::spawn(database).await;
+    let tenant = app.tenant("acme", "workspace:read");
+
+    let response = app.client.get(app.url(WORKSPACE)).send().await.unwrap();
+    assert_eq!(
+        response.headers().get("www-authenticate").unwrap(),
+        "Bearer realm=\"idgate\""
+    );
+    let (status, body) = read(response).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (401, Some("unauthorized"))
+    );
+
+    let malformed = [
+        format!("Basic {}", tenant.token),
+        "Bearer".to_owned(),
+        "Bearer not-a-token".to_owned(),
+        format!("Bearer {}x", tenant.token),
+    ];
+    for header in malformed {
+        let response = app
+            .client
+            .get(app.url(WORKSPACE))
+            .insert_header(("Authorization", header.as_str()))
+            .send()
+            .await
+            .unwrap();
+        let challenge = response.headers().get("www-authenticate").cloned();
+        let (status, body) = read(response).await;
+        assert_eq!(status, 401, "{header}");
+        assert_eq!(
+            challenge.unwrap(),
+            "Bearer realm=\"idgate\", error=\"invalid_token\""
+        );
+        assert!(
+            body["message"]
+                .as_str()
+                .unwrap()
+                .contains("not of the form"),
+            "{body}"
+        );
+    }
+}
+
+async fn unknown_ids_and_wrong_secrets_are_401(database: TestDatabase) {
+    let app = TestApp::spawn(database).await;
+    let tenant = app.tenant("acme", "workspace:read");
+    assert_eq!(app.get(WORKSPACE, &tenant.token).await.0, 200);
+
+    // The right id with another secret: only the hash comparison stands in the way.
+    let (prefix, secret) = tenant.token.split_at(tenant.token.len() - 43);
+    let other_secret = if secret.starts_with('A') {
+        secret.replacen('A', "B", 1)
+    } else {
+        format!("A{}", &secret[1..])
+    };
+    let wrong_secret = format!("{prefix}{other_secret}");
+    let unknown_id = format!("idg_{}_{secret}", "0".repeat(32));
+    for token in [wrong_secret, unknown_id] {
+        let (status, body) = app.get(WORKSPACE, &token).await;
+        assert_eq!(status, 401, "{token}");
+        assert_eq!(
+            body["message"], "the token is not valid",
+            "unknown ids and wrong secrets read the same"
+        );
+    }
+}
+
+async fn expired_tokens_are_401(database: TestDatabase) {
+    let app = TestApp::spawn(database).await;
+    let tenant = app.tenant("acme", "workspace:read");
+    let past = idgate::time::now() - chrono::TimeDelta::seconds(1);
+    diesel::update(api_tokens::table.find(&tenant.token_id))
+        .set(api_tokens::expires_at.eq(past))
+        .execute(&mut app.database.connect())
+        .unwrap();
+    let (status, body) = app.get(WORKSPACE, &tenant.token).await;
+    assert_eq!(
+        (status, body["message"].as_str()),
+        (401, Some("the token has expired"))
+    );
+}
+
+async fn revoked_tokens_are_401(database: TestDatabase) {
+    let app = TestApp::spawn(database).await;
+    let admin = app.tenant("acme", "tokens:write,workspace:read");
+    let other = app.token_for(&admin.workspace, "workspace:read");
+    assert_eq!(app.get(WORKSPACE, &other.secret).await.0, 200);
+
+    let path = format!("{WORKSPACE}/tokens/{}", other.token.id);
+    let (status, _) = app
+        .send_json("DELETE", &path, &admin.token, &serde_json::json!({}))
+        .await;
+    assert_eq!(status, 204);
+    let (status, body) = app.get(WORKSPACE, &other.secret).await;
+    assert_eq!(
+        (status, body["message"].as_str()),
+        (401, Some("the token has been revoked"))
+    );
+}
+
+async fn a_token_without_the_scope_is_403(database: TestDatabase) {
+    let app = TestApp::spawn(database).await;
+    let tenant = app.tenant("acme", "scim,audit:read");
+    let (status, body) = app.get(WORKSPACE, &tenant.token).await;
+    assert_eq!(status, 403);
+    assert_eq!(body["message"], "this token lacks the workspace:read scope");
+    let (status, _) = app
+        .send_json(
+            "PATCH",
+            WORKSPACE,
+            &tenant.token,
+            &serde_json::json!({"hipaa": true}),
+        )
+        .await;
+    assert_eq!(status, 403);
+    assert_eq!(
+        app.get(&format!("{WORKSPACE}/tokens"), &tenant.token)
+            .await
+            .0,
+        403
+    );
+    assert_eq!(
+        app.get(&format!("{WORKSPACE}/audit"), &tenant.token)
+            .await
+            .0,
+        200
+    );
+}
+
+async fn a_token_never_reaches_another_workspace(database: TestDatabase) {
+    let app = TestApp::spawn(database).await;
+    let acme = app.tenant(
+        "acme",
+        "workspace:read,workspace:write,tokens:write,audit:read",
+    );
+    let globex = app.tenant("globex", "workspace:read,tokens:write");
+
+    for path in [
+        "/api/v1/workspaces/globex",
+        "/api/v1/workspaces/globex/tokens",
+        "/api/v1/workspaces/globex/audit",
+    ] {
+        let (status, body) = app.get(path, &acme.token).await;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (404, Some("not_found")),
+            "{path}"
+        );
+    }
+    let (status, _) = app
+        .send_json(
+            "PATCH",
+            "/api/v1/workspaces/globex",
+            &acme.token,
+            &serde_json::json!({"hipaa": true}),
+        )
+        .await;
+    assert_eq!(status, 404);
+
+    // Revoking globex's token through acme's workspace finds nothing, and the token still works.
+    let path = format!("{WORKSPACE}/tokens/{}", globex.token_id);
+    let (status, _) = app
+        .send_json("DELETE", &path, &acme.token, &serde_json::json!({}))
+        .await;
+    assert_eq!(status, 404);
+    let (status, body) = app.get("/api/v1/workspaces/globex", &globex.token).await;
+    assert_eq!((status, body["hipaa"].as_bool()), (200, Some(false)));
+}
+
+async fn use_is_recorded_in_last_used_at(database: TestDatabase) {
+    let app = TestApp::spawn(database).await;
+    let tenant = app.tenant("acme", "workspace:read,tokens:write");
+    let (_, before) = app.get(&format!("{WORKSPACE}/tokens"), &tenant.token).await;
+    let used = |body: &serde_json::Value| body["tokens"][0]["last_used_at"].clone();
+    // This listing itself used the token, so it already shows a time.
+    assert!(used(&before).is_string(), "{before}");
+    let first_use = idgate::time::parse_rfc3339(used(&before).as_str().unwrap()).unwrap();
+    assert!(idgate::time::now() - first_use < chrono::TimeDelta::seconds(30));
+}

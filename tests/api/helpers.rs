@@ -1,0 +1,274 @@
+//! Every test gets its own database and, where it needs one, its own server on a free port.
+//! Tests run on SQLite always, and on PostgreSQL too when `IDGATE_TEST_POSTGRES_URL` is set: each
+//! then gets a fresh schema of that database, dropped when the test ends.
+
+use std::net::SocketAddr;
+use std::process::Output;
+
+use diesel::connection::SimpleConnection;
+use diesel::{Connection, PgConnection};
+use idgate::app::Application;
+use idgate::audit::AuditContext;
+use idgate::config::{LogFormat, Settings};
+use idgate::db::{self, Backend, DatabaseUrl, DbConnection};
+use idgate::tokens::{self, NewToken, Scopes};
+use idgate::workspaces::{self, NewWorkspace, Workspace};
+use serde_json::Value;
+
+pub const POSTGRES_ENV: &str = "IDGATE_TEST_POSTGRES_URL";
+
+/// Runs each named `async fn(TestDatabase)` once on SQLite and once on PostgreSQL, as
+/// `name::sqlite` and `name::postgres`.
+#[macro_export]
+macro_rules! on_both_databases {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[actix_web::test]
+            async fn sqlite() {
+                super::$name($crate::helpers::TestDatabase::sqlite()).await
+            }
+
+            #[actix_web::test]
+            async fn postgres() {
+                if let Some(database) = $crate::helpers::TestDatabase::postgres() {
+                    super::$name(database).await
+                }
+            }
+        }
+    )*};
+}
+
+pub struct TestDatabase {
+    pub url: String,
+    pub backend: Backend,
+    /// Drops the PostgreSQL schema, or removes the SQLite directory, when the test ends.
+    _cleanup: Cleanup,
+}
+
+enum Cleanup {
+    Sqlite(#[allow(dead_code)] tempfile::TempDir),
+    Postgres { admin_url: String, schema: String },
+}
+
+impl TestDatabase {
+    pub fn sqlite() -> TestDatabase {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let url = format!("sqlite://{}", dir.path().join("idgate.db").display());
+        TestDatabase {
+            url,
+            backend: Backend::Sqlite,
+            _cleanup: Cleanup::Sqlite(dir),
+        }
+    }
+
+    /// None when PostgreSQL tests are not configured; in CI that is a failure, not a skip.
+    pub fn postgres() -> Option<TestDatabase> {
+        let Ok(admin_url) = std::env::var(POSTGRES_ENV) else {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "{POSTGRES_ENV} must be set in CI"
+            );
+            eprintln!("skipped: set {POSTGRES_ENV} to run this test on PostgreSQL");
+            return None;
+        };
+        let schema = format!("idgate_test_{}", uuid::Uuid::new_v4().simple());
+        let mut admin =
+            PgConnection::establish(&admin_url).expect("connect to the test PostgreSQL server");
+        admin
+            .batch_execute(&format!("CREATE SCHEMA {schema}"))
+            .expect("create a test schema");
+        let separator = if admin_url.contains('?') { '&' } else { '?' };
+        let url = format!("{admin_url}{separator}options=-csearch_path%3D{schema}");
+        Some(TestDatabase {
+            url,
+            backend: Backend::Postgres,
+            _cleanup: Cleanup::Postgres { admin_url, schema },
+        })
+    }
+
+    pub fn database_url(&self) -> DatabaseUrl {
+        DatabaseUrl::parse(&self.url).expect("test URLs are valid")
+    }
+
+    /// A connection with migrations applied, for setting up and inspecting state.
+    pub fn connect(&self) -> DbConnection {
+        let mut conn = db::connect(&self.database_url()).expect("connect to the test database");
+        db::run_migrations(&mut conn).expect("migrations apply");
+        conn
+    }
+
+    /// SQL for this backend, run as is (tests that need to break or inspect the schema).
+    pub fn execute(&self, sql: &str) -> Result<(), diesel::result::Error> {
+        self.connect().batch_execute(sql)
+    }
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        if let Cleanup::Postgres { admin_url, schema } = self
+            && let Ok(mut admin) = PgConnection::establish(admin_url)
+        {
+            let _ = admin.batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"));
+        }
+    }
+}
+
+pub struct TestApp {
+    pub address: SocketAddr,
+    pub client: awc::Client,
+    pub database: TestDatabase,
+}
+
+/// A workspace made for a test, with a token holding the scopes asked for.
+pub struct Tenant {
+    pub workspace: Workspace,
+    pub token_id: String,
+    pub token: String,
+}
+
+impl TestApp {
+    pub async fn spawn(database: TestDatabase) -> TestApp {
+        let settings = Settings {
+            bind: SocketAddr::from(([127, 0, 0, 1], 0)),
+            database_url: database.database_url(),
+            base_url: None,
+            log_format: LogFormat::Pretty,
+        };
+        let app = Application::build(&settings).expect("the server starts");
+        let address = SocketAddr::from(([127, 0, 0, 1], app.port()));
+        actix_web::rt::spawn(app.run_until_stopped());
+        TestApp {
+            address,
+            client: awc::Client::default(),
+            database,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.address)
+    }
+
+    /// Makes a workspace and a token for it, as an operator would with the CLI.
+    pub fn tenant(&self, slug: &str, scopes: &str) -> Tenant {
+        let mut conn = self.database.connect();
+        let workspace = workspaces::create(
+            &mut conn,
+            NewWorkspace {
+                slug: slug.to_owned(),
+                name: None,
+                hipaa: false,
+            },
+            &AuditContext::cli(),
+        )
+        .expect("create the workspace");
+        let issued = self.token_for(&workspace, scopes);
+        Tenant {
+            workspace,
+            token_id: issued.token.id,
+            token: issued.secret,
+        }
+    }
+
+    pub fn token_for(&self, workspace: &Workspace, scopes: &str) -> tokens::IssuedToken {
+        let new = NewToken {
+            name: None,
+            scopes: Scopes::parse(scopes).expect("valid scopes"),
+            lifetime: None,
+        };
+        tokens::create(
+            &mut self.database.connect(),
+            workspace,
+            new,
+            &AuditContext::cli(),
+        )
+        .expect("create a token")
+    }
+
+    /// GET with a bearer token; returns the status and the JSON body (Null when there is none).
+    pub async fn get(&self, path: &str, token: &str) -> (u16, Value) {
+        let request = self.client.get(self.url(path)).bearer_auth(token);
+        read(request.send().await.expect("the server answers")).await
+    }
+
+    pub async fn send_json(
+        &self,
+        method: &str,
+        path: &str,
+        token: &str,
+        body: &Value,
+    ) -> (u16, Value) {
+        let method =
+            actix_web::http::Method::from_bytes(method.as_bytes()).expect("a valid method");
+        let request = self
+            .client
+            .request(method, self.url(path))
+            .bearer_auth(token);
+        read(request.send_json(body).await.expect("the server answers")).await
+    }
+
+    /// Runs the `idgate` binary against this test's database.
+    pub async fn cli(&self, args: &[&str]) -> Output {
+        run_cli(args, &self.database.url).await
+    }
+}
+
+pub async fn read(
+    mut response: awc::ClientResponse<
+        impl futures_util::Stream<Item = Result<actix_web::web::Bytes, awc::error::PayloadError>>
+        + Unpin,
+    >,
+) -> (u16, Value) {
+    let status = response.status().as_u16();
+    let body = response.body().await.expect("a readable body");
+    let json = if body.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&body).expect("a JSON body")
+    };
+    (status, json)
+}
+
+/// Runs `idgate ARGS --database-url URL` in an empty directory with no `IDGATE_*` settings in its
+/// environment, so that nothing but the arguments configures it.
+pub async fn run_cli(args: &[&str], database_url: &str) -> Output {
+    let mut all: Vec<String> = args.iter().map(|arg| arg.to_string()).collect();
+    all.extend(["--database-url".to_owned(), database_url.to_owned()]);
+    run_binary(all, Vec::new()).await
+}
+
+pub async fn run_binary(args: Vec<String>, env: Vec<(String, String)>) -> Output {
+    actix_web::rt::task::spawn_blocking(move || {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_idgate"));
+        command.args(&args).current_dir(dir.path());
+        for (key, _) in std::env::vars() {
+            if key.starts_with("IDGATE_") || key == "RUST_LOG" {
+                command.env_remove(key);
+            }
+        }
+        command.envs(env).output().expect("the idgate binary runs")
+    })
+    .await
+    .expect("the CLI task completes")
+}
+
+pub fn stdout(output: &Output) -> String {
+    String::from_utf8(output.stdout.clone()).expect("UTF-8 output")
+}
+
+pub fn stderr(output: &Output) -> String {
+    String::from_utf8(output.stderr.clone()).expect("UTF-8 output")
+}
+
+/// Asserts that a command failed with exactly one line on stderr, and returns that line.
+pub fn failure_line(output: &Output) -> String {
+    assert!(
+        !output.status.success(),
+        "expected a failure; stdout: {}",
+        stdout(output)
+    );
+    let stderr = stderr(output);
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "one line of reason, got: {stderr}");
+    lines[0].to_owned()
+}

@@ -1,0 +1,146 @@
+//! What `idgate serve` writes to its log: every request line names its request id, and no secret
+//! (token, query string) ever appears.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::helpers::{TestDatabase, read};
+
+#[actix_web::test]
+async fn json_logs_carry_request_ids_and_no_secrets() {
+    let database = TestDatabase::sqlite();
+    let mut server = Command::new(env!("CARGO_BIN_EXE_idgate"))
+        .args([
+            "serve",
+            "--bind",
+            "127.0.0.1:0",
+            "--log-format",
+            "json",
+            "--database-url",
+            &database.url,
+        ])
+        .env("RUST_LOG", "info")
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("idgate serve starts");
+    let (lines_tx, lines) = mpsc::channel::<String>();
+    let stderr = server.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = lines_tx.send(line);
+        }
+    });
+    let mut log: Vec<Value> = Vec::new();
+    let next_line = |lines: &mpsc::Receiver<String>| {
+        lines
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the server logs")
+    };
+    let address = loop {
+        let entry: Value =
+            serde_json::from_str(&next_line(&lines)).expect("every log line is JSON");
+        let listening = entry["fields"]["message"] == "listening";
+        log.push(entry);
+        if listening {
+            break log.last().unwrap()["fields"]["address"]
+                .as_str()
+                .unwrap()
+                .to_owned();
+        }
+    };
+
+    let tenant = {
+        let mut conn = database.connect();
+        let context = idgate::audit::AuditContext::cli();
+        let new = idgate::workspaces::NewWorkspace {
+            slug: "acme".into(),
+            name: None,
+            hipaa: false,
+        };
+        let workspace = idgate::workspaces::create(&mut conn, new, &context).unwrap();
+        let scopes = idgate::tokens::Scopes::parse("workspace:read").unwrap();
+        let new = idgate::tokens::NewToken {
+            name: None,
+            scopes,
+            lifetime: None,
+        };
+        idgate::tokens::create(&mut conn, &workspace, new, &context)
+            .unwrap()
+            .secret
+    };
+    let forged = format!("idg_{}_{}", "f".repeat(32), "S".repeat(43));
+    let client = awc::Client::default();
+    let requests = [
+        ("/api/v1/workspaces/acme", tenant.as_str(), 200),
+        ("/api/v1/workspaces/acme", forged.as_str(), 401),
+        (
+            "/healthz?SAMLRequest=c2VjcmV0LXNhbWwtbWVzc2FnZQ",
+            tenant.as_str(),
+            200,
+        ),
+    ];
+    let mut request_ids = Vec::new();
+    for (path, token, expected) in requests {
+        let response = client
+            .get(format!("http://{address}{path}"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        request_ids.push(
+            response
+                .headers()
+                .get("x-request-id")
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .to_owned(),
+        );
+        assert_eq!(read(response).await.0, expected, "{path}");
+    }
+
+    // Each request's line names the id its response carried.
+    let mut unseen = request_ids.clone();
+    while !unseen.is_empty() {
+        let entry: Value = serde_json::from_str(&next_line(&lines)).unwrap();
+        if entry["fields"]["message"] == "request finished" {
+            let request_id = entry["span"]["request_id"]
+                .as_str()
+                .expect("the line names its request");
+            unseen.retain(|id| id != request_id);
+        }
+        log.push(entry);
+    }
+    server.kill().unwrap();
+    server.wait().unwrap();
+    log.extend(
+        lines
+            .try_iter()
+            .filter_map(|line| serde_json::from_str(&line).ok()),
+    );
+
+    let text = log
+        .iter()
+        .map(Value::to_string)
+        .collect::<Vec<_>>()
+        .join("\n");
+    for secret in [
+        &tenant[37..],
+        &forged[37..],
+        "SAMLRequest",
+        "c2VjcmV0LXNhbWwtbWVzc2FnZQ",
+    ] {
+        assert!(
+            !text.contains(secret),
+            "{secret} leaked into the log:\n{text}"
+        );
+    }
+    assert!(
+        text.contains("/api/v1/workspaces/acme"),
+        "paths are logged:\n{text}"
+    );
+}

@@ -1,0 +1,13 @@
+//! The one integration-test binary: every module tests idgate through its real interfaces (HTTP
+//! and the `idgate` binary), on SQLite and, when configured, PostgreSQL.
+
+mod helpers;
+
+mod audit;
+mod auth;
+mod cli;
+mod config;
+mod health;
+mod logging;
+mod tokens;
+mod workspaces;
