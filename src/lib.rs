@@ -8,6 +8,7 @@ pub mod cli;
 pub mod config;
 pub mod db;
 pub mod error;
+pub mod scim;
 pub mod telemetry;
 pub mod time;
 pub mod tokens;
