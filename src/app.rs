@@ -13,7 +13,7 @@ use tracing_actix_web::TracingLogger;
 use crate::config::{BaseUrl, Settings};
 use crate::db::{Store, StoreError};
 use crate::telemetry::{RootSpan, request_id_header};
-use crate::{audit, error, tokens, workspaces};
+use crate::{audit, error, scim, tokens, workspaces};
 
 pub struct Application {
     server: Server,
@@ -31,9 +31,11 @@ impl Application {
         let bound = listener.local_addr()?;
         let base_url = settings.public_base_url(bound);
         let store = web::Data::new(store);
+        let public_base_url = web::Data::new(base_url.clone());
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(store.clone())
+                .app_data(public_base_url.clone())
                 .app_data(error::json_config())
                 .app_data(error::query_config())
                 .app_data(error::path_config())
@@ -51,6 +53,7 @@ impl Application {
                         .configure(tokens::api::routes)
                         .configure(audit::api::routes),
                 )
+                .configure(scim::api::routes)
                 .default_service(web::to(error::not_found))
         })
         .shutdown_timeout(10)

@@ -4,6 +4,7 @@
 //! Storage code returns `QueryResult` or [`StoreError`]; each capability maps those to its own error
 //! type, so a database "not found" becomes that capability's 404 and pool exhaustion a 503.
 
+pub mod raw;
 pub mod schema;
 
 use std::fmt;
@@ -23,10 +24,12 @@ const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/po
 /// PostgreSQL database apply each migration once.
 const MIGRATION_LOCK_KEY: i64 = 0x1d6a_7e00_0001;
 
-/// Applied to every SQLite connection: WAL lets readers run beside the one writer, and the busy
-/// timeout makes a second writer wait instead of failing.
+/// Applied to every SQLite connection: WAL lets readers run beside the one writer, the busy
+/// timeout makes a second writer wait instead of failing, and a case-sensitive LIKE behaves as
+/// PostgreSQL's does (SCIM filters lower-case both sides themselves where a match ignores case).
 const SQLITE_PRAGMAS: &str = "PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000; \
-                              PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;";
+                              PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+                              PRAGMA case_sensitive_like = ON;";
 
 /// How long a request waits for a pooled connection before it is answered 503.
 const CHECKOUT_TIMEOUT: Duration = Duration::from_secs(5);

@@ -40,5 +40,64 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    scim_users (seq) {
+        seq -> BigInt,
+        id -> Text,
+        workspace_id -> Text,
+        user_name -> Text,
+        user_name_ci -> Text,
+        external_id -> Nullable<Text>,
+        active -> Bool,
+        document -> Text,
+        version -> BigInt,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    scim_groups (seq) {
+        seq -> BigInt,
+        id -> Text,
+        workspace_id -> Text,
+        display_name -> Text,
+        external_id -> Nullable<Text>,
+        document -> Text,
+        version -> BigInt,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    scim_group_members (group_id, member_id) {
+        group_id -> Text,
+        member_id -> Text,
+        member_type -> Text,
+    }
+}
+
+diesel::table! {
+    scim_values (resource_id, attribute, element, sub) {
+        workspace_id -> Text,
+        resource_type -> Text,
+        resource_id -> Text,
+        attribute -> Text,
+        element -> Integer,
+        sub -> Text,
+        value -> Text,
+        value_ci -> Text,
+    }
+}
+
 diesel::joinable!(api_tokens -> workspaces (workspace_id));
-diesel::allow_tables_to_appear_in_same_query!(workspaces, api_tokens, audit_events);
+diesel::allow_tables_to_appear_in_same_query!(
+    workspaces,
+    api_tokens,
+    audit_events,
+    scim_users,
+    scim_groups,
+    scim_group_members,
+    scim_values,
+);

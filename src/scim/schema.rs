@@ -584,11 +584,10 @@ mod tests {
             user.attribute(None, "id").unwrap().returned,
             Returned::Always
         );
-        assert_eq!(
+        assert!(
             user.attribute(Some(USER_SCHEMA), "emails")
                 .unwrap()
-                .multi_valued,
-            true
+                .multi_valued
         );
         let manager = user
             .attribute(Some(&ENTERPRISE_SCHEMA.to_lowercase()), "Manager")

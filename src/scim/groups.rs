@@ -1,0 +1,340 @@
+//! SCIM Groups of a workspace. Memberships are rows of their own: adding or removing members
+//! touches only the rows named, whatever the size of the group.
+
+use std::collections::BTreeSet;
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+use serde_json::{Value, json};
+
+use super::error::ScimError;
+use super::resource::Document;
+use super::schema::ResourceKind;
+use super::store::{self, Page, changed_attributes};
+use super::values;
+use crate::audit::{self, AuditContext, Event, Target};
+use crate::db::schema::{scim_group_members, scim_groups, scim_users};
+use crate::db::{DbConnection, write_transaction};
+
+#[derive(Debug, Clone, Queryable)]
+pub struct StoredGroup {
+    pub seq: i64,
+    pub id: String,
+    pub workspace_id: String,
+    pub display_name: String,
+    pub external_id: Option<String>,
+    pub document: String,
+    pub version: i64,
+    pub created_at: NaiveDateTime,
+    pub updated_at: NaiveDateTime,
+}
+
+impl StoredGroup {
+    pub fn document(&self) -> Document {
+        store::parse_document(&self.document)
+    }
+}
+
+/// What a request does to a group's members.
+#[derive(Debug, Default, Clone)]
+pub struct MemberChange {
+    /// The new full list (`replace members`), applied before `add` and `remove`.
+    pub replace: Option<Vec<String>>,
+    pub add: Vec<String>,
+    /// None of the ids: every member (`remove` on `members` with no value).
+    pub remove_all: bool,
+    pub remove: Vec<String>,
+}
+
+impl MemberChange {
+    pub fn is_empty(&self) -> bool {
+        self.replace.is_none() && self.add.is_empty() && !self.remove_all && self.remove.is_empty()
+    }
+}
+
+fn display_name(document: &Document) -> Result<String, ScimError> {
+    match document.get("displayName") {
+        Some(Value::String(name)) if !name.trim().is_empty() => Ok(name.clone()),
+        _ => Err(ScimError::invalid_value("displayName is required")),
+    }
+}
+
+pub fn load(
+    conn: &mut DbConnection,
+    workspace_id: &str,
+    id: &str,
+) -> Result<StoredGroup, ScimError> {
+    scim_groups::table
+        .filter(scim_groups::workspace_id.eq(workspace_id))
+        .filter(scim_groups::id.eq(id))
+        .first(conn)
+        .optional()?
+        .ok_or_else(|| ScimError::NotFound(format!("no Group with id {id}")))
+}
+
+pub fn create(
+    conn: &mut DbConnection,
+    workspace_id: &str,
+    document: Document,
+    members: Vec<String>,
+    context: &AuditContext,
+) -> Result<StoredGroup, ScimError> {
+    let name = display_name(&document)?;
+    let id = uuid::Uuid::new_v4().to_string();
+    let now = crate::time::now();
+    write_transaction(conn, |conn| {
+        diesel::insert_into(scim_groups::table)
+            .values((
+                scim_groups::id.eq(&id),
+                scim_groups::workspace_id.eq(workspace_id),
+                scim_groups::display_name.eq(&name),
+                scim_groups::external_id.eq(document.get("externalId").and_then(Value::as_str)),
+                scim_groups::document.eq(Value::Object(document.clone()).to_string()),
+                scim_groups::version.eq(1),
+                scim_groups::created_at.eq(now),
+                scim_groups::updated_at.eq(now),
+            ))
+            .execute(conn)?;
+        values::reindex(conn, workspace_id, ResourceKind::Group, &id, &document)?;
+        let added = add_members(conn, workspace_id, &id, &members)?;
+        audit::record(
+            conn,
+            context,
+            Event {
+                workspace_id: Some(workspace_id),
+                action: "scim.group.created",
+                target: Target {
+                    kind: "group",
+                    id: &id,
+                },
+                details: json!({ "displayName": name, "members_added": added }),
+            },
+        )?;
+        load(conn, workspace_id, &id)
+    })
+}
+
+/// Changes a group's attributes and members in one transaction; `change` computes them from the
+/// stored group, so concurrent PATCHes apply one after the other and none is lost.
+pub fn update(
+    conn: &mut DbConnection,
+    workspace_id: &str,
+    id: &str,
+    expected_version: Option<&str>,
+    context: &AuditContext,
+    change: impl FnOnce(&StoredGroup) -> Result<(Document, MemberChange), ScimError>,
+) -> Result<StoredGroup, ScimError> {
+    write_transaction(conn, |conn| {
+        store::lock_row!(conn, scim_groups, workspace_id, id);
+        let current = load(conn, workspace_id, id)?;
+        store::check_version(expected_version, current.version)?;
+        let before = current.document();
+        let (document, members) = change(&current)?;
+        let name = display_name(&document)?;
+        let changed = changed_attributes(&before, &document);
+        let mut removed = Vec::new();
+        let mut added = Vec::new();
+        if let Some(replacement) = &members.replace {
+            let keep: BTreeSet<&String> = replacement.iter().collect();
+            let leaving: Vec<String> = member_ids(conn, id)?
+                .into_iter()
+                .filter(|m| !keep.contains(m))
+                .collect();
+            removed.extend(remove_members(conn, id, &leaving)?);
+            added.extend(add_members(conn, workspace_id, id, replacement)?);
+        }
+        if members.remove_all {
+            let everyone = member_ids(conn, id)?;
+            removed.extend(remove_members(conn, id, &everyone)?);
+        }
+        added.extend(add_members(conn, workspace_id, id, &members.add)?);
+        removed.extend(remove_members(conn, id, &members.remove)?);
+        if changed.is_empty() && added.is_empty() && removed.is_empty() {
+            return Ok(current);
+        }
+        diesel::update(scim_groups::table.filter(scim_groups::id.eq(id)))
+            .set((
+                scim_groups::display_name.eq(&name),
+                scim_groups::external_id.eq(document.get("externalId").and_then(Value::as_str)),
+                scim_groups::document.eq(Value::Object(document.clone()).to_string()),
+                scim_groups::version.eq(current.version + 1),
+                scim_groups::updated_at.eq(crate::time::now()),
+            ))
+            .execute(conn)?;
+        if !changed.is_empty() {
+            values::reindex(conn, workspace_id, ResourceKind::Group, id, &document)?;
+        }
+        audit::record(
+            conn,
+            context,
+            Event {
+                workspace_id: Some(workspace_id),
+                action: "scim.group.updated",
+                target: Target { kind: "group", id },
+                details: json!({ "displayName": name, "changed": changed, "members_added": added, "members_removed": removed }),
+            },
+        )?;
+        load(conn, workspace_id, id)
+    })
+}
+
+pub fn delete(
+    conn: &mut DbConnection,
+    workspace_id: &str,
+    id: &str,
+    context: &AuditContext,
+) -> Result<(), ScimError> {
+    write_transaction(conn, |conn| {
+        let group = load(conn, workspace_id, id)?;
+        diesel::delete(scim_group_members::table.filter(scim_group_members::member_id.eq(id)))
+            .execute(conn)?;
+        diesel::delete(scim_group_members::table.filter(scim_group_members::group_id.eq(id)))
+            .execute(conn)?;
+        values::remove(conn, id)?;
+        diesel::delete(scim_groups::table.filter(scim_groups::id.eq(id))).execute(conn)?;
+        audit::record(
+            conn,
+            context,
+            Event {
+                workspace_id: Some(workspace_id),
+                action: "scim.group.deleted",
+                target: Target { kind: "group", id },
+                details: json!({ "displayName": group.display_name }),
+            },
+        )?;
+        Ok(())
+    })
+}
+
+fn member_ids(conn: &mut DbConnection, group_id: &str) -> QueryResult<Vec<String>> {
+    scim_group_members::table
+        .filter(scim_group_members::group_id.eq(group_id))
+        .select(scim_group_members::member_id)
+        .load(conn)
+}
+
+/// Adds the ids not already members; each must be a user or group of the workspace.
+/// Returns the ids added.
+fn add_members(
+    conn: &mut DbConnection,
+    workspace_id: &str,
+    group_id: &str,
+    ids: &[String],
+) -> Result<Vec<String>, ScimError> {
+    let wanted: BTreeSet<&String> = ids.iter().collect();
+    if wanted.is_empty() {
+        return Ok(Vec::new());
+    }
+    let wanted: Vec<&String> = wanted.into_iter().collect();
+    let users: BTreeSet<String> = scim_users::table
+        .filter(scim_users::workspace_id.eq(workspace_id))
+        .filter(scim_users::id.eq_any(&wanted))
+        .select(scim_users::id)
+        .load::<String>(conn)?
+        .into_iter()
+        .collect();
+    let groups: BTreeSet<String> = scim_groups::table
+        .filter(scim_groups::workspace_id.eq(workspace_id))
+        .filter(scim_groups::id.eq_any(&wanted))
+        .select(scim_groups::id)
+        .load::<String>(conn)?
+        .into_iter()
+        .collect();
+    let unknown: Vec<&str> = wanted
+        .iter()
+        .filter(|id| !users.contains(**id) && !groups.contains(**id))
+        .map(|id| id.as_str())
+        .collect();
+    if !unknown.is_empty() {
+        return Err(ScimError::invalid_value(format!(
+            "unknown member ids: {}",
+            unknown.join(", ")
+        )));
+    }
+    if wanted.iter().any(|id| id.as_str() == group_id) {
+        return Err(ScimError::invalid_value(
+            "a group cannot be a member of itself",
+        ));
+    }
+    let present: BTreeSet<String> = scim_group_members::table
+        .filter(scim_group_members::group_id.eq(group_id))
+        .filter(scim_group_members::member_id.eq_any(&wanted))
+        .select(scim_group_members::member_id)
+        .load::<String>(conn)?
+        .into_iter()
+        .collect();
+    let mut added = Vec::new();
+    for id in wanted.into_iter().filter(|id| !present.contains(*id)) {
+        let member_type = if users.contains(id) { "User" } else { "Group" };
+        diesel::insert_into(scim_group_members::table)
+            .values((
+                scim_group_members::group_id.eq(group_id),
+                scim_group_members::member_id.eq(id),
+                scim_group_members::member_type.eq(member_type),
+            ))
+            .execute(conn)?;
+        added.push(id.clone());
+    }
+    Ok(added)
+}
+
+/// Removes exactly the ids named (those that are members); returns the ids removed.
+fn remove_members(
+    conn: &mut DbConnection,
+    group_id: &str,
+    ids: &[String],
+) -> QueryResult<Vec<String>> {
+    let mut removed = Vec::new();
+    for chunk in ids.chunks(500) {
+        let present: Vec<String> = scim_group_members::table
+            .filter(scim_group_members::group_id.eq(group_id))
+            .filter(scim_group_members::member_id.eq_any(chunk))
+            .select(scim_group_members::member_id)
+            .load(conn)?;
+        diesel::delete(
+            scim_group_members::table
+                .filter(scim_group_members::group_id.eq(group_id))
+                .filter(scim_group_members::member_id.eq_any(&present)),
+        )
+        .execute(conn)?;
+        removed.extend(present);
+    }
+    Ok(removed)
+}
+
+pub fn list(
+    conn: &mut DbConnection,
+    workspace_id: &str,
+    page: &Page,
+) -> Result<(i64, Vec<StoredGroup>), ScimError> {
+    store::list_page!(conn, scim_groups, workspace_id, page)
+}
+
+/// One membership, as a group's `members` shows it.
+#[derive(Debug, Clone, Queryable)]
+pub struct Member {
+    pub group_id: String,
+    pub member_id: String,
+    /// `User` or `Group`.
+    pub member_type: String,
+    /// The user's userName; none for a group member.
+    pub display: Option<String>,
+}
+
+/// The members of the groups named, in a stable order.
+pub fn members_of(conn: &mut DbConnection, group_ids: &[String]) -> QueryResult<Vec<Member>> {
+    scim_group_members::table
+        .left_join(scim_users::table.on(scim_users::id.eq(scim_group_members::member_id)))
+        .filter(scim_group_members::group_id.eq_any(group_ids))
+        .select((
+            scim_group_members::group_id,
+            scim_group_members::member_id,
+            scim_group_members::member_type,
+            scim_users::user_name.nullable(),
+        ))
+        .order((
+            scim_group_members::group_id.asc(),
+            scim_group_members::member_id.asc(),
+        ))
+        .load(conn)
+}

@@ -1,0 +1,240 @@
+//! SCIM Users of a workspace: storage, uniqueness of userName (case-insensitive), versions and audit.
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+use serde_json::{Value, json};
+
+use super::error::ScimError;
+use super::resource::Document;
+use super::schema::ResourceKind;
+use super::store::{self, Page, changed_attributes};
+use super::values;
+use crate::audit::{self, AuditContext, Event, Target};
+use crate::db::schema::{scim_group_members, scim_users};
+use crate::db::{DbConnection, StoreError, write_transaction};
+
+#[derive(Debug, Clone, Queryable)]
+pub struct StoredUser {
+    pub seq: i64,
+    pub id: String,
+    pub workspace_id: String,
+    pub user_name: String,
+    pub user_name_ci: String,
+    pub external_id: Option<String>,
+    pub active: bool,
+    pub document: String,
+    pub version: i64,
+    pub created_at: NaiveDateTime,
+    pub updated_at: NaiveDateTime,
+}
+
+impl StoredUser {
+    pub fn document(&self) -> Document {
+        store::parse_document(&self.document)
+    }
+}
+
+/// The columns kept beside the document: checked here, since they must be present and well formed.
+struct Columns {
+    user_name: String,
+    external_id: Option<String>,
+    active: bool,
+}
+
+fn columns(document: &Document) -> Result<Columns, ScimError> {
+    let user_name = match document.get("userName") {
+        Some(Value::String(name)) if !name.trim().is_empty() => name.clone(),
+        _ => return Err(ScimError::invalid_value("userName is required")),
+    };
+    Ok(Columns {
+        user_name,
+        external_id: document
+            .get("externalId")
+            .and_then(Value::as_str)
+            .map(str::to_owned),
+        active: document
+            .get("active")
+            .and_then(Value::as_bool)
+            .unwrap_or(true),
+    })
+}
+
+fn taken(user_name: &str) -> ScimError {
+    ScimError::Conflict(format!(
+        "a user with userName {user_name:?} already exists in this workspace"
+    ))
+}
+
+fn unique(user_name: &str) -> impl Fn(diesel::result::Error) -> ScimError + '_ {
+    move |error| match StoreError::from(error) {
+        error if error.is_unique_violation() => taken(user_name),
+        error => error.into(),
+    }
+}
+
+pub fn load(
+    conn: &mut DbConnection,
+    workspace_id: &str,
+    id: &str,
+) -> Result<StoredUser, ScimError> {
+    scim_users::table
+        .filter(scim_users::workspace_id.eq(workspace_id))
+        .filter(scim_users::id.eq(id))
+        .first(conn)
+        .optional()?
+        .ok_or_else(|| ScimError::NotFound(format!("no User with id {id}")))
+}
+
+pub fn create(
+    conn: &mut DbConnection,
+    workspace_id: &str,
+    mut document: Document,
+    context: &AuditContext,
+) -> Result<StoredUser, ScimError> {
+    let columns = columns(&document)?;
+    document
+        .entry("active")
+        .or_insert(Value::Bool(columns.active));
+    let id = uuid::Uuid::new_v4().to_string();
+    let now = crate::time::now();
+    write_transaction(conn, |conn| {
+        diesel::insert_into(scim_users::table)
+            .values((
+                scim_users::id.eq(&id),
+                scim_users::workspace_id.eq(workspace_id),
+                scim_users::user_name.eq(&columns.user_name),
+                scim_users::user_name_ci.eq(columns.user_name.to_lowercase()),
+                scim_users::external_id.eq(&columns.external_id),
+                scim_users::active.eq(columns.active),
+                scim_users::document.eq(Value::Object(document.clone()).to_string()),
+                scim_users::version.eq(1),
+                scim_users::created_at.eq(now),
+                scim_users::updated_at.eq(now),
+            ))
+            .execute(conn)
+            .map_err(unique(&columns.user_name))?;
+        values::reindex(conn, workspace_id, ResourceKind::User, &id, &document)?;
+        audit::record(
+            conn,
+            context,
+            Event {
+                workspace_id: Some(workspace_id),
+                action: "scim.user.created",
+                target: Target {
+                    kind: "user",
+                    id: &id,
+                },
+                details: json!({ "userName": columns.user_name, "active": columns.active }),
+            },
+        )?;
+        load(conn, workspace_id, &id)
+    })
+}
+
+/// Stores a new document for an existing user (PUT, PATCH), checking `expected_version` if given.
+/// `change` computes the new document from the stored one inside the transaction, so concurrent
+/// changes to one user apply one after the other and none is lost.
+pub fn update(
+    conn: &mut DbConnection,
+    workspace_id: &str,
+    id: &str,
+    expected_version: Option<&str>,
+    context: &AuditContext,
+    change: impl FnOnce(&StoredUser) -> Result<Document, ScimError>,
+) -> Result<StoredUser, ScimError> {
+    write_transaction(conn, |conn| {
+        store::lock_row!(conn, scim_users, workspace_id, id);
+        let current = load(conn, workspace_id, id)?;
+        store::check_version(expected_version, current.version)?;
+        let before = current.document();
+        let mut document = change(&current)?;
+        let columns = columns(&document)?;
+        document.insert("active".to_owned(), Value::Bool(columns.active));
+        let changed = changed_attributes(&before, &document);
+        if changed.is_empty() {
+            return Ok(current);
+        }
+        diesel::update(scim_users::table.filter(scim_users::id.eq(id)))
+            .set((
+                scim_users::user_name.eq(&columns.user_name),
+                scim_users::user_name_ci.eq(columns.user_name.to_lowercase()),
+                scim_users::external_id.eq(&columns.external_id),
+                scim_users::active.eq(columns.active),
+                scim_users::document.eq(Value::Object(document.clone()).to_string()),
+                scim_users::version.eq(current.version + 1),
+                scim_users::updated_at.eq(crate::time::now()),
+            ))
+            .execute(conn)
+            .map_err(unique(&columns.user_name))?;
+        values::reindex(conn, workspace_id, ResourceKind::User, id, &document)?;
+        let action = match (current.active, columns.active) {
+            (true, false) => "scim.user.deactivated",
+            (false, true) => "scim.user.reactivated",
+            _ => "scim.user.updated",
+        };
+        audit::record(
+            conn,
+            context,
+            Event {
+                workspace_id: Some(workspace_id),
+                action,
+                target: Target { kind: "user", id },
+                details: json!({ "userName": columns.user_name, "changed": changed }),
+            },
+        )?;
+        load(conn, workspace_id, id)
+    })
+}
+
+/// Removes the user from the workspace: their record, index rows and group memberships.
+pub fn delete(
+    conn: &mut DbConnection,
+    workspace_id: &str,
+    id: &str,
+    context: &AuditContext,
+) -> Result<(), ScimError> {
+    write_transaction(conn, |conn| {
+        let user = load(conn, workspace_id, id)?;
+        diesel::delete(scim_group_members::table.filter(scim_group_members::member_id.eq(id)))
+            .execute(conn)?;
+        values::remove(conn, id)?;
+        diesel::delete(scim_users::table.filter(scim_users::id.eq(id))).execute(conn)?;
+        audit::record(
+            conn,
+            context,
+            Event {
+                workspace_id: Some(workspace_id),
+                action: "scim.user.deleted",
+                target: Target { kind: "user", id },
+                details: json!({ "userName": user.user_name }),
+            },
+        )?;
+        Ok(())
+    })
+}
+
+pub fn list(
+    conn: &mut DbConnection,
+    workspace_id: &str,
+    page: &Page,
+) -> Result<(i64, Vec<StoredUser>), ScimError> {
+    store::list_page!(conn, scim_users, workspace_id, page)
+}
+
+/// The groups each user belongs to, as (user id, group id, group display name).
+pub fn groups_of(
+    conn: &mut DbConnection,
+    user_ids: &[String],
+) -> Result<Vec<(String, String, String)>, ScimError> {
+    use crate::db::schema::scim_groups;
+    Ok(scim_group_members::table
+        .inner_join(scim_groups::table.on(scim_groups::id.eq(scim_group_members::group_id)))
+        .filter(scim_group_members::member_id.eq_any(user_ids))
+        .select((
+            scim_group_members::member_id,
+            scim_groups::id,
+            scim_groups::display_name,
+        ))
+        .order(scim_groups::seq.asc())
+        .load(conn)?)
+}
