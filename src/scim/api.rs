@@ -1,9 +1,10 @@
 //! The SCIM HTTP endpoints under `/scim/v2`. The bearer token (scope `scim`) decides the workspace.
 
-use actix_web::dev::Payload;
+use actix_web::dev::{Payload, ServiceResponse};
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderMap};
-use actix_web::{FromRequest, HttpMessage, HttpRequest, HttpResponse, web};
+use actix_web::middleware::{ErrorHandlerResponse, ErrorHandlers};
+use actix_web::{FromRequest, HttpMessage, HttpRequest, HttpResponse, ResponseError, web};
 use futures_util::future::LocalBoxFuture;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -33,6 +34,7 @@ pub const MAX_BODY: usize = 1024 * 1024;
 pub fn routes(config: &mut web::ServiceConfig) {
     config.service(
         web::scope("/scim/v2")
+            .wrap(ErrorHandlers::new().default_handler(scim_error_body))
             .app_data(web::PayloadConfig::new(MAX_BODY))
             .route(
                 "/ServiceProviderConfig",
@@ -54,6 +56,37 @@ pub fn routes(config: &mut web::ServiceConfig) {
                 Err::<HttpResponse, _>(ScimError::NotFound("no such SCIM endpoint".to_owned()))
             })),
     );
+}
+
+/// Errors raised before a SCIM handler runs (a body over the limit, a wrong method) come from actix
+/// as plain text; they get the SCIM Error body like every other SCIM error.
+fn scim_error_body<B>(response: ServiceResponse<B>) -> actix_web::Result<ErrorHandlerResponse<B>> {
+    let is_scim = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|value| value == MEDIA_TYPE);
+    if is_scim {
+        return Ok(ErrorHandlerResponse::Response(
+            response.map_into_left_body(),
+        ));
+    }
+    let status = response.status();
+    let error = match status {
+        StatusCode::PAYLOAD_TOO_LARGE => {
+            ScimError::PayloadTooLarge(format!("the request body is larger than {MAX_BODY} bytes"))
+        }
+        StatusCode::METHOD_NOT_ALLOWED => {
+            ScimError::Http(status, "method not allowed here".to_owned())
+        }
+        status => ScimError::Http(
+            status,
+            status.canonical_reason().unwrap_or("error").to_owned(),
+        ),
+    };
+    let (request, _) = response.into_parts();
+    Ok(ErrorHandlerResponse::Response(
+        ServiceResponse::new(request, error.error_response()).map_into_right_body(),
+    ))
 }
 
 /// A request authenticated by a token with the `scim` scope; its workspace is the token's.

@@ -58,6 +58,9 @@ pub enum ScimError {
     PayloadTooLarge(String),
     #[error("{0}")]
     NotImplemented(String),
+    /// A status actix chose before a handler ran (405 for a wrong method, say).
+    #[error("{1}")]
+    Http(StatusCode, String),
     #[error(transparent)]
     Auth(#[from] AuthError),
     #[error(transparent)]
@@ -101,6 +104,7 @@ impl ResponseError for ScimError {
             ScimError::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
             ScimError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ScimError::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
+            ScimError::Http(status, _) => *status,
             ScimError::Auth(error) => error.status_code(),
             ScimError::Store(error) => error.status_code(),
         }

@@ -148,6 +148,14 @@ fn coerce_single(attribute: &Attribute, value: &Value) -> Result<Option<Value>, 
             }
             (!complex.is_empty()).then_some(Value::Object(complex))
         }
+        // Entra sets the manager as a bare id: `"value": "2819c223-..."`.
+        (Type::Complex, Value::String(_))
+            if !attribute.multi_valued && attribute.sub_attribute("value").is_some() =>
+        {
+            let mut complex = Document::new();
+            complex.insert("value".to_owned(), value.clone());
+            Some(Value::Object(complex))
+        }
         (Type::Complex, _) => {
             return Err(ScimError::invalid_value(format!(
                 "{name} must be an object"

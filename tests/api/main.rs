@@ -9,5 +9,6 @@ mod cli;
 mod config;
 mod health;
 mod logging;
+mod scim;
 mod tokens;
 mod workspaces;

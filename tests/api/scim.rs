@@ -1,0 +1,729 @@
+//! SCIM through HTTP: the Okta and Entra lifecycles replayed from fixtures, then the checks a
+//! security reviewer and an IdP admin would make.
+
+use std::collections::HashMap;
+
+use serde_json::{Value, json};
+
+use crate::helpers::{TestApp, TestDatabase, read};
+use crate::on_both_databases;
+
+on_both_databases!(
+    okta_lifecycle,
+    entra_lifecycle,
+    tokens_without_scim_are_refused_with_scim_errors,
+    workspaces_never_see_each_other,
+    filters_sort_and_page_in_the_database,
+    versions_guard_writes,
+    concurrent_member_adds_are_all_kept,
+    bad_requests_are_400_and_change_nothing,
+    provisioning_is_audited,
+    discovery_describes_the_service,
+);
+
+const USER: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
+const GROUP: &str = "urn:ietf:params:scim:schemas:core:2.0:Group";
+const PATCH: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
+
+/// Replaces `{{name}}` with captured values, in strings anywhere in a value.
+fn substitute(value: &Value, captured: &HashMap<String, String>) -> Value {
+    match value {
+        Value::String(text) => Value::String(substitute_text(text, captured)),
+        Value::Array(items) => Value::Array(
+            items
+                .iter()
+                .map(|item| substitute(item, captured))
+                .collect(),
+        ),
+        Value::Object(fields) => Value::Object(
+            fields
+                .iter()
+                .map(|(k, v)| (k.clone(), substitute(v, captured)))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
+fn substitute_text(text: &str, captured: &HashMap<String, String>) -> String {
+    captured
+        .iter()
+        .fold(text.to_owned(), |text, (name, value)| {
+            text.replace(&format!("{{{{{name}}}}}"), value)
+        })
+}
+
+/// Whether `actual` contains `expected`: objects by subset, arrays element by element in any
+/// order and of the same length, anything else by equality.
+fn contains(actual: &Value, expected: &Value) -> bool {
+    match (actual, expected) {
+        (Value::Object(actual), Value::Object(expected)) => expected
+            .iter()
+            .all(|(key, value)| actual.get(key).is_some_and(|found| contains(found, value))),
+        (Value::Array(actual), Value::Array(expected)) => {
+            let mut unused: Vec<&Value> = actual.iter().collect();
+            actual.len() == expected.len()
+                && expected.iter().all(|wanted| {
+                    match unused.iter().position(|found| contains(found, wanted)) {
+                        Some(index) => {
+                            unused.remove(index);
+                            true
+                        }
+                        None => false,
+                    }
+                })
+        }
+        (actual, expected) => actual == expected,
+    }
+}
+
+async fn send(
+    app: &TestApp,
+    token: &str,
+    method: &str,
+    path: &str,
+    body: Option<&Value>,
+) -> (u16, Value, awc::http::header::HeaderMap) {
+    let method = actix_web::http::Method::from_bytes(method.as_bytes()).unwrap();
+    let request = app
+        .client
+        .request(method, app.url(path))
+        .bearer_auth(token)
+        .insert_header(("Content-Type", "application/scim+json"));
+    let response = match body {
+        Some(body) => request.send_body(body.to_string()).await.unwrap(),
+        None => request.send().await.unwrap(),
+    };
+    let headers = response.headers().clone();
+    let (status, body) = read(response).await;
+    (status, body, headers)
+}
+
+async fn replay(database: TestDatabase, fixture: &str) {
+    let app = TestApp::spawn(database).await;
+    let tenant = app.tenant("acme", "scim");
+    let path = format!("{}/fixtures/scim/{fixture}", env!("CARGO_MANIFEST_DIR"));
+    let script: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let mut captured = HashMap::new();
+    for step in script["steps"].as_array().unwrap() {
+        let name = step["name"].as_str().unwrap();
+        let path = substitute_text(step["path"].as_str().unwrap(), &captured);
+        let body = step.get("body").map(|body| substitute(body, &captured));
+        let (status, answer, headers) = send(
+            &app,
+            &tenant.token,
+            step["method"].as_str().unwrap(),
+            &path,
+            body.as_ref(),
+        )
+        .await;
+        assert_eq!(
+            status,
+            step["status"].as_u64().unwrap() as u16,
+            "{fixture}: {name}: {answer}"
+        );
+        if status != 204 && status != 304 {
+            assert_eq!(
+                headers.get("content-type").unwrap(),
+                "application/scim+json",
+                "{fixture}: {name}"
+            );
+        }
+        if let Some(expected) = step.get("expect") {
+            let expected = substitute(expected, &captured);
+            assert!(
+                contains(&answer, &expected),
+                "{fixture}: {name}:\nexpected {expected}\nwithin   {answer}"
+            );
+        }
+        for key in step["absent"].as_array().into_iter().flatten() {
+            assert!(
+                answer.get(key.as_str().unwrap()).is_none(),
+                "{fixture}: {name}: {key} in {answer}"
+            );
+        }
+        for key in step["absent_in_resources"].as_array().into_iter().flatten() {
+            for resource in answer["Resources"].as_array().unwrap() {
+                assert!(
+                    resource.get(key.as_str().unwrap()).is_none(),
+                    "{fixture}: {name}: {key} in {resource}"
+                );
+            }
+        }
+        if status == 201 {
+            let location = headers
+                .get("location")
+                .expect("a Location header")
+                .to_str()
+                .unwrap();
+            assert_eq!(
+                Some(location),
+                answer["meta"]["location"].as_str(),
+                "{fixture}: {name}"
+            );
+            assert_eq!(
+                headers.get("etag").unwrap().to_str().unwrap(),
+                answer["meta"]["version"].as_str().unwrap()
+            );
+        }
+        for (capture, field) in step["capture"].as_object().into_iter().flatten() {
+            let value = answer[field.as_str().unwrap()].as_str().unwrap().to_owned();
+            captured.insert(capture.clone(), value);
+        }
+    }
+}
+
+async fn okta_lifecycle(database: TestDatabase) {
+    replay(database, "okta-lifecycle.json").await;
+}
+
+async fn entra_lifecycle(database: TestDatabase) {
+    replay(database, "entra-lifecycle.json").await;
+}
+
+async fn create_user(app: &TestApp, token: &str, user_name: &str) -> String {
+    let body = json!({"schemas": [USER], "userName": user_name});
+    let (status, answer, _) = send(app, token, "POST", "/scim/v2/Users", Some(&body)).await;
+    assert_eq!(status, 201, "{answer}");
+    answer["id"].as_str().unwrap().to_owned()
+}
+
+async fn create_group(app: &TestApp, token: &str, name: &str) -> String {
+    let body = json!({"schemas": [GROUP], "displayName": name});
+    let (status, answer, _) = send(app, token, "POST", "/scim/v2/Groups", Some(&body)).await;
+    assert_eq!(status, 201, "{answer}");
+    answer["id"].as_str().unwrap().to_owned()
+}
+
+async fn tokens_without_scim_are_refused_with_scim_errors(database: TestDatabase) {
+    let app = TestApp::spawn(database).await;
+    let admin = app.tenant("acme", "workspace:read,tokens:write");
+    for token in [
+        "",
+        "not-a-token",
+        &format!("idg_{}_{}", "0".repeat(32), "A".repeat(43)),
+    ] {
+        let (status, body, headers) = send(&app, token, "GET", "/scim/v2/Users", None).await;
+        assert_eq!(status, 401, "{token}");
+        assert!(
+            headers
+                .get("www-authenticate")
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .starts_with("Bearer")
+        );
+        assert_eq!(
+            body["schemas"],
+            json!(["urn:ietf:params:scim:api:messages:2.0:Error"])
+        );
+        assert_eq!(body["status"], "401");
+    }
+    let (status, body, _) = send(&app, &admin.token, "GET", "/scim/v2/Users", None).await;
+    assert_eq!((status, body["status"].as_str()), (403, Some("403")));
+    assert_eq!(body["detail"], "this token lacks the scim scope");
+}
+
+async fn workspaces_never_see_each_other(database: TestDatabase) {
+    let app = TestApp::spawn(database).await;
+    let acme = app.tenant("acme", "scim");
+    let globex = app.tenant("globex", "scim");
+    let ada = create_user(&app, &acme.token, "ada@example.com").await;
+    let group = create_group(&app, &acme.token, "Admins").await;
+    // The same userName is free in another workspace.
+    let other_ada = create_user(&app, &globex.token, "ada@example.com").await;
+
+    for (method, path) in [
+        ("GET", format!("/scim/v2/Users/{ada}")),
+        ("DELETE", format!("/scim/v2/Users/{ada}")),
+        ("GET", format!("/scim/v2/Groups/{group}")),
+    ] {
+        let (status, body, _) = send(&app, &globex.token, method, &path, None).await;
+        assert_eq!(
+            (status, body["status"].as_str()),
+            (404, Some("404")),
+            "{method} {path}"
+        );
+    }
+    let patch = json!({"schemas": [PATCH], "Operations": [{"op": "replace", "path": "active", "value": false}]});
+    assert_eq!(
+        send(
+            &app,
+            &globex.token,
+            "PATCH",
+            &format!("/scim/v2/Users/{ada}"),
+            Some(&patch)
+        )
+        .await
+        .0,
+        404
+    );
+    let (_, listed, _) = send(
+        &app,
+        &globex.token,
+        "GET",
+        "/scim/v2/Users?filter=userName%20eq%20%22ada%40example.com%22",
+        None,
+    )
+    .await;
+    assert_eq!(
+        listed["Resources"],
+        json!([{"id": other_ada}])
+            .as_array()
+            .map(|_| listed["Resources"].clone())
+            .unwrap()
+    );
+    assert_eq!(listed["totalResults"], 1);
+    assert_eq!(listed["Resources"][0]["id"], other_ada.as_str());
+
+    // A member from another workspace is an unknown id.
+    let globex_group = create_group(&app, &globex.token, "Ops").await;
+    let add = json!({"schemas": [PATCH], "Operations": [{"op": "add", "path": "members", "value": [{"value": ada}]}]});
+    let (status, body, _) = send(
+        &app,
+        &globex.token,
+        "PATCH",
+        &format!("/scim/v2/Groups/{globex_group}"),
+        Some(&add),
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert_eq!(body["detail"], format!("unknown member ids: {ada}"));
+    let (_, still, _) = send(
+        &app,
+        &acme.token,
+        "GET",
+        &format!("/scim/v2/Users/{ada}"),
+        None,
+    )
+    .await;
+    assert_eq!(still["active"], true);
+}
+
+async fn filters_sort_and_page_in_the_database(database: TestDatabase) {
+    let app = TestApp::spawn(database).await;
+    let tenant = app.tenant("acme", "scim");
+    let people = [
+        ("carol@example.com", "Carol", "Work"),
+        ("alice@example.org", "Alice", "work"),
+        ("bob@example.com", "Bob", "home"),
+    ];
+    for (user_name, given, email_type) in people {
+        let body = json!({"schemas": [USER], "userName": user_name, "name": {"givenName": given},
+                          "emails": [{"value": user_name, "type": email_type}], "title": if given == "Bob" { Value::Null } else { json!("Engineer") }});
+        assert_eq!(
+            send(&app, &tenant.token, "POST", "/scim/v2/Users", Some(&body))
+                .await
+                .0,
+            201
+        );
+    }
+    let names = |answer: &Value| -> Vec<String> {
+        answer["Resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["userName"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let cases: [(&str, &[&str]); 9] = [
+        ("userName sw \"A\"", &["alice@example.org"]),
+        (
+            "emails co \"example.com\"",
+            &["carol@example.com", "bob@example.com"],
+        ),
+        (
+            "emails[type eq \"work\" and value ew \".org\"]",
+            &["alice@example.org"],
+        ),
+        ("title pr", &["carol@example.com", "alice@example.org"]),
+        ("not (title pr)", &["bob@example.com"]),
+        (
+            "name.givenName eq \"bob\" or userName eq \"CAROL@example.com\"",
+            &["carol@example.com", "bob@example.com"],
+        ),
+        ("userName co \"%\"", &[]),
+        (
+            "meta.created gt \"2000-01-01T00:00:00Z\" and meta.lastModified lt \"2999-01-01T00:00:00Z\"",
+            &["carol@example.com", "alice@example.org", "bob@example.com"],
+        ),
+        ("id eq \"nope\"", &[]),
+    ];
+    for (filter, expected) in cases {
+        let path = format!("/scim/v2/Users?filter={}", urlencode(filter));
+        let (status, answer, _) = send(&app, &tenant.token, "GET", &path, None).await;
+        assert_eq!(status, 200, "{filter}: {answer}");
+        assert_eq!(names(&answer), expected, "{filter}");
+        assert_eq!(answer["totalResults"], expected.len(), "{filter}");
+    }
+    let (_, sorted, _) = send(
+        &app,
+        &tenant.token,
+        "GET",
+        "/scim/v2/Users?sortBy=name.givenName&sortOrder=descending",
+        None,
+    )
+    .await;
+    assert_eq!(
+        names(&sorted),
+        ["carol@example.com", "bob@example.com", "alice@example.org"]
+    );
+    let (_, sorted, _) = send(
+        &app,
+        &tenant.token,
+        "GET",
+        "/scim/v2/Users?sortBy=title&startIndex=2&count=2",
+        None,
+    )
+    .await;
+    assert_eq!(
+        names(&sorted),
+        ["alice@example.org", "bob@example.com"],
+        "ties by creation, missing titles last"
+    );
+    assert_eq!(
+        (
+            sorted["startIndex"].as_i64(),
+            sorted["itemsPerPage"].as_i64(),
+            sorted["totalResults"].as_i64()
+        ),
+        (Some(2), Some(2), Some(3))
+    );
+
+    let search = json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:SearchRequest"], "filter": "userName ew \".com\"", "attributes": ["userName"], "count": 1});
+    let (status, found, _) = send(
+        &app,
+        &tenant.token,
+        "POST",
+        "/scim/v2/Users/.search",
+        Some(&search),
+    )
+    .await;
+    assert_eq!(status, 200, "{found}");
+    assert_eq!(
+        (
+            found["totalResults"].as_i64(),
+            found["itemsPerPage"].as_i64()
+        ),
+        (Some(2), Some(1))
+    );
+    assert!(
+        found["Resources"][0].get("emails").is_none() && found["Resources"][0]["id"].is_string()
+    );
+
+    for (filter, position) in [
+        ("userName eq", "position 11"),
+        ("userName xx \"a\"", "position 9"),
+        ("nope eq \"x\"", "unknown attribute"),
+    ] {
+        let (status, answer, _) = send(
+            &app,
+            &tenant.token,
+            "GET",
+            &format!("/scim/v2/Users?filter={}", urlencode(filter)),
+            None,
+        )
+        .await;
+        assert_eq!(
+            (status, answer["scimType"].as_str()),
+            (400, Some("invalidFilter")),
+            "{filter}"
+        );
+        assert!(
+            answer["detail"].as_str().unwrap().contains(position),
+            "{filter}: {answer}"
+        );
+    }
+}
+
+fn urlencode(text: &str) -> String {
+    text.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+async fn versions_guard_writes(database: TestDatabase) {
+    let app = TestApp::spawn(database).await;
+    let tenant = app.tenant("acme", "scim");
+    let id = create_user(&app, &tenant.token, "ada@example.com").await;
+    let path = format!("/scim/v2/Users/{id}");
+    let get = |tag: &'static str| {
+        app.client
+            .get(app.url(&path))
+            .bearer_auth(&tenant.token)
+            .insert_header(("If-None-Match", tag))
+    };
+    assert_eq!(get("W/\"1\"").send().await.unwrap().status(), 304);
+    assert_eq!(get("W/\"2\"").send().await.unwrap().status(), 200);
+
+    let patch = json!({"schemas": [PATCH], "Operations": [{"op": "replace", "path": "displayName", "value": "Ada"}]});
+    let stale = app
+        .client
+        .patch(app.url(&path))
+        .bearer_auth(&tenant.token)
+        .insert_header(("If-Match", "W/\"7\""));
+    let (status, body) = read(stale.send_body(patch.to_string()).await.unwrap()).await;
+    assert_eq!(status, 412, "{body}");
+    let current = app
+        .client
+        .patch(app.url(&path))
+        .bearer_auth(&tenant.token)
+        .insert_header(("If-Match", "W/\"1\""));
+    let response = current.send_body(patch.to_string()).await.unwrap();
+    assert_eq!(response.headers().get("etag").unwrap(), "W/\"2\"");
+    assert_eq!(read(response).await.1["displayName"], "Ada");
+}
+
+async fn concurrent_member_adds_are_all_kept(database: TestDatabase) {
+    let app = TestApp::spawn(database).await;
+    let tenant = app.tenant("acme", "scim");
+    let group = create_group(&app, &tenant.token, "Everyone").await;
+    let mut users = Vec::new();
+    for n in 0..12 {
+        users.push(create_user(&app, &tenant.token, &format!("user{n}@example.com")).await);
+    }
+    let path = format!("/scim/v2/Groups/{group}");
+    let adds = users.iter().map(|user| {
+        let body = json!({"schemas": [PATCH], "Operations": [{"op": "add", "path": "members", "value": [{"value": user}]}]});
+        let request = app.client.patch(app.url(&path)).bearer_auth(&tenant.token);
+        async move { request.send_body(body.to_string()).await.unwrap().status().as_u16() }
+    });
+    let statuses = futures_util::future::join_all(adds).await;
+    assert!(statuses.iter().all(|status| *status == 204), "{statuses:?}");
+    let (_, answer, _) = send(&app, &tenant.token, "GET", &path, None).await;
+    assert_eq!(answer["members"].as_array().unwrap().len(), users.len());
+    assert_eq!(
+        answer["meta"]["version"],
+        format!("W/\"{}\"", users.len() + 1)
+    );
+}
+
+async fn bad_requests_are_400_and_change_nothing(database: TestDatabase) {
+    let app = TestApp::spawn(database).await;
+    let tenant = app.tenant("acme", "scim");
+    let id = create_user(&app, &tenant.token, "ada@example.com").await;
+    let group = create_group(&app, &tenant.token, "Admins").await;
+    let user_path = format!("/scim/v2/Users/{id}");
+    let cases = [
+        (
+            "POST",
+            "/scim/v2/Users".to_owned(),
+            json!({"schemas": [USER]}),
+            "invalidValue",
+        ),
+        (
+            "POST",
+            "/scim/v2/Users".to_owned(),
+            json!({"schemas": [USER], "userName": "x", "shoeSize": 9}),
+            "invalidValue",
+        ),
+        (
+            "POST",
+            "/scim/v2/Users".to_owned(),
+            json!({"schemas": [USER], "userName": "x", "active": "perhaps"}),
+            "invalidValue",
+        ),
+        (
+            "POST",
+            "/scim/v2/Groups".to_owned(),
+            json!({"schemas": [GROUP], "displayName": "G", "members": [{"value": "no-such-id"}]}),
+            "invalidValue",
+        ),
+        (
+            "PATCH",
+            user_path.clone(),
+            json!({"Operations": [{"op": "replace", "path": "active", "value": false}]}),
+            "invalidValue",
+        ),
+        (
+            "PATCH",
+            user_path.clone(),
+            json!({"schemas": [PATCH], "Operations": [{"op": "replace", "path": "userName", "value": "new"}, {"op": "replace", "path": "meta.created", "value": "x"}]}),
+            "mutability",
+        ),
+        (
+            "PATCH",
+            user_path.clone(),
+            json!({"schemas": [PATCH], "Operations": [{"op": "replace", "path": "emails[", "value": "x"}]}),
+            "invalidPath",
+        ),
+        (
+            "PATCH",
+            user_path.clone(),
+            json!({"schemas": [PATCH], "Operations": [{"op": "remove", "path": "emails[value co \"zz\"].display"}, {"op": "remove"}]}),
+            "noTarget",
+        ),
+        (
+            "PATCH",
+            format!("/scim/v2/Groups/{group}"),
+            json!({"schemas": [PATCH], "Operations": [{"op": "add", "path": "members", "value": [{"value": "ghost"}]}]}),
+            "invalidValue",
+        ),
+    ];
+    for (method, path, body, scim_type) in cases {
+        let (status, answer, _) = send(&app, &tenant.token, method, &path, Some(&body)).await;
+        assert_eq!(
+            (status, answer["scimType"].as_str()),
+            (400, Some(scim_type)),
+            "{method} {path} {body}: {answer}"
+        );
+    }
+    let raw = app
+        .client
+        .post(app.url("/scim/v2/Users"))
+        .bearer_auth(&tenant.token)
+        .insert_header(("Content-Type", "application/scim+json"));
+    let (status, answer) = read(raw.send_body("{\"userName\": ").await.unwrap()).await;
+    assert_eq!(
+        (status, answer["scimType"].as_str()),
+        (400, Some("invalidSyntax"))
+    );
+    let huge = app
+        .client
+        .post(app.url("/scim/v2/Users"))
+        .bearer_auth(&tenant.token)
+        .insert_header(("Content-Type", "application/scim+json"));
+    let (status, answer) = read(
+        huge.send_body(format!("{{\"userName\": \"{}\"}}", "x".repeat(2 << 20)))
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (status, answer["status"].as_str()),
+        (413, Some("413")),
+        "{answer}"
+    );
+
+    let (_, user, _) = send(&app, &tenant.token, "GET", &user_path, None).await;
+    assert_eq!(
+        (user["userName"].as_str(), user["meta"]["version"].as_str()),
+        (Some("ada@example.com"), Some("W/\"1\""))
+    );
+    let (_, list, _) = send(&app, &tenant.token, "GET", "/scim/v2/Groups", None).await;
+    assert_eq!(list["totalResults"], 1);
+}
+
+async fn provisioning_is_audited(database: TestDatabase) {
+    let app = TestApp::spawn(database).await;
+    let tenant = app.tenant("acme", "scim,audit:read");
+    let id = create_user(&app, &tenant.token, "ada@example.com").await;
+    let deactivate =
+        json!({"schemas": [PATCH], "Operations": [{"op": "replace", "value": {"active": false}}]});
+    send(
+        &app,
+        &tenant.token,
+        "PATCH",
+        &format!("/scim/v2/Users/{id}"),
+        Some(&deactivate),
+    )
+    .await;
+    let group = create_group(&app, &tenant.token, "Admins").await;
+    let add = json!({"schemas": [PATCH], "Operations": [{"op": "add", "path": "members", "value": [{"value": id}]}]});
+    send(
+        &app,
+        &tenant.token,
+        "PATCH",
+        &format!("/scim/v2/Groups/{group}"),
+        Some(&add),
+    )
+    .await;
+    send(
+        &app,
+        &tenant.token,
+        "DELETE",
+        &format!("/scim/v2/Users/{id}"),
+        None,
+    )
+    .await;
+
+    let (_, audit) = app
+        .get(
+            &format!(
+                "/api/v1/workspaces/acme/audit?actor=token:{}",
+                tenant.token_id
+            ),
+            &tenant.token,
+        )
+        .await;
+    let events: Vec<(String, Value)> = audit["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .rev()
+        .map(|e| {
+            (
+                e["action"].as_str().unwrap().to_owned(),
+                e["details"].clone(),
+            )
+        })
+        .collect();
+    let actions: Vec<&str> = events.iter().map(|(action, _)| action.as_str()).collect();
+    assert_eq!(
+        actions,
+        [
+            "scim.user.created",
+            "scim.user.deactivated",
+            "scim.group.created",
+            "scim.group.updated",
+            "scim.user.deleted"
+        ]
+    );
+    assert_eq!(events[1].1["changed"], json!(["active"]));
+    assert_eq!(events[3].1["members_added"], json!([id]));
+}
+
+async fn discovery_describes_the_service(database: TestDatabase) {
+    let app = TestApp::spawn(database).await;
+    let tenant = app.tenant("acme", "scim");
+    let (status, config, _) = send(
+        &app,
+        &tenant.token,
+        "GET",
+        "/scim/v2/ServiceProviderConfig",
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        (
+            config["patch"]["supported"].as_bool(),
+            config["filter"]["maxResults"].as_i64()
+        ),
+        (Some(true), Some(1000))
+    );
+    assert_eq!(config["changePassword"]["supported"], false);
+    let (_, types, _) = send(&app, &tenant.token, "GET", "/scim/v2/ResourceTypes", None).await;
+    assert_eq!(types["totalResults"], 2);
+    let (_, user_type, _) = send(
+        &app,
+        &tenant.token,
+        "GET",
+        "/scim/v2/ResourceTypes/User",
+        None,
+    )
+    .await;
+    assert_eq!(user_type["endpoint"], "/Users");
+    let (_, schemas, _) = send(&app, &tenant.token, "GET", "/scim/v2/Schemas", None).await;
+    assert_eq!(schemas["totalResults"], 3);
+    let (status, enterprise, _) = send(
+        &app,
+        &tenant.token,
+        "GET",
+        "/scim/v2/Schemas/urn:ietf:params:scim:schemas:extension:enterprise:2.0:User",
+        None,
+    )
+    .await;
+    assert_eq!(
+        (status, enterprise["name"].as_str()),
+        (200, Some("EnterpriseUser"))
+    );
+    let (status, missing, _) = send(&app, &tenant.token, "GET", "/scim/v2/Nowhere", None).await;
+    assert_eq!((status, missing["status"].as_str()), (404, Some("404")));
+}
