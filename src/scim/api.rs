@@ -5,18 +5,20 @@ use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderMap};
 use actix_web::middleware::{ErrorHandlerResponse, ErrorHandlers};
 use actix_web::{FromRequest, HttpMessage, HttpRequest, HttpResponse, ResponseError, web};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use futures_util::future::LocalBoxFuture;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tracing_actix_web::RequestId;
 
+use super::actions::{self, Context, Reply};
 use super::error::{MEDIA_TYPE, ScimError, ScimType};
 use super::filter::{self, parse_filter};
-use super::resource::{self, Document, Projection};
+use super::query;
+use super::resource::Projection;
 use super::schema::{self, ResourceKind};
 use super::store::{Page, etag, matches_version};
-use super::users::{self, StoredUser};
-use super::{patch, query};
 use crate::audit::{Actor, AuditContext};
 use crate::config::BaseUrl;
 use crate::db::Store;
@@ -24,7 +26,6 @@ use crate::tokens::Scope;
 use crate::tokens::auth::{AuthError, authenticate_request};
 
 const LIST_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:ListResponse";
-const PATCH_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
 const SEARCH_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:SearchRequest";
 pub const DEFAULT_COUNT: i64 = 100;
 pub const MAX_COUNT: i64 = 1000;
@@ -44,14 +45,9 @@ pub fn routes(config: &mut web::ServiceConfig) {
             .route("/ResourceTypes/{id}", web::get().to(resource_type))
             .route("/Schemas", web::get().to(schemas))
             .route("/Schemas/{id}", web::get().to(schema_by_id))
-            .route("/Users", web::get().to(list_users))
-            .route("/Users", web::post().to(create_user))
-            .route("/Users/.search", web::post().to(search_users))
-            .route("/Users/{id}", web::get().to(get_user))
-            .route("/Users/{id}", web::put().to(replace_user))
-            .route("/Users/{id}", web::patch().to(patch_user))
-            .route("/Users/{id}", web::delete().to(delete_user))
-            .configure(super::groups_api::routes)
+            .route("/Bulk", web::post().to(super::bulk::bulk))
+            .configure(|config| resource_routes(config, ResourceKind::User))
+            .configure(|config| resource_routes(config, ResourceKind::Group))
             .default_service(web::to(|| async {
                 Err::<HttpResponse, _>(ScimError::NotFound("no such SCIM endpoint".to_owned()))
             })),
@@ -171,6 +167,40 @@ pub struct ListParams {
     pub sort_order: Option<String>,
     pub attributes: Option<Value>,
     pub excluded_attributes: Option<Value>,
+    /// RFC 9865 cursor paging: empty for the first page, then the `nextCursor` given.
+    pub cursor: Option<String>,
+}
+
+/// How a list is paged: by index (RFC 7644) or by cursor (RFC 9865).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Paging {
+    Index(i64),
+    Cursor,
+}
+
+const CURSOR_PREFIX: &str = "seq:";
+
+/// The opaque cursor that resumes after the resource numbered `seq`.
+pub fn encode_cursor(seq: i64) -> String {
+    URL_SAFE_NO_PAD.encode(format!("{CURSOR_PREFIX}{seq}"))
+}
+
+fn decode_cursor(cursor: &str) -> Result<Option<i64>, ScimError> {
+    if cursor.is_empty() {
+        return Ok(None);
+    }
+    URL_SAFE_NO_PAD
+        .decode(cursor)
+        .ok()
+        .and_then(|bytes| String::from_utf8(bytes).ok())
+        .and_then(|text| text.strip_prefix(CURSOR_PREFIX)?.parse().ok())
+        .map(Some)
+        .ok_or_else(|| {
+            ScimError::bad(
+                ScimType::InvalidCursor,
+                "the cursor is not one this server issued",
+            )
+        })
 }
 
 impl ListParams {
@@ -215,7 +245,11 @@ impl ListParams {
     }
 
     /// Checks the parameters and turns them into SQL over `kind`'s resources in the workspace.
-    pub fn page(&self, workspace_id: &str, kind: ResourceKind) -> Result<(Page, i64), ScimError> {
+    pub fn page(
+        &self,
+        workspace_id: &str,
+        kind: ResourceKind,
+    ) -> Result<(Page, Paging), ScimError> {
         let scope = query::Scope { workspace_id, kind };
         let condition = match self
             .filter
@@ -256,121 +290,113 @@ impl ListParams {
             }
             None => None,
         };
+        let count = Self::integer(&self.count, "count")?
+            .unwrap_or(DEFAULT_COUNT)
+            .clamp(0, MAX_COUNT);
+        if let Some(cursor) = &self.cursor {
+            if self.start_index.is_some() || sort.is_some() {
+                return Err(ScimError::invalid_value(
+                    "cursor paging follows creation order: give no startIndex or sortBy with a cursor",
+                ));
+            }
+            let after = decode_cursor(cursor.trim())?;
+            let page = Page {
+                condition,
+                sort,
+                offset: 0,
+                limit: count,
+                after,
+            };
+            return Ok((page, Paging::Cursor));
+        }
         // RFC 7644 §3.4.2.4: startIndex below 1 means 1; a negative count means 0.
         let start_index = Self::integer(&self.start_index, "startIndex")?
             .unwrap_or(1)
             .max(1);
-        let count = Self::integer(&self.count, "count")?
-            .unwrap_or(DEFAULT_COUNT)
-            .clamp(0, MAX_COUNT);
-        Ok((
-            Page {
-                condition,
-                sort,
-                offset: start_index - 1,
-                limit: count,
-            },
-            start_index,
-        ))
+        let page = Page {
+            condition,
+            sort,
+            offset: start_index - 1,
+            limit: count,
+            after: None,
+        };
+        Ok((page, Paging::Index(start_index)))
     }
 }
 
-pub fn list_response(total: i64, start_index: i64, resources: Vec<Value>) -> HttpResponse {
-    scim_json(
-        StatusCode::OK,
-        &json!({
-            "schemas": [LIST_SCHEMA],
-            "totalResults": total,
-            "startIndex": start_index,
-            "itemsPerPage": resources.len(),
-            "Resources": resources,
-        }),
-    )
-}
-
-fn location(base: &str, kind: ResourceKind, id: &str) -> String {
-    format!("{base}/{}/{id}", kind.endpoint())
-}
-
-pub fn meta(
-    base: &str,
-    kind: ResourceKind,
-    id: &str,
-    created: &chrono::NaiveDateTime,
-    updated: &chrono::NaiveDateTime,
-    version: i64,
-) -> Value {
-    json!({
-        "resourceType": kind.name(),
-        "created": crate::time::rfc3339(created),
-        "lastModified": crate::time::rfc3339(updated),
-        "location": location(base, kind, id),
-        "version": etag(version),
-    })
-}
-
-/// The `schemas` of a response: the core schema, then each extension the document uses.
-pub fn schemas_of(kind: ResourceKind, document: &Document) -> Value {
-    let mut schemas = vec![kind.core_schema()];
-    schemas.extend(
-        kind.extensions()
-            .iter()
-            .map(|(urn, _)| *urn)
-            .filter(|urn| document.contains_key(*urn)),
-    );
-    json!(schemas)
-}
-
-fn render_user(
-    base: &str,
-    user: &StoredUser,
-    groups: &[(String, String, String)],
-    projection: &Projection,
-) -> Value {
-    let kind = ResourceKind::User;
-    let document = user.document();
-    let mut out = Document::new();
-    out.insert("schemas".into(), schemas_of(kind, &document));
-    out.insert("id".into(), json!(user.id));
-    out.extend(document);
-    let groups: Vec<Value> = groups
-        .iter()
-        .filter(|(member, _, _)| *member == user.id)
-        .map(|(_, id, display)| json!({ "value": id, "$ref": location(base, ResourceKind::Group, id), "display": display, "type": "direct" }))
-        .collect();
-    if !groups.is_empty() {
-        out.insert("groups".into(), Value::Array(groups));
-    }
-    out.insert(
-        "meta".into(),
-        meta(
-            base,
-            kind,
-            &user.id,
-            &user.created_at,
-            &user.updated_at,
-            user.version,
-        ),
-    );
-    Value::Object(projection.apply(kind, out))
-}
-
-fn user_response(
-    status: StatusCode,
-    base: &str,
-    user: &StoredUser,
-    groups: &[(String, String, String)],
-    projection: &Projection,
+/// A ListResponse. `next` is the cursor of the page after this one, when cursor paging has one.
+pub fn list_response(
+    total: i64,
+    paging: Paging,
+    resources: Vec<Value>,
+    next: Option<String>,
 ) -> HttpResponse {
-    let mut response = scim_json(status, &render_user(base, user, groups, projection));
-    response.headers_mut().insert(
-        header::ETAG,
-        etag(user.version)
-            .parse()
-            .expect("an ETag is a valid header"),
-    );
-    if status == StatusCode::CREATED {
-        let location = location(base, ResourceKind::User, &user.id);
+    let mut body = json!({
+        "schemas": [LIST_SCHEMA],
+        "totalResults": total,
+        "itemsPerPage": resources.len(),
+        "Resources": resources,
+    });
+    match paging {
+        Paging::Index(start_index) => body["startIndex"] = json!(start_index),
+        Paging::Cursor => {
+            if let Some(next) = next {
+                body["nextCursor"] = json!(next);
+            }
+        }
+    }
+    scim_json(StatusCode::OK, &body)
+}
+
+/// The endpoints of one resource type: `/Users` or `/Groups`.
+fn resource_routes(config: &mut web::ServiceConfig, kind: ResourceKind) {
+    let endpoint = format!("/{}", kind.endpoint());
+    config
+        .service(
+            web::resource(endpoint.clone())
+                .app_data(web::Data::new(kind))
+                .route(web::get().to(list))
+                .route(web::post().to(create)),
+        )
+        .service(
+            web::resource(format!("{endpoint}/.search"))
+                .app_data(web::Data::new(kind))
+                .route(web::post().to(search)),
+        )
+        .service(
+            web::resource(format!("{endpoint}/{{id}}"))
+                .app_data(web::Data::new(kind))
+                .route(web::get().to(get))
+                .route(web::put().to(replace))
+                .route(web::patch().to(patch))
+                .route(web::delete().to(delete)),
+        );
+}
+
+fn context(client: ScimClient, store: &web::Data<Store>, base_url: &web::Data<BaseUrl>) -> Context {
+    Context {
+        store: store.get_ref().clone(),
+        base: scim_base(base_url),
+        workspace_id: client.workspace_id,
+        audit: client.audit,
+    }
+}
+
+/// The HTTP form of an action's reply: SCIM JSON, with `ETag` and, on 201, `Location`.
+pub fn respond(reply: Reply) -> HttpResponse {
+    let mut response = match &reply.body {
+        Some(body) => scim_json(reply.status, body),
+        None => HttpResponse::build(reply.status).finish(),
+    };
+    if let Some(version) = reply.version {
+        response.headers_mut().insert(
+            header::ETAG,
+            etag(version).parse().expect("an ETag is a valid header"),
+        );
+    }
+    if reply.status == StatusCode::CREATED
+        && let Some(location) = &reply.location
+    {
         response.headers_mut().insert(
             header::LOCATION,
             location.parse().expect("a URL is a valid header"),
@@ -379,83 +405,40 @@ fn user_response(
     response
 }
 
-async fn service_provider_config(base_url: web::Data<BaseUrl>) -> HttpResponse {
-    let base = scim_base(&base_url);
-    scim_json(
-        StatusCode::OK,
-        &json!({
-            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:ServiceProviderConfig"],
-            "documentationUri": format!("{}/", base_url.as_str()),
-            "patch": { "supported": true },
-            "bulk": { "supported": false, "maxOperations": 0, "maxPayloadSize": 0 },
-            "filter": { "supported": true, "maxResults": MAX_COUNT },
-            "changePassword": { "supported": false },
-            "sort": { "supported": true },
-            "etag": { "supported": true },
-            "authenticationSchemes": [{
-                "type": "oauthbearertoken",
-                "name": "Bearer token",
-                "description": "An idgate API token with the scim scope, sent as Authorization: Bearer TOKEN.",
-                "primary": true,
-            }],
-            "meta": { "resourceType": "ServiceProviderConfig", "location": format!("{base}/ServiceProviderConfig") },
-        }),
-    )
+fn query_params(request: &HttpRequest) -> Result<ListParams, ScimError> {
+    web::Query::<ListParams>::from_query(request.query_string())
+        .map(web::Query::into_inner)
+        .map_err(|e| ScimError::invalid_value(format!("invalid query string: {e}")))
 }
 
-async fn resource_types(_: ScimClient, base_url: web::Data<BaseUrl>) -> HttpResponse {
-    let types = schema::resource_type_documents(&scim_base(&base_url));
-    list_response(types.len() as i64, 1, types)
-}
-
-async fn resource_type(
-    _: ScimClient,
-    base_url: web::Data<BaseUrl>,
-    id: web::Path<String>,
-) -> Result<HttpResponse, ScimError> {
-    schema::resource_type_documents(&scim_base(&base_url))
-        .into_iter()
-        .find(|document| document["id"] == id.as_str())
-        .map(|document| scim_json(StatusCode::OK, &document))
-        .ok_or_else(|| ScimError::NotFound(format!("no resource type {id}")))
-}
-
-async fn schemas(_: ScimClient, base_url: web::Data<BaseUrl>) -> HttpResponse {
-    let documents = schema::schema_documents(&scim_base(&base_url));
-    list_response(documents.len() as i64, 1, documents)
-}
-
-async fn schema_by_id(
-    _: ScimClient,
-    base_url: web::Data<BaseUrl>,
-    id: web::Path<String>,
-) -> Result<HttpResponse, ScimError> {
-    schema::schema_documents(&scim_base(&base_url))
-        .into_iter()
-        .find(|document| document["id"] == id.as_str())
-        .map(|document| scim_json(StatusCode::OK, &document))
-        .ok_or_else(|| ScimError::NotFound(format!("no schema {id}")))
-}
-
-async fn list_users(
+async fn list(
     client: ScimClient,
+    kind: web::Data<ResourceKind>,
     store: web::Data<Store>,
     base_url: web::Data<BaseUrl>,
     request: HttpRequest,
 ) -> Result<HttpResponse, ScimError> {
-    let params = web::Query::<ListParams>::from_query(request.query_string())
-        .map_err(|e| ScimError::invalid_value(format!("invalid query string: {e}")))?
-        .into_inner();
-    users_page(client, store, base_url, params).await
+    page(
+        context(client, &store, &base_url),
+        **kind,
+        query_params(&request)?,
+    )
+    .await
 }
 
-async fn search_users(
+async fn search(
     client: ScimClient,
+    kind: web::Data<ResourceKind>,
     store: web::Data<Store>,
     base_url: web::Data<BaseUrl>,
     body: web::Bytes,
 ) -> Result<HttpResponse, ScimError> {
-    users_page(client, store, base_url, search_params(&body)?).await
+    page(
+        context(client, &store, &base_url),
+        **kind,
+        search_params(&body)?,
+    )
+    .await
 }
 
 pub fn search_params(body: &[u8]) -> Result<ListParams, ScimError> {
@@ -472,179 +455,186 @@ pub fn search_params(body: &[u8]) -> Result<ListParams, ScimError> {
         .map_err(|e| ScimError::invalid_value(format!("invalid search request: {e}")))
 }
 
-async fn users_page(
-    client: ScimClient,
-    store: web::Data<Store>,
-    base_url: web::Data<BaseUrl>,
+async fn page(
+    ctx: Context,
+    kind: ResourceKind,
     params: ListParams,
 ) -> Result<HttpResponse, ScimError> {
-    let (page, start_index) = params.page(&client.workspace_id, ResourceKind::User)?;
-    let projection = params.projection();
-    let wants_groups = projection.wants(ResourceKind::User, "groups");
-    let workspace_id = client.workspace_id;
-    let (total, found, groups) = store
-        .run(move |conn| {
-            let (total, found) = users::list(conn, &workspace_id, &page)?;
-            let ids: Vec<String> = found.iter().map(|user| user.id.clone()).collect();
-            let groups = if wants_groups && !ids.is_empty() {
-                users::groups_of(conn, &ids)?
-            } else {
-                Vec::new()
-            };
-            Ok::<_, ScimError>((total, found, groups))
-        })
-        .await?;
-    let base = scim_base(&base_url);
-    let resources = found
-        .iter()
-        .map(|user| render_user(&base, user, &groups, &projection))
-        .collect();
-    Ok(list_response(total, start_index, resources))
+    let (page, paging) = params.page(&ctx.workspace_id, kind)?;
+    let limit = page.limit;
+    let listing = actions::list(&ctx, kind, page, &params.projection()).await?;
+    let full_page = limit > 0 && listing.resources.len() as i64 == limit;
+    let next = listing.last_seq.filter(|_| full_page).map(encode_cursor);
+    Ok(list_response(
+        listing.total,
+        paging,
+        listing.resources,
+        next,
+    ))
 }
 
-async fn get_user(
+async fn get(
     client: ScimClient,
+    kind: web::Data<ResourceKind>,
     store: web::Data<Store>,
     base_url: web::Data<BaseUrl>,
     id: web::Path<String>,
     request: HttpRequest,
 ) -> Result<HttpResponse, ScimError> {
-    let params = web::Query::<ListParams>::from_query(request.query_string())
-        .map_err(|e| ScimError::invalid_value(format!("invalid query string: {e}")))?
-        .into_inner();
-    let projection = params.projection();
-    let workspace_id = client.workspace_id;
-    let (user, groups) = store
-        .run(move |conn| {
-            let user = users::load(conn, &workspace_id, &id)?;
-            let groups = users::groups_of(conn, std::slice::from_ref(&user.id))?;
-            Ok::<_, ScimError>((user, groups))
-        })
-        .await?;
-    if not_modified(request.headers(), user.version) {
+    let projection = query_params(&request)?.projection();
+    let (body, version) = actions::get(
+        &context(client, &store, &base_url),
+        **kind,
+        &id,
+        &projection,
+    )
+    .await?;
+    if not_modified(request.headers(), version) {
         return Ok(HttpResponse::NotModified()
-            .insert_header((header::ETAG, etag(user.version)))
+            .insert_header((header::ETAG, etag(version)))
             .finish());
     }
-    Ok(user_response(
-        StatusCode::OK,
-        &scim_base(&base_url),
-        &user,
-        &groups,
-        &projection,
-    ))
+    Ok(respond(Reply {
+        status: StatusCode::OK,
+        body: Some(body),
+        version: Some(version),
+        location: None,
+    }))
 }
 
-async fn create_user(
+async fn create(
     client: ScimClient,
+    kind: web::Data<ResourceKind>,
     store: web::Data<Store>,
     base_url: web::Data<BaseUrl>,
     body: web::Bytes,
 ) -> Result<HttpResponse, ScimError> {
-    let document = resource::normalize(ResourceKind::User, &parse_body(&body)?)?;
-    let ScimClient {
-        workspace_id,
-        audit,
-    } = client;
-    let user = store
-        .run(move |conn| users::create(conn, &workspace_id, document, &audit))
-        .await?;
-    Ok(user_response(
-        StatusCode::CREATED,
-        &scim_base(&base_url),
-        &user,
-        &[],
-        &Projection::default(),
-    ))
+    let reply = actions::create(
+        &context(client, &store, &base_url),
+        **kind,
+        &parse_body(&body)?,
+    )
+    .await?;
+    Ok(respond(reply))
 }
 
-async fn replace_user(
+async fn replace(
     client: ScimClient,
+    kind: web::Data<ResourceKind>,
     store: web::Data<Store>,
     base_url: web::Data<BaseUrl>,
     id: web::Path<String>,
     request: HttpRequest,
     body: web::Bytes,
 ) -> Result<HttpResponse, ScimError> {
-    let input = parse_body(&body)?;
-    let document = resource::normalize(ResourceKind::User, &input)?;
-    let expected = if_match(request.headers());
-    let ScimClient {
-        workspace_id,
-        audit,
-    } = client;
-    let (user, groups) = store
-        .run(move |conn| {
-            // PUT replaces every writable attribute; read-only ones were dropped by normalize.
-            let user = users::update(
-                conn,
-                &workspace_id,
-                &id,
-                expected.as_deref(),
-                &audit,
-                |_| Ok(document),
-            )?;
-            let groups = users::groups_of(conn, std::slice::from_ref(&user.id))?;
-            Ok::<_, ScimError>((user, groups))
-        })
-        .await?;
-    Ok(user_response(
-        StatusCode::OK,
-        &scim_base(&base_url),
-        &user,
-        &groups,
-        &Projection::default(),
+    let ctx = context(client, &store, &base_url);
+    Ok(respond(
+        actions::replace(
+            &ctx,
+            **kind,
+            &id,
+            &parse_body(&body)?,
+            if_match(request.headers()),
+        )
+        .await?,
     ))
 }
 
-async fn patch_user(
+async fn patch(
     client: ScimClient,
+    kind: web::Data<ResourceKind>,
     store: web::Data<Store>,
     base_url: web::Data<BaseUrl>,
     id: web::Path<String>,
     request: HttpRequest,
     body: web::Bytes,
 ) -> Result<HttpResponse, ScimError> {
-    let operations = patch::parse_request(&parse_body(&body)?, PATCH_SCHEMA)?;
-    let expected = if_match(request.headers());
-    let ScimClient {
-        workspace_id,
-        audit,
-    } = client;
-    let (user, groups) = store
-        .run(move |conn| {
-            let user = users::update(
-                conn,
-                &workspace_id,
-                &id,
-                expected.as_deref(),
-                &audit,
-                |current| patch::apply(ResourceKind::User, current.document(), &operations),
-            )?;
-            let groups = users::groups_of(conn, std::slice::from_ref(&user.id))?;
-            Ok::<_, ScimError>((user, groups))
-        })
-        .await?;
-    Ok(user_response(
-        StatusCode::OK,
-        &scim_base(&base_url),
-        &user,
-        &groups,
-        &Projection::default(),
+    let ctx = context(client, &store, &base_url);
+    Ok(respond(
+        actions::patch(
+            &ctx,
+            **kind,
+            &id,
+            &parse_body(&body)?,
+            if_match(request.headers()),
+        )
+        .await?,
     ))
 }
 
-async fn delete_user(
+async fn delete(
     client: ScimClient,
+    kind: web::Data<ResourceKind>,
     store: web::Data<Store>,
+    base_url: web::Data<BaseUrl>,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ScimError> {
-    let ScimClient {
-        workspace_id,
-        audit,
-    } = client;
-    store
-        .run(move |conn| users::delete(conn, &workspace_id, &id, &audit))
-        .await?;
-    Ok(HttpResponse::NoContent().finish())
+    Ok(respond(
+        actions::delete(&context(client, &store, &base_url), **kind, &id).await?,
+    ))
+}
+
+async fn service_provider_config(base_url: web::Data<BaseUrl>) -> HttpResponse {
+    let base = scim_base(&base_url);
+    scim_json(
+        StatusCode::OK,
+        &json!({
+            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:ServiceProviderConfig"],
+            "documentationUri": format!("{}/", base_url.as_str()),
+            "patch": { "supported": true },
+            "bulk": { "supported": true, "maxOperations": super::bulk::MAX_OPERATIONS, "maxPayloadSize": MAX_BODY },
+            "filter": { "supported": true, "maxResults": MAX_COUNT },
+            "pagination": {
+                "cursor": true,
+                "index": true,
+                "defaultPaginationMethod": "index",
+                "defaultPageSize": DEFAULT_COUNT,
+                "maxPageSize": MAX_COUNT,
+            },
+            "changePassword": { "supported": false },
+            "sort": { "supported": true },
+            "etag": { "supported": true },
+            "authenticationSchemes": [{
+                "type": "oauthbearertoken",
+                "name": "Bearer token",
+                "description": "An idgate API token with the scim scope, sent as Authorization: Bearer TOKEN.",
+                "primary": true,
+            }],
+            "meta": { "resourceType": "ServiceProviderConfig", "location": format!("{base}/ServiceProviderConfig") },
+        }),
+    )
+}
+
+async fn resource_types(_: ScimClient, base_url: web::Data<BaseUrl>) -> HttpResponse {
+    let types = schema::resource_type_documents(&scim_base(&base_url));
+    list_response(types.len() as i64, Paging::Index(1), types, None)
+}
+
+async fn resource_type(
+    _: ScimClient,
+    base_url: web::Data<BaseUrl>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ScimError> {
+    schema::resource_type_documents(&scim_base(&base_url))
+        .into_iter()
+        .find(|document| document["id"] == id.as_str())
+        .map(|document| scim_json(StatusCode::OK, &document))
+        .ok_or_else(|| ScimError::NotFound(format!("no resource type {id}")))
+}
+
+async fn schemas(_: ScimClient, base_url: web::Data<BaseUrl>) -> HttpResponse {
+    let documents = schema::schema_documents(&scim_base(&base_url));
+    list_response(documents.len() as i64, Paging::Index(1), documents, None)
+}
+
+async fn schema_by_id(
+    _: ScimClient,
+    base_url: web::Data<BaseUrl>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ScimError> {
+    schema::schema_documents(&scim_base(&base_url))
+        .into_iter()
+        .find(|document| document["id"] == id.as_str())
+        .map(|document| scim_json(StatusCode::OK, &document))
+        .ok_or_else(|| ScimError::NotFound(format!("no schema {id}")))
 }

@@ -1,10 +1,11 @@
 //! SCIM 2.0 (RFC 7643, RFC 7644): the provisioning API Okta and Entra ID push users and groups through.
 
+pub mod actions;
 pub mod api;
+pub mod bulk;
 pub mod error;
 pub mod filter;
 pub mod groups;
-pub mod groups_api;
 pub mod patch;
 pub mod query;
 pub mod resource;

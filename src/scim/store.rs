@@ -63,6 +63,8 @@ pub struct Page {
     pub sort: Option<(RawSql<Text>, RawSql<Text>, bool)>,
     pub offset: i64,
     pub limit: i64,
+    /// Cursor paging (RFC 9865): only resources created after this `seq`.
+    pub after: Option<i64>,
 }
 
 /// Loads one page of a SCIM resource table (`scim_users` or `scim_groups`) in a workspace: the
@@ -88,6 +90,9 @@ macro_rules! list_page {
             } else {
                 rows.then_order_by(key.clone())
             };
+        }
+        if let Some(after) = page.after {
+            rows = rows.filter($table::seq.gt(after));
         }
         let found = rows
             .then_order_by($table::seq.asc())

@@ -727,3 +727,132 @@ async fn discovery_describes_the_service(database: TestDatabase) {
     let (status, missing, _) = send(&app, &tenant.token, "GET", "/scim/v2/Nowhere", None).await;
     assert_eq!((status, missing["status"].as_str()), (404, Some("404")));
 }
+
+on_both_databases!(
+    bulk_operations_reference_each_other,
+    cursor_pages_walk_everything_once
+);
+
+async fn bulk_operations_reference_each_other(database: TestDatabase) {
+    let app = TestApp::spawn(database).await;
+    let tenant = app.tenant("acme", "scim");
+    let request = json!({
+        "schemas": ["urn:ietf:params:scim:api:messages:2.0:BulkRequest"],
+        "failOnErrors": 2,
+        "Operations": [
+            {"method": "POST", "path": "/Users", "bulkId": "ada", "data": {"schemas": [USER], "userName": "ada@example.com"}},
+            {"method": "POST", "path": "/Groups", "bulkId": "eng", "data": {"schemas": [GROUP], "displayName": "Eng", "members": [{"value": "bulkId:ada"}]}},
+            {"method": "PATCH", "path": "/Users/bulkId:ada", "data": {"schemas": [PATCH], "Operations": [{"op": "replace", "path": "title", "value": "Countess"}]}},
+            {"method": "POST", "path": "/Users", "data": {"schemas": [USER], "userName": "ADA@example.com"}},
+            {"method": "DELETE", "path": "/Groups/bulkId:nobody"},
+            {"method": "POST", "path": "/Users", "data": {"schemas": [USER], "userName": "never@example.com"}},
+        ],
+    });
+    let (status, answer, _) =
+        send(&app, &tenant.token, "POST", "/scim/v2/Bulk", Some(&request)).await;
+    assert_eq!(status, 200, "{answer}");
+    let results = answer["Operations"].as_array().unwrap();
+    let statuses: Vec<&str> = results
+        .iter()
+        .map(|r| r["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        statuses,
+        ["201", "201", "200", "409", "400"],
+        "failOnErrors stops after two errors: {answer}"
+    );
+    assert_eq!(results[3]["response"]["scimType"], "uniqueness");
+    assert_eq!(results[0]["bulkId"], "ada");
+    let ada = results[0]["location"]
+        .as_str()
+        .unwrap()
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    let (_, user, _) = send(
+        &app,
+        &tenant.token,
+        "GET",
+        &format!("/scim/v2/Users/{ada}"),
+        None,
+    )
+    .await;
+    assert_eq!(user["title"], "Countess");
+    assert_eq!(user["groups"][0]["display"], "Eng");
+    let (_, never, _) = send(
+        &app,
+        &tenant.token,
+        "GET",
+        "/scim/v2/Users?filter=userName%20eq%20%22never%40example.com%22",
+        None,
+    )
+    .await;
+    assert_eq!(never["totalResults"], 0);
+
+    let too_many = json!({
+        "schemas": ["urn:ietf:params:scim:api:messages:2.0:BulkRequest"],
+        "Operations": (0..1001).map(|_| json!({"method": "DELETE", "path": "/Users/x"})).collect::<Vec<_>>(),
+    });
+    let (status, answer, _) = send(
+        &app,
+        &tenant.token,
+        "POST",
+        "/scim/v2/Bulk",
+        Some(&too_many),
+    )
+    .await;
+    assert_eq!(
+        (status, answer["scimType"].as_str()),
+        (413, Some("tooMany"))
+    );
+}
+
+async fn cursor_pages_walk_everything_once(database: TestDatabase) {
+    let app = TestApp::spawn(database).await;
+    let tenant = app.tenant("acme", "scim");
+    let mut created = Vec::new();
+    for n in 0..7 {
+        created.push(create_user(&app, &tenant.token, &format!("user{n}@example.com")).await);
+    }
+    let mut seen = Vec::new();
+    let mut path = "/scim/v2/Users?cursor=&count=3".to_owned();
+    loop {
+        let (status, page, _) = send(&app, &tenant.token, "GET", &path, None).await;
+        assert_eq!(status, 200, "{page}");
+        assert_eq!(page["totalResults"], 7);
+        assert!(page.get("startIndex").is_none());
+        seen.extend(
+            page["Resources"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r["id"].as_str().unwrap().to_owned()),
+        );
+        match page["nextCursor"].as_str() {
+            Some(next) => path = format!("/scim/v2/Users?cursor={next}&count=3"),
+            None => break,
+        }
+    }
+    assert_eq!(seen, created);
+    for bad in [
+        "/scim/v2/Users?cursor=bm9wZQ",
+        "/scim/v2/Users?cursor=%25%25",
+    ] {
+        let (status, answer, _) = send(&app, &tenant.token, "GET", bad, None).await;
+        assert_eq!(
+            (status, answer["scimType"].as_str()),
+            (400, Some("invalidCursor")),
+            "{bad}"
+        );
+    }
+    let (status, _, _) = send(
+        &app,
+        &tenant.token,
+        "GET",
+        "/scim/v2/Users?cursor=&sortBy=userName",
+        None,
+    )
+    .await;
+    assert_eq!(status, 400);
+}
