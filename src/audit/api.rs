@@ -224,55 +224,21 @@ async fn export(
         ),
     };
 
-    // Each step loads the next batch after the last id sent; the stream ends after a short batch.
-    struct Cursor {
-        after: Option<i64>,
-        done: bool,
-    }
-    let batches = stream::unfold(
-        Cursor {
-            after: None,
-            done: false,
-        },
-        move |cursor| {
-            let (store, workspace_id, filter) =
-                (store.clone(), workspace_id.clone(), filter.clone());
-            async move {
-                if cursor.done {
-                    return None;
-                }
-                let batch = store
-                    .run(move |conn| {
-                        super::page(
-                            conn,
-                            &workspace_id,
-                            &filter,
-                            Order::OldestAfter(cursor.after),
-                            EXPORT_BATCH,
-                        )
-                        .map_err(AuditError::from)
-                    })
-                    .await;
-                match batch {
-                    Ok(events) => {
-                        let next = Cursor {
-                            after: events.last().map(|event| event.id).or(cursor.after),
-                            done: (events.len() as i64) < EXPORT_BATCH,
-                        };
-                        Some((Ok::<_, AuditError>(encode(format, events)), next))
-                    }
-                    // The status line has gone out; ending the body early is all that is left.
-                    Err(error) => Some((
-                        Err(error),
-                        Cursor {
-                            after: cursor.after,
-                            done: true,
-                        },
-                    )),
-                }
-            }
-        },
-    );
+    // Each batch starts after the last id sent; a short batch is the last.
+    let batches = store.stream_batches(move |conn, after: Option<i64>| {
+        let events = super::page(
+            conn,
+            &workspace_id,
+            &filter,
+            Order::OldestAfter(after),
+            EXPORT_BATCH,
+        )?;
+        let next = events
+            .last()
+            .map(|event| event.id)
+            .filter(|_| events.len() as i64 == EXPORT_BATCH);
+        Ok::<_, AuditError>((encode(format, events), next))
+    });
     let body = stream::once(async move { Ok(header) }).chain(batches);
     Ok(HttpResponse::Ok()
         .content_type(content_type)

@@ -282,6 +282,38 @@ impl Store {
     }
 }
 
+impl Store {
+    /// Streams a large read in batches, each loaded in its own blocking task, so that neither the
+    /// whole result nor a connection is held while the client reads. `batch` gets the cursor the
+    /// previous batch returned (None for the first) and returns the bytes to send and the cursor to
+    /// go on from, or None after the last batch. An error ends the stream.
+    pub fn stream_batches<C, E, F>(
+        &self,
+        batch: F,
+    ) -> impl futures_util::Stream<Item = Result<actix_web::web::Bytes, E>> + 'static
+    where
+        C: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+        F: Fn(&mut DbConnection, Option<C>) -> Result<(actix_web::web::Bytes, Option<C>), E>
+            + Clone
+            + Send
+            + 'static,
+    {
+        let store = self.clone();
+        // The state is the cursor to load from: Some(None) first, None once the last batch is out.
+        futures_util::stream::unfold(Some(None), move |state: Option<Option<C>>| {
+            let (store, batch) = (store.clone(), batch.clone());
+            async move {
+                let cursor = state?;
+                match store.run(move |conn| batch(conn, cursor)).await {
+                    Ok((bytes, next)) => Some((Ok(bytes), next.map(Some))),
+                    Err(error) => Some((Err(error), None)),
+                }
+            }
+        })
+    }
+}
+
 /// Opens one connection, outside any pool (the CLI, and the pool's first check). The error says
 /// why: a bad path, an unreachable server, a refused login.
 pub fn connect(url: &DatabaseUrl) -> anyhow::Result<DbConnection> {

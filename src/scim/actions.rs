@@ -304,7 +304,7 @@ async fn group_with_members(
     ctx.store
         .run(move |conn| {
             let group = work(conn)?;
-            let members = groups::members_of(conn, std::slice::from_ref(&group.id))?;
+            let members = groups::members_of(conn, std::slice::from_ref(&group.id), None, None)?;
             Ok((group, members))
         })
         .await
@@ -471,7 +471,8 @@ pub async fn delete(ctx: &Context, kind: ResourceKind, id: &str) -> Result<Reply
     })
 }
 
-/// One user or group; `None` members when the projection leaves them out.
+/// One user or group. A group comes without `members`: the handler streams them, since a group
+/// may have more than fit comfortably in one response buffer.
 pub async fn get(
     ctx: &Context,
     kind: ResourceKind,
@@ -489,21 +490,12 @@ pub async fn get(
             ))
         }
         ResourceKind::Group => {
-            let wants_members = projection.wants(kind, "members");
-            let (group, members) = ctx
+            let group = ctx
                 .store
-                .run(move |conn| {
-                    let group = groups::load(conn, &workspace_id, &id)?;
-                    let members = if wants_members {
-                        Some(groups::members_of(conn, std::slice::from_ref(&group.id))?)
-                    } else {
-                        None
-                    };
-                    Ok::<_, ScimError>((group, members))
-                })
+                .run(move |conn| groups::load(conn, &workspace_id, &id))
                 .await?;
             Ok((
-                render_group(&ctx.base, &group, members.as_deref(), projection),
+                render_group(&ctx.base, &group, None, projection),
                 group.version,
             ))
         }
@@ -566,7 +558,7 @@ pub async fn list(
                     let (total, found) = groups::list(conn, &workspace_id, &page)?;
                     let ids: Vec<String> = found.iter().map(|group| group.id.clone()).collect();
                     let members = if wants_related && !ids.is_empty() {
-                        Some(groups::members_of(conn, &ids)?)
+                        Some(groups::members_of(conn, &ids, None, None)?)
                     } else {
                         None
                     };

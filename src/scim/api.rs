@@ -8,6 +8,7 @@ use actix_web::{FromRequest, HttpMessage, HttpRequest, HttpResponse, ResponseErr
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use futures_util::future::LocalBoxFuture;
+use futures_util::{StreamExt, stream};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tracing_actix_web::RequestId;
@@ -15,8 +16,9 @@ use tracing_actix_web::RequestId;
 use super::actions::{self, Context, Reply};
 use super::error::{MEDIA_TYPE, ScimError, ScimType};
 use super::filter::{self, parse_filter};
+use super::groups;
 use super::query;
-use super::resource::Projection;
+use super::resource::{self, Projection};
 use super::schema::{self, ResourceKind};
 use super::store::{Page, etag, matches_version};
 use crate::audit::{Actor, AuditContext};
@@ -481,18 +483,22 @@ async fn get(
     id: web::Path<String>,
     request: HttpRequest,
 ) -> Result<HttpResponse, ScimError> {
-    let projection = query_params(&request)?.projection();
-    let (body, version) = actions::get(
-        &context(client, &store, &base_url),
-        **kind,
-        &id,
-        &projection,
-    )
-    .await?;
+    let (kind, projection) = (**kind, query_params(&request)?.projection());
+    let ctx = context(client, &store, &base_url);
+    let (body, version) = actions::get(&ctx, kind, &id, &projection).await?;
     if not_modified(request.headers(), version) {
         return Ok(HttpResponse::NotModified()
             .insert_header((header::ETAG, etag(version)))
             .finish());
+    }
+    if kind == ResourceKind::Group && projection.wants(kind, "members") {
+        return Ok(stream_members(
+            ctx,
+            body,
+            version,
+            id.into_inner(),
+            projection,
+        ));
     }
     Ok(respond(Reply {
         status: StatusCode::OK,
@@ -500,6 +506,60 @@ async fn get(
         version: Some(version),
         location: None,
     }))
+}
+
+/// Members read per batch while a group is streamed.
+const MEMBER_BATCH: i64 = 1000;
+
+/// Sends a group with its members streamed batch by batch after the rest of it, so a group of
+/// 100,000 members is answered without building the whole list in memory.
+fn stream_members(
+    ctx: Context,
+    group: Value,
+    version: i64,
+    group_id: String,
+    projection: Projection,
+) -> HttpResponse {
+    let mut head = group.to_string();
+    head.pop();
+    head.push_str(",\"members\":[");
+    let base = ctx.base.clone();
+    let members = ctx
+        .store
+        .stream_batches(move |conn, after: Option<String>| {
+            let batch = groups::members_of(
+                conn,
+                std::slice::from_ref(&group_id),
+                after.as_deref(),
+                Some(MEMBER_BATCH),
+            )?;
+            let mut out = Vec::new();
+            for (index, member) in batch.iter().enumerate() {
+                if after.is_some() || index > 0 {
+                    out.push(b',');
+                }
+                let mut wrapper = resource::Document::new();
+                wrapper.insert(
+                    "members".to_owned(),
+                    Value::Array(vec![actions::render_member(&base, member)]),
+                );
+                let projected = projection.apply(ResourceKind::Group, wrapper);
+                serde_json::to_writer(&mut out, &projected["members"][0])
+                    .expect("serialising to memory succeeds");
+            }
+            let next = batch
+                .last()
+                .map(|member| member.member_id.clone())
+                .filter(|_| batch.len() as i64 == MEMBER_BATCH);
+            Ok::<_, ScimError>((web::Bytes::from(out), next))
+        });
+    let body = stream::once(async move { Ok::<_, ScimError>(web::Bytes::from(head)) })
+        .chain(members)
+        .chain(stream::once(async { Ok(web::Bytes::from_static(b"]}")) }));
+    HttpResponse::Ok()
+        .content_type(MEDIA_TYPE)
+        .insert_header((header::ETAG, etag(version)))
+        .streaming(body)
 }
 
 async fn create(

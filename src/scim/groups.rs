@@ -321,9 +321,15 @@ pub struct Member {
     pub display: Option<String>,
 }
 
-/// The members of the groups named, in a stable order.
-pub fn members_of(conn: &mut DbConnection, group_ids: &[String]) -> QueryResult<Vec<Member>> {
-    scim_group_members::table
+/// The members of the groups named, ordered by group and member id; with `after`, only members
+/// whose id sorts after it (for streaming a large group batch by batch), and at most `limit`.
+pub fn members_of(
+    conn: &mut DbConnection,
+    group_ids: &[String],
+    after: Option<&str>,
+    limit: Option<i64>,
+) -> QueryResult<Vec<Member>> {
+    let mut query = scim_group_members::table
         .left_join(scim_users::table.on(scim_users::id.eq(scim_group_members::member_id)))
         .filter(scim_group_members::group_id.eq_any(group_ids))
         .select((
@@ -336,5 +342,12 @@ pub fn members_of(conn: &mut DbConnection, group_ids: &[String]) -> QueryResult<
             scim_group_members::group_id.asc(),
             scim_group_members::member_id.asc(),
         ))
-        .load(conn)
+        .into_boxed();
+    if let Some(after) = after {
+        query = query.filter(scim_group_members::member_id.gt(after.to_owned()));
+    }
+    if let Some(limit) = limit {
+        query = query.limit(limit);
+    }
+    query.load(conn)
 }

@@ -856,3 +856,85 @@ async fn cursor_pages_walk_everything_once(database: TestDatabase) {
     .await;
     assert_eq!(status, 400);
 }
+
+on_both_databases!(large_groups_stream_and_stay_cheap_to_change);
+
+/// More members than one streamed batch holds, added through the library as an IdP would have
+/// over many requests.
+async fn large_groups_stream_and_stay_cheap_to_change(database: TestDatabase) {
+    use idgate::scim::{groups, resource::normalize, schema::ResourceKind, users};
+    let app = TestApp::spawn(database).await;
+    let tenant = app.tenant("acme", "scim");
+    let context = idgate::audit::AuditContext::cli();
+    let mut conn = app.database.connect();
+    let workspace_id = tenant.workspace.id.clone();
+    let mut ids = Vec::new();
+    for n in 0..1500 {
+        let document = normalize(
+            ResourceKind::User,
+            &json!({"userName": format!("u{n:04}@example.com")}),
+        )
+        .unwrap();
+        ids.push(
+            users::create(&mut conn, &workspace_id, document, &context)
+                .unwrap()
+                .id,
+        );
+    }
+    let document = normalize(ResourceKind::Group, &json!({"displayName": "Everyone"})).unwrap();
+    let group = groups::create(&mut conn, &workspace_id, document, ids.clone(), &context).unwrap();
+    drop(conn);
+
+    let path = format!("/scim/v2/Groups/{}", group.id);
+    let (status, answer, headers) = send(&app, &tenant.token, "GET", &path, None).await;
+    assert_eq!(status, 200);
+    assert_eq!(headers.get("etag").unwrap(), "W/\"1\"");
+    let mut streamed: Vec<String> = answer["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["value"].as_str().unwrap().to_owned())
+        .collect();
+    streamed.sort();
+    let mut expected = ids.clone();
+    expected.sort();
+    assert_eq!(streamed, expected, "every member once, across batches");
+    assert_eq!(answer["displayName"], "Everyone");
+    assert_eq!(answer["meta"]["version"], "W/\"1\"");
+
+    let (_, projected, _) = send(
+        &app,
+        &tenant.token,
+        "GET",
+        &format!("{path}?attributes=members.value"),
+        None,
+    )
+    .await;
+    assert_eq!(
+        projected["members"][0]
+            .as_object()
+            .unwrap()
+            .keys()
+            .collect::<Vec<_>>(),
+        ["value"]
+    );
+    let (_, without, _) = send(
+        &app,
+        &tenant.token,
+        "GET",
+        &format!("{path}?excludedAttributes=members"),
+        None,
+    )
+    .await;
+    assert!(without.get("members").is_none() && without["displayName"] == "Everyone");
+
+    let remove = json!({"schemas": [PATCH], "Operations": [{"op": "remove", "path": format!("members[value eq \"{}\"]", ids[700])}]});
+    assert_eq!(
+        send(&app, &tenant.token, "PATCH", &path, Some(&remove))
+            .await
+            .0,
+        204
+    );
+    let (_, after, _) = send(&app, &tenant.token, "GET", &path, None).await;
+    assert_eq!(after["members"].as_array().unwrap().len(), 1499);
+}
