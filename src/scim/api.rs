@@ -48,6 +48,7 @@ pub fn routes(config: &mut web::ServiceConfig) {
             .route("/Schemas", web::get().to(schemas))
             .route("/Schemas/{id}", web::get().to(schema_by_id))
             .route("/Bulk", web::post().to(super::bulk::bulk))
+            .route("/.search", web::post().to(search_all))
             .configure(|config| resource_routes(config, ResourceKind::User))
             .configure(|config| resource_routes(config, ResourceKind::Group))
             .default_service(web::to(|| async {
@@ -455,6 +456,50 @@ pub fn search_params(body: &[u8]) -> Result<ListParams, ScimError> {
     }
     serde_json::from_value(value)
         .map_err(|e| ScimError::invalid_value(format!("invalid search request: {e}")))
+}
+
+/// `POST /.search` at the root: Users, then Groups, paged as one list. A filter naming an attribute
+/// only one type has matches nothing of the other.
+async fn search_all(
+    client: ScimClient,
+    store: web::Data<Store>,
+    base_url: web::Data<BaseUrl>,
+    body: web::Bytes,
+) -> Result<HttpResponse, ScimError> {
+    let params = search_params(&body)?;
+    if params.cursor.is_some() {
+        return Err(ScimError::invalid_value(
+            "a search across resource types pages by startIndex",
+        ));
+    }
+    let ctx = context(client, &store, &base_url);
+    let projection = params.projection();
+    let (mut total, mut resources, mut start_index) = (0, Vec::new(), 1);
+    for kind in [ResourceKind::User, ResourceKind::Group] {
+        let (mut page, paging) = match params.page(&ctx.workspace_id, kind) {
+            Ok(page) => page,
+            Err(ScimError::BadRequest {
+                scim_type: ScimType::InvalidFilter,
+                detail,
+            }) if detail.contains("unknown attribute") => continue,
+            Err(error) => return Err(error),
+        };
+        if let Paging::Index(index) = paging {
+            start_index = index;
+        }
+        // The window over the joined list: skip what earlier types filled, take what is left.
+        page.offset = (page.offset - total).max(0);
+        page.limit -= resources.len() as i64;
+        let listing = actions::list(&ctx, kind, page, &projection).await?;
+        total += listing.total;
+        resources.extend(listing.resources);
+    }
+    Ok(list_response(
+        total,
+        Paging::Index(start_index),
+        resources,
+        None,
+    ))
 }
 
 async fn page(

@@ -938,3 +938,62 @@ async fn large_groups_stream_and_stay_cheap_to_change(database: TestDatabase) {
     let (_, after, _) = send(&app, &tenant.token, "GET", &path, None).await;
     assert_eq!(after["members"].as_array().unwrap().len(), 1499);
 }
+
+on_both_databases!(root_search_spans_users_and_groups);
+
+async fn root_search_spans_users_and_groups(database: TestDatabase) {
+    let app = TestApp::spawn(database).await;
+    let tenant = app.tenant("acme", "scim");
+    let body = json!({"schemas": [USER], "userName": "ada@example.com", "displayName": "Ada"});
+    assert_eq!(
+        send(&app, &tenant.token, "POST", "/scim/v2/Users", Some(&body))
+            .await
+            .0,
+        201
+    );
+    create_group(&app, &tenant.token, "Admins").await;
+    create_group(&app, &tenant.token, "Support").await;
+    let search = |filter: &str, start: i64, count: i64| json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:SearchRequest"], "filter": filter, "startIndex": start, "count": count});
+    let names = |answer: &Value| -> Vec<String> {
+        answer["Resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["displayName"].as_str().unwrap_or_default().to_owned())
+            .collect()
+    };
+    let (status, both, _) = send(
+        &app,
+        &tenant.token,
+        "POST",
+        "/scim/v2/.search",
+        Some(&search("displayName sw \"A\"", 1, 10)),
+    )
+    .await;
+    assert_eq!(status, 200, "{both}");
+    assert_eq!(
+        (both["totalResults"].as_i64(), names(&both)),
+        (Some(2), vec!["Ada".to_owned(), "Admins".to_owned()])
+    );
+    let (_, second, _) = send(
+        &app,
+        &tenant.token,
+        "POST",
+        "/scim/v2/.search",
+        Some(&search("displayName sw \"A\"", 2, 1)),
+    )
+    .await;
+    assert_eq!(
+        (second["startIndex"].as_i64(), names(&second)),
+        (Some(2), vec!["Admins".to_owned()])
+    );
+    let (_, users_only, _) = send(
+        &app,
+        &tenant.token,
+        "POST",
+        "/scim/v2/.search",
+        Some(&search("userName pr", 1, 10)),
+    )
+    .await;
+    assert_eq!(users_only["totalResults"], 1);
+}
