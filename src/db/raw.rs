@@ -17,6 +17,7 @@ enum Part {
     Sql(&'static str),
     Text(String),
     Timestamp(NaiveDateTime),
+    Bool(bool),
 }
 
 /// A SQL expression of type `ST` (a boolean condition, or a sort key).
@@ -46,6 +47,11 @@ impl<ST> RawSql<ST> {
         self
     }
 
+    pub fn boolean(mut self, value: bool) -> Self {
+        self.parts.push(Part::Bool(value));
+        self
+    }
+
     pub fn timestamp(mut self, value: NaiveDateTime) -> Self {
         self.parts.push(Part::Timestamp(value));
         self
@@ -70,6 +76,7 @@ impl<ST> QueryFragment<MultiBackend> for RawSql<ST> {
                 Part::Sql(sql) => out.push_sql(sql),
                 Part::Text(value) => out.push_bind_param::<Text, String>(value)?,
                 Part::Timestamp(value) => out.push_bind_param::<Timestamp, NaiveDateTime>(value)?,
+                Part::Bool(value) => out.push_bind_param::<Bool, bool>(value)?,
             }
         }
         Ok(())

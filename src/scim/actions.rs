@@ -125,11 +125,7 @@ pub fn render_member(base: &str, member: &Member) -> Value {
     } else {
         ResourceKind::Group
     };
-    let mut value = json!({ "value": member.member_id, "$ref": location(base, kind, &member.member_id), "type": member.member_type });
-    if let Some(display) = &member.display {
-        value["display"] = json!(display);
-    }
-    value
+    json!({ "value": member.member_id, "$ref": location(base, kind, &member.member_id), "type": member.member_type })
 }
 
 /// A group as returned; `members` holds membership rows, any group's. With `members` None the

@@ -39,16 +39,14 @@ pub fn routes(config: &mut web::ServiceConfig) {
         web::scope("/scim/v2")
             .wrap(ErrorHandlers::new().default_handler(scim_error_body))
             .app_data(web::PayloadConfig::new(MAX_BODY))
-            .route(
-                "/ServiceProviderConfig",
-                web::get().to(service_provider_config),
-            )
-            .route("/ResourceTypes", web::get().to(resource_types))
-            .route("/ResourceTypes/{id}", web::get().to(resource_type))
-            .route("/Schemas", web::get().to(schemas))
-            .route("/Schemas/{id}", web::get().to(schema_by_id))
-            .route("/Bulk", web::post().to(super::bulk::bulk))
-            .route("/.search", web::post().to(search_all))
+            // Resources rather than routes, so that another method on a known path is a 405.
+            .service(web::resource("/ServiceProviderConfig").get(service_provider_config))
+            .service(web::resource("/ResourceTypes").get(resource_types))
+            .service(web::resource("/ResourceTypes/{id}").get(resource_type))
+            .service(web::resource("/Schemas").get(schemas))
+            .service(web::resource("/Schemas/{id}").get(schema_by_id))
+            .service(web::resource("/Bulk").post(super::bulk::bulk))
+            .service(web::resource("/.search").post(search_all))
             .configure(|config| resource_routes(config, ResourceKind::User))
             .configure(|config| resource_routes(config, ResourceKind::Group))
             .default_service(web::to(|| async {

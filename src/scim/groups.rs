@@ -317,8 +317,6 @@ pub struct Member {
     pub member_id: String,
     /// `User` or `Group`.
     pub member_type: String,
-    /// The user's userName; none for a group member.
-    pub display: Option<String>,
 }
 
 /// The members of the groups named, ordered by group and member id; with `after`, only members
@@ -330,13 +328,11 @@ pub fn members_of(
     limit: Option<i64>,
 ) -> QueryResult<Vec<Member>> {
     let mut query = scim_group_members::table
-        .left_join(scim_users::table.on(scim_users::id.eq(scim_group_members::member_id)))
         .filter(scim_group_members::group_id.eq_any(group_ids))
         .select((
             scim_group_members::group_id,
             scim_group_members::member_id,
             scim_group_members::member_type,
-            scim_users::user_name.nullable(),
         ))
         .order((
             scim_group_members::group_id.asc(),

@@ -155,7 +155,11 @@ fn apply_without_path(
             let Value::Object(extension) = value else {
                 return Err(ScimError::invalid_value(format!("{urn} must be an object")));
             };
-            for (name, value) in extension {
+            // Some clients repeat `schemas` inside the extension object; it holds no attribute.
+            for (name, value) in extension
+                .iter()
+                .filter(|(name, _)| !name.eq_ignore_ascii_case("schemas"))
+            {
                 let path = parse_path(&format!("{urn}:{name}"))
                     .map_err(|e| invalid_path(format!("{urn}:{name}: {e}")))?;
                 apply_at(kind, document, op, &path, Some(value), true)?;
@@ -169,6 +173,53 @@ fn apply_without_path(
         apply_at(kind, document, op, &path, Some(value), true)?;
     }
     Ok(())
+}
+
+/// The extension a path names as a whole (`urn:...:enterprise:2.0:User`), which the path grammar
+/// reads as attribute `User` of schema `urn:...:2.0`.
+fn whole_extension(kind: ResourceKind, path: &PatchPath) -> Option<&'static str> {
+    let urn = path.attr.urn.as_deref()?;
+    if path.attr.sub.is_some() || path.filter.is_some() {
+        return None;
+    }
+    kind.extension(&format!("{urn}:{}", path.attr.name))
+}
+
+/// add or replace with an object of the extension's attributes, or remove the whole extension.
+fn apply_to_extension(
+    kind: ResourceKind,
+    document: &mut Document,
+    op: Op,
+    urn: &str,
+    value: Option<&Value>,
+) -> Result<(), ScimError> {
+    match op {
+        Op::Remove => {
+            document.remove(urn);
+            Ok(())
+        }
+        Op::Replace => {
+            document.remove(urn);
+            apply_without_path(
+                kind,
+                document,
+                Op::Add,
+                Some(&Value::Object(Map::from_iter([(
+                    urn.to_owned(),
+                    value.cloned().unwrap_or(Value::Null),
+                )]))),
+            )
+        }
+        Op::Add => apply_without_path(
+            kind,
+            document,
+            op,
+            Some(&Value::Object(Map::from_iter([(
+                urn.to_owned(),
+                value.cloned().unwrap_or(Value::Null),
+            )]))),
+        ),
+    }
 }
 
 /// Resolves the top-level attribute of a path and the document (core or extension object) holding it.
@@ -198,6 +249,9 @@ fn apply_at(
     value: Option<&Value>,
     lenient_read_only: bool,
 ) -> Result<(), ScimError> {
+    if let Some(urn) = whole_extension(kind, path) {
+        return apply_to_extension(kind, document, op, urn, value);
+    }
     let (extension, top) = resolve(kind, &path.attr)?;
     match top.mutability {
         // Okta repeats the id in a no-path value when it renames a group: nothing to change.

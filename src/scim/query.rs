@@ -30,6 +30,8 @@ impl Scope<'_> {
 #[derive(Debug)]
 enum Target {
     Id,
+    /// A user's `active`, kept in a column: absent from the document means active.
+    Active,
     Created,
     Modified,
     ResourceType,
@@ -71,6 +73,7 @@ fn resolve(kind: ResourceKind, path: &AttrPath) -> Result<Target, ScimError> {
     let sub = path.sub.as_deref();
     match (top.name, sub) {
         ("id", None) => return Ok(Target::Id),
+        ("active", None) if kind == ResourceKind::User => return Ok(Target::Active),
         ("meta", Some(sub)) if sub.eq_ignore_ascii_case("created") => return Ok(Target::Created),
         ("meta", Some(sub)) if sub.eq_ignore_ascii_case("lastModified") => {
             return Ok(Target::Modified);
@@ -184,7 +187,7 @@ const ALIASED: &str = " FROM scim_values v";
 
 fn present(scope: Scope<'_>, target: &Target) -> RawSql {
     match target {
-        Target::Id | Target::Created | Target::Modified | Target::ResourceType => {
+        Target::Id | Target::Active | Target::Created | Target::Modified | Target::ResourceType => {
             RawSql::default().sql("1 = 1")
         }
         Target::Membership => RawSql::default().sql(membership_ids(scope.kind)).sql(")"),
@@ -227,6 +230,14 @@ fn compare(
         Target::Id => {
             let text = string_value(path, value)?;
             Ok(text_comparison(RawSql::default().sql("id"), op, text))
+        }
+        Target::Active => {
+            let flag = boolean(value)
+                .ok_or_else(|| invalid(format!("{path} compares with true or false")))?;
+            if op != CompareOp::Eq {
+                return Err(invalid(format!("{path} is boolean: use eq, ne or pr")));
+            }
+            Ok(RawSql::default().sql("active = ").boolean(flag))
         }
         Target::Created | Target::Modified => {
             let column = if matches!(target, Target::Created) {
@@ -287,12 +298,8 @@ fn value_comparison(
     value: &CompValue,
 ) -> Result<RawSql, ScimError> {
     if leaf.kind == Type::Boolean {
-        let flag = match value {
-            CompValue::Bool(flag) => *flag,
-            CompValue::String(text) if text.eq_ignore_ascii_case("true") => true,
-            CompValue::String(text) if text.eq_ignore_ascii_case("false") => false,
-            _ => return Err(invalid(format!("{path} compares with true or false"))),
-        };
+        let flag =
+            boolean(value).ok_or_else(|| invalid(format!("{path} compares with true or false")))?;
         if op != CompareOp::Eq {
             return Err(invalid(format!("{path} is boolean: use eq, ne or pr")));
         }
@@ -304,6 +311,16 @@ fn value_comparison(
     } else {
         text_comparison(RawSql::default().sql("value_ci"), op, text.to_lowercase())
     })
+}
+
+/// A boolean comparison value; Entra writes them as strings.
+fn boolean(value: &CompValue) -> Option<bool> {
+    match value {
+        CompValue::Bool(flag) => Some(*flag),
+        CompValue::String(text) if text.eq_ignore_ascii_case("true") => Some(true),
+        CompValue::String(text) if text.eq_ignore_ascii_case("false") => Some(false),
+        _ => None,
+    }
 }
 
 fn string_value(path: &AttrPath, value: &CompValue) -> Result<String, ScimError> {
@@ -473,6 +490,7 @@ pub fn sort_key(
         Target::Id => RawSql::default().sql("id"),
         Target::Created => RawSql::default().sql("created_at"),
         Target::Modified => RawSql::default().sql("updated_at"),
+        Target::Active => RawSql::default().sql("CASE WHEN active THEN 'true' ELSE 'false' END"),
         Target::Values {
             attribute,
             sub: Some(sub),

@@ -30,7 +30,10 @@ pub fn normalize(kind: ResourceKind, input: &Value) -> Result<Document, ScimErro
                 return Err(ScimError::invalid_value(format!("{urn} must be an object")));
             };
             let mut extension = Document::new();
-            for (name, value) in fields {
+            for (name, value) in fields
+                .iter()
+                .filter(|(name, _)| !name.eq_ignore_ascii_case("schemas"))
+            {
                 let attribute = kind.attribute(Some(urn), name).ok_or_else(|| {
                     ScimError::invalid_value(format!("unknown attribute {urn}:{name}"))
                 })?;

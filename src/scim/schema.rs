@@ -353,7 +353,6 @@ pub static GROUP_ATTRIBUTES: &[Attribute] = &[
                     &["User", "Group"],
                 )
             },
-            read_only(string("display", "The display name of the member.")),
         ],
         "A list of members of the Group.",
     )),

@@ -88,13 +88,10 @@ pub fn load(
 pub fn create(
     conn: &mut DbConnection,
     workspace_id: &str,
-    mut document: Document,
+    document: Document,
     context: &AuditContext,
 ) -> Result<StoredUser, ScimError> {
     let columns = columns(&document)?;
-    document
-        .entry("active")
-        .or_insert(Value::Bool(columns.active));
     let id = uuid::Uuid::new_v4().to_string();
     let now = crate::time::now();
     write_transaction(conn, |conn| {
@@ -147,9 +144,8 @@ pub fn update(
         let current = load(conn, workspace_id, id)?;
         store::check_version(expected_version, current.version)?;
         let before = current.document();
-        let mut document = change(&current)?;
+        let document = change(&current)?;
         let columns = columns(&document)?;
-        document.insert("active".to_owned(), Value::Bool(columns.active));
         let changed = changed_attributes(&before, &document);
         if changed.is_empty() {
             return Ok(current);
