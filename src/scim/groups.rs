@@ -35,6 +35,10 @@ impl StoredGroup {
     }
 }
 
+/// Ids per statement when a request names many members: well under every backend's limit on
+/// bind parameters (32,766 on SQLite).
+const ID_CHUNK: usize = 500;
+
 /// What a request does to a group's members.
 #[derive(Debug, Default, Clone)]
 pub struct MemberChange {
@@ -221,59 +225,70 @@ fn add_members(
     group_id: &str,
     ids: &[String],
 ) -> Result<Vec<String>, ScimError> {
-    let wanted: BTreeSet<&String> = ids.iter().collect();
-    if wanted.is_empty() {
-        return Ok(Vec::new());
-    }
-    let wanted: Vec<&String> = wanted.into_iter().collect();
-    let users: BTreeSet<String> = scim_users::table
-        .filter(scim_users::workspace_id.eq(workspace_id))
-        .filter(scim_users::id.eq_any(&wanted))
-        .select(scim_users::id)
-        .load::<String>(conn)?
-        .into_iter()
-        .collect();
-    let groups: BTreeSet<String> = scim_groups::table
-        .filter(scim_groups::workspace_id.eq(workspace_id))
-        .filter(scim_groups::id.eq_any(&wanted))
-        .select(scim_groups::id)
-        .load::<String>(conn)?
-        .into_iter()
-        .collect();
-    let unknown: Vec<&str> = wanted
-        .iter()
-        .filter(|id| !users.contains(**id) && !groups.contains(**id))
-        .map(|id| id.as_str())
-        .collect();
-    if !unknown.is_empty() {
-        return Err(ScimError::invalid_value(format!(
-            "unknown member ids: {}",
-            unknown.join(", ")
-        )));
-    }
+    let wanted: Vec<&String> = ids.iter().collect::<BTreeSet<_>>().into_iter().collect();
     if wanted.iter().any(|id| id.as_str() == group_id) {
         return Err(ScimError::invalid_value(
             "a group cannot be a member of itself",
         ));
     }
-    let present: BTreeSet<String> = scim_group_members::table
-        .filter(scim_group_members::group_id.eq(group_id))
-        .filter(scim_group_members::member_id.eq_any(&wanted))
-        .select(scim_group_members::member_id)
-        .load::<String>(conn)?
-        .into_iter()
-        .collect();
+    // In chunks: a database takes only so many bind parameters in one statement.
+    let mut kinds: Vec<(&String, &'static str)> = Vec::with_capacity(wanted.len());
+    let mut unknown: Vec<&str> = Vec::new();
+    for chunk in wanted.chunks(ID_CHUNK) {
+        let users: BTreeSet<String> = scim_users::table
+            .filter(scim_users::workspace_id.eq(workspace_id))
+            .filter(scim_users::id.eq_any(chunk))
+            .select(scim_users::id)
+            .load::<String>(conn)?
+            .into_iter()
+            .collect();
+        let groups: BTreeSet<String> = scim_groups::table
+            .filter(scim_groups::workspace_id.eq(workspace_id))
+            .filter(scim_groups::id.eq_any(chunk))
+            .select(scim_groups::id)
+            .load::<String>(conn)?
+            .into_iter()
+            .collect();
+        for id in chunk {
+            match (users.contains(*id), groups.contains(*id)) {
+                (true, _) => kinds.push((id, "User")),
+                (_, true) => kinds.push((id, "Group")),
+                _ => unknown.push(id),
+            }
+        }
+    }
+    if !unknown.is_empty() {
+        let shown: Vec<&str> = unknown.iter().take(20).copied().collect();
+        let more = if unknown.len() > shown.len() {
+            format!(" and {} more", unknown.len() - shown.len())
+        } else {
+            String::new()
+        };
+        return Err(ScimError::invalid_value(format!(
+            "unknown member ids: {}{more}",
+            shown.join(", ")
+        )));
+    }
     let mut added = Vec::new();
-    for id in wanted.into_iter().filter(|id| !present.contains(*id)) {
-        let member_type = if users.contains(id) { "User" } else { "Group" };
-        diesel::insert_into(scim_group_members::table)
-            .values((
-                scim_group_members::group_id.eq(group_id),
-                scim_group_members::member_id.eq(id),
-                scim_group_members::member_type.eq(member_type),
-            ))
-            .execute(conn)?;
-        added.push(id.clone());
+    for chunk in kinds.chunks(ID_CHUNK) {
+        let ids: Vec<&String> = chunk.iter().map(|(id, _)| *id).collect();
+        let present: BTreeSet<String> = scim_group_members::table
+            .filter(scim_group_members::group_id.eq(group_id))
+            .filter(scim_group_members::member_id.eq_any(&ids))
+            .select(scim_group_members::member_id)
+            .load::<String>(conn)?
+            .into_iter()
+            .collect();
+        for (id, member_type) in chunk.iter().filter(|(id, _)| !present.contains(*id)) {
+            diesel::insert_into(scim_group_members::table)
+                .values((
+                    scim_group_members::group_id.eq(group_id),
+                    scim_group_members::member_id.eq(*id),
+                    scim_group_members::member_type.eq(*member_type),
+                ))
+                .execute(conn)?;
+            added.push((*id).clone());
+        }
     }
     Ok(added)
 }
@@ -285,7 +300,7 @@ fn remove_members(
     ids: &[String],
 ) -> QueryResult<Vec<String>> {
     let mut removed = Vec::new();
-    for chunk in ids.chunks(500) {
+    for chunk in ids.chunks(ID_CHUNK) {
         let present: Vec<String> = scim_group_members::table
             .filter(scim_group_members::group_id.eq(group_id))
             .filter(scim_group_members::member_id.eq_any(chunk))

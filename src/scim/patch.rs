@@ -880,4 +880,58 @@ mod tests {
         let result = apply(ResourceKind::Group, group, &operations).unwrap();
         assert_eq!(Value::Object(result), json!({"displayName": "Eng"}));
     }
+
+    /// Random operations (paths and values from the shapes above) give a document or an error,
+    /// never a panic.
+    #[test]
+    fn no_operation_makes_the_engine_panic() {
+        let paths = [
+            "emails",
+            "emails[type eq \"work\"].value",
+            "emails[value co \"a\"]",
+            "name",
+            "name.givenName",
+            "active",
+            "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User",
+            "addresses[type eq \"home\"].locality",
+            "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:manager[value eq \"m1\"]",
+            "groups",
+            "id",
+            "emails[primary eq true].primary",
+            "x509Certificates.value",
+            "meta.version",
+        ];
+        let values = [
+            json!(null),
+            json!(true),
+            json!("False"),
+            json!("text"),
+            json!(7),
+            json!([]),
+            json!({}),
+            json!([{"value": "v", "primary": true}]),
+            json!({"givenName": "G"}),
+            json!([{"value": "a"}, {"value": "b", "primary": "True"}]),
+        ];
+        let mut state: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as usize
+        };
+        for _ in 0..5_000 {
+            let operations: Vec<Value> = (0..1 + next() % 3)
+                .map(|_| {
+                    let op = ["add", "remove", "replace", "Replace"][next() % 4];
+                    let mut operation = json!({"op": op, "value": values[next() % values.len()]});
+                    if next() % 5 != 0 {
+                        operation["path"] = json!(paths[next() % paths.len()]);
+                    }
+                    operation
+                })
+                .collect();
+            let _ = patch(user(), Value::Array(operations));
+        }
+    }
 }
