@@ -10,7 +10,7 @@ use anyhow::Context;
 use diesel::connection::SimpleConnection;
 use tracing_actix_web::TracingLogger;
 
-use crate::config::{BaseUrl, Settings};
+use crate::config::Settings;
 use crate::db::{Store, StoreError};
 use crate::telemetry::{RootSpan, request_id_header};
 use crate::{audit, error, scim, tokens, workspaces};
@@ -18,7 +18,6 @@ use crate::{audit, error, scim, tokens, workspaces};
 pub struct Application {
     server: Server,
     port: u16,
-    base_url: BaseUrl,
 }
 
 impl Application {
@@ -63,16 +62,11 @@ impl Application {
         Ok(Application {
             server,
             port: bound.port(),
-            base_url,
         })
     }
 
     pub fn port(&self) -> u16 {
         self.port
-    }
-
-    pub fn base_url(&self) -> &BaseUrl {
-        &self.base_url
     }
 
     /// Serves until SIGINT or SIGTERM, then lets requests in flight finish.

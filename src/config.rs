@@ -74,10 +74,6 @@ impl BaseUrl {
     pub fn as_str(&self) -> &str {
         &self.0
     }
-
-    pub fn is_https(&self) -> bool {
-        self.0.starts_with("https://")
-    }
 }
 
 impl TryFrom<String> for BaseUrl {
@@ -239,7 +235,6 @@ mod tests {
             assert_eq!(settings.bind.to_string(), "127.0.0.1:8080");
             let base = settings.base_url.expect("set by the file");
             assert_eq!(base.as_str(), "https://idgate.example.com");
-            assert!(base.is_https());
             Ok(())
         });
     }

@@ -240,7 +240,6 @@ impl actix_web::ResponseError for StoreError {
 #[derive(Clone)]
 pub struct Store {
     pool: Pool<ConnectionManager>,
-    backend: Backend,
 }
 
 impl Store {
@@ -251,16 +250,12 @@ impl Store {
             .max_size(POOL_SIZE)
             .min_idle(Some(1))
             .connection_timeout(CHECKOUT_TIMEOUT)
+            // A PostgreSQL connection can die with its server or the network, so it is checked
+            // before use; an SQLite file connection does not, and the check would cost a query.
+            .test_on_check_out(url.backend == Backend::Postgres)
             .build(ConnectionManager { url: url.clone() })
             .map_err(|e| anyhow::anyhow!("cannot connect to database {url}: {}", one_line(&e)))?;
-        Ok(Store {
-            pool,
-            backend: url.backend,
-        })
-    }
-
-    pub fn backend(&self) -> Backend {
-        self.backend
+        Ok(Store { pool })
     }
 
     /// Runs blocking storage code on actix's blocking thread pool.
@@ -280,9 +275,7 @@ impl Store {
         .await
         .map_err(|_| E::from(StoreError::TaskFailed))?
     }
-}
 
-impl Store {
     /// Streams a large read in batches, each loaded in its own blocking task, so that neither the
     /// whole result nor a connection is held while the client reads. `batch` gets the cursor the
     /// previous batch returned (None for the first) and returns the bytes to send and the cursor to
@@ -356,6 +349,12 @@ where
     Ok(applied)
 }
 
+/// Writers of this process take turns here before they begin on SQLite. SQLite makes a second
+/// writer wait by sleeping and retrying, with back-off up to 100 ms a try, which under load gave
+/// p99s of half a second; a lock here hands the turn over at once. (Other processes, such as the
+/// CLI, still meet the busy timeout.)
+static SQLITE_WRITER: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// Runs `work` in a transaction that may write. On SQLite it begins with `BEGIN IMMEDIATE`: a deferred
 /// transaction that reads and then writes fails at once with SQLITE_BUSY when another writer got in
 /// first (the busy timeout does not cover that upgrade), while an immediate one waits its turn.
@@ -365,12 +364,19 @@ where
     E: From<DieselError>,
 {
     type Manager = <DbConnection as diesel::Connection>::TransactionManager;
-    match conn {
+    let _writer = match conn {
         DbConnection::Sqlite(inner) => {
-            AnsiTransactionManager::begin_transaction_sql(inner, "BEGIN IMMEDIATE")?
+            let turn = SQLITE_WRITER
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            AnsiTransactionManager::begin_transaction_sql(inner, "BEGIN IMMEDIATE")?;
+            Some(turn)
         }
-        DbConnection::Postgres(_) => Manager::begin_transaction(conn)?,
-    }
+        DbConnection::Postgres(_) => {
+            Manager::begin_transaction(conn)?;
+            None
+        }
+    };
     match work(conn) {
         Ok(value) => {
             Manager::commit_transaction(conn)?;

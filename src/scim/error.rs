@@ -22,8 +22,6 @@ pub enum ScimType {
     InvalidPath,
     NoTarget,
     InvalidValue,
-    InvalidVers,
-    Sensitive,
     /// RFC 9865: a cursor this server did not issue.
     InvalidCursor,
 }
@@ -39,8 +37,6 @@ impl ScimType {
             ScimType::InvalidPath => "invalidPath",
             ScimType::NoTarget => "noTarget",
             ScimType::InvalidValue => "invalidValue",
-            ScimType::InvalidVers => "invalidVers",
-            ScimType::Sensitive => "sensitive",
             ScimType::InvalidCursor => "invalidCursor",
         }
     }
@@ -59,8 +55,6 @@ pub enum ScimError {
     PreconditionFailed(String),
     #[error("{0}")]
     PayloadTooLarge(String),
-    #[error("{0}")]
-    NotImplemented(String),
     /// A status actix chose before a handler ran (405 for a wrong method, say).
     #[error("{1}")]
     Http(StatusCode, String),
@@ -106,7 +100,6 @@ impl ResponseError for ScimError {
             ScimError::Conflict(_) => StatusCode::CONFLICT,
             ScimError::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
             ScimError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            ScimError::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
             ScimError::Http(status, _) => *status,
             ScimError::Auth(error) => error.status_code(),
             ScimError::Store(error) => error.status_code(),
@@ -119,9 +112,7 @@ impl ResponseError for ScimError {
             StatusCode::SERVICE_UNAVAILABLE => {
                 "the service is temporarily unavailable; try again shortly".to_owned()
             }
-            status if status.is_server_error() && !matches!(self, ScimError::NotImplemented(_)) => {
-                "internal error".to_owned()
-            }
+            status if status.is_server_error() => "internal error".to_owned(),
             _ => self.to_string(),
         };
         let mut body = json!({

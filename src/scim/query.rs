@@ -306,7 +306,14 @@ fn value_comparison(
         return Ok(RawSql::default().sql("value = ").text(flag.to_string()));
     }
     let text = string_value(path, value)?;
-    Ok(if leaf.case_exact {
+    Ok(if leaf.case_exact && op == CompareOp::Eq {
+        // Through the one index on value_ci, then exactly.
+        RawSql::default()
+            .sql("value_ci = ")
+            .text(text.to_lowercase())
+            .sql(" AND value = ")
+            .text(text)
+    } else if leaf.case_exact {
         text_comparison(RawSql::default().sql("value"), op, text)
     } else {
         text_comparison(RawSql::default().sql("value_ci"), op, text.to_lowercase())

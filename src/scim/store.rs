@@ -69,20 +69,29 @@ pub struct Page {
 
 /// Loads one page of a SCIM resource table (`scim_users` or `scim_groups`) in a workspace: the
 /// number of resources matching, then the page in the requested order, ties broken by creation.
+///
+/// With a filter, the workspace is compared through `workspace_id || ''`, which no index serves:
+/// SQLite, which keeps no statistics unless asked, would otherwise walk the workspace's index row
+/// by row and test the filter on each, where the filter's own index lookup finds the few rows that
+/// match (`userName eq` at 100,000 users went from one request in 6 ms to a lookup).
 macro_rules! list_page {
     ($conn:expr, $table:ident, $workspace_id:expr, $page:expr) => {{
         let page: &$crate::scim::store::Page = $page;
-        let base = || {
-            $table::table
+        let base = || match &page.condition {
+            Some(condition) => $table::table
+                .filter(
+                    $crate::db::raw::RawSql::<diesel::sql_types::Bool>::default()
+                        .sql("workspace_id || '' = ")
+                        .text($workspace_id),
+                )
+                .filter(condition.clone())
+                .into_boxed::<$crate::db::MultiBackend>(),
+            None => $table::table
                 .filter($table::workspace_id.eq($workspace_id))
-                .into_boxed()
+                .into_boxed::<$crate::db::MultiBackend>(),
         };
-        let (mut count, mut rows) = (base(), base());
-        if let Some(condition) = &page.condition {
-            count = count.filter(condition.clone());
-            rows = rows.filter(condition.clone());
-        }
-        let total: i64 = count.count().get_result($conn)?;
+        let total: i64 = base().count().get_result($conn)?;
+        let mut rows = base();
         if let Some((missing_last, key, descending)) = &page.sort {
             rows = rows.order(missing_last.clone());
             rows = if *descending {

@@ -111,11 +111,15 @@ pub fn reindex(
             value,
         })
         .collect();
-    for row in rows {
-        diesel::insert_into(scim_values::table)
-            .values(&row)
-            .execute(conn)?;
+    if rows.is_empty() {
+        return Ok(());
     }
+    // One statement for all rows; multi-row inserts compile only on the concrete connections.
+    let insert = diesel::insert_into(scim_values::table).values(&rows);
+    match conn {
+        DbConnection::Sqlite(conn) => insert.execute(conn)?,
+        DbConnection::Postgres(conn) => insert.execute(conn)?,
+    };
     Ok(())
 }
 

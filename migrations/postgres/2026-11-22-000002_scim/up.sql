@@ -41,6 +41,7 @@ CREATE INDEX scim_group_members_member ON scim_group_members (member_id);
 
 -- One row per simple value: attribute and sub are lower-case canonical names (an extension's
 -- attribute is prefixed by its URN), element numbers the values of a multi-valued attribute.
+-- One index serves every comparison: case-exact ones add `value = ?` to `value_ci = lower(?)`.
 CREATE TABLE scim_values (
     workspace_id   TEXT NOT NULL,
     resource_type  TEXT NOT NULL,
@@ -53,4 +54,3 @@ CREATE TABLE scim_values (
     PRIMARY KEY (resource_id, attribute, element, sub)
 );
 CREATE INDEX scim_values_ci ON scim_values (workspace_id, resource_type, attribute, sub, value_ci);
-CREATE INDEX scim_values_exact ON scim_values (workspace_id, resource_type, attribute, sub, value);

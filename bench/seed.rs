@@ -1,0 +1,107 @@
+//! Seeds a database for `bench/run`: a workspace with a SCIM token, USERS users, POOL more users
+//! to add to groups during the run, and one group per size given, its members taken from the users.
+//! Writes what the load scripts need into OUT: token, user-id, user-name, pool-ids, group-SIZE.
+//!
+//! Usage: bench-seed DATABASE_URL OUT USERS POOL [GROUP_SIZE...]
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+use idgate::audit::AuditContext;
+use idgate::db::{self, DatabaseUrl};
+use idgate::scim::resource::normalize;
+use idgate::scim::schema::ResourceKind;
+use idgate::scim::{groups, users};
+use idgate::tokens::{self, NewToken, Scopes};
+use idgate::workspaces::{self, NewWorkspace};
+use serde_json::json;
+
+fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.len() < 4 {
+        bail!("usage: bench-seed DATABASE_URL OUT USERS POOL [GROUP_SIZE...]");
+    }
+    let url = DatabaseUrl::parse(&args[0]).map_err(anyhow::Error::msg)?;
+    let out = PathBuf::from(&args[1]);
+    let (user_count, pool_count): (usize, usize) = (args[2].parse()?, args[3].parse()?);
+    let group_sizes: Vec<usize> = args[4..]
+        .iter()
+        .map(|size| size.parse())
+        .collect::<Result<_, _>>()?;
+    std::fs::create_dir_all(&out)?;
+
+    let mut conn = db::connect(&url)?;
+    db::run_migrations(&mut conn)?;
+    let context = AuditContext::cli();
+    let workspace = workspaces::create(
+        &mut conn,
+        NewWorkspace {
+            slug: "bench".into(),
+            name: None,
+            hipaa: false,
+        },
+        &context,
+    )?;
+    let token = NewToken {
+        name: Some("bench".into()),
+        scopes: Scopes::parse("scim")?,
+        lifetime: None,
+    };
+    std::fs::write(
+        out.join("token"),
+        tokens::create(&mut conn, &workspace, token, &context)?.secret,
+    )?;
+
+    let started = Instant::now();
+    let mut create = |n: usize| -> anyhow::Result<String> {
+        let document = normalize(
+            ResourceKind::User,
+            &json!({
+                "userName": format!("user{n:06}@example.com"),
+                "name": {"givenName": "User", "familyName": format!("Number {n}")},
+                "emails": [{"value": format!("user{n:06}@example.com"), "type": "work", "primary": true}],
+                "active": true,
+            }),
+        )?;
+        Ok(users::create(&mut conn, &workspace.id, document, &context)?.id)
+    };
+    let ids: Vec<String> = (0..user_count)
+        .map(&mut create)
+        .collect::<anyhow::Result<_>>()?;
+    let pool: Vec<String> = (user_count..user_count + pool_count)
+        .map(&mut create)
+        .collect::<anyhow::Result<_>>()?;
+    eprintln!(
+        "seeded {} users in {:.1} s",
+        ids.len() + pool.len(),
+        started.elapsed().as_secs_f64()
+    );
+    let middle = user_count / 2;
+    std::fs::write(out.join("user-id"), &ids[middle])?;
+    std::fs::write(
+        out.join("user-name"),
+        format!("user{middle:06}@example.com"),
+    )?;
+    std::fs::write(out.join("pool-ids"), pool.join("\n") + "\n")?;
+
+    for size in group_sizes {
+        if size > ids.len() {
+            bail!("a group of {size} needs at least {size} users");
+        }
+        let document = normalize(
+            ResourceKind::Group,
+            &json!({"displayName": format!("group-{size}")}),
+        )?;
+        let group = groups::create(
+            &mut conn,
+            &workspace.id,
+            document,
+            ids[..size].to_vec(),
+            &context,
+        )
+        .with_context(|| format!("creating the group of {size}"))?;
+        std::fs::write(out.join(format!("group-{size}")), group.id)?;
+    }
+    Ok(())
+}
