@@ -86,13 +86,9 @@ fn scim_error_body<B>(response: ServiceResponse<B>) -> actix_web::Result<ErrorHa
     ))
 }
 
-/// A request authenticated by a token with the `scim` scope; its workspace is the token's.
-pub struct ScimClient {
-    pub workspace_id: String,
-    pub audit: AuditContext,
-}
-
-impl FromRequest for ScimClient {
+/// A SCIM request's context, from a bearer token with the `scim` scope: the token's workspace,
+/// the token as the actor, and where resources live.
+impl FromRequest for Context {
     type Error = ScimError;
     type Future = LocalBoxFuture<'static, Result<Self, ScimError>>;
 
@@ -107,7 +103,15 @@ impl FromRequest for ScimClient {
                 .extensions()
                 .get::<RequestId>()
                 .map(ToString::to_string);
-            Ok(ScimClient {
+            let store = request
+                .app_data::<web::Data<Store>>()
+                .expect("the app registers its Store");
+            let base_url = request
+                .app_data::<web::Data<BaseUrl>>()
+                .expect("the app registers its base URL");
+            Ok(Context {
+                store: store.get_ref().clone(),
+                base: scim_base(base_url),
                 workspace_id: workspace.id,
                 audit: AuditContext {
                     actor: Actor::Token(token.id),
@@ -374,15 +378,6 @@ fn resource_routes(config: &mut web::ServiceConfig, kind: ResourceKind) {
         );
 }
 
-fn context(client: ScimClient, store: &web::Data<Store>, base_url: &web::Data<BaseUrl>) -> Context {
-    Context {
-        store: store.get_ref().clone(),
-        base: scim_base(base_url),
-        workspace_id: client.workspace_id,
-        audit: client.audit,
-    }
-}
-
 /// The HTTP form of an action's reply: SCIM JSON, with `ETag` and, on 201, `Location`.
 pub fn respond(reply: Reply) -> HttpResponse {
     let mut response = match &reply.body {
@@ -413,33 +408,19 @@ fn query_params(request: &HttpRequest) -> Result<ListParams, ScimError> {
 }
 
 async fn list(
-    client: ScimClient,
+    ctx: Context,
     kind: web::Data<ResourceKind>,
-    store: web::Data<Store>,
-    base_url: web::Data<BaseUrl>,
     request: HttpRequest,
 ) -> Result<HttpResponse, ScimError> {
-    page(
-        context(client, &store, &base_url),
-        **kind,
-        query_params(&request)?,
-    )
-    .await
+    page(ctx, **kind, query_params(&request)?).await
 }
 
 async fn search(
-    client: ScimClient,
+    ctx: Context,
     kind: web::Data<ResourceKind>,
-    store: web::Data<Store>,
-    base_url: web::Data<BaseUrl>,
     body: web::Bytes,
 ) -> Result<HttpResponse, ScimError> {
-    page(
-        context(client, &store, &base_url),
-        **kind,
-        search_params(&body)?,
-    )
-    .await
+    page(ctx, **kind, search_params(&body)?).await
 }
 
 pub fn search_params(body: &[u8]) -> Result<ListParams, ScimError> {
@@ -458,19 +439,13 @@ pub fn search_params(body: &[u8]) -> Result<ListParams, ScimError> {
 
 /// `POST /.search` at the root: Users, then Groups, paged as one list. A filter naming an attribute
 /// only one type has matches nothing of the other.
-async fn search_all(
-    client: ScimClient,
-    store: web::Data<Store>,
-    base_url: web::Data<BaseUrl>,
-    body: web::Bytes,
-) -> Result<HttpResponse, ScimError> {
+async fn search_all(ctx: Context, body: web::Bytes) -> Result<HttpResponse, ScimError> {
     let params = search_params(&body)?;
     if params.cursor.is_some() {
         return Err(ScimError::invalid_value(
             "a search across resource types pages by startIndex",
         ));
     }
-    let ctx = context(client, &store, &base_url);
     let projection = params.projection();
     let (mut total, mut resources, mut start_index) = (0, Vec::new(), 1);
     for kind in [ResourceKind::User, ResourceKind::Group] {
@@ -519,15 +494,12 @@ async fn page(
 }
 
 async fn get(
-    client: ScimClient,
+    ctx: Context,
     kind: web::Data<ResourceKind>,
-    store: web::Data<Store>,
-    base_url: web::Data<BaseUrl>,
     id: web::Path<String>,
     request: HttpRequest,
 ) -> Result<HttpResponse, ScimError> {
     let (kind, projection) = (**kind, query_params(&request)?.projection());
-    let ctx = context(client, &store, &base_url);
     let (body, version) = actions::get(&ctx, kind, &id, &projection).await?;
     if not_modified(request.headers(), version) {
         return Ok(HttpResponse::NotModified()
@@ -606,31 +578,21 @@ fn stream_members(
 }
 
 async fn create(
-    client: ScimClient,
+    ctx: Context,
     kind: web::Data<ResourceKind>,
-    store: web::Data<Store>,
-    base_url: web::Data<BaseUrl>,
     body: web::Bytes,
 ) -> Result<HttpResponse, ScimError> {
-    let reply = actions::create(
-        &context(client, &store, &base_url),
-        **kind,
-        &parse_body(&body)?,
-    )
-    .await?;
+    let reply = actions::create(&ctx, **kind, &parse_body(&body)?).await?;
     Ok(respond(reply))
 }
 
 async fn replace(
-    client: ScimClient,
+    ctx: Context,
     kind: web::Data<ResourceKind>,
-    store: web::Data<Store>,
-    base_url: web::Data<BaseUrl>,
     id: web::Path<String>,
     request: HttpRequest,
     body: web::Bytes,
 ) -> Result<HttpResponse, ScimError> {
-    let ctx = context(client, &store, &base_url);
     Ok(respond(
         actions::replace(
             &ctx,
@@ -644,15 +606,12 @@ async fn replace(
 }
 
 async fn patch(
-    client: ScimClient,
+    ctx: Context,
     kind: web::Data<ResourceKind>,
-    store: web::Data<Store>,
-    base_url: web::Data<BaseUrl>,
     id: web::Path<String>,
     request: HttpRequest,
     body: web::Bytes,
 ) -> Result<HttpResponse, ScimError> {
-    let ctx = context(client, &store, &base_url);
     Ok(respond(
         actions::patch(
             &ctx,
@@ -666,15 +625,11 @@ async fn patch(
 }
 
 async fn delete(
-    client: ScimClient,
+    ctx: Context,
     kind: web::Data<ResourceKind>,
-    store: web::Data<Store>,
-    base_url: web::Data<BaseUrl>,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ScimError> {
-    Ok(respond(
-        actions::delete(&context(client, &store, &base_url), **kind, &id).await?,
-    ))
+    Ok(respond(actions::delete(&ctx, **kind, &id).await?))
 }
 
 async fn service_provider_config(base_url: web::Data<BaseUrl>) -> HttpResponse {
@@ -708,34 +663,26 @@ async fn service_provider_config(base_url: web::Data<BaseUrl>) -> HttpResponse {
     )
 }
 
-async fn resource_types(_: ScimClient, base_url: web::Data<BaseUrl>) -> HttpResponse {
-    let types = schema::resource_type_documents(&scim_base(&base_url));
+async fn resource_types(ctx: Context) -> HttpResponse {
+    let types = schema::resource_type_documents(&ctx.base);
     list_response(types.len() as i64, Paging::Index(1), types, None)
 }
 
-async fn resource_type(
-    _: ScimClient,
-    base_url: web::Data<BaseUrl>,
-    id: web::Path<String>,
-) -> Result<HttpResponse, ScimError> {
-    schema::resource_type_documents(&scim_base(&base_url))
+async fn resource_type(ctx: Context, id: web::Path<String>) -> Result<HttpResponse, ScimError> {
+    schema::resource_type_documents(&ctx.base)
         .into_iter()
         .find(|document| document["id"] == id.as_str())
         .map(|document| scim_json(StatusCode::OK, &document))
         .ok_or_else(|| ScimError::NotFound(format!("no resource type {id}")))
 }
 
-async fn schemas(_: ScimClient, base_url: web::Data<BaseUrl>) -> HttpResponse {
-    let documents = schema::schema_documents(&scim_base(&base_url));
+async fn schemas(ctx: Context) -> HttpResponse {
+    let documents = schema::schema_documents(&ctx.base);
     list_response(documents.len() as i64, Paging::Index(1), documents, None)
 }
 
-async fn schema_by_id(
-    _: ScimClient,
-    base_url: web::Data<BaseUrl>,
-    id: web::Path<String>,
-) -> Result<HttpResponse, ScimError> {
-    schema::schema_documents(&scim_base(&base_url))
+async fn schema_by_id(ctx: Context, id: web::Path<String>) -> Result<HttpResponse, ScimError> {
+    schema::schema_documents(&ctx.base)
         .into_iter()
         .find(|document| document["id"] == id.as_str())
         .map(|document| scim_json(StatusCode::OK, &document))

@@ -10,11 +10,9 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::actions::{self, Context, Reply};
-use super::api::{ScimClient, parse_body, scim_base, scim_json};
+use super::api::{parse_body, scim_json};
 use super::error::{ScimError, ScimType};
 use super::schema::ResourceKind;
-use crate::config::BaseUrl;
-use crate::db::Store;
 
 pub const BULK_REQUEST: &str = "urn:ietf:params:scim:api:messages:2.0:BulkRequest";
 pub const BULK_RESPONSE: &str = "urn:ietf:params:scim:api:messages:2.0:BulkResponse";
@@ -39,12 +37,7 @@ struct BulkOperation {
     data: Option<Value>,
 }
 
-pub async fn bulk(
-    client: ScimClient,
-    store: web::Data<Store>,
-    base_url: web::Data<BaseUrl>,
-    body: web::Bytes,
-) -> Result<HttpResponse, ScimError> {
+pub async fn bulk(ctx: Context, body: web::Bytes) -> Result<HttpResponse, ScimError> {
     let request: BulkRequest = serde_json::from_value(parse_body(&body)?)
         .map_err(|e| ScimError::invalid_value(format!("invalid bulk request: {e}")))?;
     if !request.schemas.iter().any(|schema| schema == BULK_REQUEST) {
@@ -57,12 +50,6 @@ pub async fn bulk(
             "at most {MAX_OPERATIONS} operations per bulk request"
         )));
     }
-    let ctx = Context {
-        store: store.get_ref().clone(),
-        base: scim_base(&base_url),
-        workspace_id: client.workspace_id,
-        audit: client.audit,
-    };
     let fail_on_errors = request
         .fail_on_errors
         .filter(|n| *n > 0)
