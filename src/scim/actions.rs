@@ -4,26 +4,72 @@
 use actix_web::http::StatusCode;
 use serde_json::{Value, json};
 
+use super::api::{ListParams, Paging};
 use super::error::{ScimError, ScimType};
 use super::filter::{CompValue, CompareOp, Filter};
 use super::groups::{self, Member, MemberChange, StoredGroup};
 use super::patch::{self, Op, Operation};
 use super::resource::{self, Document, Projection};
 use super::schema::ResourceKind;
-use super::store::{Page, etag};
+use super::store::etag;
 use super::users::{self, StoredUser};
-use crate::audit::AuditContext;
+use crate::audit::{Actor, AuditContext};
+use crate::db::DbConnection;
 use crate::db::Store;
+use crate::tokens::auth::AuthError;
+use crate::tokens::{self, Scope};
 
 pub const PATCH_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
 
-/// Who is asking, in which workspace, and where resources live (`{base_url}/scim/v2`).
+/// A SCIM request: its bearer token, not yet checked, and where resources live
+/// (`{base_url}/scim/v2`). The token is checked by [`Context::run`] in the same blocking task as
+/// the work, so a request makes one trip to the database pool, not two.
 #[derive(Clone)]
 pub struct Context {
     pub store: Store,
     pub base: String,
+    pub token: String,
+    pub request_id: Option<String>,
+}
+
+/// Whose request it is, once the token has been checked: its workspace, and the actor to audit.
+pub struct Tenant {
     pub workspace_id: String,
     pub audit: AuditContext,
+}
+
+impl Context {
+    /// Checks the token, for requests that read nothing of the workspace (discovery, `/Bulk`
+    /// before its operations).
+    pub async fn check(&self) -> Result<(), ScimError> {
+        self.run(|_, _| Ok(())).await
+    }
+
+    /// Checks the token (valid, with the `scim` scope), then runs `work` for its workspace.
+    pub async fn run<T, F>(&self, work: F) -> Result<T, ScimError>
+    where
+        F: FnOnce(&mut DbConnection, &Tenant) -> Result<T, ScimError> + Send + 'static,
+        T: Send + 'static,
+    {
+        let (token, request_id) = (self.token.clone(), self.request_id.clone());
+        self.store
+            .run(move |conn| {
+                let (token, workspace) = tokens::authenticate(conn, &token, crate::time::now())
+                    .map_err(AuthError::from)?;
+                if !token.scopes.contains(Scope::Scim) {
+                    return Err(AuthError::MissingScope(Scope::Scim).into());
+                }
+                let tenant = Tenant {
+                    workspace_id: workspace.id,
+                    audit: AuditContext {
+                        actor: Actor::Token(token.id),
+                        request_id,
+                    },
+                };
+                work(conn, &tenant)
+            })
+            .await
+    }
 }
 
 /// The outcome of an action: status, body, and the resource's version and location where there is one.
@@ -279,52 +325,47 @@ fn membership_operations(
     Ok((change, others))
 }
 
-/// The user, then every group row for it, loaded in one blocking task.
+/// The user `work` returns, with every group row for it.
 async fn user_with_groups(
     ctx: &Context,
-    work: impl FnOnce(&mut crate::db::DbConnection) -> Result<StoredUser, ScimError> + Send + 'static,
+    work: impl FnOnce(&mut DbConnection, &Tenant) -> Result<StoredUser, ScimError> + Send + 'static,
 ) -> Result<(StoredUser, Vec<(String, String, String)>), ScimError> {
-    ctx.store
-        .run(move |conn| {
-            let user = work(conn)?;
-            let groups = users::groups_of(conn, std::slice::from_ref(&user.id))?;
-            Ok((user, groups))
-        })
-        .await
+    ctx.run(move |conn, tenant| {
+        let user = work(conn, tenant)?;
+        let groups = users::groups_of(conn, std::slice::from_ref(&user.id))?;
+        Ok((user, groups))
+    })
+    .await
 }
 
+/// The group `work` returns, with its members.
 async fn group_with_members(
     ctx: &Context,
-    work: impl FnOnce(&mut crate::db::DbConnection) -> Result<StoredGroup, ScimError> + Send + 'static,
+    work: impl FnOnce(&mut DbConnection, &Tenant) -> Result<StoredGroup, ScimError> + Send + 'static,
 ) -> Result<(StoredGroup, Vec<Member>), ScimError> {
-    ctx.store
-        .run(move |conn| {
-            let group = work(conn)?;
-            let members = groups::members_of(conn, std::slice::from_ref(&group.id), None, None)?;
-            Ok((group, members))
-        })
-        .await
+    ctx.run(move |conn, tenant| {
+        let group = work(conn, tenant)?;
+        let members = groups::members_of(conn, std::slice::from_ref(&group.id), None, None)?;
+        Ok((group, members))
+    })
+    .await
 }
 
 pub async fn create(ctx: &Context, kind: ResourceKind, body: &Value) -> Result<Reply, ScimError> {
-    let (workspace_id, audit) = (ctx.workspace_id.clone(), ctx.audit.clone());
     match kind {
         ResourceKind::User => {
             let document = resource::normalize(kind, body)?;
-            let (user, groups) = user_with_groups(ctx, move |conn| {
-                users::create(conn, &workspace_id, document, &audit)
-            })
-            .await?;
-            Ok(Reply::resource(
-                StatusCode::CREATED,
-                render_user(&ctx.base, &user, &groups, &Projection::default()),
-                user.version,
-            ))
+            // A new user belongs to no group yet: nothing more to read.
+            let user = ctx
+                .run(move |conn, t| users::create(conn, &t.workspace_id, document, &t.audit))
+                .await?;
+            let body = render_user(&ctx.base, &user, &[], &Projection::default());
+            Ok(Reply::resource(StatusCode::CREATED, body, user.version))
         }
         ResourceKind::Group => {
             let (document, member_ids) = split_members(body)?;
-            let (group, members) = group_with_members(ctx, move |conn| {
-                groups::create(conn, &workspace_id, document, member_ids, &audit)
+            let (group, members) = group_with_members(ctx, move |conn, t| {
+                groups::create(conn, &t.workspace_id, document, member_ids, &t.audit)
             })
             .await?;
             let body = render_group(&ctx.base, &group, Some(&members), &Projection::default());
@@ -340,27 +381,24 @@ pub async fn replace(
     body: &Value,
     if_match: Option<String>,
 ) -> Result<Reply, ScimError> {
-    let (workspace_id, audit, id) = (ctx.workspace_id.clone(), ctx.audit.clone(), id.to_owned());
+    let id = id.to_owned();
     match kind {
         ResourceKind::User => {
             let document = resource::normalize(kind, body)?;
             // PUT replaces every writable attribute; read-only ones were dropped by normalize.
-            let (user, groups) = user_with_groups(ctx, move |conn| {
+            let (user, groups) = user_with_groups(ctx, move |conn, t| {
                 users::update(
                     conn,
-                    &workspace_id,
+                    &t.workspace_id,
                     &id,
                     if_match.as_deref(),
-                    &audit,
+                    &t.audit,
                     |_| Ok(document),
                 )
             })
             .await?;
-            Ok(Reply::resource(
-                StatusCode::OK,
-                render_user(&ctx.base, &user, &groups, &Projection::default()),
-                user.version,
-            ))
+            let body = render_user(&ctx.base, &user, &groups, &Projection::default());
+            Ok(Reply::resource(StatusCode::OK, body, user.version))
         }
         ResourceKind::Group => {
             let (document, member_ids) = split_members(body)?;
@@ -368,22 +406,19 @@ pub async fn replace(
                 replace: Some(member_ids),
                 ..MemberChange::default()
             };
-            let (group, members) = group_with_members(ctx, move |conn| {
+            let (group, members) = group_with_members(ctx, move |conn, t| {
                 groups::update(
                     conn,
-                    &workspace_id,
+                    &t.workspace_id,
                     &id,
                     if_match.as_deref(),
-                    &audit,
+                    &t.audit,
                     |_| Ok((document, change)),
                 )
             })
             .await?;
-            Ok(Reply::resource(
-                StatusCode::OK,
-                render_group(&ctx.base, &group, Some(&members), &Projection::default()),
-                group.version,
-            ))
+            let body = render_group(&ctx.base, &group, Some(&members), &Projection::default());
+            Ok(Reply::resource(StatusCode::OK, body, group.version))
         }
     }
 }
@@ -398,37 +433,33 @@ pub async fn patch(
     if_match: Option<String>,
 ) -> Result<Reply, ScimError> {
     let operations = patch::parse_request(body, PATCH_SCHEMA)?;
-    let (workspace_id, audit, id) = (ctx.workspace_id.clone(), ctx.audit.clone(), id.to_owned());
+    let id = id.to_owned();
     match kind {
         ResourceKind::User => {
-            let (user, groups) = user_with_groups(ctx, move |conn| {
+            let (user, groups) = user_with_groups(ctx, move |conn, t| {
                 users::update(
                     conn,
-                    &workspace_id,
+                    &t.workspace_id,
                     &id,
                     if_match.as_deref(),
-                    &audit,
+                    &t.audit,
                     |current| patch::apply(ResourceKind::User, current.document(), &operations),
                 )
             })
             .await?;
-            Ok(Reply::resource(
-                StatusCode::OK,
-                render_user(&ctx.base, &user, &groups, &Projection::default()),
-                user.version,
-            ))
+            let body = render_user(&ctx.base, &user, &groups, &Projection::default());
+            Ok(Reply::resource(StatusCode::OK, body, user.version))
         }
         ResourceKind::Group => {
             let (change, others) = membership_operations(operations)?;
             let group = ctx
-                .store
-                .run(move |conn| {
+                .run(move |conn, t| {
                     groups::update(
                         conn,
-                        &workspace_id,
+                        &t.workspace_id,
                         &id,
                         if_match.as_deref(),
-                        &audit,
+                        &t.audit,
                         |current| {
                             let document = if others.is_empty() {
                                 current.document()
@@ -452,13 +483,12 @@ pub async fn patch(
 }
 
 pub async fn delete(ctx: &Context, kind: ResourceKind, id: &str) -> Result<Reply, ScimError> {
-    let (workspace_id, audit, id) = (ctx.workspace_id.clone(), ctx.audit.clone(), id.to_owned());
-    ctx.store
-        .run(move |conn| match kind {
-            ResourceKind::User => users::delete(conn, &workspace_id, &id, &audit),
-            ResourceKind::Group => groups::delete(conn, &workspace_id, &id, &audit),
-        })
-        .await?;
+    let id = id.to_owned();
+    ctx.run(move |conn, t| match kind {
+        ResourceKind::User => users::delete(conn, &t.workspace_id, &id, &t.audit),
+        ResourceKind::Group => groups::delete(conn, &t.workspace_id, &id, &t.audit),
+    })
+    .await?;
     Ok(Reply {
         status: StatusCode::NO_CONTENT,
         body: None,
@@ -475,11 +505,12 @@ pub async fn get(
     id: &str,
     projection: &Projection,
 ) -> Result<(Value, i64), ScimError> {
-    let (workspace_id, id) = (ctx.workspace_id.clone(), id.to_owned());
+    let id = id.to_owned();
     match kind {
         ResourceKind::User => {
             let (user, groups) =
-                user_with_groups(ctx, move |conn| users::load(conn, &workspace_id, &id)).await?;
+                user_with_groups(ctx, move |conn, t| users::load(conn, &t.workspace_id, &id))
+                    .await?;
             Ok((
                 render_user(&ctx.base, &user, &groups, projection),
                 user.version,
@@ -487,8 +518,7 @@ pub async fn get(
         }
         ResourceKind::Group => {
             let group = ctx
-                .store
-                .run(move |conn| groups::load(conn, &workspace_id, &id))
+                .run(move |conn, t| groups::load(conn, &t.workspace_id, &id))
                 .await?;
             Ok((
                 render_group(&ctx.base, &group, None, projection),
@@ -505,15 +535,20 @@ pub struct Listing {
     pub resources: Vec<Value>,
     /// The creation number of the page's last resource, for the next cursor.
     pub last_seq: Option<i64>,
+    pub paging: Paging,
+    pub limit: i64,
 }
 
+/// Lists `kind`'s resources as `params` asks. `before` shifts the window for a list that other
+/// resource types fill first (the root `.search`): how many of them matched, and how many of
+/// them this page already holds.
 pub async fn list(
     ctx: &Context,
     kind: ResourceKind,
-    page: Page,
-    projection: &Projection,
+    params: &ListParams,
+    before: (i64, i64),
 ) -> Result<Listing, ScimError> {
-    let workspace_id = ctx.workspace_id.clone();
+    let projection = params.projection();
     let wants_related = projection.wants(
         kind,
         if kind == ResourceKind::User {
@@ -522,54 +557,65 @@ pub async fn list(
             "members"
         },
     );
-    match kind {
-        ResourceKind::User => {
-            let (total, found, groups) = ctx
-                .store
-                .run(move |conn| {
-                    let (total, found) = users::list(conn, &workspace_id, &page)?;
+    let params = params.clone();
+    let (page_of, total, paging, limit) = ctx
+        .run(move |conn, t| {
+            let (mut page, paging) = params.page(&t.workspace_id, kind)?;
+            page.offset = (page.offset - before.0).max(0);
+            page.limit -= before.1;
+            let limit = page.limit;
+            let found = match kind {
+                ResourceKind::User => {
+                    let (total, found) = users::list(conn, &t.workspace_id, &page)?;
                     let ids: Vec<String> = found.iter().map(|user| user.id.clone()).collect();
                     let groups = if wants_related && !ids.is_empty() {
                         users::groups_of(conn, &ids)?
                     } else {
                         Vec::new()
                     };
-                    Ok::<_, ScimError>((total, found, groups))
-                })
-                .await?;
-            let resources = found
-                .iter()
-                .map(|user| render_user(&ctx.base, user, &groups, projection))
-                .collect();
-            Ok(Listing {
-                total,
-                resources,
-                last_seq: found.last().map(|user| user.seq),
-            })
-        }
-        ResourceKind::Group => {
-            let (total, found, members) = ctx
-                .store
-                .run(move |conn| {
-                    let (total, found) = groups::list(conn, &workspace_id, &page)?;
+                    (Found::Users(found, groups), total)
+                }
+                ResourceKind::Group => {
+                    let (total, found) = groups::list(conn, &t.workspace_id, &page)?;
                     let ids: Vec<String> = found.iter().map(|group| group.id.clone()).collect();
                     let members = if wants_related && !ids.is_empty() {
                         Some(groups::members_of(conn, &ids, None, None)?)
                     } else {
                         None
                     };
-                    Ok::<_, ScimError>((total, found, members))
-                })
-                .await?;
-            let resources = found
+                    (Found::Groups(found, members), total)
+                }
+            };
+            Ok((found.0, found.1, paging, limit))
+        })
+        .await?;
+    let (resources, last_seq) = match page_of {
+        Found::Users(found, groups) => (
+            found
                 .iter()
-                .map(|group| render_group(&ctx.base, group, members.as_deref(), projection))
-                .collect();
-            Ok(Listing {
-                total,
-                resources,
-                last_seq: found.last().map(|group| group.seq),
-            })
-        }
-    }
+                .map(|user| render_user(&ctx.base, user, &groups, &projection))
+                .collect(),
+            found.last().map(|user| user.seq),
+        ),
+        Found::Groups(found, members) => (
+            found
+                .iter()
+                .map(|group| render_group(&ctx.base, group, members.as_deref(), &projection))
+                .collect(),
+            found.last().map(|group| group.seq),
+        ),
+    };
+    Ok(Listing {
+        total,
+        resources,
+        last_seq,
+        paging,
+        limit,
+    })
+}
+
+/// The rows a list loaded, before rendering.
+enum Found {
+    Users(Vec<StoredUser>, Vec<(String, String, String)>),
+    Groups(Vec<StoredGroup>, Option<Vec<Member>>),
 }

@@ -21,11 +21,9 @@ use super::query;
 use super::resource::{self, Projection};
 use super::schema::{self, ResourceKind};
 use super::store::{Page, etag, matches_version};
-use crate::audit::{Actor, AuditContext};
 use crate::config::BaseUrl;
 use crate::db::Store;
-use crate::tokens::Scope;
-use crate::tokens::auth::{AuthError, authenticate_request};
+use crate::tokens::auth::bearer_token;
 
 const LIST_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:ListResponse";
 const SEARCH_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:SearchRequest";
@@ -93,30 +91,27 @@ impl FromRequest for Context {
     type Future = LocalBoxFuture<'static, Result<Self, ScimError>>;
 
     fn from_request(request: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let request = request.clone();
+        // Only the header is read here; the token is checked with the work (`Context::run`).
+        let token = bearer_token(request);
+        let request_id = request
+            .extensions()
+            .get::<RequestId>()
+            .map(ToString::to_string);
+        let store = request
+            .app_data::<web::Data<Store>>()
+            .expect("the app registers its Store")
+            .get_ref()
+            .clone();
+        let base_url = request
+            .app_data::<web::Data<BaseUrl>>()
+            .expect("the app registers its base URL");
+        let base = scim_base(base_url);
         Box::pin(async move {
-            let (token, workspace) = authenticate_request(&request).await?;
-            if !token.scopes.contains(Scope::Scim) {
-                return Err(AuthError::MissingScope(Scope::Scim).into());
-            }
-            let request_id = request
-                .extensions()
-                .get::<RequestId>()
-                .map(ToString::to_string);
-            let store = request
-                .app_data::<web::Data<Store>>()
-                .expect("the app registers its Store");
-            let base_url = request
-                .app_data::<web::Data<BaseUrl>>()
-                .expect("the app registers its base URL");
             Ok(Context {
-                store: store.get_ref().clone(),
-                base: scim_base(base_url),
-                workspace_id: workspace.id,
-                audit: AuditContext {
-                    actor: Actor::Token(token.id),
-                    request_id,
-                },
+                store,
+                base,
+                token: token?,
+                request_id,
             })
         })
     }
@@ -162,7 +157,7 @@ pub fn not_modified(headers: &HeaderMap, version: i64) -> bool {
 }
 
 /// The list parameters shared by GET (query string) and POST `.search` (body).
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ListParams {
     pub filter: Option<String>,
@@ -446,24 +441,20 @@ async fn search_all(ctx: Context, body: web::Bytes) -> Result<HttpResponse, Scim
             "a search across resource types pages by startIndex",
         ));
     }
-    let projection = params.projection();
     let (mut total, mut resources, mut start_index) = (0, Vec::new(), 1);
     for kind in [ResourceKind::User, ResourceKind::Group] {
-        let (mut page, paging) = match params.page(&ctx.workspace_id, kind) {
-            Ok(page) => page,
-            Err(ScimError::BadRequest {
-                scim_type: ScimType::InvalidFilter,
-                detail,
-            }) if detail.contains("unknown attribute") => continue,
-            Err(error) => return Err(error),
-        };
-        if let Paging::Index(index) = paging {
+        let listing =
+            match actions::list(&ctx, kind, &params, (total, resources.len() as i64)).await {
+                Ok(listing) => listing,
+                Err(ScimError::BadRequest {
+                    scim_type: ScimType::InvalidFilter,
+                    detail,
+                }) if detail.contains("unknown attribute") => continue,
+                Err(error) => return Err(error),
+            };
+        if let Paging::Index(index) = listing.paging {
             start_index = index;
         }
-        // The window over the joined list: skip what earlier types filled, take what is left.
-        page.offset = (page.offset - total).max(0);
-        page.limit -= resources.len() as i64;
-        let listing = actions::list(&ctx, kind, page, &projection).await?;
         total += listing.total;
         resources.extend(listing.resources);
     }
@@ -480,14 +471,12 @@ async fn page(
     kind: ResourceKind,
     params: ListParams,
 ) -> Result<HttpResponse, ScimError> {
-    let (page, paging) = params.page(&ctx.workspace_id, kind)?;
-    let limit = page.limit;
-    let listing = actions::list(&ctx, kind, page, &params.projection()).await?;
-    let full_page = limit > 0 && listing.resources.len() as i64 == limit;
+    let listing = actions::list(&ctx, kind, &params, (0, 0)).await?;
+    let full_page = listing.limit > 0 && listing.resources.len() as i64 == listing.limit;
     let next = listing.last_seq.filter(|_| full_page).map(encode_cursor);
     Ok(list_response(
         listing.total,
-        paging,
+        listing.paging,
         listing.resources,
         next,
     ))
@@ -663,12 +652,19 @@ async fn service_provider_config(base_url: web::Data<BaseUrl>) -> HttpResponse {
     )
 }
 
-async fn resource_types(ctx: Context) -> HttpResponse {
+async fn resource_types(ctx: Context) -> Result<HttpResponse, ScimError> {
+    ctx.check().await?;
     let types = schema::resource_type_documents(&ctx.base);
-    list_response(types.len() as i64, Paging::Index(1), types, None)
+    Ok(list_response(
+        types.len() as i64,
+        Paging::Index(1),
+        types,
+        None,
+    ))
 }
 
 async fn resource_type(ctx: Context, id: web::Path<String>) -> Result<HttpResponse, ScimError> {
+    ctx.check().await?;
     schema::resource_type_documents(&ctx.base)
         .into_iter()
         .find(|document| document["id"] == id.as_str())
@@ -676,12 +672,19 @@ async fn resource_type(ctx: Context, id: web::Path<String>) -> Result<HttpRespon
         .ok_or_else(|| ScimError::NotFound(format!("no resource type {id}")))
 }
 
-async fn schemas(ctx: Context) -> HttpResponse {
+async fn schemas(ctx: Context) -> Result<HttpResponse, ScimError> {
+    ctx.check().await?;
     let documents = schema::schema_documents(&ctx.base);
-    list_response(documents.len() as i64, Paging::Index(1), documents, None)
+    Ok(list_response(
+        documents.len() as i64,
+        Paging::Index(1),
+        documents,
+        None,
+    ))
 }
 
 async fn schema_by_id(ctx: Context, id: web::Path<String>) -> Result<HttpResponse, ScimError> {
+    ctx.check().await?;
     schema::schema_documents(&ctx.base)
         .into_iter()
         .find(|document| document["id"] == id.as_str())

@@ -45,6 +45,7 @@ pub async fn bulk(ctx: Context, body: web::Bytes) -> Result<HttpResponse, ScimEr
             "a bulk request names the schema {BULK_REQUEST}"
         )));
     }
+    ctx.check().await?;
     if request.operations.len() > MAX_OPERATIONS {
         return Err(ScimError::PayloadTooLarge(format!(
             "at most {MAX_OPERATIONS} operations per bulk request"

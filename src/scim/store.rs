@@ -90,7 +90,6 @@ macro_rules! list_page {
                 .filter($table::workspace_id.eq($workspace_id))
                 .into_boxed::<$crate::db::MultiBackend>(),
         };
-        let total: i64 = base().count().get_result($conn)?;
         let mut rows = base();
         if let Some((missing_last, key, descending)) = &page.sort {
             rows = rows.order(missing_last.clone());
@@ -103,11 +102,18 @@ macro_rules! list_page {
         if let Some(after) = page.after {
             rows = rows.filter($table::seq.gt(after));
         }
-        let found = rows
+        let found: Vec<_> = rows
             .then_order_by($table::seq.asc())
             .offset(page.offset)
             .limit(page.limit)
             .load($conn)?;
+        // A first page that is not full holds every match (a lookup by userName, say): no count.
+        let total: i64 =
+            if page.offset == 0 && page.after.is_none() && (found.len() as i64) < page.limit {
+                found.len() as i64
+            } else {
+                base().count().get_result($conn)?
+            };
         Ok((total, found))
     }};
 }

@@ -95,7 +95,7 @@ pub fn create(
     let id = uuid::Uuid::new_v4().to_string();
     let now = crate::time::now();
     write_transaction(conn, |conn| {
-        diesel::insert_into(scim_users::table)
+        let user = diesel::insert_into(scim_users::table)
             .values((
                 scim_users::id.eq(&id),
                 scim_users::workspace_id.eq(workspace_id),
@@ -108,7 +108,7 @@ pub fn create(
                 scim_users::created_at.eq(now),
                 scim_users::updated_at.eq(now),
             ))
-            .execute(conn)
+            .get_result::<StoredUser>(conn)
             .map_err(unique(&columns.user_name))?;
         values::reindex(conn, workspace_id, ResourceKind::User, &id, &document)?;
         audit::record(
@@ -124,7 +124,7 @@ pub fn create(
                 details: json!({ "userName": columns.user_name, "active": columns.active }),
             },
         )?;
-        load(conn, workspace_id, &id)
+        Ok(user)
     })
 }
 

@@ -219,6 +219,20 @@ async fn tokens_without_scim_are_refused_with_scim_errors(database: TestDatabase
         );
         assert_eq!(body["status"], "401");
     }
+    // Every endpoint checks the token, those that read nothing of the workspace too.
+    let empty_bulk =
+        json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:BulkRequest"], "Operations": []});
+    for (method, path) in [
+        ("GET", "/scim/v2/Schemas"),
+        ("GET", "/scim/v2/ResourceTypes/User"),
+        ("POST", "/scim/v2/Bulk"),
+    ] {
+        let body = (method == "POST").then_some(&empty_bulk);
+        let (status, _, _) = send(&app, "not-a-token", method, path, body).await;
+        assert_eq!(status, 401, "{method} {path}");
+        let (status, _, _) = send(&app, &admin.token, method, path, body).await;
+        assert_eq!(status, 403, "{method} {path}");
+    }
     let (status, body, _) = send(&app, &admin.token, "GET", "/scim/v2/Users", None).await;
     assert_eq!((status, body["status"].as_str()), (403, Some("403")));
     assert_eq!(body["detail"], "this token lacks the scim scope");
