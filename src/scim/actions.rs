@@ -528,7 +528,7 @@ pub async fn get(
     }
 }
 
-/// A page of users or groups.
+/// A page of users or groups (groups without their members, which the handler streams).
 pub struct Listing {
     /// How many resources match, over all pages.
     pub total: i64,
@@ -549,14 +549,7 @@ pub async fn list(
     before: (i64, i64),
 ) -> Result<Listing, ScimError> {
     let projection = params.projection();
-    let wants_related = projection.wants(
-        kind,
-        if kind == ResourceKind::User {
-            "groups"
-        } else {
-            "members"
-        },
-    );
+    let wants_groups = projection.wants(kind, "groups");
     let params = params.clone();
     let (page_of, total, paging, limit) = ctx
         .run(move |conn, t| {
@@ -568,22 +561,17 @@ pub async fn list(
                 ResourceKind::User => {
                     let (total, found) = users::list(conn, &t.workspace_id, &page)?;
                     let ids: Vec<String> = found.iter().map(|user| user.id.clone()).collect();
-                    let groups = if wants_related && !ids.is_empty() {
+                    let groups = if wants_groups && !ids.is_empty() {
                         users::groups_of(conn, &ids)?
                     } else {
                         Vec::new()
                     };
                     (Found::Users(found, groups), total)
                 }
+                // Members are streamed by the handler, group by group, not loaded here.
                 ResourceKind::Group => {
                     let (total, found) = groups::list(conn, &t.workspace_id, &page)?;
-                    let ids: Vec<String> = found.iter().map(|group| group.id.clone()).collect();
-                    let members = if wants_related && !ids.is_empty() {
-                        Some(groups::members_of(conn, &ids, None, None)?)
-                    } else {
-                        None
-                    };
-                    (Found::Groups(found, members), total)
+                    (Found::Groups(found), total)
                 }
             };
             Ok((found.0, found.1, paging, limit))
@@ -597,10 +585,10 @@ pub async fn list(
                 .collect(),
             found.last().map(|user| user.seq),
         ),
-        Found::Groups(found, members) => (
+        Found::Groups(found) => (
             found
                 .iter()
-                .map(|group| render_group(&ctx.base, group, members.as_deref(), &projection))
+                .map(|group| render_group(&ctx.base, group, None, &projection))
                 .collect(),
             found.last().map(|group| group.seq),
         ),
@@ -617,5 +605,5 @@ pub async fn list(
 /// The rows a list loaded, before rendering.
 enum Found {
     Users(Vec<StoredUser>, Vec<(String, String, String)>),
-    Groups(Vec<StoredGroup>, Option<Vec<Member>>),
+    Groups(Vec<StoredGroup>),
 }

@@ -8,9 +8,10 @@ use actix_web::{FromRequest, HttpMessage, HttpRequest, HttpResponse, ResponseErr
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use futures_util::future::LocalBoxFuture;
-use futures_util::{StreamExt, stream};
+use futures_util::{Stream, StreamExt, stream};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use std::pin::Pin;
 use tracing_actix_web::RequestId;
 
 use super::actions::{self, Context, Reply};
@@ -324,27 +325,26 @@ impl ListParams {
     }
 }
 
-/// A ListResponse. `next` is the cursor of the page after this one, when cursor paging has one.
-pub fn list_response(
-    total: i64,
-    paging: Paging,
-    resources: Vec<Value>,
-    next: Option<String>,
-) -> HttpResponse {
-    let mut body = json!({
-        "schemas": [LIST_SCHEMA],
-        "totalResults": total,
-        "itemsPerPage": resources.len(),
-        "Resources": resources,
-    });
+/// The fields of a ListResponse other than `Resources`. `next` is the cursor of the page after
+/// this one, when cursor paging has one.
+fn list_envelope(total: i64, paging: Paging, next: Option<String>) -> Value {
+    let mut envelope = json!({ "schemas": [LIST_SCHEMA], "totalResults": total });
     match paging {
-        Paging::Index(start_index) => body["startIndex"] = json!(start_index),
+        Paging::Index(start_index) => envelope["startIndex"] = json!(start_index),
         Paging::Cursor => {
             if let Some(next) = next {
-                body["nextCursor"] = json!(next);
+                envelope["nextCursor"] = json!(next);
             }
         }
     }
+    envelope
+}
+
+/// A ListResponse of discovery documents (small, sent whole).
+fn list_response(resources: Vec<Value>) -> HttpResponse {
+    let mut body = list_envelope(resources.len() as i64, Paging::Index(1), None);
+    body["itemsPerPage"] = json!(resources.len());
+    body["Resources"] = Value::Array(resources);
     scim_json(StatusCode::OK, &body)
 }
 
@@ -456,13 +456,19 @@ async fn search_all(ctx: Context, body: web::Bytes) -> Result<HttpResponse, Scim
             start_index = index;
         }
         total += listing.total;
-        resources.extend(listing.resources);
+        resources.extend(
+            listing
+                .resources
+                .into_iter()
+                .map(|resource| (kind, resource)),
+        );
     }
-    Ok(list_response(
-        total,
-        Paging::Index(start_index),
+    let envelope = list_envelope(total, Paging::Index(start_index), None);
+    Ok(streamed_list(
+        &ctx,
+        envelope,
         resources,
-        None,
+        &params.projection(),
     ))
 }
 
@@ -474,11 +480,17 @@ async fn page(
     let listing = actions::list(&ctx, kind, &params, (0, 0)).await?;
     let full_page = listing.limit > 0 && listing.resources.len() as i64 == listing.limit;
     let next = listing.last_seq.filter(|_| full_page).map(encode_cursor);
-    Ok(list_response(
-        listing.total,
-        listing.paging,
-        listing.resources,
-        next,
+    let envelope = list_envelope(listing.total, listing.paging, next);
+    let resources = listing
+        .resources
+        .into_iter()
+        .map(|resource| (kind, resource))
+        .collect();
+    Ok(streamed_list(
+        &ctx,
+        envelope,
+        resources,
+        &params.projection(),
     ))
 }
 
@@ -496,13 +508,11 @@ async fn get(
             .finish());
     }
     if kind == ResourceKind::Group && projection.wants(kind, "members") {
-        return Ok(stream_members(
-            ctx,
-            body,
-            version,
-            id.into_inner(),
-            projection,
-        ));
+        let body = group_with_streamed_members(&ctx, &body, &projection);
+        return Ok(HttpResponse::Ok()
+            .content_type(MEDIA_TYPE)
+            .insert_header((header::ETAG, etag(version)))
+            .streaming(body));
     }
     Ok(respond(Reply {
         status: StatusCode::OK,
@@ -515,19 +525,21 @@ async fn get(
 /// Members read per batch while a group is streamed.
 const MEMBER_BATCH: i64 = 1000;
 
-/// Sends a group with its members streamed batch by batch after the rest of it, so a group of
-/// 100,000 members is answered without building the whole list in memory.
-fn stream_members(
-    ctx: Context,
-    group: Value,
-    version: i64,
-    group_id: String,
-    projection: Projection,
-) -> HttpResponse {
+type Body = Pin<Box<dyn Stream<Item = Result<web::Bytes, ScimError>>>>;
+
+fn chunk(bytes: impl Into<web::Bytes>) -> Body {
+    let bytes = bytes.into();
+    Box::pin(stream::once(async move { Ok(bytes) }))
+}
+
+/// A rendered group with its members streamed after the rest of it, read batch by batch, so a
+/// group of 100,000 members is sent without building the whole list in memory.
+fn group_with_streamed_members(ctx: &Context, group: &Value, projection: &Projection) -> Body {
+    let group_id = group["id"].as_str().unwrap_or_default().to_owned();
     let mut head = group.to_string();
     head.pop();
     head.push_str(",\"members\":[");
-    let base = ctx.base.clone();
+    let (base, projection) = (ctx.base.clone(), projection.clone());
     let members = ctx
         .store
         .stream_batches(move |conn, after: Option<String>| {
@@ -557,13 +569,49 @@ fn stream_members(
                 .filter(|_| batch.len() as i64 == MEMBER_BATCH);
             Ok::<_, ScimError>((web::Bytes::from(out), next))
         });
-    let body = stream::once(async move { Ok::<_, ScimError>(web::Bytes::from(head)) })
-        .chain(members)
-        .chain(stream::once(async { Ok(web::Bytes::from_static(b"]}")) }));
+    Box::pin(
+        chunk(head)
+            .chain(members)
+            .chain(chunk(web::Bytes::from_static(b"]}"))),
+    )
+}
+
+/// A resource as a body: a group whose members are wanted gets them streamed.
+fn resource_body(
+    ctx: &Context,
+    kind: ResourceKind,
+    resource: Value,
+    projection: &Projection,
+) -> Body {
+    if kind == ResourceKind::Group && projection.wants(kind, "members") {
+        group_with_streamed_members(ctx, &resource, projection)
+    } else {
+        chunk(resource.to_string())
+    }
+}
+
+/// A ListResponse sent as a stream, each group's members read as they are sent.
+fn streamed_list(
+    ctx: &Context,
+    mut envelope: Value,
+    resources: Vec<(ResourceKind, Value)>,
+    projection: &Projection,
+) -> HttpResponse {
+    envelope["itemsPerPage"] = json!(resources.len());
+    let mut head = envelope.to_string();
+    head.pop();
+    head.push_str(",\"Resources\":[");
+    let mut parts = vec![chunk(head)];
+    for (index, (kind, resource)) in resources.into_iter().enumerate() {
+        if index > 0 {
+            parts.push(chunk(web::Bytes::from_static(b",")));
+        }
+        parts.push(resource_body(ctx, kind, resource, projection));
+    }
+    parts.push(chunk(web::Bytes::from_static(b"]}")));
     HttpResponse::Ok()
         .content_type(MEDIA_TYPE)
-        .insert_header((header::ETAG, etag(version)))
-        .streaming(body)
+        .streaming(stream::iter(parts).flatten())
 }
 
 async fn create(
@@ -655,12 +703,7 @@ async fn service_provider_config(base_url: web::Data<BaseUrl>) -> HttpResponse {
 async fn resource_types(ctx: Context) -> Result<HttpResponse, ScimError> {
     ctx.check().await?;
     let types = schema::resource_type_documents(&ctx.base);
-    Ok(list_response(
-        types.len() as i64,
-        Paging::Index(1),
-        types,
-        None,
-    ))
+    Ok(list_response(types))
 }
 
 async fn resource_type(ctx: Context, id: web::Path<String>) -> Result<HttpResponse, ScimError> {
@@ -675,12 +718,7 @@ async fn resource_type(ctx: Context, id: web::Path<String>) -> Result<HttpRespon
 async fn schemas(ctx: Context) -> Result<HttpResponse, ScimError> {
     ctx.check().await?;
     let documents = schema::schema_documents(&ctx.base);
-    Ok(list_response(
-        documents.len() as i64,
-        Paging::Index(1),
-        documents,
-        None,
-    ))
+    Ok(list_response(documents))
 }
 
 async fn schema_by_id(ctx: Context, id: web::Path<String>) -> Result<HttpResponse, ScimError> {

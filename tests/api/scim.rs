@@ -1007,3 +1007,64 @@ async fn root_search_spans_users_and_groups(database: TestDatabase) {
     .await;
     assert_eq!(users_only["totalResults"], 1);
 }
+
+on_both_databases!(group_lists_stream_every_group_with_its_members);
+
+/// A page of groups carries each group's members, read as they are sent.
+async fn group_lists_stream_every_group_with_its_members(database: TestDatabase) {
+    let app = TestApp::spawn(database).await;
+    let tenant = app.tenant("acme", "scim");
+    let ada = create_user(&app, &tenant.token, "ada@example.com").await;
+    let bob = create_user(&app, &tenant.token, "bob@example.com").await;
+    let body = json!({"schemas": [GROUP], "displayName": "Both", "members": [{"value": ada}, {"value": bob}]});
+    assert_eq!(
+        send(&app, &tenant.token, "POST", "/scim/v2/Groups", Some(&body))
+            .await
+            .0,
+        201
+    );
+    create_group(&app, &tenant.token, "Empty").await;
+    let (status, list, headers) = send(&app, &tenant.token, "GET", "/scim/v2/Groups", None).await;
+    assert_eq!(
+        (
+            status,
+            headers.get("content-type").unwrap().to_str().unwrap()
+        ),
+        (200, "application/scim+json")
+    );
+    assert_eq!(
+        (
+            list["totalResults"].as_i64(),
+            list["itemsPerPage"].as_i64(),
+            list["startIndex"].as_i64()
+        ),
+        (Some(2), Some(2), Some(1))
+    );
+    let mut members: Vec<&str> = list["Resources"][0]["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["value"].as_str().unwrap())
+        .collect();
+    members.sort();
+    let mut expected = vec![ada.as_str(), bob.as_str()];
+    expected.sort();
+    assert_eq!(members, expected);
+    assert_eq!(list["Resources"][1]["members"], json!([]));
+    assert_eq!(list["Resources"][1]["displayName"], "Empty");
+    let (_, slim, _) = send(
+        &app,
+        &tenant.token,
+        "GET",
+        "/scim/v2/Groups?excludedAttributes=members",
+        None,
+    )
+    .await;
+    assert!(
+        slim["Resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|group| group.get("members").is_none())
+    );
+}
