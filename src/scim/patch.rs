@@ -222,25 +222,6 @@ fn apply_to_extension(
     }
 }
 
-/// Resolves the top-level attribute of a path and the document (core or extension object) holding it.
-fn resolve(
-    kind: ResourceKind,
-    attr: &AttrPath,
-) -> Result<(Option<&'static str>, &'static Attribute), ScimError> {
-    let extension = match attr.urn.as_deref() {
-        Some(urn) if urn.eq_ignore_ascii_case(kind.core_schema()) => None,
-        Some(urn) => Some(
-            kind.extension(urn)
-                .ok_or_else(|| invalid_path(format!("unknown schema {urn}")))?,
-        ),
-        None => None,
-    };
-    let attribute = kind
-        .attribute(extension.or(attr.urn.as_deref()), &attr.name)
-        .ok_or_else(|| invalid_path(format!("unknown attribute {attr}")))?;
-    Ok((extension, attribute))
-}
-
 fn apply_at(
     kind: ResourceKind,
     document: &mut Document,
@@ -252,7 +233,9 @@ fn apply_at(
     if let Some(urn) = whole_extension(kind, path) {
         return apply_to_extension(kind, document, op, urn, value);
     }
-    let (extension, top) = resolve(kind, &path.attr)?;
+    let (extension, top) = kind
+        .top_level(path.attr.urn.as_deref(), &path.attr.name)
+        .map_err(invalid_path)?;
     match top.mutability {
         // Okta repeats the id in a no-path value when it renames a group: nothing to change.
         Mutability::ReadOnly if lenient_read_only => return Ok(()),

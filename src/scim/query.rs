@@ -54,18 +54,8 @@ fn top_attribute(
     kind: ResourceKind,
     path: &AttrPath,
 ) -> Result<(Option<&'static str>, &'static Attribute), ScimError> {
-    let extension = match path.urn.as_deref() {
-        Some(urn) if urn.eq_ignore_ascii_case(kind.core_schema()) => None,
-        Some(urn) => Some(
-            kind.extension(urn)
-                .ok_or_else(|| invalid(format!("unknown schema {urn}")))?,
-        ),
-        None => None,
-    };
-    let top = kind
-        .attribute(extension.or(path.urn.as_deref()), &path.name)
-        .ok_or_else(|| invalid(format!("unknown attribute {path}")))?;
-    Ok((extension, top))
+    kind.top_level(path.urn.as_deref(), &path.name)
+        .map_err(invalid)
 }
 
 fn resolve(kind: ResourceKind, path: &AttrPath) -> Result<Target, ScimError> {

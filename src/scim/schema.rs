@@ -460,6 +460,30 @@ impl ResourceKind {
         }
     }
 
+    /// Resolves the start of an attribute path (`[urn:]name`) to the extension holding it (None for
+    /// the core schema) and the top-level attribute; the error says what is unknown.
+    pub fn top_level(
+        self,
+        urn: Option<&str>,
+        name: &str,
+    ) -> Result<(Option<&'static str>, &'static Attribute), String> {
+        let extension = match urn {
+            Some(urn) if urn.eq_ignore_ascii_case(self.core_schema()) => None,
+            Some(urn) => Some(
+                self.extension(urn)
+                    .ok_or_else(|| format!("unknown schema {urn}"))?,
+            ),
+            None => None,
+        };
+        let attribute = self
+            .attribute(extension.or(urn), name)
+            .ok_or_else(|| match urn {
+                Some(urn) => format!("unknown attribute {urn}:{name}"),
+                None => format!("unknown attribute {name}"),
+            })?;
+        Ok((extension, attribute))
+    }
+
     /// The extension URN `urn` names, in its canonical spelling.
     pub fn extension(self, urn: &str) -> Option<&'static str> {
         self.extensions()
