@@ -99,7 +99,7 @@ pub fn create(
                 scim_groups::updated_at.eq(now),
             ))
             .execute(conn)?;
-        values::reindex(conn, workspace_id, ResourceKind::Group, &id, &document)?;
+        values::index(conn, workspace_id, ResourceKind::Group, &id, &document)?;
         let added = add_members(conn, workspace_id, &id, &members)?;
         audit::record(
             conn,

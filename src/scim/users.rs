@@ -110,7 +110,7 @@ pub fn create(
             ))
             .get_result::<StoredUser>(conn)
             .map_err(unique(&columns.user_name))?;
-        values::reindex(conn, workspace_id, ResourceKind::User, &id, &document)?;
+        values::index(conn, workspace_id, ResourceKind::User, &id, &document)?;
         audit::record(
             conn,
             context,

@@ -98,6 +98,17 @@ pub fn reindex(
     document: &Document,
 ) -> QueryResult<()> {
     remove(conn, resource_id)?;
+    index(conn, workspace_id, kind, resource_id, document)
+}
+
+/// Writes the index rows of a resource that has none yet.
+pub fn index(
+    conn: &mut DbConnection,
+    workspace_id: &str,
+    kind: ResourceKind,
+    resource_id: &str,
+    document: &Document,
+) -> QueryResult<()> {
     let rows: Vec<ValueRow> = flatten(document)
         .into_iter()
         .map(|(attribute, element, sub, value)| ValueRow {
