@@ -374,6 +374,28 @@ pub async fn create(ctx: &Context, kind: ResourceKind, body: &Value) -> Result<R
     }
 }
 
+/// Stores the document `change` makes of the current user, and answers 200 with the user.
+async fn update_user(
+    ctx: &Context,
+    id: String,
+    if_match: Option<String>,
+    change: impl FnOnce(&StoredUser) -> Result<Document, ScimError> + Send + 'static,
+) -> Result<Reply, ScimError> {
+    let (user, groups) = user_with_groups(ctx, move |conn, t| {
+        users::update(
+            conn,
+            &t.workspace_id,
+            &id,
+            if_match.as_deref(),
+            &t.audit,
+            change,
+        )
+    })
+    .await?;
+    let body = render_user(&ctx.base, &user, &groups, &Projection::default());
+    Ok(Reply::resource(StatusCode::OK, body, user.version))
+}
+
 pub async fn replace(
     ctx: &Context,
     kind: ResourceKind,
@@ -386,19 +408,7 @@ pub async fn replace(
         ResourceKind::User => {
             let document = resource::normalize(kind, body)?;
             // PUT replaces every writable attribute; read-only ones were dropped by normalize.
-            let (user, groups) = user_with_groups(ctx, move |conn, t| {
-                users::update(
-                    conn,
-                    &t.workspace_id,
-                    &id,
-                    if_match.as_deref(),
-                    &t.audit,
-                    |_| Ok(document),
-                )
-            })
-            .await?;
-            let body = render_user(&ctx.base, &user, &groups, &Projection::default());
-            Ok(Reply::resource(StatusCode::OK, body, user.version))
+            update_user(ctx, id, if_match, move |_| Ok(document)).await
         }
         ResourceKind::Group => {
             let (document, member_ids) = split_members(body)?;
@@ -436,19 +446,10 @@ pub async fn patch(
     let id = id.to_owned();
     match kind {
         ResourceKind::User => {
-            let (user, groups) = user_with_groups(ctx, move |conn, t| {
-                users::update(
-                    conn,
-                    &t.workspace_id,
-                    &id,
-                    if_match.as_deref(),
-                    &t.audit,
-                    |current| patch::apply(ResourceKind::User, current.document(), &operations),
-                )
+            update_user(ctx, id, if_match, move |current| {
+                patch::apply(ResourceKind::User, current.document(), &operations)
             })
-            .await?;
-            let body = render_user(&ctx.base, &user, &groups, &Projection::default());
-            Ok(Reply::resource(StatusCode::OK, body, user.version))
+            .await
         }
         ResourceKind::Group => {
             let (change, others) = membership_operations(operations)?;

@@ -190,11 +190,9 @@ pub fn delete(
 ) -> Result<(), ScimError> {
     write_transaction(conn, |conn| {
         let group = load(conn, workspace_id, id)?;
-        diesel::delete(scim_group_members::table.filter(scim_group_members::member_id.eq(id)))
-            .execute(conn)?;
         diesel::delete(scim_group_members::table.filter(scim_group_members::group_id.eq(id)))
             .execute(conn)?;
-        values::remove(conn, id)?;
+        store::detach(conn, id)?;
         diesel::delete(scim_groups::table.filter(scim_groups::id.eq(id))).execute(conn)?;
         audit::record(
             conn,

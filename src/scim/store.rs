@@ -3,9 +3,13 @@
 use diesel::sql_types::Text;
 use serde_json::Value;
 
+use diesel::prelude::*;
+
 use super::error::ScimError;
 use super::resource::Document;
+use crate::db::DbConnection;
 use crate::db::raw::RawSql;
+use crate::db::schema::scim_group_members;
 
 /// A stored document; written by this module's callers from a JSON object, so it parses.
 pub fn parse_document(text: &str) -> Document {
@@ -16,6 +20,14 @@ pub fn parse_document(text: &str) -> Document {
             Document::new()
         }
     }
+}
+
+/// Removes what refers to a user or group being deleted: its memberships in groups and its
+/// value-index rows.
+pub fn detach(conn: &mut DbConnection, id: &str) -> QueryResult<()> {
+    diesel::delete(scim_group_members::table.filter(scim_group_members::member_id.eq(id)))
+        .execute(conn)?;
+    super::values::remove(conn, id)
 }
 
 /// The weak ETag of a version.

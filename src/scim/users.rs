@@ -191,9 +191,7 @@ pub fn delete(
 ) -> Result<(), ScimError> {
     write_transaction(conn, |conn| {
         let user = load(conn, workspace_id, id)?;
-        diesel::delete(scim_group_members::table.filter(scim_group_members::member_id.eq(id)))
-            .execute(conn)?;
-        values::remove(conn, id)?;
+        store::detach(conn, id)?;
         diesel::delete(scim_users::table.filter(scim_users::id.eq(id))).execute(conn)?;
         audit::record(
             conn,
