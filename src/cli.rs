@@ -2,12 +2,16 @@
 //! stopped or running. Values meant for scripts go to stdout, one per line (lists: one row per
 //! line, tab-separated); messages go to stderr; a failure exits non-zero with a one-line reason.
 
+use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 
+use crate::access::attributes::{self, MappingChange};
+use crate::access::members;
+use crate::access::model::Role;
 use crate::app::Application;
 use crate::audit::AuditContext;
 use crate::config::{ConfigArgs, Settings};
@@ -40,8 +44,92 @@ pub enum Command {
     /// Create, list and revoke API tokens
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Map IdP groups to workspace roles
+    #[command(subcommand)]
+    Mapping(MappingCommand),
+    /// Give members roles directly, and transfer ownership
+    #[command(subcommand)]
+    Role(RoleCommand),
+    /// Which SAML attributes give a person's email, names, role and groups
+    #[command(subcommand)]
+    Attributes(AttributesCommand),
     /// Exit 0 when the server at the configured address answers /healthz
     Healthcheck,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MappingCommand {
+    /// Map an IdP group (a SCIM group's displayName or a SAML `groups` value) to a role
+    Set {
+        #[arg(long, value_name = "SLUG")]
+        workspace: String,
+        #[arg(long, value_name = "NAME")]
+        idp_group: String,
+        #[arg(long, value_name = "owner|admin|member|read-only")]
+        role: String,
+    },
+    /// One line per mapping: IdP group, role (tab-separated)
+    List {
+        #[arg(long, value_name = "SLUG")]
+        workspace: String,
+    },
+    /// Remove a group's mapping: its members lose the role it gave
+    Remove {
+        #[arg(long, value_name = "SLUG")]
+        workspace: String,
+        #[arg(long, value_name = "NAME")]
+        idp_group: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RoleCommand {
+    /// Replace a member's direct roles (an empty list removes them)
+    Set {
+        #[arg(long, value_name = "SLUG")]
+        workspace: String,
+        /// Member id, userName or email
+        #[arg(long)]
+        member: String,
+        /// Comma-separated: owner, admin, member, read-only
+        #[arg(long)]
+        roles: String,
+    },
+    /// Make another member the Owner in place of one who is an Owner directly
+    TransferOwnership {
+        #[arg(long, value_name = "SLUG")]
+        workspace: String,
+        #[arg(long, value_name = "MEMBER")]
+        from: String,
+        #[arg(long, value_name = "MEMBER")]
+        to: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AttributesCommand {
+    /// One line per field: field, attribute name (tab-separated)
+    Show {
+        #[arg(long, value_name = "SLUG")]
+        workspace: String,
+    },
+    /// Start from a preset and/or override attribute names (an empty role or groups removes it)
+    Set {
+        #[arg(long, value_name = "SLUG")]
+        workspace: String,
+        #[arg(long, value_name = "okta|entra|onelogin|google|ping")]
+        preset: Option<String>,
+        #[arg(long)]
+        email: Option<String>,
+        #[arg(long)]
+        first_name: Option<String>,
+        #[arg(long)]
+        last_name: Option<String>,
+        #[arg(long)]
+        role: Option<String>,
+        #[arg(long)]
+        groups: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -106,6 +194,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Healthcheck => healthcheck(&settings),
         Command::Workspace(command) => workspace(&mut open(&settings)?, command),
         Command::Token(command) => token(&mut open(&settings)?, command),
+        Command::Mapping(command) => mapping(&mut open(&settings)?, command),
+        Command::Role(command) => role(&mut open(&settings)?, command),
+        Command::Attributes(command) => attributes(&mut open(&settings)?, command),
     }
 }
 
@@ -160,8 +251,16 @@ fn workspace(conn: &mut DbConnection, command: WorkspaceCommand) -> anyhow::Resu
             if hipaa.is_none() && name.is_none() {
                 bail!("nothing to change: give --hipaa true|false or --name NAME");
             }
-            let workspace =
-                workspaces::update(conn, &slug, WorkspaceChanges { name, hipaa }, &context)?;
+            let workspace = workspaces::update(
+                conn,
+                &slug,
+                WorkspaceChanges {
+                    name,
+                    hipaa,
+                    ..WorkspaceChanges::default()
+                },
+                &context,
+            )?;
             eprintln!(
                 "workspace {}: {}, name {:?}",
                 workspace.slug,
@@ -235,6 +334,128 @@ fn token(conn: &mut DbConnection, command: TokenCommand) -> anyhow::Result<()> {
             }
         },
     }
+    Ok(())
+}
+
+fn mapping(conn: &mut DbConnection, command: MappingCommand) -> anyhow::Result<()> {
+    let context = AuditContext::cli();
+    match command {
+        MappingCommand::Set {
+            workspace,
+            idp_group,
+            role,
+        } => {
+            let workspace = workspaces::find_by_slug(conn, &workspace)?;
+            let role = role.parse::<Role>().map_err(anyhow::Error::msg)?;
+            let mapping = members::set_mapping(conn, &workspace.id, &idp_group, role, &context)?;
+            eprintln!(
+                "IdP group {:?} now gives role {} in workspace {}",
+                mapping.idp_group, mapping.role, workspace.slug
+            );
+        }
+        MappingCommand::List { workspace } => {
+            let workspace = workspaces::find_by_slug(conn, &workspace)?;
+            for mapping in members::mappings(conn, &workspace.id)? {
+                println!("{}\t{}", mapping.idp_group, mapping.role);
+            }
+        }
+        MappingCommand::Remove {
+            workspace,
+            idp_group,
+        } => {
+            let workspace = workspaces::find_by_slug(conn, &workspace)?;
+            members::remove_mapping(conn, &workspace.id, &idp_group, &context)?;
+            eprintln!(
+                "IdP group {idp_group:?} no longer gives a role in {}",
+                workspace.slug
+            );
+        }
+    }
+    Ok(())
+}
+
+fn role(conn: &mut DbConnection, command: RoleCommand) -> anyhow::Result<()> {
+    let context = AuditContext::cli();
+    match command {
+        RoleCommand::Set {
+            workspace,
+            member,
+            roles,
+        } => {
+            let workspace = workspaces::find_by_slug(conn, &workspace)?;
+            let roles = roles
+                .split(',')
+                .map(str::trim)
+                .filter(|name| !name.is_empty())
+                .map(|name| name.parse::<Role>().map_err(anyhow::Error::msg))
+                .collect::<anyhow::Result<BTreeSet<Role>>>()?;
+            let (member, roles) =
+                members::set_roles(conn, &workspace.id, &member, &roles, &context)?;
+            let names: Vec<&str> = roles.iter().map(|role| role.as_str()).collect();
+            eprintln!(
+                "{} has direct roles [{}] in {}",
+                member.user_name,
+                names.join(", "),
+                workspace.slug
+            );
+        }
+        RoleCommand::TransferOwnership {
+            workspace,
+            from,
+            to,
+        } => {
+            let workspace = workspaces::find_by_slug(conn, &workspace)?;
+            let (from, to) =
+                members::transfer_ownership(conn, &workspace.id, &from, &to, &context)?;
+            eprintln!(
+                "{} is now an Owner of {} in place of {}",
+                to.user_name, workspace.slug, from.user_name
+            );
+        }
+    }
+    Ok(())
+}
+
+fn attributes(conn: &mut DbConnection, command: AttributesCommand) -> anyhow::Result<()> {
+    let (workspace, mapping) = match command {
+        AttributesCommand::Show { workspace } => {
+            let workspace = workspaces::find_by_slug(conn, &workspace)?;
+            let mapping = attributes::get(conn, &workspace.id)?;
+            (workspace, mapping)
+        }
+        AttributesCommand::Set {
+            workspace,
+            preset,
+            email,
+            first_name,
+            last_name,
+            role,
+            groups,
+        } => {
+            let workspace = workspaces::find_by_slug(conn, &workspace)?;
+            let change = MappingChange {
+                preset,
+                email,
+                first_name,
+                last_name,
+                role,
+                groups,
+            };
+            let mapping = attributes::set(conn, &workspace.id, change, &AuditContext::cli())?;
+            (workspace, mapping)
+        }
+    };
+    eprintln!(
+        "attribute mapping of {} ({})",
+        workspace.slug,
+        mapping.preset.as_deref().unwrap_or("custom")
+    );
+    let optional = |name: &Option<String>| name.clone().unwrap_or_else(|| "-".to_owned());
+    println!("email\t{}", mapping.email);
+    println!("first_name\t{}", mapping.first_name);
+    println!("last_name\t{}", mapping.last_name);
+    println!("role\t{}", optional(&mapping.role));
+    println!("groups\t{}", optional(&mapping.groups));
     Ok(())
 }
 

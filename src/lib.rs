@@ -2,6 +2,7 @@
 //!
 //! Organised by capability; each module holds its own wire types, logic and storage.
 
+pub mod access;
 pub mod app;
 pub mod audit;
 pub mod cli;

@@ -8,6 +8,7 @@ diesel::table! {
         hipaa -> Bool,
         created_at -> Timestamp,
         updated_at -> Timestamp,
+        tracking_plan_approval -> Bool,
     }
 }
 
@@ -91,6 +92,76 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    member_roles (member_id, role) {
+        member_id -> Text,
+        workspace_id -> Text,
+        role -> Text,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    group_mappings (workspace_id, idp_group_ci) {
+        workspace_id -> Text,
+        idp_group_ci -> Text,
+        idp_group -> Text,
+        role -> Text,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    attribute_mappings (workspace_id) {
+        workspace_id -> Text,
+        preset -> Nullable<Text>,
+        email -> Text,
+        first_name -> Text,
+        last_name -> Text,
+        role -> Nullable<Text>,
+        groups -> Nullable<Text>,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    resources (id) {
+        id -> Text,
+        workspace_id -> Text,
+        kind -> Text,
+        name -> Text,
+        source_id -> Nullable<Text>,
+        write_key_hash -> Nullable<Binary>,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    resource_labels (resource_id, label) {
+        resource_id -> Text,
+        workspace_id -> Text,
+        label -> Text,
+    }
+}
+
+diesel::table! {
+    grants (id) {
+        id -> Text,
+        workspace_id -> Text,
+        subject_type -> Text,
+        subject -> Text,
+        resource_id -> Nullable<Text>,
+        label -> Nullable<Text>,
+        level -> Text,
+        expires_at -> Nullable<Timestamp>,
+        justification -> Nullable<Text>,
+        approver -> Nullable<Text>,
+        review_date -> Nullable<Text>,
+        created_at -> Timestamp,
+    }
+}
+
 diesel::joinable!(api_tokens -> workspaces (workspace_id));
 diesel::allow_tables_to_appear_in_same_query!(
     workspaces,
@@ -100,4 +171,10 @@ diesel::allow_tables_to_appear_in_same_query!(
     scim_groups,
     scim_group_members,
     scim_values,
+    member_roles,
+    group_mappings,
+    attribute_mappings,
+    resources,
+    resource_labels,
+    grants,
 );

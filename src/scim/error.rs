@@ -86,6 +86,12 @@ impl ScimError {
     }
 }
 
+impl From<crate::access::members::LastOwner> for ScimError {
+    fn from(refusal: crate::access::members::LastOwner) -> Self {
+        ScimError::Http(StatusCode::CONFLICT, refusal.to_string())
+    }
+}
+
 impl From<diesel::result::Error> for ScimError {
     fn from(error: diesel::result::Error) -> Self {
         ScimError::Store(error.into())

@@ -12,6 +12,7 @@ use super::resource::Document;
 use super::schema::ResourceKind;
 use super::store::{self, Page, changed_attributes};
 use super::values;
+use crate::access::members::OwnerCheck;
 use crate::audit::{self, AuditContext, Event, Target};
 use crate::db::schema::{scim_group_members, scim_groups, scim_users};
 use crate::db::{DbConnection, write_transaction};
@@ -135,6 +136,8 @@ pub fn update(
         let before = current.document();
         let (document, members) = change(&current)?;
         let name = display_name(&document)?;
+        // Members leaving an Owner group, or its renaming, can take the last Owner away.
+        let owner_check = OwnerCheck::for_group(conn, workspace_id, &current.display_name)?;
         let changed = changed_attributes(&before, &document);
         let mut removed = Vec::new();
         let mut added = Vec::new();
@@ -165,6 +168,7 @@ pub fn update(
                 scim_groups::updated_at.eq(crate::time::now()),
             ))
             .execute(conn)?;
+        owner_check.after::<ScimError>(conn, workspace_id)?;
         if !changed.is_empty() {
             values::reindex(conn, workspace_id, ResourceKind::Group, id, &document)?;
         }
@@ -190,10 +194,12 @@ pub fn delete(
 ) -> Result<(), ScimError> {
     write_transaction(conn, |conn| {
         let group = load(conn, workspace_id, id)?;
+        let owner_check = OwnerCheck::for_group(conn, workspace_id, &group.display_name)?;
         diesel::delete(scim_group_members::table.filter(scim_group_members::group_id.eq(id)))
             .execute(conn)?;
         store::detach(conn, id)?;
         diesel::delete(scim_groups::table.filter(scim_groups::id.eq(id))).execute(conn)?;
+        owner_check.after::<ScimError>(conn, workspace_id)?;
         audit::record(
             conn,
             context,

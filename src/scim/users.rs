@@ -9,6 +9,8 @@ use super::resource::Document;
 use super::schema::ResourceKind;
 use super::store::{self, Page, changed_attributes};
 use super::values;
+use crate::access::grants;
+use crate::access::members::OwnerCheck;
 use crate::audit::{self, AuditContext, Event, Target};
 use crate::db::schema::{scim_group_members, scim_users};
 use crate::db::{DbConnection, StoreError, write_transaction};
@@ -150,6 +152,8 @@ pub fn update(
         if changed.is_empty() {
             return Ok(current);
         }
+        let deactivating = current.active && !columns.active;
+        let owner_check = OwnerCheck::before(conn, workspace_id, deactivating)?;
         diesel::update(scim_users::table.filter(scim_users::id.eq(id)))
             .set((
                 scim_users::user_name.eq(&columns.user_name),
@@ -162,6 +166,7 @@ pub fn update(
             ))
             .execute(conn)
             .map_err(unique(&columns.user_name))?;
+        owner_check.after::<ScimError>(conn, workspace_id)?;
         values::reindex(conn, workspace_id, ResourceKind::User, id, &document)?;
         let action = match (current.active, columns.active) {
             (true, false) => "scim.user.deactivated",
@@ -191,8 +196,11 @@ pub fn delete(
 ) -> Result<(), ScimError> {
     write_transaction(conn, |conn| {
         let user = load(conn, workspace_id, id)?;
+        let owner_check = OwnerCheck::before(conn, workspace_id, user.active)?;
         store::detach(conn, id)?;
+        grants::forget_member(conn, id)?;
         diesel::delete(scim_users::table.filter(scim_users::id.eq(id))).execute(conn)?;
+        owner_check.after::<ScimError>(conn, workspace_id)?;
         audit::record(
             conn,
             context,

@@ -17,7 +17,8 @@ use crate::db::{Store, StoreError};
 use crate::workspaces::Workspace;
 
 pub trait RequiredScope {
-    const SCOPE: Scope;
+    /// None: any valid token of the workspace; the handler checks a scope that depends on the request.
+    const SCOPE: Option<Scope>;
 }
 
 /// Marker types naming the scope a handler needs: `Authorized<needs::AuditRead>`.
@@ -28,12 +29,24 @@ pub mod needs {
         ($($marker:ident),* $(,)?) => {$(
             pub struct $marker;
             impl RequiredScope for $marker {
-                const SCOPE: Scope = Scope::$marker;
+                const SCOPE: Option<Scope> = Some(Scope::$marker);
             }
         )*};
     }
 
-    markers!(WorkspaceRead, WorkspaceWrite, AuditRead, TokensWrite);
+    markers!(
+        WorkspaceRead,
+        WorkspaceWrite,
+        AuditRead,
+        TokensWrite,
+        SourcesRead,
+        SourcesWrite
+    );
+
+    pub struct AnyScope;
+    impl RequiredScope for AnyScope {
+        const SCOPE: Option<Scope> = None;
+    }
 }
 
 pub struct Authorized<S> {
@@ -145,6 +158,17 @@ pub async fn authenticate_request(
         .await?)
 }
 
+impl<S> Authorized<S> {
+    /// Checks a scope the handler could only name once it had read the request.
+    pub fn require(&self, scope: Scope) -> Result<(), AuthError> {
+        if self.token.scopes.contains(scope) {
+            Ok(())
+        } else {
+            Err(AuthError::MissingScope(scope))
+        }
+    }
+}
+
 impl<S: RequiredScope + 'static> FromRequest for Authorized<S> {
     type Error = AuthError;
     type Future = LocalBoxFuture<'static, Result<Self, AuthError>>;
@@ -156,8 +180,10 @@ impl<S: RequiredScope + 'static> FromRequest for Authorized<S> {
             if request.match_info().get("ws") != Some(workspace.slug.as_str()) {
                 return Err(AuthError::OtherWorkspace);
             }
-            if !token.scopes.contains(S::SCOPE) {
-                return Err(AuthError::MissingScope(S::SCOPE));
+            if let Some(scope) = S::SCOPE
+                && !token.scopes.contains(scope)
+            {
+                return Err(AuthError::MissingScope(scope));
             }
             let request_id = request
                 .extensions()

@@ -382,6 +382,22 @@ pub fn list(conn: &mut DbConnection, workspace_id: &str) -> Result<Vec<ApiToken>
         .collect()
 }
 
+/// A token of the workspace by id, whatever its status.
+pub fn find(
+    conn: &mut DbConnection,
+    workspace_id: &str,
+    id: &str,
+) -> Result<Option<ApiToken>, TokenError> {
+    api_tokens::table
+        .filter(api_tokens::workspace_id.eq(workspace_id))
+        .filter(api_tokens::id.eq(id))
+        .select(TOKEN_COLUMNS)
+        .first::<TokenRow>(conn)
+        .optional()?
+        .map(from_row)
+        .transpose()
+}
+
 #[derive(Debug)]
 pub enum Revocation {
     Revoked(ApiToken),
@@ -515,9 +531,14 @@ pub fn authenticate(
 }
 
 fn generate_secret(id: &str) -> String {
+    format!("{PREFIX}{id}_{}", random_secret())
+}
+
+/// 256 random bits as base64url: the secret part of tokens and source write keys.
+pub(crate) fn random_secret() -> String {
     let mut random = [0u8; SECRET_BYTES];
     openssl::rand::rand_bytes(&mut random).expect("the system random generator is available");
-    format!("{PREFIX}{id}_{}", URL_SAFE_NO_PAD.encode(random))
+    URL_SAFE_NO_PAD.encode(random)
 }
 
 /// The id part of a well-formed token. The secret may itself contain `_`, so the parts are taken
@@ -533,7 +554,7 @@ fn parse_id(presented: &str) -> Option<&str> {
     (id_ok && secret_ok).then_some(id)
 }
 
-fn hash(presented: &str) -> [u8; 32] {
+pub(crate) fn hash(presented: &str) -> [u8; 32] {
     openssl::sha::sha256(presented.as_bytes())
 }
 

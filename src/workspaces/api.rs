@@ -21,6 +21,7 @@ async fn show(auth: Authorized<needs::WorkspaceRead>) -> HttpResponse {
 struct ChangeRequest {
     name: Option<String>,
     hipaa: Option<bool>,
+    tracking_plan_approval: Option<bool>,
 }
 
 async fn change(
@@ -32,6 +33,7 @@ async fn change(
     let changes = WorkspaceChanges {
         name: body.name,
         hipaa: body.hipaa,
+        tracking_plan_approval: body.tracking_plan_approval,
     };
     let slug = auth.workspace.slug;
     let audit = auth.audit;

@@ -24,6 +24,9 @@ pub struct Workspace {
     pub created_at: NaiveDateTime,
     #[serde(serialize_with = "crate::time::serialize")]
     pub updated_at: NaiveDateTime,
+    /// Members' tracking-plan changes need an Owner's or Admin's approval to reach production:
+    /// when set, the `tracking_plans.publish` permission is not a Member's.
+    pub tracking_plan_approval: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -116,6 +119,7 @@ pub fn create(
         hipaa: new.hipaa,
         created_at: now,
         updated_at: now,
+        tracking_plan_approval: true,
     };
     write_transaction(conn, |conn| {
         diesel::insert_into(workspaces::table)
@@ -168,6 +172,7 @@ pub fn find_by_slug(conn: &mut DbConnection, slug: &str) -> Result<Workspace, Wo
 pub struct WorkspaceChanges {
     pub name: Option<String>,
     pub hipaa: Option<bool>,
+    pub tracking_plan_approval: Option<bool>,
 }
 
 /// Applies the changes and records what actually changed; a change to the same values records nothing.
@@ -195,6 +200,16 @@ pub fn update(
             );
             workspace.hipaa = hipaa;
         }
+        if let Some(approval) = changes
+            .tracking_plan_approval
+            .filter(|approval| *approval != workspace.tracking_plan_approval)
+        {
+            changed.insert(
+                "tracking_plan_approval".to_owned(),
+                json!({ "from": workspace.tracking_plan_approval, "to": approval }),
+            );
+            workspace.tracking_plan_approval = approval;
+        }
         if changed.is_empty() {
             return Ok(workspace);
         }
@@ -203,6 +218,7 @@ pub fn update(
             .set((
                 workspaces::name.eq(&workspace.name),
                 workspaces::hipaa.eq(workspace.hipaa),
+                workspaces::tracking_plan_approval.eq(workspace.tracking_plan_approval),
                 workspaces::updated_at.eq(workspace.updated_at),
             ))
             .execute(conn)?;

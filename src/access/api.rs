@@ -1,0 +1,869 @@
+//! The access-model admin API under `/api/v1/workspaces/{ws}`: members and their roles and
+//! effective permissions, IdP-group and attribute mappings, resources, labels and write keys,
+//! grants, authorization decisions and the access-review export. Reads need `workspace:read`
+//! (resources: `sources:read`, or `tracking_plan:read` for tracking plans), changes
+//! `workspace:write` (resources: `sources:write` / `tracking_plan:write`), the export `audit:read`.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use actix_web::{HttpResponse, web};
+use chrono::NaiveDateTime;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use super::attributes::{self, MappingChange};
+use super::decide::{Decision, Principal, Resource, Target, decide_for_token};
+use super::grants::{self, NewGrant};
+use super::members::{self, Member};
+use super::model::{Action, Label, Level, ResourceKind, Role};
+use super::resources::{self, NewResource, ResourceChanges};
+use super::{AccessError, parse};
+use crate::db::{DbConnection, Store};
+use crate::tokens::auth::{Authorized, needs};
+use crate::tokens::{self, Scope};
+use crate::workspaces::Workspace;
+
+/// The most checks one `/authorize` request may carry.
+const MAX_CHECKS: usize = 1000;
+
+pub fn routes(config: &mut web::ServiceConfig) {
+    config
+        .service(web::resource("/workspaces/{ws}/members").get(list_members))
+        .service(web::resource("/workspaces/{ws}/members/{member}/permissions").get(permissions))
+        .service(web::resource("/workspaces/{ws}/members/{member}/roles").put(set_roles))
+        .service(web::resource("/workspaces/{ws}/group-mappings").get(list_mappings))
+        .service(
+            web::resource("/workspaces/{ws}/group-mappings/{group}")
+                .put(set_mapping)
+                .delete(remove_mapping),
+        )
+        .service(
+            web::resource("/workspaces/{ws}/attribute-mapping")
+                .get(show_attributes)
+                .put(set_attributes),
+        )
+        .service(
+            web::resource("/workspaces/{ws}/resources")
+                .get(list_resources)
+                .post(create_resource),
+        )
+        .service(
+            web::resource("/workspaces/{ws}/resources/{id}")
+                .get(show_resource)
+                .patch(change_resource)
+                .delete(delete_resource),
+        )
+        .service(web::resource("/workspaces/{ws}/resources/{id}/write-key").post(rotate_write_key))
+        .service(
+            web::resource("/workspaces/{ws}/grants")
+                .get(list_grants)
+                .post(create_grant),
+        )
+        .service(web::resource("/workspaces/{ws}/grants/{id}").delete(revoke_grant))
+        .service(web::resource("/workspaces/{ws}/authorize").post(authorize))
+        .service(web::resource("/workspaces/{ws}/access-review").get(access_review))
+        .service(web::resource("/write-keys/verify").post(verify_write_key));
+}
+
+#[derive(Serialize)]
+struct MemberView<'a> {
+    id: &'a str,
+    user_name: &'a str,
+    active: bool,
+    roles: &'a [super::decide::RoleAssignment],
+}
+
+impl<'a> MemberView<'a> {
+    fn of(principal: &'a Principal) -> Self {
+        MemberView {
+            id: &principal.member_id,
+            user_name: &principal.user_name,
+            active: principal.active,
+            roles: &principal.roles,
+        }
+    }
+}
+
+async fn list_members(
+    auth: Authorized<needs::WorkspaceRead>,
+    store: web::Data<Store>,
+) -> Result<HttpResponse, AccessError> {
+    let workspace_id = auth.workspace.id;
+    let principals = store
+        .run(move |conn| {
+            let members = members::list(conn, &workspace_id)?;
+            Ok::<_, AccessError>(members::principals(conn, &workspace_id, &members)?)
+        })
+        .await?;
+    let members: Vec<MemberView> = principals.iter().map(MemberView::of).collect();
+    Ok(HttpResponse::Ok().json(json!({ "members": members })))
+}
+
+/// Everything one person may do: roles and where they came from, the matrix, and per resource
+/// the level with the grants behind it.
+async fn permissions(
+    auth: Authorized<needs::WorkspaceRead>,
+    store: web::Data<Store>,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, AccessError> {
+    let (_, member) = path.into_inner();
+    let workspace = auth.workspace;
+    let body = store
+        .run(move |conn| {
+            let member = members::require(conn, &workspace.id, &member)?;
+            let principal = members::principal(conn, &workspace.id, &member)?;
+            let all = resources::list(conn, &workspace.id)?;
+            Ok::<_, AccessError>(explain(&workspace, &principal, &all))
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(body))
+}
+
+fn explain(workspace: &Workspace, principal: &Principal, all: &[Resource]) -> Value {
+    let now = crate::time::now();
+    let by_id: BTreeMap<&str, &Resource> = all.iter().map(|r| (r.id.as_str(), r)).collect();
+    let matrix: BTreeMap<&str, Decision> = Action::ALL
+        .iter()
+        .map(|action| {
+            let decision = principal
+                .decide(*action, None, workspace.tracking_plan_approval, now)
+                .expect("no resource, so no kind to mismatch");
+            (action.as_str(), decision)
+        })
+        .collect();
+    let resources: Vec<Value> = all
+        .iter()
+        .map(|resource| {
+            let target = target_of(resource, &by_id);
+            let effective = principal.level_on(target, now);
+            json!({
+                "resource": resource,
+                "level": effective.level,
+                "basis": effective.basis,
+                "grants": effective.grants,
+            })
+        })
+        .collect();
+    json!({
+        "member": MemberView::of(principal),
+        "permissions": matrix,
+        "resources": resources,
+    })
+}
+
+fn target_of<'a>(resource: &'a Resource, by_id: &BTreeMap<&str, &'a Resource>) -> Target<'a> {
+    Target {
+        resource,
+        source: resource
+            .source_id
+            .as_deref()
+            .and_then(|id| by_id.get(id).copied()),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RolesBody {
+    roles: Vec<Role>,
+}
+
+async fn set_roles(
+    auth: Authorized<needs::WorkspaceWrite>,
+    store: web::Data<Store>,
+    path: web::Path<(String, String)>,
+    body: web::Json<RolesBody>,
+) -> Result<HttpResponse, AccessError> {
+    let (_, member) = path.into_inner();
+    let roles: BTreeSet<Role> = body.into_inner().roles.into_iter().collect();
+    let workspace_id = auth.workspace.id;
+    let audit = auth.audit;
+    let (member, roles) = store
+        .run(move |conn| members::set_roles(conn, &workspace_id, &member, &roles, &audit))
+        .await?;
+    Ok(HttpResponse::Ok()
+        .json(json!({ "id": member.id, "user_name": member.user_name, "roles": roles })))
+}
+
+async fn list_mappings(
+    auth: Authorized<needs::WorkspaceRead>,
+    store: web::Data<Store>,
+) -> Result<HttpResponse, AccessError> {
+    let workspace_id = auth.workspace.id;
+    let mappings = store
+        .run(move |conn| Ok::<_, AccessError>(members::mappings(conn, &workspace_id)?))
+        .await?;
+    Ok(HttpResponse::Ok().json(json!({ "mappings": mappings })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MappingBody {
+    role: Role,
+}
+
+async fn set_mapping(
+    auth: Authorized<needs::WorkspaceWrite>,
+    store: web::Data<Store>,
+    path: web::Path<(String, String)>,
+    body: web::Json<MappingBody>,
+) -> Result<HttpResponse, AccessError> {
+    let (_, group) = path.into_inner();
+    let role = body.into_inner().role;
+    let workspace_id = auth.workspace.id;
+    let audit = auth.audit;
+    let mapping = store
+        .run(move |conn| members::set_mapping(conn, &workspace_id, &group, role, &audit))
+        .await?;
+    Ok(HttpResponse::Ok().json(mapping))
+}
+
+async fn remove_mapping(
+    auth: Authorized<needs::WorkspaceWrite>,
+    store: web::Data<Store>,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, AccessError> {
+    let (_, group) = path.into_inner();
+    let workspace_id = auth.workspace.id;
+    let audit = auth.audit;
+    store
+        .run(move |conn| members::remove_mapping(conn, &workspace_id, &group, &audit))
+        .await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+async fn show_attributes(
+    auth: Authorized<needs::WorkspaceRead>,
+    store: web::Data<Store>,
+) -> Result<HttpResponse, AccessError> {
+    let workspace_id = auth.workspace.id;
+    let mapping = store
+        .run(move |conn| Ok::<_, AccessError>(attributes::get(conn, &workspace_id)?))
+        .await?;
+    let presets: BTreeMap<&str, _> = attributes::PRESETS
+        .iter()
+        .map(|name| (*name, attributes::preset(name)))
+        .collect();
+    Ok(HttpResponse::Ok().json(json!({ "mapping": mapping, "presets": presets })))
+}
+
+async fn set_attributes(
+    auth: Authorized<needs::WorkspaceWrite>,
+    store: web::Data<Store>,
+    body: web::Json<MappingChange>,
+) -> Result<HttpResponse, AccessError> {
+    let workspace_id = auth.workspace.id;
+    let audit = auth.audit;
+    let change = body.into_inner();
+    let mapping = store
+        .run(move |conn| attributes::set(conn, &workspace_id, change, &audit))
+        .await?;
+    Ok(HttpResponse::Ok().json(mapping))
+}
+
+/// The token scope reading (or changing) resources of a kind needs.
+fn resource_scope(kind: ResourceKind, write: bool) -> Scope {
+    let (read, change) = kind.scopes();
+    if write { change } else { read }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ResourceQuery {
+    kind: Option<String>,
+    label: Option<String>,
+    /// A member id or email: only what that person can see, each with their level.
+    visible_to: Option<String>,
+}
+
+async fn list_resources(
+    auth: Authorized<needs::AnyScope>,
+    store: web::Data<Store>,
+    query: web::Query<ResourceQuery>,
+) -> Result<HttpResponse, AccessError> {
+    let query = query.into_inner();
+    let kind: Option<ResourceKind> = query.kind.as_deref().map(parse).transpose()?;
+    let label: Option<Label> = query.label.as_deref().map(parse).transpose()?;
+    let kinds: Vec<ResourceKind> = match kind {
+        Some(kind) => vec![kind],
+        None => ResourceKind::ALL.to_vec(),
+    };
+    // A token sees the kinds its scopes let it read; asking for one it cannot read is a 403.
+    let readable: BTreeSet<ResourceKind> = kinds
+        .iter()
+        .copied()
+        .filter(|kind| auth.token.scopes.contains(resource_scope(*kind, false)))
+        .collect();
+    if readable.is_empty() {
+        auth.require(resource_scope(kinds[0], false))?;
+    }
+    let workspace_id = auth.workspace.id;
+    let listed = store
+        .run(move |conn| {
+            let all = resources::list(conn, &workspace_id)?;
+            let viewer = match &query.visible_to {
+                Some(member) => {
+                    let member = members::require(conn, &workspace_id, member)?;
+                    Some(members::principal(conn, &workspace_id, &member)?)
+                }
+                None => None,
+            };
+            let now = crate::time::now();
+            let by_id: BTreeMap<&str, &Resource> = all.iter().map(|r| (r.id.as_str(), r)).collect();
+            let listed: Vec<Value> = all
+                .iter()
+                .filter(|r| readable.contains(&r.kind))
+                .filter(|r| label.as_ref().is_none_or(|label| r.labels.contains(label)))
+                .filter_map(|r| match &viewer {
+                    None => Some(json!(r)),
+                    Some(viewer) => {
+                        let level = viewer.level_on(target_of(r, &by_id), now).level;
+                        let mut shown = json!(r);
+                        shown["level"] = json!(level);
+                        (level > Level::NoAccess).then_some(shown)
+                    }
+                })
+                .collect();
+            Ok::<_, AccessError>(listed)
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(json!({ "resources": listed })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewResourceBody {
+    kind: ResourceKind,
+    name: String,
+    source_id: Option<String>,
+    #[serde(default)]
+    labels: BTreeSet<Label>,
+}
+
+async fn create_resource(
+    auth: Authorized<needs::AnyScope>,
+    store: web::Data<Store>,
+    body: web::Json<NewResourceBody>,
+) -> Result<HttpResponse, AccessError> {
+    let body = body.into_inner();
+    auth.require(resource_scope(body.kind, true))?;
+    let workspace_id = auth.workspace.id;
+    let audit = auth.audit;
+    let new = NewResource {
+        kind: body.kind,
+        name: body.name,
+        source_id: body.source_id,
+        labels: body.labels,
+    };
+    let (resource, write_key) = store
+        .run(move |conn| resources::create(conn, &workspace_id, new, &audit))
+        .await?;
+    let mut shown = json!(resource);
+    if let Some(key) = write_key {
+        shown["write_key"] = json!(key);
+    }
+    Ok(HttpResponse::Created().json(shown))
+}
+
+/// Loads a resource and checks the token may read (or change) its kind.
+async fn authorized_resource(
+    auth: &Authorized<needs::AnyScope>,
+    store: &Store,
+    id: String,
+    write: bool,
+) -> Result<Resource, AccessError> {
+    let workspace_id = auth.workspace.id.clone();
+    let resource = store
+        .run(move |conn| resources::require(conn, &workspace_id, &id))
+        .await?;
+    auth.require(resource_scope(resource.kind, write))?;
+    Ok(resource)
+}
+
+async fn show_resource(
+    auth: Authorized<needs::AnyScope>,
+    store: web::Data<Store>,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, AccessError> {
+    let (_, id) = path.into_inner();
+    let resource = authorized_resource(&auth, &store, id, false).await?;
+    Ok(HttpResponse::Ok().json(resource))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ResourceChangeBody {
+    name: Option<String>,
+    labels: Option<BTreeSet<Label>>,
+}
+
+async fn change_resource(
+    auth: Authorized<needs::AnyScope>,
+    store: web::Data<Store>,
+    path: web::Path<(String, String)>,
+    body: web::Json<ResourceChangeBody>,
+) -> Result<HttpResponse, AccessError> {
+    let (_, id) = path.into_inner();
+    authorized_resource(&auth, &store, id.clone(), true).await?;
+    let body = body.into_inner();
+    let changes = ResourceChanges {
+        name: body.name,
+        labels: body.labels,
+    };
+    let workspace_id = auth.workspace.id;
+    let audit = auth.audit;
+    let resource = store
+        .run(move |conn| resources::update(conn, &workspace_id, &id, changes, &audit))
+        .await?;
+    Ok(HttpResponse::Ok().json(resource))
+}
+
+async fn delete_resource(
+    auth: Authorized<needs::AnyScope>,
+    store: web::Data<Store>,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, AccessError> {
+    let (_, id) = path.into_inner();
+    authorized_resource(&auth, &store, id.clone(), true).await?;
+    let workspace_id = auth.workspace.id;
+    let audit = auth.audit;
+    store
+        .run(move |conn| resources::delete(conn, &workspace_id, &id, &audit))
+        .await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+async fn rotate_write_key(
+    auth: Authorized<needs::SourcesWrite>,
+    store: web::Data<Store>,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, AccessError> {
+    let (_, id) = path.into_inner();
+    let workspace_id = auth.workspace.id;
+    let audit = auth.audit;
+    let key = store
+        .run(move |conn| resources::rotate_write_key(conn, &workspace_id, &id, &audit))
+        .await?;
+    Ok(HttpResponse::Ok().json(json!({ "write_key": key })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct VerifyBody {
+    write_key: String,
+    source_id: String,
+}
+
+/// Whether a write key may send data to a source: only to its own.
+async fn verify_write_key(
+    store: web::Data<Store>,
+    body: web::Json<VerifyBody>,
+) -> Result<HttpResponse, AccessError> {
+    let VerifyBody {
+        write_key,
+        source_id,
+    } = body.into_inner();
+    let owner = store
+        .run(move |conn| Ok::<_, AccessError>(resources::source_of_write_key(conn, &write_key)?))
+        .await?;
+    Ok(HttpResponse::Ok().json(json!({ "valid": owner.as_deref() == Some(source_id.as_str()) })))
+}
+
+async fn list_grants(
+    auth: Authorized<needs::WorkspaceRead>,
+    store: web::Data<Store>,
+) -> Result<HttpResponse, AccessError> {
+    let workspace_id = auth.workspace.id;
+    let grants = store
+        .run(move |conn| Ok::<_, AccessError>(grants::list(conn, &workspace_id)?))
+        .await?;
+    Ok(HttpResponse::Ok().json(json!({ "grants": grants })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GrantBody {
+    member: Option<String>,
+    group: Option<String>,
+    resource: Option<String>,
+    label: Option<Label>,
+    level: Level,
+    /// RFC 3339.
+    expires_at: Option<String>,
+    /// A duration such as `4h` or `7d`, instead of `expires_at`.
+    expires_in: Option<String>,
+    justification: Option<String>,
+    approver: Option<String>,
+    review_date: Option<String>,
+}
+
+fn expiry(body: &GrantBody) -> Result<Option<NaiveDateTime>, AccessError> {
+    match (&body.expires_at, &body.expires_in) {
+        (Some(_), Some(_)) => Err(AccessError::Invalid(
+            "give expires_at or expires_in, not both".to_owned(),
+        )),
+        (Some(at), None) => crate::time::parse_rfc3339(at)
+            .map(Some)
+            .map_err(AccessError::Invalid),
+        (None, Some(lifetime)) => {
+            let lifetime = tokens::parse_lifetime(lifetime)
+                .map_err(|e| AccessError::Invalid(e.to_string()))?;
+            let lifetime = chrono::TimeDelta::from_std(lifetime)
+                .map_err(|_| AccessError::Invalid("expires_in is too long".to_owned()))?;
+            Ok(Some(crate::time::now() + lifetime))
+        }
+        (None, None) => Ok(None),
+    }
+}
+
+async fn create_grant(
+    auth: Authorized<needs::WorkspaceWrite>,
+    store: web::Data<Store>,
+    body: web::Json<GrantBody>,
+) -> Result<HttpResponse, AccessError> {
+    let body = body.into_inner();
+    let new = NewGrant {
+        expires_at: expiry(&body)?,
+        member: body.member,
+        group: body.group,
+        resource: body.resource,
+        label: body.label,
+        level: body.level,
+        justification: body.justification,
+        approver: body.approver,
+        review_date: body.review_date,
+    };
+    let workspace_id = auth.workspace.id;
+    let audit = auth.audit;
+    let grant = store
+        .run(move |conn| grants::create(conn, &workspace_id, new, &audit))
+        .await?;
+    Ok(HttpResponse::Created().json(grant))
+}
+
+async fn revoke_grant(
+    auth: Authorized<needs::WorkspaceWrite>,
+    store: web::Data<Store>,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, AccessError> {
+    let (_, id) = path.into_inner();
+    let workspace_id = auth.workspace.id;
+    let audit = auth.audit;
+    store
+        .run(move |conn| grants::revoke(conn, &workspace_id, &id, &audit))
+        .await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Check {
+    pub subject: String,
+    pub action: String,
+    pub resource: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum AuthorizeBody {
+    Batch { checks: Vec<Check> },
+    One(Check),
+}
+
+async fn authorize(
+    auth: Authorized<needs::WorkspaceRead>,
+    store: web::Data<Store>,
+    body: web::Json<Value>,
+) -> Result<HttpResponse, AccessError> {
+    let body: AuthorizeBody = serde_json::from_value(body.into_inner()).map_err(|_| {
+        AccessError::Invalid(
+            "the body is {\"subject\", \"action\", \"resource\"?} or {\"checks\": [...]} of those"
+                .to_owned(),
+        )
+    })?;
+    let workspace = auth.workspace;
+    match body {
+        AuthorizeBody::One(check) => {
+            let mut decisions = store
+                .run(move |conn| decide_all(conn, &workspace, vec![check]))
+                .await?;
+            Ok(HttpResponse::Ok().json(decisions.remove(0)))
+        }
+        AuthorizeBody::Batch { checks } => {
+            if checks.len() > MAX_CHECKS {
+                return Err(AccessError::Invalid(format!(
+                    "at most {MAX_CHECKS} checks per request"
+                )));
+            }
+            let decisions = store
+                .run(move |conn| decide_all(conn, &workspace, checks))
+                .await?;
+            Ok(HttpResponse::Ok().json(json!({ "results": decisions })))
+        }
+    }
+}
+
+enum Subject {
+    Person(Principal),
+    Token(tokens::ApiToken),
+    Unknown,
+}
+
+/// A token is named by its id, or `token:` and its id.
+fn token_id(subject: &str) -> Option<&str> {
+    let id = subject.strip_prefix("token:").unwrap_or(subject);
+    (id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit())).then_some(id)
+}
+
+/// Decides a batch of checks: each subject and resource is loaded once, then every check is
+/// answered in memory. An unknown action or resource fails the whole batch with a 400.
+pub fn decide_all(
+    conn: &mut DbConnection,
+    workspace: &Workspace,
+    checks: Vec<Check>,
+) -> Result<Vec<Decision>, AccessError> {
+    let actions: Vec<Action> = checks
+        .iter()
+        .map(|check| parse(&check.action))
+        .collect::<Result<_, _>>()?;
+    let wanted: BTreeSet<String> = checks.iter().filter_map(|c| c.resource.clone()).collect();
+    let loaded = resources::load_with_sources(conn, &workspace.id, &wanted)?;
+    if let Some(missing) = wanted.iter().find(|id| !loaded.contains_key(*id)) {
+        return Err(AccessError::Invalid(format!(
+            "no resource {missing:?} in this workspace"
+        )));
+    }
+    let subjects = load_subjects(conn, workspace, &checks)?;
+    let now = crate::time::now();
+    let by_id: BTreeMap<&str, &Resource> = loaded.iter().map(|(id, r)| (id.as_str(), r)).collect();
+    checks
+        .iter()
+        .zip(actions)
+        .map(|(check, action)| {
+            let target = check
+                .resource
+                .as_deref()
+                .map(|id| target_of(by_id[id], &by_id));
+            let decided = match &subjects[check.subject.as_str()] {
+                Subject::Person(principal) => {
+                    principal.decide(action, target, workspace.tracking_plan_approval, now)
+                }
+                Subject::Token(token) => decide_for_token(&token.scopes, action, target),
+                Subject::Unknown => Ok(Decision {
+                    allowed: false,
+                    reason: "no such member or token in this workspace".to_owned(),
+                }),
+            };
+            decided.map_err(|wrong| AccessError::Invalid(wrong.to_string()))
+        })
+        .collect()
+}
+
+fn load_subjects<'a>(
+    conn: &mut DbConnection,
+    workspace: &Workspace,
+    checks: &'a [Check],
+) -> Result<BTreeMap<&'a str, Subject>, AccessError> {
+    let names: BTreeSet<&str> = checks.iter().map(|c| c.subject.as_str()).collect();
+    let mut subjects = BTreeMap::new();
+    let mut people: Vec<(&str, Member)> = Vec::new();
+    for name in names {
+        if let Some(member) = members::find(conn, &workspace.id, name)? {
+            people.push((name, member));
+        } else if let Some(token) = token_id(name)
+            .map(|id| tokens::find(conn, &workspace.id, id))
+            .transpose()?
+            .flatten()
+            .filter(|token| token.status(crate::time::now()) == "active")
+        {
+            subjects.insert(name, Subject::Token(token));
+        } else {
+            subjects.insert(name, Subject::Unknown);
+        }
+    }
+    let found: Vec<Member> = people.iter().map(|(_, m)| m.clone()).collect();
+    let principals = members::principals(conn, &workspace.id, &found)?;
+    for ((name, _), principal) in people.into_iter().zip(principals) {
+        subjects.insert(name, Subject::Person(principal));
+    }
+    Ok(subjects)
+}
+
+/// The access review: every member with roles and grants (with justification, approver and review
+/// date), and every token with its scopes, as JSON or CSV (`?format=csv`).
+async fn access_review(
+    auth: Authorized<needs::AuditRead>,
+    store: web::Data<Store>,
+    query: web::Query<ReviewQuery>,
+) -> Result<HttpResponse, AccessError> {
+    let csv = match query.into_inner().format.as_deref() {
+        None | Some("json") => false,
+        Some("csv") => true,
+        Some(other) => {
+            return Err(AccessError::Invalid(format!(
+                "format {other:?} must be json or csv"
+            )));
+        }
+    };
+    let workspace = auth.workspace;
+    let slug = workspace.slug.clone();
+    let review = store.run(move |conn| review(conn, &workspace)).await?;
+    if !csv {
+        return Ok(HttpResponse::Ok().json(review));
+    }
+    Ok(HttpResponse::Ok()
+        .content_type("text/csv; charset=utf-8")
+        .insert_header((
+            "Content-Disposition",
+            format!("attachment; filename=\"{slug}-access-review.csv\""),
+        ))
+        .body(review_csv(&review)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReviewQuery {
+    format: Option<String>,
+}
+
+#[derive(Serialize)]
+struct Review {
+    workspace: String,
+    #[serde(serialize_with = "crate::time::serialize")]
+    generated_at: NaiveDateTime,
+    members: Vec<ReviewedMember>,
+    group_grants: Vec<super::decide::Grant>,
+    tokens: Vec<tokens::ApiToken>,
+}
+
+#[derive(Serialize)]
+struct ReviewedMember {
+    id: String,
+    user_name: String,
+    active: bool,
+    roles: Vec<super::decide::RoleAssignment>,
+    grants: Vec<super::decide::Grant>,
+}
+
+fn review(conn: &mut DbConnection, workspace: &Workspace) -> Result<Review, AccessError> {
+    let everyone = members::list(conn, &workspace.id)?;
+    let principals = members::principals(conn, &workspace.id, &everyone)?;
+    let group_grants = grants::list(conn, &workspace.id)?
+        .into_iter()
+        .filter(|g| matches!(g.subject, super::decide::GrantSubject::Group(_)))
+        .collect();
+    let tokens = tokens::list(conn, &workspace.id)?;
+    Ok(Review {
+        workspace: workspace.slug.clone(),
+        generated_at: crate::time::now(),
+        members: principals
+            .into_iter()
+            .map(|p| ReviewedMember {
+                grants: p
+                    .grants
+                    .into_iter()
+                    .filter(|g| matches!(g.subject, super::decide::GrantSubject::Member(_)))
+                    .collect(),
+                id: p.member_id,
+                user_name: p.user_name,
+                active: p.active,
+                roles: p.roles,
+            })
+            .collect(),
+        group_grants,
+        tokens,
+    })
+}
+
+/// One row per fact: a member's role, a grant (to a member or a group), or a token.
+fn review_csv(review: &Review) -> Vec<u8> {
+    let mut writer = csv::Writer::from_writer(Vec::new());
+    let header = [
+        "record",
+        "subject",
+        "subject_id",
+        "active",
+        "role",
+        "via",
+        "resource",
+        "label",
+        "level",
+        "expires_at",
+        "justification",
+        "approver",
+        "review_date",
+        "scopes",
+        "created_at",
+    ];
+    writer.write_record(header).expect("writing to memory");
+    let time = |t: &Option<NaiveDateTime>| t.as_ref().map(crate::time::rfc3339).unwrap_or_default();
+    let grant_row = |subject: &str,
+                     subject_id: &str,
+                     active: &str,
+                     grant: &super::decide::Grant| {
+        let (resource, label) = match &grant.target {
+            super::decide::GrantTarget::Resource(id) => (id.clone(), String::new()),
+            super::decide::GrantTarget::Label(label) => (String::new(), label.as_str().to_owned()),
+        };
+        [
+            "grant".to_owned(),
+            subject.to_owned(),
+            subject_id.to_owned(),
+            active.to_owned(),
+            String::new(),
+            String::new(),
+            resource,
+            label,
+            grant.level.to_string(),
+            time(&grant.expires_at),
+            grant.justification.clone().unwrap_or_default(),
+            grant.approver.clone().unwrap_or_default(),
+            grant.review_date.clone().unwrap_or_default(),
+            String::new(),
+            crate::time::rfc3339(&grant.created_at),
+        ]
+    };
+    for member in &review.members {
+        let active = member.active.to_string();
+        for assignment in &member.roles {
+            let via = match &assignment.source {
+                super::decide::RoleSource::Direct => "direct".to_owned(),
+                super::decide::RoleSource::Group { group } => format!("group:{group}"),
+            };
+            let mut row: [String; 15] = Default::default();
+            row[0] = "role".to_owned();
+            row[1] = member.user_name.clone();
+            row[2] = member.id.clone();
+            row[3] = active.clone();
+            row[4] = assignment.role.to_string();
+            row[5] = via;
+            writer.write_record(&row).expect("writing to memory");
+        }
+        for grant in &member.grants {
+            writer
+                .write_record(grant_row(&member.user_name, &member.id, &active, grant))
+                .expect("writing to memory");
+        }
+    }
+    for grant in &review.group_grants {
+        let group = match &grant.subject {
+            super::decide::GrantSubject::Group(name)
+            | super::decide::GrantSubject::Member(name) => name.as_str(),
+        };
+        writer
+            .write_record(grant_row(&format!("group:{group}"), "", "", grant))
+            .expect("writing to memory");
+    }
+    let now = crate::time::now();
+    for token in &review.tokens {
+        let mut row: [String; 15] = Default::default();
+        row[0] = "token".to_owned();
+        row[1] = token.name.clone();
+        row[2] = token.id.clone();
+        row[3] = (token.status(now) == "active").to_string();
+        row[9] = time(&token.expires_at);
+        row[13] = token.scopes.to_string();
+        row[14] = crate::time::rfc3339(&token.created_at);
+        writer.write_record(&row).expect("writing to memory");
+    }
+    writer.into_inner().expect("writing to memory")
+}

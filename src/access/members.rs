@@ -1,0 +1,555 @@
+//! Members and their roles. A member is a person of one workspace: today a SCIM user (SAML logins
+//! will add them just in time). Roles come from direct assignments and from IdP-group mappings;
+//! a group is matched by name, case-insensitively, so SCIM groups and SAML `groups` values feed the
+//! same mapping.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use diesel::prelude::*;
+use serde::Serialize;
+use serde_json::json;
+
+use super::AccessError;
+use super::decide::{Grant, Principal, RoleAssignment, RoleSource};
+use super::model::Role;
+use crate::audit::{self, AuditContext, Event, Target};
+use crate::db::schema::{
+    group_mappings, member_roles, scim_group_members, scim_groups, scim_users, scim_values,
+};
+use crate::db::{DbConnection, write_transaction};
+
+#[derive(Debug, Clone, PartialEq, Eq, Queryable, Serialize)]
+pub struct Member {
+    pub id: String,
+    pub user_name: String,
+    pub active: bool,
+}
+
+const MEMBER_COLUMNS: (scim_users::id, scim_users::user_name, scim_users::active) =
+    (scim_users::id, scim_users::user_name, scim_users::active);
+
+/// Finds a member of the workspace by id, userName or email address (case-insensitive).
+pub fn find(
+    conn: &mut DbConnection,
+    workspace_id: &str,
+    id_or_email: &str,
+) -> QueryResult<Option<Member>> {
+    let lower = id_or_email.to_lowercase();
+    let direct = scim_users::table
+        .filter(scim_users::workspace_id.eq(workspace_id))
+        .filter(
+            scim_users::id
+                .eq(id_or_email)
+                .or(scim_users::user_name_ci.eq(&lower)),
+        )
+        .select(MEMBER_COLUMNS)
+        .first(conn)
+        .optional()?;
+    if direct.is_some() || !id_or_email.contains('@') {
+        return Ok(direct);
+    }
+    let by_email = scim_values::table
+        .filter(scim_values::workspace_id.eq(workspace_id))
+        .filter(scim_values::resource_type.eq("User"))
+        .filter(scim_values::attribute.eq("emails"))
+        .filter(scim_values::sub.eq("value"))
+        .filter(scim_values::value_ci.eq(&lower))
+        .select(scim_values::resource_id)
+        .first::<String>(conn)
+        .optional()?;
+    match by_email {
+        Some(id) => scim_users::table
+            .filter(scim_users::id.eq(id))
+            .select(MEMBER_COLUMNS)
+            .first(conn)
+            .optional(),
+        None => Ok(None),
+    }
+}
+
+pub fn require(
+    conn: &mut DbConnection,
+    workspace_id: &str,
+    id_or_email: &str,
+) -> Result<Member, AccessError> {
+    find(conn, workspace_id, id_or_email)?.ok_or_else(|| {
+        AccessError::NotFound(format!("no member {id_or_email:?} in this workspace"))
+    })
+}
+
+pub fn list(conn: &mut DbConnection, workspace_id: &str) -> QueryResult<Vec<Member>> {
+    scim_users::table
+        .filter(scim_users::workspace_id.eq(workspace_id))
+        .order(scim_users::seq.asc())
+        .select(MEMBER_COLUMNS)
+        .load(conn)
+}
+
+/// The IdP groups (display names) each member belongs to, as (member id, group name).
+pub fn group_names_of(
+    conn: &mut DbConnection,
+    member_ids: &[String],
+) -> QueryResult<Vec<(String, String)>> {
+    scim_group_members::table
+        .inner_join(scim_groups::table.on(scim_groups::id.eq(scim_group_members::group_id)))
+        .filter(scim_group_members::member_id.eq_any(member_ids))
+        .select((scim_group_members::member_id, scim_groups::display_name))
+        .load(conn)
+}
+
+fn parse_role(raw: &str) -> QueryResult<Role> {
+    raw.parse()
+        .map_err(|e: String| diesel::result::Error::DeserializationError(e.into()))
+}
+
+/// The loaded principals of members, with their roles and the grants that reach them.
+pub fn principals(
+    conn: &mut DbConnection,
+    workspace_id: &str,
+    members: &[Member],
+) -> QueryResult<Vec<Principal>> {
+    let ids: Vec<String> = members.iter().map(|m| m.id.clone()).collect();
+    let mut direct: BTreeMap<String, Vec<Role>> = BTreeMap::new();
+    for (member, role) in member_roles::table
+        .filter(member_roles::member_id.eq_any(&ids))
+        .select((member_roles::member_id, member_roles::role))
+        .load::<(String, String)>(conn)?
+    {
+        direct.entry(member).or_default().push(parse_role(&role)?);
+    }
+    let mut groups: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (member, group) in group_names_of(conn, &ids)? {
+        groups.entry(member).or_default().push(group);
+    }
+    let mappings = mapping_roles(conn, workspace_id)?;
+    let group_subjects: BTreeSet<String> = groups
+        .values()
+        .flatten()
+        .map(|g| g.to_lowercase())
+        .collect();
+    let grants = super::grants::reaching(conn, workspace_id, &ids, &group_subjects)?;
+    Ok(members
+        .iter()
+        .map(|member| {
+            let member_groups = groups.remove(&member.id).unwrap_or_default();
+            let mut roles: Vec<RoleAssignment> = direct
+                .get(&member.id)
+                .into_iter()
+                .flatten()
+                .map(|role| RoleAssignment {
+                    role: *role,
+                    source: RoleSource::Direct,
+                })
+                .collect();
+            roles.extend(member_groups.iter().filter_map(|group| {
+                mappings
+                    .get(&group.to_lowercase())
+                    .map(|role| RoleAssignment {
+                        role: *role,
+                        source: RoleSource::Group {
+                            group: group.clone(),
+                        },
+                    })
+            }));
+            roles.sort_by_key(|assignment| assignment.role);
+            let lower_groups: BTreeSet<String> =
+                member_groups.iter().map(|g| g.to_lowercase()).collect();
+            let reaching: Vec<Grant> = grants
+                .iter()
+                .filter(|grant| grant.reaches_subject(&member.id, &lower_groups))
+                .cloned()
+                .collect();
+            Principal {
+                member_id: member.id.clone(),
+                user_name: member.user_name.clone(),
+                active: member.active,
+                roles,
+                grants: reaching,
+            }
+        })
+        .collect())
+}
+
+pub fn principal(
+    conn: &mut DbConnection,
+    workspace_id: &str,
+    member: &Member,
+) -> QueryResult<Principal> {
+    let mut loaded = principals(conn, workspace_id, std::slice::from_ref(member))?;
+    Ok(loaded.remove(0))
+}
+
+/// Replaces a member's direct roles.
+pub fn set_roles(
+    conn: &mut DbConnection,
+    workspace_id: &str,
+    id_or_email: &str,
+    roles: &BTreeSet<Role>,
+    context: &AuditContext,
+) -> Result<(Member, BTreeSet<Role>), AccessError> {
+    write_transaction(conn, |conn| {
+        let member = require(conn, workspace_id, id_or_email)?;
+        let before: BTreeSet<Role> = member_roles::table
+            .filter(member_roles::member_id.eq(&member.id))
+            .select(member_roles::role)
+            .load::<String>(conn)?
+            .iter()
+            .map(|role| parse_role(role))
+            .collect::<QueryResult<_>>()?;
+        if before == *roles {
+            return Ok((member, before));
+        }
+        keep_an_owner(conn, workspace_id, |conn| {
+            diesel::delete(member_roles::table.filter(member_roles::member_id.eq(&member.id)))
+                .execute(conn)?;
+            let now = crate::time::now();
+            for role in roles {
+                diesel::insert_into(member_roles::table)
+                    .values((
+                        member_roles::member_id.eq(&member.id),
+                        member_roles::workspace_id.eq(workspace_id),
+                        member_roles::role.eq(role.as_str()),
+                        member_roles::created_at.eq(now),
+                    ))
+                    .execute(conn)?;
+            }
+            Ok::<_, AccessError>(())
+        })?;
+        audit::record(
+            conn,
+            context,
+            Event {
+                workspace_id: Some(workspace_id),
+                action: "access.roles.changed",
+                target: Target {
+                    kind: "member",
+                    id: &member.id,
+                },
+                details: json!({ "userName": member.user_name, "before": before, "after": roles }),
+            },
+        )?;
+        Ok((member, roles.clone()))
+    })
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Queryable, Serialize)]
+pub struct GroupMapping {
+    #[serde(skip)]
+    pub idp_group_ci: String,
+    pub idp_group: String,
+    pub role: String,
+    #[serde(serialize_with = "crate::time::serialize")]
+    pub updated_at: chrono::NaiveDateTime,
+}
+
+const MAPPING_COLUMNS: (
+    group_mappings::idp_group_ci,
+    group_mappings::idp_group,
+    group_mappings::role,
+    group_mappings::updated_at,
+) = (
+    group_mappings::idp_group_ci,
+    group_mappings::idp_group,
+    group_mappings::role,
+    group_mappings::updated_at,
+);
+
+pub fn mappings(conn: &mut DbConnection, workspace_id: &str) -> QueryResult<Vec<GroupMapping>> {
+    group_mappings::table
+        .filter(group_mappings::workspace_id.eq(workspace_id))
+        .order(group_mappings::idp_group_ci.asc())
+        .select(MAPPING_COLUMNS)
+        .load(conn)
+}
+
+/// The role of each mapped group, by lower-case group name.
+fn mapping_roles(
+    conn: &mut DbConnection,
+    workspace_id: &str,
+) -> QueryResult<BTreeMap<String, Role>> {
+    mappings(conn, workspace_id)?
+        .into_iter()
+        .map(|mapping| Ok((mapping.idp_group_ci, parse_role(&mapping.role)?)))
+        .collect()
+}
+
+fn validate_group_name(name: &str) -> Result<String, AccessError> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > 256 || name.chars().any(char::is_control) {
+        return Err(AccessError::Invalid(
+            "an IdP group name is 1 to 256 characters with no control characters".to_owned(),
+        ));
+    }
+    Ok(name.to_owned())
+}
+
+/// Maps an IdP group to a role, replacing the role it had.
+pub fn set_mapping(
+    conn: &mut DbConnection,
+    workspace_id: &str,
+    idp_group: &str,
+    role: Role,
+    context: &AuditContext,
+) -> Result<GroupMapping, AccessError> {
+    let idp_group = validate_group_name(idp_group)?;
+    let idp_group_ci = idp_group.to_lowercase();
+    write_transaction(conn, |conn| {
+        let before = mapping(conn, workspace_id, &idp_group_ci)?;
+        if before
+            .as_ref()
+            .is_some_and(|m| m.role == role.as_str() && m.idp_group == idp_group)
+        {
+            return Ok(before.expect("checked above"));
+        }
+        keep_an_owner(conn, workspace_id, |conn| {
+            diesel::delete(group_mappings::table.find((workspace_id, &idp_group_ci)))
+                .execute(conn)?;
+            diesel::insert_into(group_mappings::table)
+                .values((
+                    group_mappings::workspace_id.eq(workspace_id),
+                    group_mappings::idp_group_ci.eq(&idp_group_ci),
+                    group_mappings::idp_group.eq(&idp_group),
+                    group_mappings::role.eq(role.as_str()),
+                    group_mappings::updated_at.eq(crate::time::now()),
+                ))
+                .execute(conn)?;
+            Ok::<_, AccessError>(())
+        })?;
+        audit::record(
+            conn,
+            context,
+            Event {
+                workspace_id: Some(workspace_id),
+                action: "access.mapping.set",
+                target: Target {
+                    kind: "idp_group",
+                    id: &idp_group,
+                },
+                details: json!({ "before": before.map(|m| m.role), "after": role }),
+            },
+        )?;
+        Ok(mapping(conn, workspace_id, &idp_group_ci)?.expect("just written"))
+    })
+}
+
+pub fn remove_mapping(
+    conn: &mut DbConnection,
+    workspace_id: &str,
+    idp_group: &str,
+    context: &AuditContext,
+) -> Result<(), AccessError> {
+    let idp_group_ci = idp_group.trim().to_lowercase();
+    write_transaction(conn, |conn| {
+        let before = mapping(conn, workspace_id, &idp_group_ci)?.ok_or_else(|| {
+            AccessError::NotFound(format!("no mapping for IdP group {idp_group:?}"))
+        })?;
+        keep_an_owner(conn, workspace_id, |conn| {
+            diesel::delete(group_mappings::table.find((workspace_id, &idp_group_ci)))
+                .execute(conn)?;
+            Ok::<_, AccessError>(())
+        })?;
+        audit::record(
+            conn,
+            context,
+            Event {
+                workspace_id: Some(workspace_id),
+                action: "access.mapping.removed",
+                target: Target {
+                    kind: "idp_group",
+                    id: &before.idp_group,
+                },
+                details: json!({ "before": before.role, "after": null }),
+            },
+        )?;
+        Ok(())
+    })
+}
+
+fn mapping(
+    conn: &mut DbConnection,
+    workspace_id: &str,
+    idp_group_ci: &str,
+) -> QueryResult<Option<GroupMapping>> {
+    group_mappings::table
+        .find((workspace_id, idp_group_ci))
+        .select(MAPPING_COLUMNS)
+        .first(conn)
+        .optional()
+}
+
+/// Whether an active member of the workspace is an Owner, directly or through a group.
+pub fn has_owner(conn: &mut DbConnection, workspace_id: &str) -> QueryResult<bool> {
+    let owner = Role::Owner.as_str();
+    let direct: i64 = member_roles::table
+        .inner_join(scim_users::table.on(scim_users::id.eq(member_roles::member_id)))
+        .filter(member_roles::workspace_id.eq(workspace_id))
+        .filter(member_roles::role.eq(owner))
+        .filter(scim_users::active.eq(true))
+        .count()
+        .get_result(conn)?;
+    if direct > 0 {
+        return Ok(true);
+    }
+    let owner_groups: BTreeSet<String> = group_mappings::table
+        .filter(group_mappings::workspace_id.eq(workspace_id))
+        .filter(group_mappings::role.eq(owner))
+        .select(group_mappings::idp_group_ci)
+        .load::<String>(conn)?
+        .into_iter()
+        .collect();
+    if owner_groups.is_empty() {
+        return Ok(false);
+    }
+    let group_ids: Vec<String> = scim_groups::table
+        .filter(scim_groups::workspace_id.eq(workspace_id))
+        .select((scim_groups::id, scim_groups::display_name))
+        .load::<(String, String)>(conn)?
+        .into_iter()
+        .filter(|(_, name)| owner_groups.contains(&name.to_lowercase()))
+        .map(|(id, _)| id)
+        .collect();
+    let through_groups: i64 = scim_group_members::table
+        .inner_join(scim_users::table.on(scim_users::id.eq(scim_group_members::member_id)))
+        .filter(scim_group_members::group_id.eq_any(&group_ids))
+        .filter(scim_users::active.eq(true))
+        .count()
+        .get_result(conn)?;
+    Ok(through_groups > 0)
+}
+
+/// A change that would take a workspace's last Owner away.
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+#[error("this change would leave the workspace without an Owner; make someone else an Owner first")]
+pub struct LastOwner;
+
+impl From<LastOwner> for AccessError {
+    fn from(_: LastOwner) -> Self {
+        AccessError::LastOwner
+    }
+}
+
+/// Runs `change` and refuses it if the workspace had an Owner before and has none after. Call it
+/// inside the transaction of the change, so a refusal rolls the change back.
+pub fn keep_an_owner<T, E>(
+    conn: &mut DbConnection,
+    workspace_id: &str,
+    change: impl FnOnce(&mut DbConnection) -> Result<T, E>,
+) -> Result<T, E>
+where
+    E: From<diesel::result::Error> + From<LastOwner>,
+{
+    let check = OwnerCheck::before(conn, workspace_id, true)?;
+    let outcome = change(conn)?;
+    check.after::<E>(conn, workspace_id)?;
+    Ok(outcome)
+}
+
+/// [`keep_an_owner`] in two steps, for a change that is not one closure: `before` (when the change
+/// can take an Owner away at all), the change, then `after`, inside one transaction.
+#[must_use = "call after() once the change is made"]
+pub struct OwnerCheck {
+    had_owner: bool,
+}
+
+impl OwnerCheck {
+    pub fn before(
+        conn: &mut DbConnection,
+        workspace_id: &str,
+        can_remove_an_owner: bool,
+    ) -> QueryResult<OwnerCheck> {
+        Ok(OwnerCheck {
+            had_owner: can_remove_an_owner && has_owner(conn, workspace_id)?,
+        })
+    }
+
+    /// Before changing the members or the name of a group: only an Owner-mapped group matters.
+    pub fn for_group(
+        conn: &mut DbConnection,
+        workspace_id: &str,
+        group_name: &str,
+    ) -> QueryResult<OwnerCheck> {
+        let owner_group = maps_to_owner(conn, workspace_id, group_name)?;
+        OwnerCheck::before(conn, workspace_id, owner_group)
+    }
+
+    pub fn after<E>(self, conn: &mut DbConnection, workspace_id: &str) -> Result<(), E>
+    where
+        E: From<diesel::result::Error> + From<LastOwner>,
+    {
+        if self.had_owner && !has_owner(conn, workspace_id)? {
+            return Err(LastOwner.into());
+        }
+        Ok(())
+    }
+}
+
+fn maps_to_owner(
+    conn: &mut DbConnection,
+    workspace_id: &str,
+    group_name: &str,
+) -> QueryResult<bool> {
+    Ok(mapping(conn, workspace_id, &group_name.to_lowercase())?
+        .is_some_and(|m| m.role == Role::Owner.as_str()))
+}
+
+/// Gives `to` a direct Owner role and takes it from `from`, who must hold it directly.
+pub fn transfer_ownership(
+    conn: &mut DbConnection,
+    workspace_id: &str,
+    from: &str,
+    to: &str,
+    context: &AuditContext,
+) -> Result<(Member, Member), AccessError> {
+    write_transaction(conn, |conn| {
+        let from = require(conn, workspace_id, from)?;
+        let to = require(conn, workspace_id, to)?;
+        if !to.active {
+            return Err(AccessError::Invalid(format!(
+                "{} is deactivated and cannot become an Owner",
+                to.user_name
+            )));
+        }
+        let owner = Role::Owner.as_str();
+        let removed = diesel::delete(
+            member_roles::table
+                .filter(member_roles::member_id.eq(&from.id))
+                .filter(member_roles::role.eq(owner)),
+        )
+        .execute(conn)?;
+        if removed == 0 {
+            return Err(AccessError::Invalid(format!(
+                "{} is not an Owner by direct assignment; only an Owner transfers ownership",
+                from.user_name
+            )));
+        }
+        let already_owner: i64 = member_roles::table
+            .filter(member_roles::member_id.eq(&to.id))
+            .filter(member_roles::role.eq(owner))
+            .count()
+            .get_result(conn)?;
+        if already_owner == 0 {
+            diesel::insert_into(member_roles::table)
+                .values((
+                    member_roles::member_id.eq(&to.id),
+                    member_roles::workspace_id.eq(workspace_id),
+                    member_roles::role.eq(owner),
+                    member_roles::created_at.eq(crate::time::now()),
+                ))
+                .execute(conn)?;
+        }
+        audit::record(
+            conn,
+            context,
+            Event {
+                workspace_id: Some(workspace_id),
+                action: "access.ownership.transferred",
+                target: Target {
+                    kind: "member",
+                    id: &to.id,
+                },
+                details: json!({ "from": from.user_name, "to": to.user_name }),
+            },
+        )?;
+        Ok((from, to))
+    })
+}

@@ -1,0 +1,76 @@
+//! The access model: workspace roles (given directly or through mapped IdP groups), resources with
+//! labels, resource-level grants, the attribute mapping used at SAML login, and decisions over
+//! them. The rule itself is documented in [`decide`]; storage is in [`members`], [`resources`],
+//! [`grants`] and [`attributes`].
+
+pub mod api;
+pub mod attributes;
+pub mod decide;
+pub mod grants;
+pub mod members;
+pub mod model;
+pub mod resources;
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+
+use crate::db::StoreError;
+use crate::tokens::TokenError;
+use crate::tokens::auth::AuthError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AccessError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error(
+        "this change would leave the workspace without an Owner; make someone else an Owner first"
+    )]
+    LastOwner,
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    #[error(transparent)]
+    Token(#[from] TokenError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<diesel::result::Error> for AccessError {
+    fn from(error: diesel::result::Error) -> Self {
+        AccessError::Store(error.into())
+    }
+}
+
+impl ResponseError for AccessError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            AccessError::Invalid(_) => StatusCode::BAD_REQUEST,
+            AccessError::NotFound(_) => StatusCode::NOT_FOUND,
+            AccessError::Conflict(_) | AccessError::LastOwner => StatusCode::CONFLICT,
+            AccessError::Auth(error) => error.status_code(),
+            AccessError::Token(error) => error.status_code(),
+            AccessError::Store(error) => error.status_code(),
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let code = match self {
+            AccessError::Invalid(_) => "invalid_request",
+            AccessError::NotFound(_) => "not_found",
+            AccessError::Conflict(_) => "conflict",
+            AccessError::LastOwner => "last_owner",
+            AccessError::Auth(error) => return error.error_response(),
+            AccessError::Token(error) => return error.error_response(),
+            AccessError::Store(error) => return error.error_response(),
+        };
+        crate::error::json_error(self.status_code(), code, &self.to_string())
+    }
+}
+
+/// Parses a wire name, turning an unknown one into a 400 that lists the known ones.
+pub fn parse<T: std::str::FromStr<Err = String>>(raw: &str) -> Result<T, AccessError> {
+    raw.parse().map_err(AccessError::Invalid)
+}
