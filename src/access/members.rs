@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use diesel::prelude::*;
 use serde::Serialize;
-use serde_json::json;
+use serde_json::{Value, json};
 
 use super::AccessError;
 use super::decide::{Grant, Principal, RoleAssignment, RoleSource};
@@ -102,8 +102,23 @@ fn parse_role(raw: &str) -> QueryResult<Role> {
         .map_err(|e: String| diesel::result::Error::DeserializationError(e.into()))
 }
 
+/// Members loaded per query: few enough for any backend's limit on bound parameters.
+const MEMBER_CHUNK: usize = 500;
+
 /// The loaded principals of members, with their roles and the grants that reach them.
 pub fn principals(
+    conn: &mut DbConnection,
+    workspace_id: &str,
+    members: &[Member],
+) -> QueryResult<Vec<Principal>> {
+    let mut loaded = Vec::with_capacity(members.len());
+    for chunk in members.chunks(MEMBER_CHUNK) {
+        loaded.extend(load_principals(conn, workspace_id, chunk)?);
+    }
+    Ok(loaded)
+}
+
+fn load_principals(
     conn: &mut DbConnection,
     workspace_id: &str,
     members: &[Member],
@@ -490,6 +505,44 @@ fn maps_to_owner(
 ) -> QueryResult<bool> {
     Ok(mapping(conn, workspace_id, &group_name.to_lowercase())?
         .is_some_and(|m| m.role == Role::Owner.as_str()))
+}
+
+/// Deprovisioning: takes a member's direct roles and direct grants away (group roles go with the
+/// group memberships the IdP removes). Returns what was removed, for the audit event.
+pub fn remove_direct_access(conn: &mut DbConnection, member_id: &str) -> QueryResult<Value> {
+    let roles: Vec<String> = member_roles::table
+        .filter(member_roles::member_id.eq(member_id))
+        .select(member_roles::role)
+        .load(conn)?;
+    diesel::delete(member_roles::table.filter(member_roles::member_id.eq(member_id)))
+        .execute(conn)?;
+    let grants = super::grants::forget_member(conn, member_id)?;
+    Ok(json!({ "roles_removed": roles, "grants_removed": grants }))
+}
+
+/// Reactivation restores the least access, a direct Read-Only role; more must be granted again.
+pub fn restore_minimal_access(
+    conn: &mut DbConnection,
+    workspace_id: &str,
+    member_id: &str,
+) -> QueryResult<Value> {
+    let direct: i64 = member_roles::table
+        .filter(member_roles::member_id.eq(member_id))
+        .count()
+        .get_result(conn)?;
+    if direct > 0 {
+        // Roles given while the member was deactivated stand.
+        return Ok(json!({ "roles_added": [] }));
+    }
+    diesel::insert_into(member_roles::table)
+        .values((
+            member_roles::member_id.eq(member_id),
+            member_roles::workspace_id.eq(workspace_id),
+            member_roles::role.eq(Role::ReadOnly.as_str()),
+            member_roles::created_at.eq(crate::time::now()),
+        ))
+        .execute(conn)?;
+    Ok(json!({ "roles_added": [Role::ReadOnly] }))
 }
 
 /// Gives `to` a direct Owner role and takes it from `from`, who must hold it directly.

@@ -10,7 +10,7 @@ use super::schema::ResourceKind;
 use super::store::{self, Page, changed_attributes};
 use super::values;
 use crate::access::grants;
-use crate::access::members::OwnerCheck;
+use crate::access::members::{self, OwnerCheck};
 use crate::audit::{self, AuditContext, Event, Target};
 use crate::db::schema::{scim_group_members, scim_users};
 use crate::db::{DbConnection, StoreError, write_transaction};
@@ -168,10 +168,16 @@ pub fn update(
             .map_err(unique(&columns.user_name))?;
         owner_check.after::<ScimError>(conn, workspace_id)?;
         values::reindex(conn, workspace_id, ResourceKind::User, id, &document)?;
-        let action = match (current.active, columns.active) {
-            (true, false) => "scim.user.deactivated",
-            (false, true) => "scim.user.reactivated",
-            _ => "scim.user.updated",
+        let (action, access) = match (current.active, columns.active) {
+            (true, false) => (
+                "scim.user.deactivated",
+                members::remove_direct_access(conn, id)?,
+            ),
+            (false, true) => (
+                "scim.user.reactivated",
+                members::restore_minimal_access(conn, workspace_id, id)?,
+            ),
+            _ => ("scim.user.updated", Value::Null),
         };
         audit::record(
             conn,
@@ -180,7 +186,7 @@ pub fn update(
                 workspace_id: Some(workspace_id),
                 action,
                 target: Target { kind: "user", id },
-                details: json!({ "userName": columns.user_name, "changed": changed }),
+                details: json!({ "userName": columns.user_name, "changed": changed, "access": access }),
             },
         )?;
         load(conn, workspace_id, id)

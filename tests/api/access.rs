@@ -20,6 +20,7 @@ on_both_databases!(
     write_keys_send_only_to_their_own_source,
     every_access_change_is_audited,
     bad_requests_are_400_and_change_nothing,
+    deprovisioning_removes_access_and_reactivation_restores_the_least,
 );
 
 const ALL: &str = "scim,workspace:read,workspace:write,sources:read,sources:write,tracking_plan:read,tracking_plan:write,audit:read,tokens:write";
@@ -302,7 +303,11 @@ async fn roles_add_up_from_groups_and_direct_assignment(database: TestDatabase) 
     assert!(allowed(&app, &tenant, &ann, "sources.create", None).await);
 
     let listed = app.cli(&["mapping", "list", "--workspace", "acme"]).await;
-    assert_eq!(stdout(&listed), "segment-admins\tmember\n", "named as last set");
+    assert_eq!(
+        stdout(&listed),
+        "segment-admins\tmember\n",
+        "named as last set"
+    );
     let (_, members) = app.get(&api("/members"), &tenant.token).await;
     assert_eq!(
         members["members"][0]["roles"].as_array().unwrap().len(),
@@ -1086,4 +1091,81 @@ async fn bad_requests_are_400_and_change_nothing(database: TestDatabase) {
     assert_eq!(status, 403);
     let (status, _) = app.get(&api("/access-review"), &reader.secret).await;
     assert_eq!(status, 403);
+}
+
+async fn set_active(app: &TestApp, tenant: &Tenant, user: &str, active: bool) -> u16 {
+    let body = json!({
+        "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+        "Operations": [{"op": "replace", "path": "active", "value": active}],
+    });
+    let path = format!("/scim/v2/Users/{user}");
+    app.send_json("PATCH", &path, &tenant.token, &body).await.0
+}
+
+async fn deprovisioning_removes_access_and_reactivation_restores_the_least(database: TestDatabase) {
+    let app = TestApp::spawn(database).await;
+    let tenant = app.tenant("acme", ALL);
+    let ann = user(&app, &tenant, "ann@example.com").await;
+    let owner = user(&app, &tenant, "owner@example.com").await;
+    set_roles(&app, &tenant, &owner, &["owner"]).await;
+    set_roles(&app, &tenant, &ann, &["admin"]).await;
+    let web = source(&app, &tenant, "web", &[]).await;
+    grant(
+        &app,
+        &tenant,
+        json!({"member": ann, "resource": web, "level": "full_access"}),
+    )
+    .await;
+
+    assert_eq!(set_active(&app, &tenant, &ann, false).await, 200);
+    let decision = decide(&app, &tenant, &ann, "workspace.view", None).await;
+    assert_eq!(decision["allowed"], false);
+    assert!(
+        decision["reason"].as_str().unwrap().contains("deactivated"),
+        "{decision}"
+    );
+    let (_, grants) = app.get(&api("/grants"), &tenant.token).await;
+    assert_eq!(
+        grants["grants"],
+        json!([]),
+        "direct grants go with the access"
+    );
+
+    assert_eq!(set_active(&app, &tenant, &ann, true).await, 200);
+    assert!(allowed(&app, &tenant, &ann, "workspace.view", None).await);
+    assert!(
+        !allowed(&app, &tenant, &ann, "team.manage", None).await,
+        "not the old Admin role"
+    );
+    assert!(
+        !allowed(&app, &tenant, &ann, "sources.edit", Some(&web)).await,
+        "Read-Only"
+    );
+
+    let (_, log) = app
+        .get(&api("/audit?action=scim.user.deactivated"), &tenant.token)
+        .await;
+    assert_eq!(
+        log["events"][0]["details"]["access"],
+        json!({"roles_removed": ["admin"], "grants_removed": 1})
+    );
+
+    // A deleted member's grants are gone with them.
+    grant(
+        &app,
+        &tenant,
+        json!({"member": ann, "resource": web, "level": "read_write"}),
+    )
+    .await;
+    let (status, _) = app
+        .send_json(
+            "DELETE",
+            &format!("/scim/v2/Users/{ann}"),
+            &tenant.token,
+            &json!({}),
+        )
+        .await;
+    assert_eq!(status, 204);
+    let (_, grants) = app.get(&api("/grants"), &tenant.token).await;
+    assert_eq!(grants["grants"], json!([]));
 }
