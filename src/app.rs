@@ -31,9 +31,11 @@ impl Application {
         let base_url = settings.public_base_url(bound);
         let store = web::Data::new(store);
         let public_base_url = web::Data::new(base_url.clone());
+        let decision_cache = web::Data::new(access::cache::DecisionCache::default());
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(store.clone())
+                .app_data(decision_cache.clone())
                 .app_data(public_base_url.clone())
                 .app_data(error::json_config())
                 .app_data(error::query_config())

@@ -12,9 +12,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::attributes::{self, MappingChange};
-use super::decide::{Decision, Principal, Resource, Target, decide_for_token};
+use super::authorize::{Check, decide_all};
+use super::cache::DecisionCache;
+use super::decide::{Decision, Principal, Resource, Target};
 use super::grants::{self, NewGrant};
-use super::members::{self, Member};
+use super::members;
 use super::model::{Action, Label, Level, ResourceKind, Role};
 use super::resources::{self, NewResource, ResourceChanges};
 use super::{AccessError, parse};
@@ -152,13 +154,7 @@ fn explain(workspace: &Workspace, principal: &Principal, all: &[Resource]) -> Va
 }
 
 fn target_of<'a>(resource: &'a Resource, by_id: &BTreeMap<&str, &'a Resource>) -> Target<'a> {
-    Target {
-        resource,
-        source: resource
-            .source_id
-            .as_deref()
-            .and_then(|id| by_id.get(id).copied()),
-    }
+    Target::with_source(resource, |id| by_id.get(id).copied())
 }
 
 #[derive(Deserialize)]
@@ -554,14 +550,6 @@ async fn revoke_grant(
     Ok(HttpResponse::NoContent().finish())
 }
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Check {
-    pub subject: String,
-    pub action: String,
-    pub resource: Option<String>,
-}
-
 #[derive(Deserialize)]
 #[serde(untagged)]
 enum AuthorizeBody {
@@ -572,6 +560,7 @@ enum AuthorizeBody {
 async fn authorize(
     auth: Authorized<needs::WorkspaceRead>,
     store: web::Data<Store>,
+    cache: web::Data<DecisionCache>,
     body: web::Json<Value>,
 ) -> Result<HttpResponse, AccessError> {
     let body: AuthorizeBody = serde_json::from_value(body.into_inner()).map_err(|_| {
@@ -584,7 +573,7 @@ async fn authorize(
     match body {
         AuthorizeBody::One(check) => {
             let mut decisions = store
-                .run(move |conn| decide_all(conn, &workspace, vec![check]))
+                .run(move |conn| decide_all(conn, &cache, &workspace.id, vec![check]))
                 .await?;
             Ok(HttpResponse::Ok().json(decisions.remove(0)))
         }
@@ -595,97 +584,11 @@ async fn authorize(
                 )));
             }
             let decisions = store
-                .run(move |conn| decide_all(conn, &workspace, checks))
+                .run(move |conn| decide_all(conn, &cache, &workspace.id, checks))
                 .await?;
             Ok(HttpResponse::Ok().json(json!({ "results": decisions })))
         }
     }
-}
-
-enum Subject {
-    Person(Principal),
-    Token(tokens::ApiToken),
-    Unknown,
-}
-
-/// A token is named by its id, or `token:` and its id.
-fn token_id(subject: &str) -> Option<&str> {
-    let id = subject.strip_prefix("token:").unwrap_or(subject);
-    (id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit())).then_some(id)
-}
-
-/// Decides a batch of checks: each subject and resource is loaded once, then every check is
-/// answered in memory. An unknown action or resource fails the whole batch with a 400.
-pub fn decide_all(
-    conn: &mut DbConnection,
-    workspace: &Workspace,
-    checks: Vec<Check>,
-) -> Result<Vec<Decision>, AccessError> {
-    let actions: Vec<Action> = checks
-        .iter()
-        .map(|check| parse(&check.action))
-        .collect::<Result<_, _>>()?;
-    let wanted: BTreeSet<String> = checks.iter().filter_map(|c| c.resource.clone()).collect();
-    let loaded = resources::load_with_sources(conn, &workspace.id, &wanted)?;
-    if let Some(missing) = wanted.iter().find(|id| !loaded.contains_key(*id)) {
-        return Err(AccessError::Invalid(format!(
-            "no resource {missing:?} in this workspace"
-        )));
-    }
-    let subjects = load_subjects(conn, workspace, &checks)?;
-    let now = crate::time::now();
-    let by_id: BTreeMap<&str, &Resource> = loaded.iter().map(|(id, r)| (id.as_str(), r)).collect();
-    checks
-        .iter()
-        .zip(actions)
-        .map(|(check, action)| {
-            let target = check
-                .resource
-                .as_deref()
-                .map(|id| target_of(by_id[id], &by_id));
-            let decided = match &subjects[check.subject.as_str()] {
-                Subject::Person(principal) => {
-                    principal.decide(action, target, workspace.tracking_plan_approval, now)
-                }
-                Subject::Token(token) => decide_for_token(&token.scopes, action, target),
-                Subject::Unknown => Ok(Decision {
-                    allowed: false,
-                    reason: "no such member or token in this workspace".to_owned(),
-                }),
-            };
-            decided.map_err(|wrong| AccessError::Invalid(wrong.to_string()))
-        })
-        .collect()
-}
-
-fn load_subjects<'a>(
-    conn: &mut DbConnection,
-    workspace: &Workspace,
-    checks: &'a [Check],
-) -> Result<BTreeMap<&'a str, Subject>, AccessError> {
-    let names: BTreeSet<&str> = checks.iter().map(|c| c.subject.as_str()).collect();
-    let mut subjects = BTreeMap::new();
-    let mut people: Vec<(&str, Member)> = Vec::new();
-    for name in names {
-        if let Some(member) = members::find(conn, &workspace.id, name)? {
-            people.push((name, member));
-        } else if let Some(token) = token_id(name)
-            .map(|id| tokens::find(conn, &workspace.id, id))
-            .transpose()?
-            .flatten()
-            .filter(|token| token.status(crate::time::now()) == "active")
-        {
-            subjects.insert(name, Subject::Token(token));
-        } else {
-            subjects.insert(name, Subject::Unknown);
-        }
-    }
-    let found: Vec<Member> = people.iter().map(|(_, m)| m.clone()).collect();
-    let principals = members::principals(conn, &workspace.id, &found)?;
-    for ((name, _), principal) in people.into_iter().zip(principals) {
-        subjects.insert(name, Subject::Person(principal));
-    }
-    Ok(subjects)
 }
 
 /// The access review: every member with roles and grants (with justification, approver and review

@@ -13,8 +13,6 @@
 //!   because roles and grants add up. For source and destination actions on a resource, that
 //!   level decides, not the matrix.
 
-use std::collections::BTreeSet;
-
 use chrono::NaiveDateTime;
 use serde::Serialize;
 
@@ -36,7 +34,7 @@ pub struct RoleAssignment {
     pub source: RoleSource,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(tag = "type", content = "id", rename_all = "snake_case")]
 pub enum GrantSubject {
     Member(String),
@@ -69,14 +67,6 @@ pub struct Grant {
 impl Grant {
     pub fn is_live(&self, now: NaiveDateTime) -> bool {
         self.expires_at.is_none_or(|expiry| expiry > now)
-    }
-
-    /// Whether the grant is to this member or to one of their groups (lower-case names).
-    pub fn reaches_subject(&self, member_id: &str, groups: &BTreeSet<String>) -> bool {
-        match &self.subject {
-            GrantSubject::Member(id) => id == member_id,
-            GrantSubject::Group(name) => groups.contains(name),
-        }
     }
 
     fn reaches(&self, resource: &Resource) -> bool {
@@ -143,6 +133,19 @@ pub struct WrongKind {
 pub struct Target<'a> {
     pub resource: &'a Resource,
     pub source: Option<&'a Resource>,
+}
+
+impl<'a> Target<'a> {
+    /// A resource with its source, if it has one, found by `find`.
+    pub fn with_source(
+        resource: &'a Resource,
+        find: impl Fn(&str) -> Option<&'a Resource>,
+    ) -> Self {
+        Target {
+            resource,
+            source: resource.source_id.as_deref().and_then(find),
+        }
+    }
 }
 
 impl Principal {

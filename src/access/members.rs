@@ -10,7 +10,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::AccessError;
-use super::decide::{Grant, Principal, RoleAssignment, RoleSource};
+use super::decide::{Grant, GrantSubject, Principal, RoleAssignment, RoleSource};
 use super::model::Role;
 use crate::audit::{self, AuditContext, Event, Target};
 use crate::db::schema::{
@@ -65,6 +65,49 @@ pub fn find(
             .optional(),
         None => Ok(None),
     }
+}
+
+/// [`find`] for many names at once: ids and userNames in two queries, emails one by one.
+pub fn find_many<'a>(
+    conn: &mut DbConnection,
+    workspace_id: &str,
+    names: &BTreeSet<&'a str>,
+) -> QueryResult<BTreeMap<&'a str, Member>> {
+    let mut found = BTreeMap::new();
+    for chunk in names
+        .iter()
+        .copied()
+        .collect::<Vec<_>>()
+        .chunks(MEMBER_CHUNK)
+    {
+        let by_id: BTreeMap<String, Member> = scim_users::table
+            .filter(scim_users::workspace_id.eq(workspace_id))
+            .filter(scim_users::id.eq_any(chunk))
+            .select(MEMBER_COLUMNS)
+            .load::<Member>(conn)?
+            .into_iter()
+            .map(|m| (m.id.clone(), m))
+            .collect();
+        let lower: Vec<String> = chunk.iter().map(|name| name.to_lowercase()).collect();
+        let by_name: BTreeMap<String, Member> = scim_users::table
+            .filter(scim_users::workspace_id.eq(workspace_id))
+            .filter(scim_users::user_name_ci.eq_any(&lower))
+            .select(MEMBER_COLUMNS)
+            .load::<Member>(conn)?
+            .into_iter()
+            .map(|m| (m.user_name.to_lowercase(), m))
+            .collect();
+        for (name, lower) in chunk.iter().zip(&lower) {
+            let member = match by_id.get(*name).or_else(|| by_name.get(lower)) {
+                Some(member) => Some(member.clone()),
+                None => find(conn, workspace_id, name)?,
+            };
+            if let Some(member) = member {
+                found.insert(*name, member);
+            }
+        }
+    }
+    Ok(found)
 }
 
 pub fn require(
@@ -142,7 +185,14 @@ fn load_principals(
         .flatten()
         .map(|g| g.to_lowercase())
         .collect();
+    let mut grants_by_subject: BTreeMap<&GrantSubject, Vec<&Grant>> = BTreeMap::new();
     let grants = super::grants::reaching(conn, workspace_id, &ids, &group_subjects)?;
+    for grant in &grants {
+        grants_by_subject
+            .entry(&grant.subject)
+            .or_default()
+            .push(grant);
+    }
     Ok(members
         .iter()
         .map(|member| {
@@ -167,13 +217,18 @@ fn load_principals(
                     })
             }));
             roles.sort_by_key(|assignment| assignment.role);
-            let lower_groups: BTreeSet<String> =
-                member_groups.iter().map(|g| g.to_lowercase()).collect();
-            let reaching: Vec<Grant> = grants
+            let subjects: BTreeSet<GrantSubject> = member_groups
                 .iter()
-                .filter(|grant| grant.reaches_subject(&member.id, &lower_groups))
-                .cloned()
+                .map(|group| GrantSubject::Group(group.to_lowercase()))
+                .chain([GrantSubject::Member(member.id.clone())])
                 .collect();
+            let mut reaching: Vec<Grant> = subjects
+                .iter()
+                .filter_map(|subject| grants_by_subject.get(subject))
+                .flatten()
+                .map(|grant| (*grant).clone())
+                .collect();
+            reaching.sort_by_key(|grant| grant.created_at);
             Principal {
                 member_id: member.id.clone(),
                 user_name: member.user_name.clone(),

@@ -5,6 +5,8 @@
 
 pub mod api;
 pub mod attributes;
+pub mod authorize;
+pub mod cache;
 pub mod decide;
 pub mod grants;
 pub mod members;

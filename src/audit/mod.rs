@@ -8,7 +8,7 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 use serde::Serialize;
 
-use crate::db::schema::audit_events;
+use crate::db::schema::{audit_events, workspaces};
 use crate::db::{DbConnection, MultiBackend};
 
 /// Who made a change.
@@ -80,7 +80,9 @@ struct NewEventRow<'a> {
     request_id: Option<&'a str>,
 }
 
-/// Appends one event. Call it inside the transaction that makes the change.
+/// Appends one event, and raises the workspace's access version so that decisions cached at an
+/// older version are recomputed. Call it inside the transaction that makes the change: the version
+/// is then raised exactly when the change commits, and the row lock orders concurrent changes.
 pub fn record(
     conn: &mut DbConnection,
     context: &AuditContext,
@@ -100,6 +102,11 @@ pub fn record(
             request_id: context.request_id.as_deref(),
         })
         .execute(conn)?;
+    if let Some(workspace_id) = event.workspace_id {
+        diesel::update(workspaces::table.find(workspace_id))
+            .set(workspaces::access_version.eq(workspaces::access_version + 1))
+            .execute(conn)?;
+    }
     Ok(())
 }
 

@@ -9,6 +9,7 @@ diesel::table! {
         created_at -> Timestamp,
         updated_at -> Timestamp,
         tracking_plan_approval -> Bool,
+        access_version -> BigInt,
     }
 }
 

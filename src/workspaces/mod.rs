@@ -27,6 +27,9 @@ pub struct Workspace {
     /// Members' tracking-plan changes need an Owner's or Admin's approval to reach production:
     /// when set, the `tracking_plans.publish` permission is not a Member's.
     pub tracking_plan_approval: bool,
+    /// Raised by every audited change in the workspace (see [`crate::audit::record`]).
+    #[serde(skip)]
+    pub access_version: i64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -120,6 +123,7 @@ pub fn create(
         created_at: now,
         updated_at: now,
         tracking_plan_approval: true,
+        access_version: 0,
     };
     write_transaction(conn, |conn| {
         diesel::insert_into(workspaces::table)

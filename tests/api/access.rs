@@ -21,6 +21,7 @@ on_both_databases!(
     every_access_change_is_audited,
     bad_requests_are_400_and_change_nothing,
     deprovisioning_removes_access_and_reactivation_restores_the_least,
+    a_change_through_one_replica_is_decided_at_once_by_another,
 );
 
 const ALL: &str = "scim,workspace:read,workspace:write,sources:read,sources:write,tracking_plan:read,tracking_plan:write,audit:read,tokens:write";
@@ -370,11 +371,27 @@ async fn temporary_grants_expire(database: TestDatabase) {
     assert!(elevation["expires_at"].is_string(), "{elevation}");
     assert!(allowed(&app, &tenant, &auditor, "sources.delete", Some(&web)).await);
 
-    // Time passes: the grant's expiry moves into the past.
-    app.database
-        .execute("UPDATE grants SET expires_at = '2020-01-01 00:00:00'")
-        .unwrap();
-    let decision = decide(&app, &tenant, &auditor, "sources.delete", Some(&web)).await;
+    // A short elevation ends by itself, though nothing changes in the workspace and the
+    // decision was cached while it was live.
+    let soon = chrono::Utc::now() + chrono::TimeDelta::milliseconds(1500);
+    let short = json!({"member": auditor, "resource": web, "level": "full_access", "expires_at": soon.to_rfc3339()});
+    let path = api(&format!("/grants/{}", elevation["id"].as_str().unwrap()));
+    assert_eq!(
+        app.send_json("DELETE", &path, &tenant.token, &json!({}))
+            .await
+            .0,
+        204
+    );
+    grant(&app, &tenant, short).await;
+    assert!(allowed(&app, &tenant, &auditor, "sources.delete", Some(&web)).await);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let decision = loop {
+        let decision = decide(&app, &tenant, &auditor, "sources.delete", Some(&web)).await;
+        if decision["allowed"] == false || std::time::Instant::now() > deadline {
+            break decision;
+        }
+        actix_web::rt::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
     assert_eq!(decision["allowed"], false, "{decision}");
     assert!(
         decision["reason"].as_str().unwrap().contains("read-only"),
@@ -1168,4 +1185,56 @@ async fn deprovisioning_removes_access_and_reactivation_restores_the_least(datab
     assert_eq!(status, 204);
     let (_, grants) = app.get(&api("/grants"), &tenant.token).await;
     assert_eq!(grants["grants"], json!([]));
+}
+
+async fn a_change_through_one_replica_is_decided_at_once_by_another(database: TestDatabase) {
+    let app = TestApp::spawn(database).await;
+    let tenant = app.tenant("acme", ALL);
+    let replica = app.spawn_replica().await;
+    let ann = user(&app, &tenant, "ann@example.com").await;
+    set_roles(&app, &tenant, &ann, &["member"]).await;
+    let web = source(&app, &tenant, "web", &[]).await;
+    let ask_replica = || async {
+        let mut response = app
+            .client
+            .post(format!("{replica}{}", api("/authorize")))
+            .bearer_auth(&tenant.token)
+            .send_json(&json!({"subject": ann, "action": "sources.edit", "resource": web}))
+            .await
+            .unwrap();
+        let body: Value = response.json().await.unwrap();
+        body["allowed"].as_bool().unwrap()
+    };
+    assert!(
+        ask_replica().await,
+        "the replica has now cached ann and web"
+    );
+
+    grant(
+        &app,
+        &tenant,
+        json!({"member": ann, "resource": web, "level": "read_only"}),
+    )
+    .await;
+    assert!(
+        !ask_replica().await,
+        "a grant made through the other server counts at once"
+    );
+    let output = app
+        .cli(&[
+            "role",
+            "set",
+            "--workspace",
+            "acme",
+            "--member",
+            "ann@example.com",
+            "--roles",
+            "admin",
+        ])
+        .await;
+    assert!(output.status.success(), "{output:?}");
+    assert!(
+        ask_replica().await,
+        "so does a role given from the command line"
+    );
 }

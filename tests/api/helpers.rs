@@ -144,6 +144,21 @@ impl TestApp {
         }
     }
 
+    /// Starts a second server on this test's database, as a replica would run, and returns its
+    /// base URL.
+    pub async fn spawn_replica(&self) -> String {
+        let settings = Settings {
+            bind: SocketAddr::from(([127, 0, 0, 1], 0)),
+            database_url: self.database.database_url(),
+            base_url: None,
+            log_format: LogFormat::Pretty,
+        };
+        let app = Application::build(&settings).expect("the replica starts");
+        let port = app.port();
+        actix_web::rt::spawn(app.run_until_stopped());
+        format!("http://127.0.0.1:{port}")
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.address)
     }

@@ -2,6 +2,9 @@
 -- login, resources with labels, and resource-level grants. Roles, levels and kinds are stored by
 -- their wire names (`owner`, `read_write`, `source`) and checked in the code that writes them.
 ALTER TABLE workspaces ADD COLUMN tracking_plan_approval BOOLEAN NOT NULL DEFAULT TRUE;
+-- Raised by every audited change of the workspace, in the change's transaction: what was loaded
+-- for authorization decisions at one version is still true while the version is unchanged.
+ALTER TABLE workspaces ADD COLUMN access_version BIGINT NOT NULL DEFAULT 0;
 
 CREATE TABLE member_roles (
     member_id     TEXT NOT NULL REFERENCES scim_users (id) ON DELETE CASCADE,
