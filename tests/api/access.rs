@@ -218,6 +218,17 @@ async fn the_role_matrix_decides_through_the_api(database: TestDatabase) {
         )
         .await
     );
+    let revoked = app.token_for(&tenant.workspace, "workspace:read");
+    assert!(allowed(&app, &tenant, &revoked.token.id, "workspace.view", None).await);
+    let path = format!("/api/v1/workspaces/acme/tokens/{}", revoked.token.id);
+    let (status, _) = app
+        .send_json("DELETE", &path, &tenant.token, &json!({}))
+        .await;
+    assert!(status < 300, "revoked: {status}");
+    assert!(
+        !allowed(&app, &tenant, &revoked.token.id, "workspace.view", None).await,
+        "a revoked token may do nothing"
+    );
     let nobody = decide(&app, &tenant, "nobody@example.com", "workspace.view", None).await;
     assert_eq!(nobody["allowed"], false);
     assert!(
@@ -628,6 +639,7 @@ async fn workspaces_never_see_each_other(database: TestDatabase) {
     let acme = app.tenant("acme", ALL);
     let globex = app.tenant("globex", ALL);
     let ann = user(&app, &acme, "ann@example.com").await;
+    set_roles(&app, &acme, &ann, &["admin"]).await;
     let web = source(&app, &acme, "web", &[]).await;
 
     // Globex's token on Acme's paths: as if Acme did not exist.
@@ -660,6 +672,13 @@ async fn workspaces_never_see_each_other(database: TestDatabase) {
         )
         .await;
     assert_eq!(decision["allowed"], false, "{decision}");
+    assert!(
+        decision["reason"]
+            .as_str()
+            .unwrap()
+            .contains("no such member"),
+        "{decision}"
+    );
     let (_, decision) = app
         .send_json(
             "POST",
