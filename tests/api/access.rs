@@ -30,6 +30,11 @@ fn api(path: &str) -> String {
     format!("/api/v1/workspaces/acme{path}")
 }
 
+async fn cli_succeeds(app: &TestApp, args: &[&str]) {
+    let output = app.cli(args).await;
+    assert!(output.status.success(), "{args:?}: {output:?}");
+}
+
 async fn user(app: &TestApp, tenant: &Tenant, user_name: &str) -> String {
     let body = json!({
         "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
@@ -251,8 +256,9 @@ async fn roles_add_up_from_groups_and_direct_assignment(database: TestDatabase) 
     // An unmapped group grants nothing.
     assert!(!allowed(&app, &tenant, &ann, "team.manage", None).await);
 
-    let output = app
-        .cli(&[
+    cli_succeeds(
+        &app,
+        &[
             "mapping",
             "set",
             "--workspace",
@@ -261,9 +267,9 @@ async fn roles_add_up_from_groups_and_direct_assignment(database: TestDatabase) 
             "Segment-Admins",
             "--role",
             "admin",
-        ])
-        .await;
-    assert!(output.status.success(), "{output:?}");
+        ],
+    )
+    .await;
     assert_eq!(
         patch_members(&app, &tenant, &admins, "add", &ann).await.0,
         204
@@ -495,8 +501,9 @@ async fn the_last_owner_cannot_be_taken_away(database: TestDatabase) {
     let tenant = app.tenant("acme", ALL);
     let ann = user(&app, &tenant, "ann@example.com").await;
     let bob = user(&app, &tenant, "bob@example.com").await;
-    let output = app
-        .cli(&[
+    cli_succeeds(
+        &app,
+        &[
             "role",
             "set",
             "--workspace",
@@ -505,9 +512,9 @@ async fn the_last_owner_cannot_be_taken_away(database: TestDatabase) {
             "ann@example.com",
             "--roles",
             "owner",
-        ])
-        .await;
-    assert!(output.status.success(), "{output:?}");
+        ],
+    )
+    .await;
 
     let (status, refused) = set_roles(&app, &tenant, &ann, &["admin"]).await;
     assert_eq!(
@@ -609,8 +616,9 @@ async fn the_last_owner_cannot_be_taken_away(database: TestDatabase) {
         .await;
     assert!(failure_line(&not_owner).contains("not an Owner"));
     set_roles(&app, &tenant, &ann, &["owner"]).await;
-    let transferred = app
-        .cli(&[
+    cli_succeeds(
+        &app,
+        &[
             "role",
             "transfer-ownership",
             "--workspace",
@@ -619,9 +627,9 @@ async fn the_last_owner_cannot_be_taken_away(database: TestDatabase) {
             "ann@example.com",
             "--to",
             "bob@example.com",
-        ])
-        .await;
-    assert!(transferred.status.success(), "{transferred:?}");
+        ],
+    )
+    .await;
     assert!(!allowed(&app, &tenant, &ann, "ownership.transfer", None).await);
     let (_, bob_roles) = app
         .get(&api(&format!("/members/{bob}/permissions")), &tenant.token)
@@ -1239,8 +1247,9 @@ async fn a_change_through_one_replica_is_decided_at_once_by_another(database: Te
         !ask_replica().await,
         "a grant made through the other server counts at once"
     );
-    let output = app
-        .cli(&[
+    cli_succeeds(
+        &app,
+        &[
             "role",
             "set",
             "--workspace",
@@ -1249,9 +1258,9 @@ async fn a_change_through_one_replica_is_decided_at_once_by_another(database: Te
             "ann@example.com",
             "--roles",
             "admin",
-        ])
-        .await;
-    assert!(output.status.success(), "{output:?}");
+        ],
+    )
+    .await;
     assert!(
         ask_replica().await,
         "so does a role given from the command line"
