@@ -4,8 +4,8 @@
 //! Three figures, each over batches of 100 random checks (random member, resource and action):
 //! `decide_all` as the `/authorize` endpoint runs it with nothing cached (load each subject's
 //! roles, groups and grants and each resource with its labels, then decide); the same with the
-//! decision cache kept across batches, as the server keeps it; and decisions alone over
-//! principals already in memory.
+//! decision cache kept across batches, as the server keeps it, with subjects named by member id
+//! and by email; and decisions alone over principals already in memory.
 //!
 //! Usage: bench-authorize [DATABASE_URL]   (default: a new SQLite file in a temporary directory)
 
@@ -173,7 +173,7 @@ fn main() -> anyhow::Result<()> {
     );
 
     let mut picker = Picker(0x9e37_79b9_7f4a_7c15);
-    let pick_check = |picker: &mut Picker| {
+    let pick_check = |picker: &mut Picker, by_email: bool| {
         let (resource, kind) = &resource_ids[picker.below(resource_ids.len())];
         let actions: &[Action] = match kind {
             ResourceKind::Source => &[
@@ -189,7 +189,14 @@ fn main() -> anyhow::Result<()> {
         };
         let with_resource = picker.below(4) != 0;
         Check {
-            subject: member_ids[picker.below(MEMBERS)].clone(),
+            subject: {
+                let n = picker.below(MEMBERS);
+                if by_email {
+                    format!("member{n:04}@example.com")
+                } else {
+                    member_ids[n].clone()
+                }
+            },
             action: if with_resource {
                 actions[picker.below(actions.len())].as_str().to_owned()
             } else {
@@ -202,15 +209,23 @@ fn main() -> anyhow::Result<()> {
     };
 
     // 1. As the endpoint does it, first with nothing cached (every batch loads from the database),
-    // then with one cache kept across batches, as a server keeps it between requests.
+    // then with one cache kept across batches, as a server keeps it between requests, naming
+    // subjects by member id and then by email.
     let mut rows = Vec::new();
-    for (label, keep_cache) in [
+    for (label, keep_cache, by_email) in [
         (
             "`decide_all`, nothing cached: load from the database, then decide",
             false,
+            false,
         ),
         (
-            "`decide_all`, cache kept across batches (steady state)",
+            "`decide_all`, cache kept across batches (steady state), subjects by member id",
+            true,
+            false,
+        ),
+        (
+            "`decide_all`, cache kept across batches, subjects by email (resolved every batch)",
+            true,
             true,
         ),
     ] {
@@ -222,7 +237,9 @@ fn main() -> anyhow::Result<()> {
             if !keep_cache {
                 cache = DecisionCache::default();
             }
-            let checks: Vec<Check> = (0..BATCH).map(|_| pick_check(&mut picker)).collect();
+            let checks: Vec<Check> = (0..BATCH)
+                .map(|_| pick_check(&mut picker, by_email))
+                .collect();
             let batch_started = Instant::now();
             let decisions = decide_all(&mut conn, &cache, &ws, checks)?;
             batch_times.push(batch_started.elapsed());

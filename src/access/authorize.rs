@@ -58,12 +58,17 @@ pub fn decide_all(
         .iter()
         .filter_map(|c| c.resource.as_deref())
         .collect();
+    // Principals are cached by member id, and ids are never reused. Other names (userName,
+    // email) are resolved on every batch: creating a user does not raise the version, and a new
+    // user may take a name that resolved to someone else before.
     let mut found = cache.lookup(
         workspace_id,
         version,
         subject_names.iter().copied(),
         resource_ids.iter().copied(),
     );
+    let unresolved: BTreeSet<&str> = found.missing_subjects.iter().map(String::as_str).collect();
+    let people = members::find_many(conn, workspace_id, &unresolved)?;
 
     let mut loaded_resources = HashMap::new();
     if !found.missing_resources.is_empty() {
@@ -73,27 +78,34 @@ pub fn decide_all(
         }
     }
     let mut loaded_principals = HashMap::new();
-    let mut tokens: HashMap<&str, ApiToken> = HashMap::new();
-    if !found.missing_subjects.is_empty() {
-        let names: BTreeSet<&str> = found.missing_subjects.iter().map(String::as_str).collect();
-        let people = members::find_many(conn, workspace_id, &names)?;
-        let people_list: Vec<members::Member> = people.values().cloned().collect();
-        let principals = members::principals(conn, workspace_id, &people_list)?;
-        for (name, principal) in people.keys().zip(principals) {
-            loaded_principals.insert((*name).to_owned(), Arc::new(principal));
+    if !people.is_empty() {
+        let by_id = cache.lookup(
+            workspace_id,
+            version,
+            people.values().map(|member| member.id.as_str()),
+            [],
+        );
+        found.principals.extend(by_id.principals);
+        let mut missing: Vec<members::Member> = people
+            .values()
+            .filter(|member| !found.principals.contains_key(&member.id))
+            .cloned()
+            .collect();
+        missing.sort_by(|a, b| a.id.cmp(&b.id));
+        missing.dedup_by(|a, b| a.id == b.id);
+        for principal in members::principals(conn, workspace_id, &missing)? {
+            loaded_principals.insert(principal.member_id.clone(), Arc::new(principal));
         }
-        let now = crate::time::now();
-        for name in names.into_iter().filter(|name| !people.contains_key(name)) {
-            let token = match token_id(name) {
-                Some(id) => tokens::find(conn, workspace_id, id)?,
-                None => None,
-            };
-            if let Some(token) = token.filter(|token| token.status(now) == "active") {
-                tokens.insert(
-                    subject_names.get(name).expect("a name of this batch"),
-                    token,
-                );
-            }
+    }
+    let mut tokens: HashMap<&str, ApiToken> = HashMap::new();
+    let now = crate::time::now();
+    for name in unresolved.iter().filter(|name| !people.contains_key(*name)) {
+        let token = match token_id(name) {
+            Some(id) => tokens::find(conn, workspace_id, id)?,
+            None => None,
+        };
+        if let Some(token) = token.filter(|token| token.status(now) == "active") {
+            tokens.insert(name, token);
         }
     }
     cache.store(workspace_id, version, &loaded_principals, &loaded_resources);
@@ -130,7 +142,10 @@ pub fn decide_all(
             let target = check.resource.as_deref().map(|id| {
                 Target::with_source(resource_of(id).expect("checked above"), resource_of)
             });
-            let principal = found.principals.get(&check.subject);
+            let member_id = people
+                .get(check.subject.as_str())
+                .map_or(check.subject.as_str(), |member| member.id.as_str());
+            let principal = found.principals.get(member_id);
             let decided = match (principal, tokens.get(check.subject.as_str())) {
                 (Some(principal), _) => {
                     principal.decide(action, target, tracking_plan_approval, now)

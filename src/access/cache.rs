@@ -21,7 +21,7 @@ pub struct DecisionCache {
 #[derive(Default)]
 struct WorkspaceEntry {
     version: i64,
-    /// By the name a check used for the subject (id, userName or email).
+    /// By member id.
     principals: HashMap<String, Arc<Principal>>,
     resources: HashMap<String, Arc<Resource>>,
 }

@@ -67,7 +67,7 @@ pub fn find(
     }
 }
 
-/// [`find`] for many names at once: ids and userNames in two queries, emails one by one.
+/// [`find`] for many names at once: ids and userNames in a query each, the rest one by one.
 pub fn find_many<'a>(
     conn: &mut DbConnection,
     workspace_id: &str,
@@ -80,25 +80,40 @@ pub fn find_many<'a>(
         .collect::<Vec<_>>()
         .chunks(MEMBER_CHUNK)
     {
-        let by_id: BTreeMap<String, Member> = scim_users::table
-            .filter(scim_users::workspace_id.eq(workspace_id))
-            .filter(scim_users::id.eq_any(chunk))
-            .select(MEMBER_COLUMNS)
-            .load::<Member>(conn)?
-            .into_iter()
-            .map(|m| (m.id.clone(), m))
-            .collect();
-        let lower: Vec<String> = chunk.iter().map(|name| name.to_lowercase()).collect();
-        let by_name: BTreeMap<String, Member> = scim_users::table
-            .filter(scim_users::workspace_id.eq(workspace_id))
-            .filter(scim_users::user_name_ci.eq_any(&lower))
-            .select(MEMBER_COLUMNS)
-            .load::<Member>(conn)?
-            .into_iter()
-            .map(|m| (m.user_name.to_lowercase(), m))
-            .collect();
-        for (name, lower) in chunk.iter().zip(&lower) {
-            let member = match by_id.get(*name).or_else(|| by_name.get(lower)) {
+        // Member ids are UUIDs: only names of that shape are looked up as ids.
+        let (ids, others): (Vec<&str>, Vec<&str>) = chunk
+            .iter()
+            .partition(|name| uuid::Uuid::try_parse(name).is_ok());
+        let by_id: BTreeMap<String, Member> = if ids.is_empty() {
+            BTreeMap::new()
+        } else {
+            scim_users::table
+                .filter(scim_users::workspace_id.eq(workspace_id))
+                .filter(scim_users::id.eq_any(&ids))
+                .select(MEMBER_COLUMNS)
+                .load::<Member>(conn)?
+                .into_iter()
+                .map(|m| (m.id.clone(), m))
+                .collect()
+        };
+        let lower: Vec<String> = others.iter().map(|name| name.to_lowercase()).collect();
+        let by_name: BTreeMap<String, Member> = if lower.is_empty() {
+            BTreeMap::new()
+        } else {
+            scim_users::table
+                .filter(scim_users::workspace_id.eq(workspace_id))
+                .filter(scim_users::user_name_ci.eq_any(&lower))
+                .select(MEMBER_COLUMNS)
+                .load::<Member>(conn)?
+                .into_iter()
+                .map(|m| (m.user_name.to_lowercase(), m))
+                .collect()
+        };
+        for name in chunk {
+            let known = by_id
+                .get(*name)
+                .or_else(|| by_name.get(&name.to_lowercase()));
+            let member = match known {
                 Some(member) => Some(member.clone()),
                 None => find(conn, workspace_id, name)?,
             };

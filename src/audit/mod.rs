@@ -80,6 +80,11 @@ struct NewEventRow<'a> {
     request_id: Option<&'a str>,
 }
 
+/// Changes that cannot alter a decision already made. A new user has no roles, groups or grants,
+/// and cached decisions are keyed by member id. Skipping the version there keeps concurrent
+/// provisioning from queueing on the workspace's row (on PostgreSQL it halved creates per second).
+const LEAVES_DECISIONS_ALONE: &[&str] = &["scim.user.created"];
+
 /// Appends one event, and raises the workspace's access version so that decisions cached at an
 /// older version are recomputed. Call it inside the transaction that makes the change: the version
 /// is then raised exactly when the change commits, and the row lock orders concurrent changes.
@@ -102,7 +107,10 @@ pub fn record(
             request_id: context.request_id.as_deref(),
         })
         .execute(conn)?;
-    if let Some(workspace_id) = event.workspace_id {
+    if let Some(workspace_id) = event
+        .workspace_id
+        .filter(|_| !LEAVES_DECISIONS_ALONE.contains(&event.action))
+    {
         diesel::update(workspaces::table.find(workspace_id))
             .set(workspaces::access_version.eq(workspaces::access_version + 1))
             .execute(conn)?;

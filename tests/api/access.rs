@@ -22,6 +22,7 @@ on_both_databases!(
     bad_requests_are_400_and_change_nothing,
     deprovisioning_removes_access_and_reactivation_restores_the_least,
     a_change_through_one_replica_is_decided_at_once_by_another,
+    a_name_is_resolved_afresh_for_every_decision,
 );
 
 const ALL: &str = "scim,workspace:read,workspace:write,sources:read,sources:write,tracking_plan:read,tracking_plan:write,audit:read,tokens:write";
@@ -1264,5 +1265,29 @@ async fn a_change_through_one_replica_is_decided_at_once_by_another(database: Te
     assert!(
         ask_replica().await,
         "so does a role given from the command line"
+    );
+}
+
+async fn a_name_is_resolved_afresh_for_every_decision(database: TestDatabase) {
+    let app = TestApp::spawn(database).await;
+    let tenant = app.tenant("acme", ALL);
+    // Ann's email is the userName someone else will be created with.
+    let body = json!({
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+        "userName": "ann",
+        "emails": [{"value": "shared@example.com"}],
+    });
+    let (status, ann) = app
+        .send_json("POST", "/scim/v2/Users", &tenant.token, &body)
+        .await;
+    assert_eq!(status, 201);
+    set_roles(&app, &tenant, ann["id"].as_str().unwrap(), &["admin"]).await;
+    assert!(allowed(&app, &tenant, "shared@example.com", "team.manage", None).await);
+
+    user(&app, &tenant, "shared@example.com").await;
+    let decision = decide(&app, &tenant, "shared@example.com", "team.manage", None).await;
+    assert_eq!(
+        decision["allowed"], false,
+        "the new user, not Ann: {decision}"
     );
 }
