@@ -13,7 +13,7 @@ use tracing_actix_web::TracingLogger;
 use crate::config::Settings;
 use crate::db::{Store, StoreError};
 use crate::telemetry::{RootSpan, request_id_header};
-use crate::{access, audit, error, scim, tokens, workspaces};
+use crate::{access, audit, error, saml, scim, tokens, workspaces};
 
 pub struct Application {
     server: Server,
@@ -53,7 +53,8 @@ impl Application {
                         .configure(workspaces::api::routes)
                         .configure(tokens::api::routes)
                         .configure(audit::api::routes)
-                        .configure(access::api::routes),
+                        .configure(access::api::routes)
+                        .configure(saml::api::routes),
                 )
                 .configure(scim::api::routes)
                 .default_service(web::to(error::not_found))

@@ -16,6 +16,11 @@ use crate::app::Application;
 use crate::audit::AuditContext;
 use crate::config::{ConfigArgs, Settings};
 use crate::db::{self, DbConnection};
+use crate::saml::{
+    self, SamlError,
+    certificates::Certificate,
+    connection::{self, OptionChanges, Source},
+};
 use crate::tokens::{self, NewToken, Revocation, Scopes};
 use crate::workspaces::{self, NewWorkspace, WorkspaceChanges};
 
@@ -44,6 +49,9 @@ pub enum Command {
     /// Create, list and revoke API tokens
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Set and show the workspace's SAML identity provider connection
+    #[command(subcommand)]
+    Idp(IdpCommand),
     /// Map IdP groups to workspace roles
     #[command(subcommand)]
     Mapping(MappingCommand),
@@ -55,6 +63,47 @@ pub enum Command {
     Attributes(AttributesCommand),
     /// Exit 0 when the server at the configured address answers /healthz
     Healthcheck,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum IdpCommand {
+    /// Set the IdP from its metadata (a file or an http(s) URL), or from --entity-id, --sso-url
+    /// and --cert; options alone change the connection's options
+    Set {
+        #[arg(long, value_name = "SLUG")]
+        workspace: String,
+        #[arg(long, value_name = "FILE|URL", conflicts_with_all = ["entity_id", "sso_url", "cert"])]
+        metadata: Option<String>,
+        #[arg(long, value_name = "ID")]
+        entity_id: Option<String>,
+        #[arg(long, value_name = "URL")]
+        sso_url: Option<String>,
+        #[arg(long, value_name = "URL")]
+        slo_url: Option<String>,
+        /// A PEM file of the IdP's signing certificate(s); repeat for rollover
+        #[arg(long, value_name = "PEM_FILE")]
+        cert: Vec<std::path::PathBuf>,
+        #[arg(long, value_name = "true|false")]
+        allow_idp_initiated: Option<bool>,
+        #[arg(long, value_name = "true|false")]
+        require_signed_response: Option<bool>,
+        #[arg(long, value_name = "true|false")]
+        require_signed_assertion: Option<bool>,
+        #[arg(long, value_name = "SECONDS")]
+        clock_skew: Option<i32>,
+        #[arg(long, value_name = "URI")]
+        name_id_format: Option<String>,
+        #[arg(long, value_name = "true|false")]
+        force_authn: Option<bool>,
+        /// Give people the IdP vouches for a membership at first login
+        #[arg(long, value_name = "true|false")]
+        jit: Option<bool>,
+    },
+    /// The connection: one `key<TAB>value` line per setting, one `certificate` line per certificate
+    Show {
+        #[arg(long, value_name = "SLUG")]
+        workspace: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -194,6 +243,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Healthcheck => healthcheck(&settings),
         Command::Workspace(command) => workspace(&mut open(&settings)?, command),
         Command::Token(command) => token(&mut open(&settings)?, command),
+        Command::Idp(command) => idp(&mut open(&settings)?, command),
         Command::Mapping(command) => mapping(&mut open(&settings)?, command),
         Command::Role(command) => role(&mut open(&settings)?, command),
         Command::Attributes(command) => attributes(&mut open(&settings)?, command),
@@ -335,6 +385,115 @@ fn token(conn: &mut DbConnection, command: TokenCommand) -> anyhow::Result<()> {
         },
     }
     Ok(())
+}
+
+fn idp(conn: &mut DbConnection, command: IdpCommand) -> anyhow::Result<()> {
+    let connection = match command {
+        IdpCommand::Show { workspace } => {
+            let workspace = workspaces::find_by_slug(conn, &workspace)?;
+            connection::get(conn, &workspace.id)?.ok_or(SamlError::NotConfigured)?
+        }
+        IdpCommand::Set {
+            workspace,
+            metadata,
+            entity_id,
+            sso_url,
+            slo_url,
+            cert,
+            allow_idp_initiated,
+            require_signed_response,
+            require_signed_assertion,
+            clock_skew,
+            name_id_format,
+            force_authn,
+            jit,
+        } => {
+            let workspace = workspaces::find_by_slug(conn, &workspace)?;
+            let source = match (metadata, entity_id, sso_url) {
+                (Some(location), _, _) => Some(metadata_source(&location)?),
+                (None, Some(entity_id), Some(sso_url)) => {
+                    let mut certificates = Vec::new();
+                    for path in &cert {
+                        let pem = std::fs::read_to_string(path)
+                            .with_context(|| format!("cannot read {}", path.display()))?;
+                        certificates.extend(
+                            Certificate::from_pem(&pem)
+                                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?,
+                        );
+                    }
+                    Some(Source::Manual {
+                        entity_id,
+                        sso_url,
+                        slo_url,
+                        certificates,
+                    })
+                }
+                (None, None, None) if cert.is_empty() => None,
+                _ => bail!("without --metadata, give --entity-id, --sso-url and --cert together"),
+            };
+            let changes = OptionChanges {
+                allow_idp_initiated,
+                require_signed_response,
+                require_signed_assertion,
+                clock_skew_seconds: clock_skew,
+                name_id_format,
+                force_authn,
+                jit,
+            };
+            let connection =
+                connection::set(conn, &workspace.id, source, changes, &AuditContext::cli())?;
+            eprintln!("IdP connection of {} set", workspace.slug);
+            connection
+        }
+    };
+    let view = saml::api::view(&connection);
+    for key in [
+        "entity_id",
+        "sso_url",
+        "slo_url",
+        "metadata_url",
+        "metadata_valid_until",
+    ] {
+        println!("{key}\t{}", plain(&view[key]));
+    }
+    if let Some(options) = view["options"].as_object() {
+        for (key, value) in options {
+            println!("{key}\t{}", plain(value));
+        }
+    }
+    for certificate in view["certificates"].as_array().into_iter().flatten() {
+        println!(
+            "certificate\t{}\t{}\t{}\t{}",
+            plain(&certificate["fingerprint"]),
+            plain(&certificate["status"]),
+            plain(&certificate["not_after"]),
+            plain(&certificate["subject"])
+        );
+    }
+    Ok(())
+}
+
+/// A JSON value as one plain line: strings without quotes, null as `-`.
+fn plain(value: &serde_json::Value) -> String {
+    match value {
+        serde_json::Value::Null => "-".to_owned(),
+        serde_json::Value::String(text) => text.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// Metadata from a file, or fetched when the location is an http(s) URL.
+fn metadata_source(location: &str) -> anyhow::Result<Source> {
+    if location.starts_with("https://") || location.starts_with("http://") {
+        let xml = actix_web::rt::System::new().block_on(connection::fetch_metadata(location))?;
+        return Ok(Source::Metadata {
+            xml,
+            url: Some(location.to_owned()),
+        });
+    }
+    let xml = std::fs::read_to_string(location)
+        .with_context(|| format!("cannot read the metadata file {location}"))?;
+    Ok(Source::Metadata { xml, url: None })
 }
 
 fn mapping(conn: &mut DbConnection, command: MappingCommand) -> anyhow::Result<()> {

@@ -163,6 +163,35 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    idp_connections (workspace_id) {
+        workspace_id -> Text,
+        entity_id -> Text,
+        sso_url -> Text,
+        slo_url -> Nullable<Text>,
+        metadata_url -> Nullable<Text>,
+        metadata_valid_until -> Nullable<Timestamp>,
+        allow_idp_initiated -> Bool,
+        require_signed_response -> Bool,
+        require_signed_assertion -> Bool,
+        clock_skew_seconds -> Integer,
+        name_id_format -> Nullable<Text>,
+        force_authn -> Bool,
+        jit -> Bool,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    idp_certificates (workspace_id, fingerprint) {
+        workspace_id -> Text,
+        fingerprint -> Text,
+        subject -> Text,
+        not_after -> Timestamp,
+        der -> Binary,
+    }
+}
+
 diesel::joinable!(api_tokens -> workspaces (workspace_id));
 diesel::allow_tables_to_appear_in_same_query!(
     workspaces,
@@ -178,4 +207,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     resources,
     resource_labels,
     grants,
+    idp_connections,
+    idp_certificates,
 );

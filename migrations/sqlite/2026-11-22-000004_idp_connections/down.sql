@@ -1,0 +1,2 @@
+DROP TABLE idp_certificates;
+DROP TABLE idp_connections;

@@ -1,0 +1,27 @@
+-- One SAML identity provider connection per workspace, and its signing certificates (several at
+-- once, for rollover). Options have the defaults the contract gives.
+CREATE TABLE idp_connections (
+    workspace_id              TEXT PRIMARY KEY NOT NULL REFERENCES workspaces (id) ON DELETE CASCADE,
+    entity_id                 TEXT NOT NULL,
+    sso_url                   TEXT NOT NULL,
+    slo_url                   TEXT,
+    metadata_url              TEXT,
+    metadata_valid_until      TIMESTAMP,
+    allow_idp_initiated       BOOLEAN NOT NULL,
+    require_signed_response   BOOLEAN NOT NULL,
+    require_signed_assertion  BOOLEAN NOT NULL,
+    clock_skew_seconds        INTEGER NOT NULL,
+    name_id_format            TEXT,
+    force_authn               BOOLEAN NOT NULL,
+    jit                       BOOLEAN NOT NULL,
+    updated_at                TIMESTAMP NOT NULL
+);
+
+CREATE TABLE idp_certificates (
+    workspace_id  TEXT NOT NULL REFERENCES idp_connections (workspace_id) ON DELETE CASCADE,
+    fingerprint   TEXT NOT NULL,
+    subject       TEXT NOT NULL,
+    not_after     TIMESTAMP NOT NULL,
+    der           BLOB NOT NULL,
+    PRIMARY KEY (workspace_id, fingerprint)
+);

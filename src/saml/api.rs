@@ -1,0 +1,117 @@
+//! `GET` and `PUT /api/v1/workspaces/{ws}/idp`: the workspace's IdP connection.
+
+use actix_web::{HttpResponse, web};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::SamlError;
+use super::certificates::Certificate;
+use super::connection::{self, Connection, OptionChanges, Source};
+use crate::db::Store;
+use crate::tokens::auth::{Authorized, needs};
+
+pub fn routes(config: &mut web::ServiceConfig) {
+    config.service(web::resource("/workspaces/{ws}/idp").get(show).put(set));
+}
+
+/// The connection with each certificate's status (`valid`, `expiring` within 30 days, `expired`).
+pub fn view(connection: &Connection) -> Value {
+    let now = crate::time::now();
+    let mut shown = json!(connection);
+    shown["certificates"] = connection
+        .certificates
+        .iter()
+        .map(|certificate| {
+            let mut entry = json!(certificate);
+            entry["status"] = json!(certificate.status(now));
+            entry
+        })
+        .collect();
+    shown["usable_certificates"] = json!(
+        connection
+            .certificates
+            .iter()
+            .filter(|c| c.status(now) != "expired")
+            .count()
+    );
+    shown
+}
+
+async fn show(
+    auth: Authorized<needs::WorkspaceRead>,
+    store: web::Data<Store>,
+) -> Result<HttpResponse, SamlError> {
+    let workspace_id = auth.workspace.id;
+    let connection = store
+        .run(move |conn| connection::get(conn, &workspace_id).map_err(SamlError::from))
+        .await?
+        .ok_or(SamlError::NotConfigured)?;
+    Ok(HttpResponse::Ok().json(view(&connection)))
+}
+
+/// Either `metadata_xml`, or `metadata_url`, or `entity_id` + `sso_url` + `certificates` (PEM);
+/// or none of them, to change `options` alone.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SetBody {
+    metadata_xml: Option<String>,
+    metadata_url: Option<String>,
+    entity_id: Option<String>,
+    sso_url: Option<String>,
+    slo_url: Option<String>,
+    #[serde(default)]
+    certificates: Vec<String>,
+    #[serde(default)]
+    options: OptionChanges,
+}
+
+async fn source_of(body: &mut SetBody) -> Result<Option<Source>, SamlError> {
+    let manual =
+        body.entity_id.is_some() || body.sso_url.is_some() || !body.certificates.is_empty();
+    match (body.metadata_xml.take(), body.metadata_url.take(), manual) {
+        (Some(xml), None, false) => Ok(Some(Source::Metadata { xml, url: None })),
+        (None, Some(url), false) => Ok(Some(Source::Metadata {
+            xml: connection::fetch_metadata(&url).await?,
+            url: Some(url),
+        })),
+        (None, None, true) => {
+            let (Some(entity_id), Some(sso_url)) = (body.entity_id.take(), body.sso_url.take())
+            else {
+                return Err(SamlError::Invalid(
+                    "without metadata, give entity_id, sso_url and certificates".to_owned(),
+                ));
+            };
+            let mut certificates = Vec::new();
+            for pem in &body.certificates {
+                certificates.extend(Certificate::from_pem(pem).map_err(SamlError::Invalid)?);
+            }
+            Ok(Some(Source::Manual {
+                entity_id,
+                sso_url,
+                slo_url: body.slo_url.take(),
+                certificates,
+            }))
+        }
+        (None, None, false) => Ok(None),
+        _ => Err(SamlError::Invalid(
+            "give one of metadata_xml, metadata_url, or entity_id with sso_url and certificates"
+                .to_owned(),
+        )),
+    }
+}
+
+async fn set(
+    auth: Authorized<needs::WorkspaceWrite>,
+    store: web::Data<Store>,
+    body: web::Json<SetBody>,
+) -> Result<HttpResponse, SamlError> {
+    let mut body = body.into_inner();
+    let source = source_of(&mut body).await?;
+    let workspace_id = auth.workspace.id;
+    let audit = auth.audit;
+    let options = body.options;
+    let connection = store
+        .run(move |conn| connection::set(conn, &workspace_id, source, options, &audit))
+        .await?;
+    Ok(HttpResponse::Ok().json(view(&connection)))
+}

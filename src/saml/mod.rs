@@ -1,0 +1,57 @@
+//! SAML 2.0 single sign-on. So far: the workspace's IdP connection (entity ID, SSO and SLO URLs,
+//! signing certificates for rollover, options), set from metadata or by hand.
+
+pub mod api;
+pub mod certificates;
+pub mod connection;
+pub mod metadata;
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+
+use crate::db::StoreError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SamlError {
+    #[error("the IdP metadata cannot be used: {0}")]
+    InvalidMetadata(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error(
+        "this workspace has no IdP connection yet: give its metadata, or its entity ID, SSO URL and certificate"
+    )]
+    NotConfigured,
+    #[error("cannot fetch the IdP metadata: {0}")]
+    Fetch(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<diesel::result::Error> for SamlError {
+    fn from(error: diesel::result::Error) -> Self {
+        SamlError::Store(error.into())
+    }
+}
+
+impl ResponseError for SamlError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            SamlError::InvalidMetadata(_) | SamlError::Invalid(_) | SamlError::Fetch(_) => {
+                StatusCode::BAD_REQUEST
+            }
+            SamlError::NotConfigured => StatusCode::NOT_FOUND,
+            SamlError::Store(error) => error.status_code(),
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let code = match self {
+            SamlError::InvalidMetadata(_) | SamlError::Invalid(_) | SamlError::Fetch(_) => {
+                "invalid_request"
+            }
+            SamlError::NotConfigured => "not_found",
+            SamlError::Store(error) => return error.error_response(),
+        };
+        crate::error::json_error(self.status_code(), code, &self.to_string())
+    }
+}

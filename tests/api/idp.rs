@@ -1,0 +1,408 @@
+//! The workspace's SAML IdP connection: set from metadata (a file, a URL, or the API body) or by
+//! hand, shown with each certificate's expiry, options changed alone, bad input refused.
+
+use actix_web::{App, HttpResponse, HttpServer, web};
+use base64::Engine;
+use openssl::asn1::Asn1Time;
+use openssl::ec::{EcGroup, EcKey};
+use openssl::hash::MessageDigest;
+use openssl::nid::Nid;
+use openssl::pkey::PKey;
+use openssl::x509::{X509, X509NameBuilder};
+use serde_json::{Value, json};
+
+use crate::helpers::{TestApp, TestDatabase, failure_line, stdout};
+use crate::on_both_databases;
+
+on_both_databases!(
+    a_connection_is_set_from_a_metadata_file_and_shown,
+    a_connection_is_set_from_a_metadata_url,
+    a_connection_is_set_by_hand_through_the_api,
+    unusable_metadata_and_settings_are_refused_with_the_reason,
+);
+
+const IDP: &str = "/api/v1/workspaces/acme/idp";
+
+/// A self-signed certificate valid for `days`.
+fn certificate(common_name: &str, days: u32) -> X509 {
+    let group = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1).unwrap();
+    let key = PKey::from_ec_key(EcKey::generate(&group).unwrap()).unwrap();
+    let mut name = X509NameBuilder::new().unwrap();
+    name.append_entry_by_text("CN", common_name).unwrap();
+    let name = name.build();
+    let mut builder = X509::builder().unwrap();
+    builder.set_version(2).unwrap();
+    builder.set_subject_name(&name).unwrap();
+    builder.set_issuer_name(&name).unwrap();
+    builder.set_pubkey(&key).unwrap();
+    builder
+        .set_not_before(&Asn1Time::days_from_now(0).unwrap())
+        .unwrap();
+    builder
+        .set_not_after(&Asn1Time::days_from_now(days).unwrap())
+        .unwrap();
+    builder.sign(&key, MessageDigest::sha256()).unwrap();
+    builder.build()
+}
+
+fn base64(certificate: &X509) -> String {
+    base64::engine::general_purpose::STANDARD.encode(certificate.to_der().unwrap())
+}
+
+fn pem(certificate: &X509) -> String {
+    String::from_utf8(certificate.to_pem().unwrap()).unwrap()
+}
+
+/// Okta-style metadata: prefixed elements, a signing key, a key without `use` (signing too), an
+/// encryption key (not for signing), POST and Redirect SSO bindings.
+fn okta_metadata(signing: &X509, unlabelled: &X509, encryption: &X509) -> String {
+    format!(
+        r#"<?xml version="1.0" encoding="UTF-8"?>
+<md:EntityDescriptor xmlns:md="urn:oasis:names:tc:SAML:2.0:metadata" xmlns:ds="http://www.w3.org/2000/09/xmldsig#" entityID="http://www.okta.com/exk1" validUntil="2031-01-01T00:00:00Z">
+  <md:IDPSSODescriptor WantAuthnRequestsSigned="true" protocolSupportEnumeration="urn:oasis:names:tc:SAML:2.0:protocol">
+    <md:KeyDescriptor use="signing"><ds:KeyInfo><ds:X509Data><ds:X509Certificate>{}</ds:X509Certificate></ds:X509Data></ds:KeyInfo></md:KeyDescriptor>
+    <md:KeyDescriptor><ds:KeyInfo><ds:X509Data><ds:X509Certificate>{}</ds:X509Certificate></ds:X509Data></ds:KeyInfo></md:KeyDescriptor>
+    <md:KeyDescriptor use="encryption"><ds:KeyInfo><ds:X509Data><ds:X509Certificate>{}</ds:X509Certificate></ds:X509Data></ds:KeyInfo></md:KeyDescriptor>
+    <md:NameIDFormat>urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress</md:NameIDFormat>
+    <md:SingleSignOnService Binding="urn:oasis:names:tc:SAML:2.0:bindings:HTTP-POST" Location="https://acme.okta.com/app/post"/>
+    <md:SingleSignOnService Binding="urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect" Location="https://acme.okta.com/app/redirect"/>
+    <md:SingleLogoutService Binding="urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect" Location="https://acme.okta.com/app/slo"/>
+  </md:IDPSSODescriptor>
+</md:EntityDescriptor>"#,
+        base64(signing),
+        base64(unlabelled),
+        base64(encryption)
+    )
+}
+
+/// Entra-style metadata: a default namespace and no prefixes.
+fn entra_metadata(signing: &X509) -> String {
+    format!(
+        r#"<EntityDescriptor xmlns="urn:oasis:names:tc:SAML:2.0:metadata" ID="_abc" entityID="https://sts.windows.net/tenant/"><IDPSSODescriptor protocolSupportEnumeration="urn:oasis:names:tc:SAML:2.0:protocol"><KeyDescriptor use="signing"><KeyInfo xmlns="http://www.w3.org/2000/09/xmldsig#"><X509Data><X509Certificate>{}</X509Certificate></X509Data></KeyInfo></KeyDescriptor><SingleLogoutService Binding="urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect" Location="https://login.microsoftonline.com/tenant/saml2"/><SingleSignOnService Binding="urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect" Location="https://login.microsoftonline.com/tenant/saml2"/></IDPSSODescriptor></EntityDescriptor>"#,
+        base64(signing)
+    )
+}
+
+fn lines(output: &str) -> Vec<Vec<&str>> {
+    output
+        .lines()
+        .map(|line| line.split('\t').collect())
+        .collect()
+}
+
+async fn a_connection_is_set_from_a_metadata_file_and_shown(database: TestDatabase) {
+    let app = TestApp::spawn(database).await;
+    let tenant = app.tenant("acme", "workspace:read,workspace:write,audit:read");
+    let (signing, rollover, encryption) = (
+        certificate("okta signing", 365),
+        certificate("okta next", 10),
+        certificate("okta encryption", 365),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("okta.xml");
+    std::fs::write(&file, okta_metadata(&signing, &rollover, &encryption)).unwrap();
+
+    let set = app
+        .cli(&[
+            "idp",
+            "set",
+            "--workspace",
+            "acme",
+            "--metadata",
+            file.to_str().unwrap(),
+        ])
+        .await;
+    assert!(set.status.success(), "{set:?}");
+    let shown = app.cli(&["idp", "show", "--workspace", "acme"]).await;
+    let output = stdout(&shown);
+    let rows = lines(&output);
+    let value = |key: &str| rows.iter().find(|row| row[0] == key).map(|row| row[1]);
+    assert_eq!(value("entity_id"), Some("http://www.okta.com/exk1"));
+    assert_eq!(value("sso_url"), Some("https://acme.okta.com/app/redirect"));
+    assert_eq!(value("slo_url"), Some("https://acme.okta.com/app/slo"));
+    assert_eq!(value("metadata_valid_until"), Some("2031-01-01T00:00:00Z"));
+    assert_eq!(value("allow_idp_initiated"), Some("true"));
+    assert_eq!(value("clock_skew_seconds"), Some("120"));
+    assert_eq!(value("jit"), Some("true"));
+    let certificates: Vec<(&str, &str)> = rows
+        .iter()
+        .filter(|row| row[0] == "certificate")
+        .map(|row| (row[4], row[2]))
+        .collect();
+    assert_eq!(
+        certificates,
+        [("okta next", "expiring"), ("okta signing", "valid")],
+        "signing keys only, soonest expiry first: {output}"
+    );
+
+    // Options change alone; the IdP stays.
+    let changed = app
+        .cli(&[
+            "idp",
+            "set",
+            "--workspace",
+            "acme",
+            "--jit",
+            "false",
+            "--clock-skew",
+            "60",
+        ])
+        .await;
+    assert!(changed.status.success(), "{changed:?}");
+    let (status, connection) = app.get(IDP, &tenant.token).await;
+    assert_eq!(status, 200, "{connection}");
+    assert_eq!(connection["entity_id"], "http://www.okta.com/exk1");
+    assert_eq!(connection["options"]["jit"], false);
+    assert_eq!(connection["options"]["clock_skew_seconds"], 60);
+    assert_eq!(connection["usable_certificates"], 2);
+    let fingerprint = hex(&signing.digest(MessageDigest::sha256()).unwrap());
+    assert!(
+        connection["certificates"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["fingerprint"] == fingerprint.as_str())
+    );
+
+    let (_, log) = app
+        .get(
+            "/api/v1/workspaces/acme/audit?action=saml.connection.set",
+            &tenant.token,
+        )
+        .await;
+    let events = log["events"].as_array().unwrap();
+    assert_eq!(events.len(), 2, "{log}");
+    assert_eq!(events[0]["details"]["before"]["options"]["jit"], true);
+    assert_eq!(events[0]["details"]["after"]["options"]["jit"], false);
+    assert_eq!(events[1]["details"]["before"], Value::Null);
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+async fn a_connection_is_set_from_a_metadata_url(database: TestDatabase) {
+    let app = TestApp::spawn(database).await;
+    let tenant = app.tenant("acme", "workspace:read,workspace:write");
+    let xml = entra_metadata(&certificate(
+        "Microsoft Azure Federated SSO Certificate",
+        1095,
+    ));
+    let server = HttpServer::new(move || {
+        let xml = xml.clone();
+        App::new().route(
+            "/federationmetadata.xml",
+            web::get().to(move || {
+                let xml = xml.clone();
+                async move { HttpResponse::Ok().content_type("application/xml").body(xml) }
+            }),
+        )
+    })
+    .workers(1)
+    .bind("127.0.0.1:0")
+    .unwrap();
+    let address = server.addrs()[0];
+    actix_web::rt::spawn(server.run());
+    let url = format!("http://{address}/federationmetadata.xml");
+
+    let (status, connection) = app
+        .send_json("PUT", IDP, &tenant.token, &json!({"metadata_url": url}))
+        .await;
+    assert_eq!(status, 200, "{connection}");
+    assert_eq!(connection["entity_id"], "https://sts.windows.net/tenant/");
+    assert_eq!(connection["metadata_url"], url.as_str());
+    assert_eq!(
+        connection["sso_url"],
+        "https://login.microsoftonline.com/tenant/saml2"
+    );
+
+    let missing = format!("http://{address}/nothing-here");
+    let (status, refused) = app
+        .send_json("PUT", IDP, &tenant.token, &json!({"metadata_url": missing}))
+        .await;
+    assert_eq!(status, 400, "{refused}");
+    assert!(
+        refused["message"].as_str().unwrap().contains("404"),
+        "{refused}"
+    );
+}
+
+async fn a_connection_is_set_by_hand_through_the_api(database: TestDatabase) {
+    let app = TestApp::spawn(database).await;
+    let tenant = app.tenant("acme", "workspace:read,workspace:write");
+    let (status, _) = app.get(IDP, &tenant.token).await;
+    assert_eq!(status, 404, "no connection yet");
+
+    let (current, next) = (certificate("current", 200), certificate("next", 700));
+    let body = json!({
+        "entity_id": "https://idp.example.com/saml",
+        "sso_url": "https://idp.example.com/sso",
+        "slo_url": "https://idp.example.com/slo",
+        "certificates": [pem(&current), pem(&next)],
+        "options": {"allow_idp_initiated": false, "require_signed_assertion": true, "force_authn": true,
+                    "name_id_format": "urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress"},
+    });
+    let (status, connection) = app.send_json("PUT", IDP, &tenant.token, &body).await;
+    assert_eq!(status, 200, "{connection}");
+    assert_eq!(
+        connection["certificates"].as_array().unwrap().len(),
+        2,
+        "rollover: both trusted"
+    );
+    assert_eq!(connection["options"]["allow_idp_initiated"], false);
+    assert_eq!(connection["options"]["require_signed_assertion"], true);
+    assert_eq!(
+        connection["options"]["jit"], true,
+        "defaults for what was not given"
+    );
+    assert_eq!(app.get(IDP, &tenant.token).await.1, connection);
+
+    // Another workspace's token sees nothing; a read-only token changes nothing.
+    let other = app.tenant("globex", "workspace:read,workspace:write");
+    assert_eq!(app.get(IDP, &other.token).await.0, 404);
+    let reader = app.token_for(&tenant.workspace, "workspace:read");
+    let (status, _) = app
+        .send_json(
+            "PUT",
+            IDP,
+            &reader.secret,
+            &json!({"options": {"jit": false}}),
+        )
+        .await;
+    assert_eq!(status, 403);
+}
+
+async fn unusable_metadata_and_settings_are_refused_with_the_reason(database: TestDatabase) {
+    let app = TestApp::spawn(database).await;
+    let tenant = app.tenant("acme", "workspace:read,workspace:write,audit:read");
+    let cert = certificate("c", 30);
+    let good = okta_metadata(&cert, &cert, &cert);
+    let no_signing_key = good
+        .replace(
+            "<md:KeyDescriptor use=\"signing\">",
+            "<md:KeyDescriptor use=\"encryption\">",
+        )
+        .replace(
+            "<md:KeyDescriptor>",
+            "<md:KeyDescriptor use=\"encryption\">",
+        );
+    let cases = [
+        (
+            json!({"metadata_xml": format!("<!DOCTYPE x [<!ENTITY a \"b\">]>{good}")}),
+            "document type",
+        ),
+        (
+            json!({"metadata_xml": good.replace("entityID=\"http://www.okta.com/exk1\"", "")}),
+            "entityID",
+        ),
+        (
+            json!({"metadata_xml": good.replace("HTTP-Redirect\" Location=\"https://acme.okta.com/app/redirect", "SOAP\" Location=\"x")}),
+            "HTTP-Redirect",
+        ),
+        (
+            json!({"metadata_xml": good.replace(&base64(&cert), "bm90IGEgY2VydA==")}),
+            "unreadable",
+        ),
+        (
+            json!({"metadata_xml": no_signing_key}),
+            "no signing certificate",
+        ),
+        (
+            json!({"metadata_xml": r#"<md:EntityDescriptor xmlns:md="urn:oasis:names:tc:SAML:2.0:metadata" entityID="x"/>"#}),
+            "IDPSSODescriptor",
+        ),
+        (
+            json!({"metadata_xml": "<html>not metadata</html>"}),
+            "EntityDescriptor",
+        ),
+        (json!({"metadata_xml": "x".repeat(2 << 20)}), "larger than"),
+        (
+            json!({"entity_id": "https://idp", "sso_url": "https://idp/sso", "certificates": []}),
+            "at least one IdP signing certificate",
+        ),
+        (
+            json!({"entity_id": "https://idp", "sso_url": "https://idp/sso", "certificates": ["-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"]}),
+            "PEM",
+        ),
+        (
+            json!({"entity_id": "https://idp", "sso_url": "javascript:alert(1)", "certificates": [pem(&cert)]}),
+            "http(s) URL",
+        ),
+        (
+            json!({"metadata_xml": good, "entity_id": "https://idp"}),
+            "give one of",
+        ),
+        (json!({"metadata_url": "file:///etc/passwd"}), "http(s) URL"),
+    ];
+    for (body, expected) in cases {
+        let (status, refused) = app.send_json("PUT", IDP, &tenant.token, &body).await;
+        assert_eq!(
+            status,
+            if expected == "larger than" { 413 } else { 400 },
+            "{expected}: {refused}"
+        );
+        if status == 400 {
+            assert!(
+                refused["message"].as_str().unwrap().contains(expected),
+                "{expected}: {refused}"
+            );
+        }
+    }
+    let (status, refused) = app
+        .send_json(
+            "PUT",
+            IDP,
+            &tenant.token,
+            &json!({"options": {"jit": false}}),
+        )
+        .await;
+    assert_eq!(status, 404, "options need a connection first: {refused}");
+
+    app.send_json("PUT", IDP, &tenant.token, &json!({"metadata_xml": good}))
+        .await;
+    let (status, _) = app
+        .send_json(
+            "PUT",
+            IDP,
+            &tenant.token,
+            &json!({"options": {"clock_skew_seconds": 3600}}),
+        )
+        .await;
+    assert_eq!(status, 400);
+    let (_, log) = app
+        .get(
+            "/api/v1/workspaces/acme/audit?action=saml.connection.set",
+            &tenant.token,
+        )
+        .await;
+    assert_eq!(
+        log["events"].as_array().unwrap().len(),
+        1,
+        "only the good one: {log}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("absent.xml");
+    let output = app
+        .cli(&[
+            "idp",
+            "set",
+            "--workspace",
+            "acme",
+            "--metadata",
+            missing.to_str().unwrap(),
+        ])
+        .await;
+    assert!(failure_line(&output).contains("cannot read the metadata file"));
+    let output = app
+        .cli(&[
+            "idp",
+            "set",
+            "--workspace",
+            "acme",
+            "--entity-id",
+            "https://idp",
+        ])
+        .await;
+    assert!(failure_line(&output).contains("--entity-id, --sso-url and --cert"));
+}
