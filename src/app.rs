@@ -57,6 +57,7 @@ impl Application {
                         .configure(saml::api::routes),
                 )
                 .configure(scim::api::routes)
+                .configure(saml::api::sp_routes)
                 .default_service(web::to(error::not_found))
         })
         .shutdown_timeout(10)

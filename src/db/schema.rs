@@ -192,6 +192,16 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    sp_keys (workspace_id, purpose) {
+        workspace_id -> Text,
+        purpose -> Text,
+        private_key_pem -> Text,
+        certificate_der -> Binary,
+        created_at -> Timestamp,
+    }
+}
+
 diesel::joinable!(api_tokens -> workspaces (workspace_id));
 diesel::allow_tables_to_appear_in_same_query!(
     workspaces,
@@ -209,4 +219,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     grants,
     idp_connections,
     idp_certificates,
+    sp_keys,
 );

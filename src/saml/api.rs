@@ -1,4 +1,5 @@
-//! `GET` and `PUT /api/v1/workspaces/{ws}/idp`: the workspace's IdP connection.
+//! `GET` and `PUT /api/v1/workspaces/{ws}/idp`: the workspace's IdP connection; and the public
+//! service-provider endpoints under `/saml/{ws}`.
 
 use actix_web::{HttpResponse, web};
 use serde::Deserialize;
@@ -7,11 +8,43 @@ use serde_json::{Value, json};
 use super::SamlError;
 use super::certificates::Certificate;
 use super::connection::{self, Connection, OptionChanges, Source};
+use super::sp::{self, Endpoints, Purpose};
+use crate::config::BaseUrl;
 use crate::db::Store;
 use crate::tokens::auth::{Authorized, needs};
+use crate::workspaces::{self, WorkspaceError};
 
 pub fn routes(config: &mut web::ServiceConfig) {
     config.service(web::resource("/workspaces/{ws}/idp").get(show).put(set));
+}
+
+pub fn sp_routes(config: &mut web::ServiceConfig) {
+    config.service(web::resource("/saml/{ws}/metadata").get(sp_metadata));
+}
+
+/// The SP metadata an IdP admin imports. Public, as metadata is; an unknown workspace is a 404.
+async fn sp_metadata(
+    store: web::Data<Store>,
+    base_url: web::Data<BaseUrl>,
+    slug: web::Path<String>,
+) -> Result<HttpResponse, SamlError> {
+    let endpoints = Endpoints::new(base_url.as_str(), &slug);
+    let common_name = endpoints.entity_id.clone();
+    let slug = slug.into_inner();
+    let (signing, encryption) = store
+        .run(move |conn| {
+            let workspace = workspaces::find_by_slug(conn, &slug).map_err(|e| match e {
+                WorkspaceError::Store(error) => SamlError::Store(error),
+                _ => SamlError::NoWorkspace,
+            })?;
+            let signing = sp::key(conn, &workspace.id, &common_name, Purpose::Signing)?;
+            let encryption = sp::key(conn, &workspace.id, &common_name, Purpose::Encryption)?;
+            Ok::<_, SamlError>((signing, encryption))
+        })
+        .await?;
+    Ok(HttpResponse::Ok()
+        .content_type("application/samlmetadata+xml")
+        .body(sp::metadata(&endpoints, &signing, &encryption)))
 }
 
 /// The connection with each certificate's status (`valid`, `expiring` within 30 days, `expired`).

@@ -1,10 +1,12 @@
 //! SAML 2.0 single sign-on. So far: the workspace's IdP connection (entity ID, SSO and SLO URLs,
-//! signing certificates for rollover, options), set from metadata or by hand.
+//! signing certificates for rollover, options), set from metadata or by hand; and the service
+//! provider's keys and metadata.
 
 pub mod api;
 pub mod certificates;
 pub mod connection;
 pub mod metadata;
+pub mod sp;
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
@@ -21,8 +23,13 @@ pub enum SamlError {
         "this workspace has no IdP connection yet: give its metadata, or its entity ID, SSO URL and certificate"
     )]
     NotConfigured,
+    #[error("no such workspace")]
+    NoWorkspace,
     #[error("cannot fetch the IdP metadata: {0}")]
     Fetch(String),
+    /// A fault of ours (a key that will not load); the detail is logged, never sent.
+    #[error("{0}")]
+    Internal(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -39,7 +46,8 @@ impl ResponseError for SamlError {
             SamlError::InvalidMetadata(_) | SamlError::Invalid(_) | SamlError::Fetch(_) => {
                 StatusCode::BAD_REQUEST
             }
-            SamlError::NotConfigured => StatusCode::NOT_FOUND,
+            SamlError::NotConfigured | SamlError::NoWorkspace => StatusCode::NOT_FOUND,
+            SamlError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             SamlError::Store(error) => error.status_code(),
         }
     }
@@ -49,7 +57,15 @@ impl ResponseError for SamlError {
             SamlError::InvalidMetadata(_) | SamlError::Invalid(_) | SamlError::Fetch(_) => {
                 "invalid_request"
             }
-            SamlError::NotConfigured => "not_found",
+            SamlError::NotConfigured | SamlError::NoWorkspace => "not_found",
+            SamlError::Internal(detail) => {
+                tracing::error!(detail = detail.as_str(), "SAML internal error");
+                return crate::error::json_error(
+                    self.status_code(),
+                    "internal",
+                    "an internal error occurred",
+                );
+            }
             SamlError::Store(error) => return error.error_response(),
         };
         crate::error::json_error(self.status_code(), code, &self.to_string())

@@ -19,6 +19,7 @@ on_both_databases!(
     a_connection_is_set_from_a_metadata_url,
     a_connection_is_set_by_hand_through_the_api,
     unusable_metadata_and_settings_are_refused_with_the_reason,
+    sp_metadata_carries_stable_keys_and_the_acs,
 );
 
 const IDP: &str = "/api/v1/workspaces/acme/idp";
@@ -405,4 +406,83 @@ async fn unusable_metadata_and_settings_are_refused_with_the_reason(database: Te
         ])
         .await;
     assert!(failure_line(&output).contains("--entity-id, --sso-url and --cert"));
+}
+
+async fn sp_metadata_carries_stable_keys_and_the_acs(database: TestDatabase) {
+    let app = TestApp::spawn(database).await;
+    app.tenant("acme", "workspace:read");
+    let fetch = |base: String| {
+        let client = &app.client;
+        async move {
+            let mut response = client
+                .get(format!("{base}/saml/acme/metadata"))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), 200);
+            let content_type = response
+                .headers()
+                .get("content-type")
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .to_owned();
+            assert_eq!(content_type, "application/samlmetadata+xml");
+            String::from_utf8(response.body().await.unwrap().to_vec()).unwrap()
+        }
+    };
+    let first = fetch(app.url("")).await;
+    // Without a configured base URL each test server names itself by its own address.
+    let replica = app.spawn_replica().await;
+    assert_eq!(
+        fetch(replica.clone()).await.replace(&replica, &app.url("")),
+        first,
+        "the same keys on every replica, every time"
+    );
+    assert!(!first.contains("PRIVATE"), "never a private key");
+
+    let descriptor: samael::metadata::EntityDescriptor = first.parse().unwrap();
+    let entity_id = descriptor.entity_id.clone().unwrap();
+    assert!(entity_id.ends_with("/saml/acme/metadata"), "{entity_id}");
+    let sp = &descriptor.sp_sso_descriptors.as_ref().unwrap()[0];
+    assert_eq!(sp.authn_requests_signed, Some(true));
+    assert_eq!(sp.want_assertions_signed, Some(true));
+    let acs = &sp.assertion_consumer_services[0];
+    assert_eq!(
+        acs.binding,
+        "urn:oasis:names:tc:SAML:2.0:bindings:HTTP-POST"
+    );
+    assert_eq!(acs.location, entity_id.replace("/metadata", "/acs"));
+    let keys = sp.key_descriptors.as_ref().unwrap();
+    let uses: Vec<Option<&str>> = keys.iter().map(|k| k.key_use.as_deref()).collect();
+    assert_eq!(uses, [Some("signing"), Some("encryption")]);
+    let certificates: Vec<X509> = keys
+        .iter()
+        .map(|k| {
+            let encoded = &k.key_info.x509_data.as_ref().unwrap().certificates[0];
+            let der = base64::engine::general_purpose::STANDARD
+                .decode(encoded)
+                .unwrap();
+            X509::from_der(&der).unwrap()
+        })
+        .collect();
+    assert_ne!(
+        certificates[0].to_der().unwrap(),
+        certificates[1].to_der().unwrap(),
+        "one key signs, another decrypts"
+    );
+    assert!(
+        certificates
+            .iter()
+            .all(|c| c.public_key().unwrap().bits() >= 2048)
+    );
+
+    let mut missing = app
+        .client
+        .get(app.url("/saml/nope/metadata"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 404);
+    let _ = missing.body().await;
 }

@@ -1,2 +1,3 @@
+DROP TABLE sp_keys;
 DROP TABLE idp_certificates;
 DROP TABLE idp_connections;

@@ -25,3 +25,14 @@ CREATE TABLE idp_certificates (
     der           BLOB NOT NULL,
     PRIMARY KEY (workspace_id, fingerprint)
 );
+
+-- The service provider's own keys per workspace, made on first need: one signs AuthnRequests,
+-- the other is what IdPs encrypt assertions to. Stored as PKCS#8 PEM; the database is the secret.
+CREATE TABLE sp_keys (
+    workspace_id     TEXT NOT NULL REFERENCES workspaces (id) ON DELETE CASCADE,
+    purpose          TEXT NOT NULL,
+    private_key_pem  TEXT NOT NULL,
+    certificate_der  BLOB NOT NULL,
+    created_at       TIMESTAMP NOT NULL,
+    PRIMARY KEY (workspace_id, purpose)
+);
