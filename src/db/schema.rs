@@ -202,6 +202,17 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    saml_requests (id) {
+        id -> Text,
+        workspace_id -> Text,
+        browser_hash -> Binary,
+        relay_path -> Text,
+        expires_at -> Timestamp,
+        used_at -> Nullable<Timestamp>,
+    }
+}
+
 diesel::joinable!(api_tokens -> workspaces (workspace_id));
 diesel::allow_tables_to_appear_in_same_query!(
     workspaces,
@@ -220,4 +231,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     idp_connections,
     idp_certificates,
     sp_keys,
+    saml_requests,
 );

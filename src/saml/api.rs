@@ -1,13 +1,17 @@
 //! `GET` and `PUT /api/v1/workspaces/{ws}/idp`: the workspace's IdP connection; and the public
 //! service-provider endpoints under `/saml/{ws}`.
 
-use actix_web::{HttpResponse, web};
+use actix_web::cookie::time::Duration as CookieDuration;
+use actix_web::cookie::{Cookie, SameSite};
+use actix_web::http::header::LOCATION;
+use actix_web::{HttpResponse, ResponseError, web};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::SamlError;
 use super::certificates::Certificate;
 use super::connection::{self, Connection, OptionChanges, Source};
+use super::login;
 use super::sp::{self, Endpoints, Purpose};
 use crate::config::BaseUrl;
 use crate::db::Store;
@@ -19,7 +23,84 @@ pub fn routes(config: &mut web::ServiceConfig) {
 }
 
 pub fn sp_routes(config: &mut web::ServiceConfig) {
-    config.service(web::resource("/saml/{ws}/metadata").get(sp_metadata));
+    config
+        .service(web::resource("/saml/{ws}/metadata").get(sp_metadata))
+        .service(web::resource("/saml/{ws}/login").get(login));
+}
+
+/// What a browser sees when a SAML step fails: a short page with the status, never details.
+fn page(error: SamlError) -> HttpResponse {
+    let text = match &error {
+        SamlError::NoWorkspace => "There is no such workspace.",
+        SamlError::NotConfigured => "Single sign-on is not set up for this workspace.",
+        SamlError::Internal(detail) => {
+            tracing::error!(detail = detail.as_str(), "SAML internal error");
+            "Something went wrong on our side. Please try again."
+        }
+        SamlError::Store(_) => "The service is unavailable. Please try again shortly.",
+        _ => "Single sign-on could not start.",
+    };
+    HttpResponse::build(error.status_code())
+        .content_type("text/plain; charset=utf-8")
+        .body(text)
+}
+
+fn find_workspace(
+    conn: &mut crate::db::DbConnection,
+    slug: &str,
+) -> Result<workspaces::Workspace, SamlError> {
+    workspaces::find_by_slug(conn, slug).map_err(|e| match e {
+        WorkspaceError::Store(error) => SamlError::Store(error),
+        _ => SamlError::NoWorkspace,
+    })
+}
+
+#[derive(Deserialize)]
+struct LoginQuery {
+    #[serde(rename = "RelayState")]
+    relay_state: Option<String>,
+}
+
+/// SP-initiated login: 303 to the IdP with a signed AuthnRequest, and the request cookie, which
+/// only the ACS receives. Over https it is `SameSite=None; Secure`, since the IdP's POST to the
+/// ACS is cross-site; over plain http (development) browsers refuse that, so it is `Lax`.
+async fn login(
+    store: web::Data<Store>,
+    base_url: web::Data<BaseUrl>,
+    slug: web::Path<String>,
+    query: web::Query<LoginQuery>,
+) -> HttpResponse {
+    let endpoints = Endpoints::new(base_url.as_str(), &slug);
+    let acs_path = format!("/saml/{slug}/acs");
+    let secure = base_url.as_str().starts_with("https://");
+    let relay_state = query.into_inner().relay_state;
+    let started = store
+        .run(move |conn| {
+            let workspace = find_workspace(conn, &slug)?;
+            login::start(conn, &workspace.id, &endpoints, relay_state.as_deref())
+        })
+        .await;
+    let login = match started {
+        Ok(login) => login,
+        Err(error) => return page(error),
+    };
+    let cookie = Cookie::build(login::REQUEST_COOKIE, login.browser_secret)
+        .path(acs_path)
+        .http_only(true)
+        .secure(secure)
+        .same_site(if secure {
+            SameSite::None
+        } else {
+            SameSite::Lax
+        })
+        .max_age(CookieDuration::seconds(
+            login::REQUEST_LIFETIME.num_seconds(),
+        ))
+        .finish();
+    HttpResponse::SeeOther()
+        .insert_header((LOCATION, login.location))
+        .cookie(cookie)
+        .finish()
 }
 
 /// The SP metadata an IdP admin imports. Public, as metadata is; an unknown workspace is a 404.
@@ -33,10 +114,7 @@ async fn sp_metadata(
     let slug = slug.into_inner();
     let (signing, encryption) = store
         .run(move |conn| {
-            let workspace = workspaces::find_by_slug(conn, &slug).map_err(|e| match e {
-                WorkspaceError::Store(error) => SamlError::Store(error),
-                _ => SamlError::NoWorkspace,
-            })?;
+            let workspace = find_workspace(conn, &slug)?;
             let signing = sp::key(conn, &workspace.id, &common_name, Purpose::Signing)?;
             let encryption = sp::key(conn, &workspace.id, &common_name, Purpose::Encryption)?;
             Ok::<_, SamlError>((signing, encryption))

@@ -5,6 +5,7 @@
 pub mod api;
 pub mod certificates;
 pub mod connection;
+pub mod login;
 pub mod metadata;
 pub mod sp;
 
@@ -70,4 +71,12 @@ impl ResponseError for SamlError {
         };
         crate::error::json_error(self.status_code(), code, &self.to_string())
     }
+}
+
+/// Escapes text for an XML attribute value or element content.
+pub(crate) fn xml_escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }

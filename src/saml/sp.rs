@@ -12,7 +12,7 @@ use openssl::pkey::{PKey, Private};
 use openssl::rsa::Rsa;
 use openssl::x509::{X509, X509NameBuilder};
 
-use super::SamlError;
+use super::{SamlError, xml_escape};
 use crate::db::schema::sp_keys;
 use crate::db::{DbConnection, StoreError};
 
@@ -143,13 +143,6 @@ pub fn key(
 }
 
 /// Escapes text for an XML attribute or element.
-fn escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
-
 fn key_descriptor(purpose: Purpose, certificate: &X509, extra: &str) -> String {
     let der = certificate.to_der().expect("a parsed certificate encodes");
     format!(
@@ -186,13 +179,13 @@ pub fn metadata(endpoints: &Endpoints, signing: &SpKey, encryption: &SpKey) -> S
   </md:SPSSODescriptor>
 </md:EntityDescriptor>
 "#,
-        entity_id = escape(&endpoints.entity_id),
+        entity_id = xml_escape(&endpoints.entity_id),
         signing = key_descriptor(Purpose::Signing, &signing.certificate, ""),
         encryption = key_descriptor(
             Purpose::Encryption,
             &encryption.certificate,
             &encryption_methods
         ),
-        acs = escape(&endpoints.acs),
+        acs = xml_escape(&endpoints.acs),
     )
 }

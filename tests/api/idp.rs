@@ -20,6 +20,7 @@ on_both_databases!(
     a_connection_is_set_by_hand_through_the_api,
     unusable_metadata_and_settings_are_refused_with_the_reason,
     sp_metadata_carries_stable_keys_and_the_acs,
+    sp_initiated_login_redirects_with_a_signed_request,
 );
 
 const IDP: &str = "/api/v1/workspaces/acme/idp";
@@ -485,4 +486,193 @@ async fn sp_metadata_carries_stable_keys_and_the_acs(database: TestDatabase) {
         .unwrap();
     assert_eq!(missing.status(), 404);
     let _ = missing.body().await;
+}
+
+/// The SP's signing certificate, as its metadata publishes it.
+async fn sp_signing_certificate(app: &TestApp) -> X509 {
+    let mut response = app
+        .client
+        .get(app.url("/saml/acme/metadata"))
+        .send()
+        .await
+        .unwrap();
+    let xml = String::from_utf8(response.body().await.unwrap().to_vec()).unwrap();
+    let descriptor: samael::metadata::EntityDescriptor = xml.parse().unwrap();
+    let sp = &descriptor.sp_sso_descriptors.unwrap()[0];
+    let key = sp
+        .key_descriptors
+        .as_ref()
+        .unwrap()
+        .iter()
+        .find(|k| k.key_use.as_deref() == Some("signing"))
+        .unwrap();
+    let encoded = &key.key_info.x509_data.as_ref().unwrap().certificates[0];
+    X509::from_der(
+        &base64::engine::general_purpose::STANDARD
+            .decode(encoded)
+            .unwrap(),
+    )
+    .unwrap()
+}
+
+async fn sp_initiated_login_redirects_with_a_signed_request(database: TestDatabase) {
+    use diesel::prelude::*;
+    use idgate::db::schema::saml_requests;
+    use std::io::Read;
+
+    let app = TestApp::spawn(database).await;
+    let tenant = app.tenant("acme", "workspace:read,workspace:write");
+    let browser = awc::Client::builder().disable_redirects().finish();
+    let login = |relay: &'static str| {
+        let browser = &browser;
+        let url = app.url(&format!("/saml/acme/login?RelayState={relay}"));
+        async move { browser.get(url).send().await.unwrap() }
+    };
+    let mut not_set_up = login("/").await;
+    assert_eq!(not_set_up.status(), 404);
+    let page = String::from_utf8(not_set_up.body().await.unwrap().to_vec()).unwrap();
+    assert!(page.contains("not set up"), "{page}");
+
+    let body = json!({
+        "entity_id": "https://idp.example.com/saml",
+        "sso_url": "https://idp.example.com/sso?tenant=1",
+        "certificates": [pem(&certificate("idp", 365))],
+        "options": {"force_authn": true, "name_id_format": "urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress"},
+    });
+    assert_eq!(app.send_json("PUT", IDP, &tenant.token, &body).await.0, 200);
+
+    let response = login("/dashboard%3Ftab%3D1").await;
+    assert_eq!(response.status(), 303);
+    let location = response
+        .headers()
+        .get("location")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let prefix = "https://idp.example.com/sso?tenant=1&";
+    assert!(location.starts_with(prefix), "{location}");
+    let (signed, signature) = location[prefix.len()..].split_once("&Signature=").unwrap();
+    let url = url::Url::parse(&location).unwrap();
+    let param = |name: &str| {
+        url.query_pairs()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.into_owned())
+            .unwrap()
+    };
+
+    // The signature covers exactly the query that precedes it, with the SP's published key.
+    let signature: String = url::form_urlencoded::parse(format!("s={signature}").as_bytes())
+        .next()
+        .unwrap()
+        .1
+        .into_owned();
+    let signature = base64::engine::general_purpose::STANDARD
+        .decode(signature)
+        .unwrap();
+    let certificate = sp_signing_certificate(&app).await;
+    let key = certificate.public_key().unwrap();
+    let mut verifier = openssl::sign::Verifier::new(MessageDigest::sha256(), &key).unwrap();
+    verifier.update(signed.as_bytes()).unwrap();
+    assert!(
+        verifier.verify(&signature).unwrap(),
+        "the Redirect-binding signature verifies"
+    );
+    assert_eq!(
+        param("SigAlg"),
+        "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256"
+    );
+
+    let deflated = base64::engine::general_purpose::STANDARD
+        .decode(param("SAMLRequest"))
+        .unwrap();
+    let mut xml = String::new();
+    flate2::read::DeflateDecoder::new(&deflated[..])
+        .read_to_string(&mut xml)
+        .unwrap();
+    let id = param("RelayState");
+    assert_eq!(
+        id.len(),
+        41,
+        "an underscore and 160 random bits in hex: {id}"
+    );
+    assert!(xml.contains(&format!(r#"ID="{id}""#)), "{xml}");
+    assert!(
+        xml.contains(r#"Destination="https://idp.example.com/sso?tenant=1""#),
+        "{xml}"
+    );
+    assert!(xml.contains(r#"ForceAuthn="true""#), "{xml}");
+    assert!(
+        xml.contains(
+            r#"<samlp:NameIDPolicy Format="urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress""#
+        ),
+        "{xml}"
+    );
+    assert!(
+        xml.contains(&format!(
+            r#"AssertionConsumerServiceURL="{}""#,
+            app.url("/saml/acme/acs")
+        )),
+        "{xml}"
+    );
+    assert!(
+        xml.contains(&format!(
+            "<saml:Issuer>{}</saml:Issuer>",
+            app.url("/saml/acme/metadata")
+        )),
+        "{xml}"
+    );
+
+    // The request is stored once, bound to this browser's cookie, with the path to return to.
+    let set_cookie = response
+        .headers()
+        .get("set-cookie")
+        .unwrap()
+        .to_str()
+        .unwrap();
+    let cookie = actix_web::cookie::Cookie::parse(set_cookie.to_owned()).unwrap();
+    assert_eq!(cookie.name(), "idgate_saml_request");
+    assert_eq!(cookie.http_only(), Some(true));
+    assert_eq!(cookie.path(), Some("/saml/acme/acs"));
+    assert_eq!(
+        cookie.same_site(),
+        Some(actix_web::cookie::SameSite::Lax),
+        "plain http in tests"
+    );
+    let mut conn = app.database.connect();
+    let (path, hash): (String, Vec<u8>) = saml_requests::table
+        .find(&id)
+        .select((saml_requests::relay_path, saml_requests::browser_hash))
+        .first(&mut conn)
+        .unwrap();
+    assert_eq!(path, "/dashboard?tab=1");
+    assert_eq!(
+        hash,
+        openssl::sha::sha256(cookie.value().as_bytes()).to_vec()
+    );
+
+    // A RelayState that leaves the site is kept as the home page.
+    let outside = login("//evil.example/x").await;
+    let url =
+        url::Url::parse(outside.headers().get("location").unwrap().to_str().unwrap()).unwrap();
+    let id = url
+        .query_pairs()
+        .find(|(k, _)| k == "RelayState")
+        .unwrap()
+        .1
+        .into_owned();
+    let path: String = saml_requests::table
+        .find(&id)
+        .select(saml_requests::relay_path)
+        .first(&mut conn)
+        .unwrap();
+    assert_eq!(path, "/");
+
+    let mut unknown = browser
+        .get(app.url("/saml/nope/login"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unknown.status(), 404);
+    let _ = unknown.body().await;
 }

@@ -36,3 +36,17 @@ CREATE TABLE sp_keys (
     created_at       TIMESTAMP NOT NULL,
     PRIMARY KEY (workspace_id, purpose)
 );
+
+-- AuthnRequests this service issued. A response's InResponseTo must name one, unused and
+-- unexpired; browser_hash binds it to the browser that started the login (SHA-256 of the value
+-- of its request cookie); relay_path is where to go afterwards, kept here rather than trusted
+-- from the IdP.
+CREATE TABLE saml_requests (
+    id            TEXT PRIMARY KEY NOT NULL,
+    workspace_id  TEXT NOT NULL REFERENCES workspaces (id) ON DELETE CASCADE,
+    browser_hash  BYTEA NOT NULL,
+    relay_path    TEXT NOT NULL,
+    expires_at    TIMESTAMP NOT NULL,
+    used_at       TIMESTAMP
+);
+CREATE INDEX saml_requests_expiry ON saml_requests (expires_at);
