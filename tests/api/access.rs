@@ -875,17 +875,16 @@ async fn write_keys_send_only_to_their_own_source(database: TestDatabase) {
         .await;
     assert!(shown.get("write_key").is_none(), "shown once only: {shown}");
 
-    let (status, rotated) = app
-        .send_json(
-            "POST",
-            &api(&format!(
-                "/resources/{}/write-key",
-                web["id"].as_str().unwrap()
-            )),
-            &tenant.token,
-            &json!({}),
-        )
-        .await;
+    let rotate = |resource: &Value| {
+        let path = api(&format!(
+            "/resources/{}/write-key",
+            resource["id"].as_str().unwrap()
+        ));
+        let app = &app;
+        let token = tenant.token.clone();
+        async move { app.send_json("POST", &path, &token, &json!({})).await }
+    };
+    let (status, rotated) = rotate(&web).await;
     assert_eq!(status, 200);
     let new_key = rotated["write_key"].as_str().unwrap().to_owned();
     assert!(
@@ -901,18 +900,7 @@ async fn write_keys_send_only_to_their_own_source(database: TestDatabase) {
     )
     .await;
     assert!(destination.get("write_key").is_none());
-    let (status, _) = app
-        .send_json(
-            "POST",
-            &api(&format!(
-                "/resources/{}/write-key",
-                destination["id"].as_str().unwrap()
-            )),
-            &tenant.token,
-            &json!({}),
-        )
-        .await;
-    assert_eq!(status, 400);
+    assert_eq!(rotate(&destination).await.0, 400);
 }
 
 async fn every_access_change_is_audited(database: TestDatabase) {
