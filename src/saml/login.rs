@@ -96,14 +96,19 @@ pub fn start(
         .chain(random.iter().map(|b| format!("{b:02x}")))
         .collect();
     let browser_secret = crate::tokens::random_secret();
+    let now = crate::time::now();
     write_transaction(conn, |conn| {
+        // Requests past their expiry can never be answered: each new one clears them away, so
+        // the table holds at most ten minutes of logins.
+        diesel::delete(saml_requests::table.filter(saml_requests::expires_at.lt(now)))
+            .execute(conn)?;
         diesel::insert_into(saml_requests::table)
             .values((
                 saml_requests::id.eq(&id),
                 saml_requests::workspace_id.eq(workspace_id),
                 saml_requests::browser_hash.eq(crate::tokens::hash(&browser_secret).to_vec()),
                 saml_requests::relay_path.eq(same_origin_path(relay_state)),
-                saml_requests::expires_at.eq(crate::time::now() + REQUEST_LIFETIME),
+                saml_requests::expires_at.eq(now + REQUEST_LIFETIME),
             ))
             .execute(conn)
     })?;

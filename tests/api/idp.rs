@@ -651,6 +651,18 @@ async fn sp_initiated_login_redirects_with_a_signed_request(database: TestDataba
         openssl::sha::sha256(cookie.value().as_bytes()).to_vec()
     );
 
+    // An expired request is cleared away by the next login.
+    let expired_id = id.clone();
+    diesel::update(saml_requests::table.find(&id))
+        .set(
+            saml_requests::expires_at.eq(chrono::NaiveDate::from_ymd_opt(2020, 1, 1)
+                .unwrap()
+                .and_hms_opt(0, 0, 0)
+                .unwrap()),
+        )
+        .execute(&mut conn)
+        .unwrap();
+
     // A RelayState that leaves the site is kept as the home page.
     let outside = login("//evil.example/x").await;
     let url =
@@ -667,6 +679,12 @@ async fn sp_initiated_login_redirects_with_a_signed_request(database: TestDataba
         .first(&mut conn)
         .unwrap();
     assert_eq!(path, "/");
+    let expired: i64 = saml_requests::table
+        .filter(saml_requests::id.eq(&expired_id))
+        .count()
+        .get_result(&mut conn)
+        .unwrap();
+    assert_eq!(expired, 0, "the expired request is gone");
 
     let mut unknown = browser
         .get(app.url("/saml/nope/login"))
