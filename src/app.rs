@@ -18,6 +18,7 @@ use crate::{access, audit, error, saml, scim, tokens, workspaces};
 pub struct Application {
     server: Server,
     port: u16,
+    store: Store,
 }
 
 impl Application {
@@ -25,6 +26,7 @@ impl Application {
     /// system pick one, as the tests do; [`Application::port`] tells which.
     pub fn build(settings: &Settings) -> anyhow::Result<Application> {
         let store = Store::open(&settings.database_url)?;
+        let background_store = store.clone();
         let listener = TcpListener::bind(settings.bind)
             .with_context(|| format!("cannot listen on {}", settings.bind))?;
         let bound = listener.local_addr()?;
@@ -67,6 +69,7 @@ impl Application {
         Ok(Application {
             server,
             port: bound.port(),
+            store: background_store,
         })
     }
 
@@ -74,9 +77,13 @@ impl Application {
         self.port
     }
 
-    /// Serves until SIGINT or SIGTERM, then lets requests in flight finish.
+    /// Serves until SIGINT or SIGTERM, then lets requests in flight finish. Background work (the
+    /// hourly IdP metadata refresh) runs as long as the server does.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.server.await
+        let refresh = actix_web::rt::spawn(saml::refresh::run(self.store));
+        let stopped = self.server.await;
+        refresh.abort();
+        stopped
     }
 }
 

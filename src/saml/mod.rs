@@ -1,12 +1,13 @@
 //! SAML 2.0 single sign-on. So far: the workspace's IdP connection (entity ID, SSO and SLO URLs,
 //! signing certificates for rollover, options), set from metadata or by hand; and the service
-//! provider's keys and metadata.
+//! provider's keys and metadata; SP-initiated login; the hourly refresh of URL metadata.
 
 pub mod api;
 pub mod certificates;
 pub mod connection;
 pub mod login;
 pub mod metadata;
+pub mod refresh;
 pub mod sp;
 
 use actix_web::http::StatusCode;

@@ -184,19 +184,29 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 async fn a_connection_is_set_from_a_metadata_url(database: TestDatabase) {
+    use idgate::saml::refresh::{Outcome, refresh_all};
+    use std::sync::{Arc, Mutex};
+
     let app = TestApp::spawn(database).await;
-    let tenant = app.tenant("acme", "workspace:read,workspace:write");
-    let xml = entra_metadata(&certificate(
+    let tenant = app.tenant("acme", "workspace:read,workspace:write,audit:read");
+    // What the IdP serves; None stands for an IdP that answers 500.
+    let served = Arc::new(Mutex::new(Some(entra_metadata(&certificate(
         "Microsoft Azure Federated SSO Certificate",
         1095,
-    ));
+    )))));
+    let shared = served.clone();
     let server = HttpServer::new(move || {
-        let xml = xml.clone();
+        let shared = shared.clone();
         App::new().route(
             "/federationmetadata.xml",
             web::get().to(move || {
-                let xml = xml.clone();
-                async move { HttpResponse::Ok().content_type("application/xml").body(xml) }
+                let xml = shared.lock().unwrap().clone();
+                async move {
+                    match xml {
+                        Some(xml) => HttpResponse::Ok().content_type("application/xml").body(xml),
+                        None => HttpResponse::InternalServerError().finish(),
+                    }
+                }
             }),
         )
     })
@@ -217,6 +227,37 @@ async fn a_connection_is_set_from_a_metadata_url(database: TestDatabase) {
         connection["sso_url"],
         "https://login.microsoftonline.com/tenant/saml2"
     );
+
+    // The IdP rolls its certificate: the next refresh takes the new one.
+    *served.lock().unwrap() = Some(entra_metadata(&certificate("rolled over", 1095)));
+    let store = idgate::db::Store::open(&app.database.database_url()).unwrap();
+    assert_eq!(
+        refresh_all(&store).await,
+        [("acme".to_owned(), Outcome::Refreshed)]
+    );
+    let (_, refreshed) = app.get(IDP, &tenant.token).await;
+    assert_eq!(refreshed["certificates"][0]["subject"], "rolled over");
+    let (_, log) = app
+        .get(
+            "/api/v1/workspaces/acme/audit?actor=system:metadata-refresh",
+            &tenant.token,
+        )
+        .await;
+    assert_eq!(log["events"][0]["action"], "saml.connection.set", "{log}");
+
+    // An IdP that fails, or serves something unusable, leaves the last good copy in place.
+    *served.lock().unwrap() = None;
+    let outcomes = refresh_all(&store).await;
+    assert!(
+        matches!(&outcomes[..], [(_, Outcome::Kept(reason))] if reason.contains("500")),
+        "{outcomes:?}"
+    );
+    *served.lock().unwrap() = Some("<html>maintenance</html>".to_owned());
+    assert!(matches!(
+        &refresh_all(&store).await[..],
+        [(_, Outcome::Kept(_))]
+    ));
+    assert_eq!(app.get(IDP, &tenant.token).await.1, refreshed);
 
     let missing = format!("http://{address}/nothing-here");
     let (status, refused) = app

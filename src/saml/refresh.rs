@@ -1,0 +1,126 @@
+//! Keeping IdP connections current while the server runs: metadata set from a URL is fetched again
+//! every hour, and a copy that cannot be fetched or read leaves the last good one in place; every
+//! certificate near or past its expiry is logged as a warning on each round.
+
+use std::time::Duration;
+
+use diesel::prelude::*;
+
+use super::connection::{self, OptionChanges, Source};
+use crate::audit::{Actor, AuditContext};
+use crate::db::Store;
+use crate::db::schema::{idp_connections, workspaces};
+
+pub const INTERVAL: Duration = Duration::from_secs(3600);
+
+/// What one round did to one workspace's connection.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Fetched and stored (an unchanged document stores nothing).
+    Refreshed,
+    /// Kept the last good copy; the reason was logged.
+    Kept(String),
+}
+
+/// One round over every connection; returns what happened to those with a metadata URL.
+pub async fn refresh_all(store: &Store) -> Vec<(String, Outcome)> {
+    let listed = store
+        .run(|conn| {
+            idp_connections::table
+                .inner_join(workspaces::table.on(workspaces::id.eq(idp_connections::workspace_id)))
+                .select((
+                    workspaces::id,
+                    workspaces::slug,
+                    idp_connections::metadata_url,
+                ))
+                .load::<(String, String, Option<String>)>(conn)
+                .map_err(crate::db::StoreError::from)
+        })
+        .await;
+    let connections = match listed {
+        Ok(connections) => connections,
+        Err(error) => {
+            tracing::warn!(%error, "cannot list IdP connections to refresh");
+            return Vec::new();
+        }
+    };
+    let mut outcomes = Vec::new();
+    for (workspace_id, slug, metadata_url) in connections {
+        if let Some(url) = metadata_url {
+            let outcome = refresh_one(store, &workspace_id, url).await;
+            if let Outcome::Kept(reason) = &outcome {
+                tracing::warn!(
+                    workspace = slug.as_str(),
+                    reason = reason.as_str(),
+                    "IdP metadata not refreshed; the last good copy stays"
+                );
+            }
+            outcomes.push((slug.clone(), outcome));
+        }
+        warn_of_expiring_certificates(store, &workspace_id, &slug).await;
+    }
+    outcomes
+}
+
+async fn refresh_one(store: &Store, workspace_id: &str, url: String) -> Outcome {
+    let xml = match connection::fetch_metadata(&url).await {
+        Ok(xml) => xml,
+        Err(error) => return Outcome::Kept(error.to_string()),
+    };
+    let workspace_id = workspace_id.to_owned();
+    let context = AuditContext {
+        actor: Actor::System("metadata-refresh".to_owned()),
+        request_id: None,
+    };
+    let stored = store
+        .run(move |conn| {
+            let source = Source::Metadata {
+                xml,
+                url: Some(url),
+            };
+            connection::set(
+                conn,
+                &workspace_id,
+                Some(source),
+                OptionChanges::default(),
+                &context,
+            )
+        })
+        .await;
+    match stored {
+        Ok(_) => Outcome::Refreshed,
+        Err(error) => Outcome::Kept(error.to_string()),
+    }
+}
+
+async fn warn_of_expiring_certificates(store: &Store, workspace_id: &str, slug: &str) {
+    let workspace_id = workspace_id.to_owned();
+    let Ok(Some(connection)) = store
+        .run(move |conn| connection::get(conn, &workspace_id).map_err(crate::db::StoreError::from))
+        .await
+    else {
+        return;
+    };
+    let now = crate::time::now();
+    for certificate in &connection.certificates {
+        let status = certificate.status(now);
+        if status != "valid" {
+            tracing::warn!(
+                workspace = slug,
+                fingerprint = certificate.fingerprint.as_str(),
+                not_after = %crate::time::rfc3339(&certificate.not_after),
+                status,
+                "an IdP signing certificate is near or past its expiry"
+            );
+        }
+    }
+}
+
+/// Runs [`refresh_all`] every [`INTERVAL`] until the server stops.
+pub async fn run(store: Store) {
+    let mut interval = actix_web::rt::time::interval(INTERVAL);
+    loop {
+        interval.tick().await;
+        refresh_all(&store).await;
+    }
+}
