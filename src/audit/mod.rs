@@ -80,15 +80,29 @@ struct NewEventRow<'a> {
     request_id: Option<&'a str>,
 }
 
-/// Changes that cannot alter a decision already made. A new user has no roles, groups or grants,
-/// and cached decisions are keyed by member id. Skipping the version there keeps concurrent
-/// provisioning from queueing on the workspace's row (on PostgreSQL it halved creates per second).
-const LEAVES_DECISIONS_ALONE: &[&str] = &["scim.user.created"];
-
 /// Appends one event, and raises the workspace's access version so that decisions cached at an
 /// older version are recomputed. Call it inside the transaction that makes the change: the version
 /// is then raised exactly when the change commits, and the row lock orders concurrent changes.
 pub fn record(
+    conn: &mut DbConnection,
+    context: &AuditContext,
+    event: Event<'_>,
+) -> QueryResult<()> {
+    let workspace_id = event.workspace_id;
+    record_leaving_decisions_alone(conn, context, event)?;
+    if let Some(workspace_id) = workspace_id {
+        diesel::update(workspaces::table.find(workspace_id))
+            .set(workspaces::access_version.eq(workspaces::access_version + 1))
+            .execute(conn)?;
+    }
+    Ok(())
+}
+
+/// Appends one event without raising the access version: only for a change that cannot alter a
+/// decision already made, such as a new user (no roles, groups or grants yet, and cached decisions
+/// are keyed by member id). Skipping the version there keeps concurrent provisioning from queueing
+/// on the workspace's row (on PostgreSQL it halved creates per second).
+pub fn record_leaving_decisions_alone(
     conn: &mut DbConnection,
     context: &AuditContext,
     event: Event<'_>,
@@ -107,14 +121,6 @@ pub fn record(
             request_id: context.request_id.as_deref(),
         })
         .execute(conn)?;
-    if let Some(workspace_id) = event
-        .workspace_id
-        .filter(|_| !LEAVES_DECISIONS_ALONE.contains(&event.action))
-    {
-        diesel::update(workspaces::table.find(workspace_id))
-            .set(workspaces::access_version.eq(workspaces::access_version + 1))
-            .execute(conn)?;
-    }
     Ok(())
 }
 

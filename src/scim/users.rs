@@ -113,7 +113,7 @@ pub fn create(
             .get_result::<StoredUser>(conn)
             .map_err(unique(&columns.user_name))?;
         values::index(conn, workspace_id, ResourceKind::User, &id, &document)?;
-        audit::record(
+        audit::record_leaving_decisions_alone(
             conn,
             context,
             Event {
