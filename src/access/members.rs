@@ -45,15 +45,27 @@ pub fn find(
         .select(MEMBER_COLUMNS)
         .first(conn)
         .optional()?;
-    if direct.is_some() || !id_or_email.contains('@') {
-        return Ok(direct);
+    match direct {
+        Some(member) => Ok(Some(member)),
+        None => find_by_email(conn, workspace_id, id_or_email),
+    }
+}
+
+/// A member one of whose SCIM `emails` is this address (case-insensitive).
+fn find_by_email(
+    conn: &mut DbConnection,
+    workspace_id: &str,
+    email: &str,
+) -> QueryResult<Option<Member>> {
+    if !email.contains('@') {
+        return Ok(None);
     }
     let by_email = scim_values::table
         .filter(scim_values::workspace_id.eq(workspace_id))
         .filter(scim_values::resource_type.eq("User"))
         .filter(scim_values::attribute.eq("emails"))
         .filter(scim_values::sub.eq("value"))
-        .filter(scim_values::value_ci.eq(&lower))
+        .filter(scim_values::value_ci.eq(email.to_lowercase()))
         .select(scim_values::resource_id)
         .first::<String>(conn)
         .optional()?;
@@ -67,7 +79,7 @@ pub fn find(
     }
 }
 
-/// [`find`] for many names at once: ids and userNames in a query each, the rest one by one.
+/// [`find`] for many names at once: ids and userNames in one query, emails one by one.
 pub fn find_many<'a>(
     conn: &mut DbConnection,
     workspace_id: &str,
@@ -80,42 +92,25 @@ pub fn find_many<'a>(
         .collect::<Vec<_>>()
         .chunks(MEMBER_CHUNK)
     {
-        // Member ids are UUIDs: only names of that shape are looked up as ids.
-        let (ids, others): (Vec<&str>, Vec<&str>) = chunk
+        let lower: Vec<String> = chunk.iter().map(|name| name.to_lowercase()).collect();
+        let members: Vec<Member> = scim_users::table
+            .filter(scim_users::workspace_id.eq(workspace_id))
+            .filter(
+                scim_users::id
+                    .eq_any(chunk)
+                    .or(scim_users::user_name_ci.eq_any(&lower)),
+            )
+            .select(MEMBER_COLUMNS)
+            .load(conn)?;
+        let by_id: BTreeMap<&str, &Member> = members.iter().map(|m| (m.id.as_str(), m)).collect();
+        let by_name: BTreeMap<String, &Member> = members
             .iter()
-            .partition(|name| uuid::Uuid::try_parse(name).is_ok());
-        let by_id: BTreeMap<String, Member> = if ids.is_empty() {
-            BTreeMap::new()
-        } else {
-            scim_users::table
-                .filter(scim_users::workspace_id.eq(workspace_id))
-                .filter(scim_users::id.eq_any(&ids))
-                .select(MEMBER_COLUMNS)
-                .load::<Member>(conn)?
-                .into_iter()
-                .map(|m| (m.id.clone(), m))
-                .collect()
-        };
-        let lower: Vec<String> = others.iter().map(|name| name.to_lowercase()).collect();
-        let by_name: BTreeMap<String, Member> = if lower.is_empty() {
-            BTreeMap::new()
-        } else {
-            scim_users::table
-                .filter(scim_users::workspace_id.eq(workspace_id))
-                .filter(scim_users::user_name_ci.eq_any(&lower))
-                .select(MEMBER_COLUMNS)
-                .load::<Member>(conn)?
-                .into_iter()
-                .map(|m| (m.user_name.to_lowercase(), m))
-                .collect()
-        };
-        for name in chunk {
-            let known = by_id
-                .get(*name)
-                .or_else(|| by_name.get(&name.to_lowercase()));
-            let member = match known {
-                Some(member) => Some(member.clone()),
-                None => find(conn, workspace_id, name)?,
+            .map(|m| (m.user_name.to_lowercase(), m))
+            .collect();
+        for (name, lower) in chunk.iter().zip(&lower) {
+            let member = match by_id.get(name).or_else(|| by_name.get(lower)) {
+                Some(member) => Some((*member).clone()),
+                None => find_by_email(conn, workspace_id, name)?,
             };
             if let Some(member) = member {
                 found.insert(*name, member);
