@@ -79,7 +79,7 @@ fn find_by_email(
     }
 }
 
-/// [`find`] for many names at once: ids and userNames in one query, emails one by one.
+/// [`find`] for many names at once: ids and userNames in a query each, emails one by one.
 pub fn find_many<'a>(
     conn: &mut DbConnection,
     workspace_id: &str,
@@ -92,24 +92,30 @@ pub fn find_many<'a>(
         .collect::<Vec<_>>()
         .chunks(MEMBER_CHUNK)
     {
-        let lower: Vec<String> = chunk.iter().map(|name| name.to_lowercase()).collect();
-        let members: Vec<Member> = scim_users::table
-            .filter(scim_users::workspace_id.eq(workspace_id))
-            .filter(
-                scim_users::id
-                    .eq_any(chunk)
-                    .or(scim_users::user_name_ci.eq_any(&lower)),
-            )
-            .select(MEMBER_COLUMNS)
-            .load(conn)?;
-        let by_id: BTreeMap<&str, &Member> = members.iter().map(|m| (m.id.as_str(), m)).collect();
-        let by_name: BTreeMap<String, &Member> = members
+        // Member ids are UUIDs: only names of that shape are looked up as ids.
+        let (ids, others): (Vec<&str>, Vec<&str>) = chunk
             .iter()
-            .map(|m| (m.user_name.to_lowercase(), m))
-            .collect();
-        for (name, lower) in chunk.iter().zip(&lower) {
-            let member = match by_id.get(name).or_else(|| by_name.get(lower)) {
-                Some(member) => Some((*member).clone()),
+            .partition(|name| uuid::Uuid::try_parse(name).is_ok());
+        let ids: Vec<String> = ids.into_iter().map(str::to_owned).collect();
+        let lower: Vec<String> = others.iter().map(|name| name.to_lowercase()).collect();
+        let by_id: BTreeMap<String, Member> =
+            load_members(conn, workspace_id, MemberKey::Id, &ids)?
+                .into_iter()
+                .map(|m| (m.id.clone(), m))
+                .collect();
+        let by_name: BTreeMap<String, Member> =
+            load_members(conn, workspace_id, MemberKey::UserName, &lower)?
+                .into_iter()
+                .map(|m| (m.user_name.to_lowercase(), m))
+                .collect();
+        for name in chunk {
+            let known = by_id
+                .get(*name)
+                .or_else(|| by_name.get(&name.to_lowercase()));
+            let member = match known {
+                Some(member) => Some(member.clone()),
+                // A UUID-shaped name may still be a userName; any other was asked as one already.
+                None if uuid::Uuid::try_parse(name).is_ok() => find(conn, workspace_id, name)?,
                 None => find_by_email(conn, workspace_id, name)?,
             };
             if let Some(member) = member {
@@ -118,6 +124,35 @@ pub fn find_many<'a>(
         }
     }
     Ok(found)
+}
+
+#[derive(Clone, Copy)]
+enum MemberKey {
+    Id,
+    UserName,
+}
+
+/// The workspace's members whose id (or lower-case userName) is one of `values`. [`find_many`]
+/// asks by id and by userName in two queries on one index each: one query with an OR of both
+/// answered about half as fast on SQLite.
+fn load_members(
+    conn: &mut DbConnection,
+    workspace_id: &str,
+    key: MemberKey,
+    values: &[String],
+) -> QueryResult<Vec<Member>> {
+    if values.is_empty() {
+        return Ok(Vec::new());
+    }
+    let query = scim_users::table
+        .filter(scim_users::workspace_id.eq(workspace_id))
+        .select(MEMBER_COLUMNS)
+        .into_boxed();
+    let query = match key {
+        MemberKey::Id => query.filter(scim_users::id.eq_any(values)),
+        MemberKey::UserName => query.filter(scim_users::user_name_ci.eq_any(values)),
+    };
+    query.load(conn)
 }
 
 pub fn require(
