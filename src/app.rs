@@ -13,7 +13,8 @@ use tracing_actix_web::TracingLogger;
 use crate::config::Settings;
 use crate::db::{Store, StoreError};
 use crate::telemetry::{RootSpan, request_id_header};
-use crate::{access, audit, error, saml, scim, tokens, workspaces};
+use crate::time::Clock;
+use crate::{access, audit, error, saml, scim, sessions, tokens, workspaces};
 
 pub struct Application {
     server: Server,
@@ -25,6 +26,11 @@ impl Application {
     /// Opens the store (applying migrations) and binds the listener. Bind port 0 to let the
     /// system pick one, as the tests do; [`Application::port`] tells which.
     pub fn build(settings: &Settings) -> anyhow::Result<Application> {
+        Self::build_with_clock(settings, Clock::default())
+    }
+
+    /// As [`Application::build`], reading time from `clock` (tests move it forward).
+    pub fn build_with_clock(settings: &Settings, clock: Clock) -> anyhow::Result<Application> {
         let store = Store::open(&settings.database_url)?;
         let background_store = store.clone();
         let listener = TcpListener::bind(settings.bind)
@@ -34,10 +40,14 @@ impl Application {
         let store = web::Data::new(store);
         let public_base_url = web::Data::new(base_url.clone());
         let decision_cache = web::Data::new(access::cache::DecisionCache::default());
+        let session_keys = web::Data::new(sessions::keys::KeyRing::default());
+        let clock = web::Data::new(clock);
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(store.clone())
                 .app_data(decision_cache.clone())
+                .app_data(session_keys.clone())
+                .app_data(clock.clone())
                 .app_data(public_base_url.clone())
                 .app_data(error::json_config())
                 .app_data(error::query_config())
@@ -56,8 +66,10 @@ impl Application {
                         .configure(tokens::api::routes)
                         .configure(audit::api::routes)
                         .configure(access::api::routes)
-                        .configure(saml::api::routes),
+                        .configure(saml::api::routes)
+                        .configure(sessions::api::routes),
                 )
+                .configure(sessions::api::public_routes)
                 .configure(scim::api::routes)
                 .configure(saml::api::sp_routes)
                 .default_service(web::to(error::not_found))

@@ -11,6 +11,7 @@ pub mod db;
 pub mod error;
 pub mod saml;
 pub mod scim;
+pub mod sessions;
 pub mod telemetry;
 pub mod time;
 pub mod tokens;

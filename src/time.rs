@@ -34,3 +34,25 @@ pub fn serialize_option<S: Serializer>(
         None => serializer.serialize_none(),
     }
 }
+
+/// The clock sessions and SAML checks read. It is the system clock, moved by an offset that only
+/// tests change, so a test can live through a 15-minute session without waiting for it.
+#[derive(Debug, Clone, Default)]
+pub struct Clock {
+    offset_seconds: std::sync::Arc<std::sync::atomic::AtomicI64>,
+}
+
+impl Clock {
+    pub fn now(&self) -> NaiveDateTime {
+        let offset = self
+            .offset_seconds
+            .load(std::sync::atomic::Ordering::Relaxed);
+        now() + chrono::TimeDelta::seconds(offset)
+    }
+
+    /// Moves this clock (and every copy of it) forward.
+    pub fn advance(&self, by: chrono::TimeDelta) {
+        self.offset_seconds
+            .fetch_add(by.num_seconds(), std::sync::atomic::Ordering::Relaxed);
+    }
+}

@@ -1,5 +1,5 @@
-//! Members and their roles. A member is a person of one workspace: today a SCIM user (SAML logins
-//! will add them just in time). Roles come from direct assignments and from IdP-group mappings;
+//! Members and their roles. A member is a person of one workspace: a SCIM user, provisioned by the
+//! IdP or made just in time at their first SAML login. Roles come from direct assignments and from IdP-group mappings;
 //! a group is matched by name, case-insensitively, so SCIM groups and SAML `groups` values feed the
 //! same mapping.
 
@@ -14,7 +14,8 @@ use super::decide::{Grant, GrantSubject, Principal, RoleAssignment, RoleSource};
 use super::model::Role;
 use crate::audit::{self, AuditContext, Event, Target};
 use crate::db::schema::{
-    group_mappings, member_roles, scim_group_members, scim_groups, scim_users, scim_values,
+    group_mappings, member_roles, saml_member_groups, scim_group_members, scim_groups, scim_users,
+    scim_values,
 };
 use crate::db::{DbConnection, write_transaction};
 
@@ -174,15 +175,30 @@ pub fn list(conn: &mut DbConnection, workspace_id: &str) -> QueryResult<Vec<Memb
 }
 
 /// The IdP groups (display names) each member belongs to, as (member id, group name).
+/// (member id, group name) for each group the members are in: SCIM groups, and the groups the
+/// IdP asserted at their latest SAML login.
 pub fn group_names_of(
     conn: &mut DbConnection,
     member_ids: &[String],
 ) -> QueryResult<Vec<(String, String)>> {
-    scim_group_members::table
+    let mut names: Vec<(String, String)> = scim_group_members::table
         .inner_join(scim_groups::table.on(scim_groups::id.eq(scim_group_members::group_id)))
         .filter(scim_group_members::member_id.eq_any(member_ids))
         .select((scim_group_members::member_id, scim_groups::display_name))
-        .load(conn)
+        .load(conn)?;
+    names.extend(
+        saml_member_groups::table
+            .filter(saml_member_groups::member_id.eq_any(member_ids))
+            .select((
+                saml_member_groups::member_id,
+                saml_member_groups::group_name,
+            ))
+            .load::<(String, String)>(conn)?,
+    );
+    // A group can reach a member both ways; it counts once.
+    names.sort_by_cached_key(|(member, group)| (member.clone(), group.to_lowercase()));
+    names.dedup_by(|a, b| a.0 == b.0 && a.1.to_lowercase() == b.1.to_lowercase());
+    Ok(names)
 }
 
 fn parse_role(raw: &str) -> QueryResult<Role> {

@@ -184,6 +184,9 @@ pub enum StoreError {
     Query(#[source] DieselError),
     #[error("the database task did not complete")]
     TaskFailed,
+    /// A stored value that no longer reads (a key that will not parse): the detail is logged.
+    #[error("stored data cannot be used")]
+    Corrupt(String),
 }
 
 impl From<DieselError> for StoreError {
@@ -222,7 +225,9 @@ impl actix_web::ResponseError for StoreError {
         match self {
             StoreError::NotFound => StatusCode::NOT_FOUND,
             StoreError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            StoreError::Query(_) | StoreError::TaskFailed => StatusCode::INTERNAL_SERVER_ERROR,
+            StoreError::Query(_) | StoreError::TaskFailed | StoreError::Corrupt(_) => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
         }
     }
 
@@ -231,6 +236,10 @@ impl actix_web::ResponseError for StoreError {
             StoreError::NotFound => "not_found",
             StoreError::Unavailable(_) => "unavailable",
             StoreError::Query(_) | StoreError::TaskFailed => "internal",
+            StoreError::Corrupt(detail) => {
+                tracing::error!(detail = detail.as_str(), "unusable stored data");
+                "internal"
+            }
         };
         crate::error::json_error(self.status_code(), code, &self.to_string())
     }

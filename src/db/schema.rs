@@ -213,6 +213,43 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    saml_assertions_seen (idp_entity_id, assertion_id) {
+        idp_entity_id -> Text,
+        assertion_id -> Text,
+        expires_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    saml_member_groups (member_id, group_name) {
+        member_id -> Text,
+        group_name -> Text,
+    }
+}
+
+diesel::table! {
+    session_keys (kid) {
+        kid -> Text,
+        private_key_pem -> Text,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    sessions (id) {
+        id -> Text,
+        email -> Text,
+        workspace_id -> Text,
+        member_id -> Text,
+        name_id -> Text,
+        session_index -> Nullable<Text>,
+        created_at -> Timestamp,
+        idp_expires_at -> Nullable<Timestamp>,
+        revoked_at -> Nullable<Timestamp>,
+    }
+}
+
 diesel::joinable!(api_tokens -> workspaces (workspace_id));
 diesel::allow_tables_to_appear_in_same_query!(
     workspaces,
@@ -232,4 +269,8 @@ diesel::allow_tables_to_appear_in_same_query!(
     idp_certificates,
     sp_keys,
     saml_requests,
+    saml_assertions_seen,
+    saml_member_groups,
+    session_keys,
+    sessions,
 );

@@ -9,12 +9,16 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::SamlError;
+use super::acs::{self, AcsError, Posted};
 use super::certificates::Certificate;
 use super::connection::{self, Connection, OptionChanges, Source};
 use super::login;
+use super::response::Reason;
 use super::sp::{self, Endpoints, Purpose};
 use crate::config::BaseUrl;
 use crate::db::Store;
+use crate::sessions::{self, keys::KeyRing};
+use crate::time::Clock;
 use crate::tokens::auth::{Authorized, needs};
 use crate::workspaces::{self, WorkspaceError};
 
@@ -25,8 +29,17 @@ pub fn routes(config: &mut web::ServiceConfig) {
 pub fn sp_routes(config: &mut web::ServiceConfig) {
     config
         .service(web::resource("/saml/{ws}/metadata").get(sp_metadata))
-        .service(web::resource("/saml/{ws}/login").get(login));
+        .service(web::resource("/saml/{ws}/login").get(login))
+        .service(
+            web::resource("/saml/{ws}/acs")
+                .app_data(web::PayloadConfig::new(MAX_ACS_FORM_BYTES))
+                .post(consume),
+        );
 }
+
+/// The ACS form: a response of at most [`super::response::MAX_RESPONSE_BYTES`], base64, and
+/// a RelayState.
+const MAX_ACS_FORM_BYTES: usize = 512 * 1024;
 
 /// What a browser sees when a SAML step fails: a short page with the status, never details.
 fn page(error: SamlError) -> HttpResponse {
@@ -55,6 +68,103 @@ fn find_workspace(
     })
 }
 
+/// What the browser sees when a response is refused: the class of the reason, never the detail,
+/// which is in the audit log.
+fn refused_page(reason: Reason) -> HttpResponse {
+    let (status, text) = match reason {
+        Reason::Deactivated | Reason::NotProvisioned => (
+            actix_web::http::StatusCode::FORBIDDEN,
+            "Your account does not have access to this workspace.",
+        ),
+        Reason::Replay
+        | Reason::RequestReused
+        | Reason::Expired
+        | Reason::InResponseTo
+        | Reason::BrowserMismatch => (
+            actix_web::http::StatusCode::BAD_REQUEST,
+            "This sign-in has expired or was already used. Please sign in again.",
+        ),
+        _ => (
+            actix_web::http::StatusCode::BAD_REQUEST,
+            "The sign-in response from your identity provider could not be accepted.",
+        ),
+    };
+    HttpResponse::build(status)
+        .content_type("text/plain; charset=utf-8")
+        .body(text)
+}
+
+fn request_cookie_path(slug: &str) -> String {
+    format!("/saml/{slug}/acs")
+}
+
+/// The ACS (HTTP-POST binding): on success the session cookie and a 303 to the path the login
+/// started from (or RelayState's, for an IdP-initiated login, when it is a same-origin path).
+async fn consume(
+    request: actix_web::HttpRequest,
+    store: web::Data<Store>,
+    base_url: web::Data<BaseUrl>,
+    keys: web::Data<KeyRing>,
+    clock: web::Data<Clock>,
+    slug: web::Path<String>,
+    body: web::Bytes,
+) -> HttpResponse {
+    let mut saml_response = None;
+    let mut relay_state = None;
+    for (key, value) in url::form_urlencoded::parse(&body) {
+        match key.as_ref() {
+            "SAMLResponse" => saml_response = Some(value.into_owned()),
+            "RelayState" => relay_state = Some(value.into_owned()),
+            _ => {}
+        }
+    }
+    let Some(saml_response) = saml_response else {
+        return HttpResponse::BadRequest()
+            .content_type("text/plain; charset=utf-8")
+            .body("The sign-in response is missing.");
+    };
+    let posted = Posted {
+        saml_response,
+        relay_state,
+        browser_secret: request
+            .cookie(login::REQUEST_COOKIE)
+            .map(|c| c.value().to_owned()),
+    };
+    let slug = slug.into_inner();
+    let cookie_path = request_cookie_path(&slug);
+    let secure = base_url.as_str().starts_with("https://");
+    let base = base_url.as_str().to_owned();
+    let now = clock.now();
+    let outcome = store
+        .run(move |conn| {
+            let workspace = find_workspace(conn, &slug)?;
+            acs::consume(conn, &keys, &base, &workspace, posted, now)
+        })
+        .await;
+    let logged_in = match outcome {
+        Ok(logged_in) => logged_in,
+        Err(AcsError::Refused(refusal)) => return refused_page(refusal.reason),
+        Err(AcsError::Saml(error)) => return page(error),
+    };
+    let lifetime = (logged_in.session.expires_at - now).num_seconds().max(0);
+    let session_cookie = Cookie::build(sessions::COOKIE, logged_in.session.token)
+        .path("/")
+        .http_only(true)
+        .secure(secure)
+        .same_site(SameSite::Lax)
+        .max_age(CookieDuration::seconds(lifetime))
+        .finish();
+    let mut used_request = Cookie::build(login::REQUEST_COOKIE, "")
+        .path(cookie_path)
+        .finish();
+    used_request.make_removal();
+    HttpResponse::SeeOther()
+        .insert_header((LOCATION, logged_in.relay_path))
+        .cookie(session_cookie)
+        .cookie(used_request)
+        .finish()
+}
+
 #[derive(Deserialize)]
 struct LoginQuery {
     #[serde(rename = "RelayState")]
@@ -71,7 +181,7 @@ async fn login(
     query: web::Query<LoginQuery>,
 ) -> HttpResponse {
     let endpoints = Endpoints::new(base_url.as_str(), &slug);
-    let acs_path = format!("/saml/{slug}/acs");
+    let acs_path = request_cookie_path(&slug);
     let secure = base_url.as_str().starts_with("https://");
     let relay_state = query.into_inner().relay_state;
     let started = store

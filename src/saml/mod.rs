@@ -2,12 +2,14 @@
 //! signing certificates for rollover, options), set from metadata or by hand; and the service
 //! provider's keys and metadata; SP-initiated login; the hourly refresh of URL metadata.
 
+pub mod acs;
 pub mod api;
 pub mod certificates;
 pub mod connection;
 pub mod login;
 pub mod metadata;
 pub mod refresh;
+pub mod response;
 pub mod sp;
 
 use actix_web::http::StatusCode;

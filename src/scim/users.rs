@@ -93,41 +93,53 @@ pub fn create(
     document: Document,
     context: &AuditContext,
 ) -> Result<StoredUser, ScimError> {
+    write_transaction(conn, |conn| {
+        insert(conn, workspace_id, document, context, "scim.user.created")
+    })
+}
+
+/// Stores a new user inside the caller's transaction and records `action` for it: a SCIM create,
+/// or a person's first SAML login.
+pub fn insert(
+    conn: &mut DbConnection,
+    workspace_id: &str,
+    document: Document,
+    context: &AuditContext,
+    action: &str,
+) -> Result<StoredUser, ScimError> {
     let columns = columns(&document)?;
     let id = uuid::Uuid::new_v4().to_string();
     let now = crate::time::now();
-    write_transaction(conn, |conn| {
-        let user = diesel::insert_into(scim_users::table)
-            .values((
-                scim_users::id.eq(&id),
-                scim_users::workspace_id.eq(workspace_id),
-                scim_users::user_name.eq(&columns.user_name),
-                scim_users::user_name_ci.eq(columns.user_name.to_lowercase()),
-                scim_users::external_id.eq(&columns.external_id),
-                scim_users::active.eq(columns.active),
-                scim_users::document.eq(Value::Object(document.clone()).to_string()),
-                scim_users::version.eq(1),
-                scim_users::created_at.eq(now),
-                scim_users::updated_at.eq(now),
-            ))
-            .get_result::<StoredUser>(conn)
-            .map_err(unique(&columns.user_name))?;
-        values::index(conn, workspace_id, ResourceKind::User, &id, &document)?;
-        audit::record_leaving_decisions_alone(
-            conn,
-            context,
-            Event {
-                workspace_id: Some(workspace_id),
-                action: "scim.user.created",
-                target: Target {
-                    kind: "user",
-                    id: &id,
-                },
-                details: json!({ "userName": columns.user_name, "active": columns.active }),
+    let user = diesel::insert_into(scim_users::table)
+        .values((
+            scim_users::id.eq(&id),
+            scim_users::workspace_id.eq(workspace_id),
+            scim_users::user_name.eq(&columns.user_name),
+            scim_users::user_name_ci.eq(columns.user_name.to_lowercase()),
+            scim_users::external_id.eq(&columns.external_id),
+            scim_users::active.eq(columns.active),
+            scim_users::document.eq(Value::Object(document.clone()).to_string()),
+            scim_users::version.eq(1),
+            scim_users::created_at.eq(now),
+            scim_users::updated_at.eq(now),
+        ))
+        .get_result::<StoredUser>(conn)
+        .map_err(unique(&columns.user_name))?;
+    values::index(conn, workspace_id, ResourceKind::User, &id, &document)?;
+    audit::record_leaving_decisions_alone(
+        conn,
+        context,
+        Event {
+            workspace_id: Some(workspace_id),
+            action,
+            target: Target {
+                kind: "user",
+                id: &id,
             },
-        )?;
-        Ok(user)
-    })
+            details: json!({ "userName": columns.user_name, "active": columns.active }),
+        },
+    )?;
+    Ok(user)
 }
 
 /// Stores a new document for an existing user (PUT, PATCH), checking `expected_version` if given.

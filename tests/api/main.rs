@@ -11,6 +11,8 @@ mod config;
 mod health;
 mod idp;
 mod logging;
+mod saml;
+mod saml_idp;
 mod scim;
 mod tokens;
 mod workspaces;

@@ -1,0 +1,519 @@
+//! The assertion consumer: a checked response (see [`super::response`]) becomes a session. In one
+//! transaction: the request it answers is used up (and must belong to this browser), the
+//! assertion enters the replay cache, the person's membership is found or made just in time,
+//! the groups the IdP asserts replace those of their last login, and the session is recorded.
+//! A refusal rolls all of that back and is audited on its own with its reason.
+
+use std::collections::BTreeSet;
+
+use chrono::{NaiveDateTime, TimeDelta};
+use diesel::prelude::*;
+use samael::crypto::CertificateDer;
+use serde_json::{Value, json};
+
+use super::SamlError;
+use super::connection::{self, Connection};
+use super::login::same_origin_path;
+use super::response::{self, Expected, Reason, Refusal, Verified};
+use super::sp::{self, Endpoints, Purpose};
+use crate::access::attributes::{self, AttributeMapping};
+use crate::access::members::{self, Member};
+use crate::audit::{self, Actor, AuditContext, Event, Target};
+use crate::db::schema::{saml_assertions_seen, saml_member_groups, saml_requests};
+use crate::db::{DbConnection, StoreError, write_transaction};
+use crate::scim::resource::normalize;
+use crate::scim::schema::ResourceKind;
+use crate::sessions::keys::KeyRing;
+use crate::sessions::{self, Issued, NewSession};
+use crate::workspaces::Workspace;
+
+const GROUPS_MAX: usize = 1000;
+const GROUP_NAME_MAX: usize = 256;
+const EMAIL_MAX: usize = 254;
+
+/// What the browser posted to the ACS.
+pub struct Posted {
+    pub saml_response: String,
+    pub relay_state: Option<String>,
+    /// The value of the request cookie set at login, if the browser sent it.
+    pub browser_secret: Option<String>,
+}
+
+/// A login that succeeded: the session and where to send the browser.
+pub struct LoggedIn {
+    pub session: Issued,
+    pub relay_path: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AcsError {
+    #[error("the response was refused: {}", .0.reason.code())]
+    Refused(Refusal),
+    #[error(transparent)]
+    Saml(#[from] SamlError),
+}
+
+impl From<Refusal> for AcsError {
+    fn from(refusal: Refusal) -> Self {
+        AcsError::Refused(refusal)
+    }
+}
+
+impl From<diesel::result::Error> for AcsError {
+    fn from(error: diesel::result::Error) -> Self {
+        AcsError::Saml(error.into())
+    }
+}
+
+impl From<StoreError> for AcsError {
+    fn from(error: StoreError) -> Self {
+        AcsError::Saml(error.into())
+    }
+}
+
+fn acs_context() -> AuditContext {
+    AuditContext {
+        actor: Actor::System("saml-acs".to_owned()),
+        request_id: None,
+    }
+}
+
+/// Checks a posted response and, when it passes, logs the person in.
+pub fn consume(
+    conn: &mut DbConnection,
+    keys: &KeyRing,
+    base_url: &str,
+    workspace: &Workspace,
+    posted: Posted,
+    now: NaiveDateTime,
+) -> Result<LoggedIn, AcsError> {
+    let connection = connection::get(conn, &workspace.id)?.ok_or(SamlError::NotConfigured)?;
+    let endpoints = Endpoints::new(base_url, &workspace.slug);
+    let outcome =
+        verified(conn, &connection, &endpoints, workspace, &posted, now).and_then(|verified| {
+            write_transaction(conn, |conn| {
+                log_in(
+                    conn,
+                    keys,
+                    base_url,
+                    &connection,
+                    workspace,
+                    &posted,
+                    &verified,
+                    now,
+                )
+            })
+        });
+    if let Err(AcsError::Refused(refusal)) = &outcome {
+        record_refusal(conn, workspace, &connection, refusal)?;
+    }
+    outcome
+}
+
+fn verified(
+    conn: &mut DbConnection,
+    connection: &Connection,
+    endpoints: &Endpoints,
+    workspace: &Workspace,
+    posted: &Posted,
+    now: NaiveDateTime,
+) -> Result<Verified, AcsError> {
+    if connection
+        .metadata_valid_until
+        .is_some_and(|until| until <= now)
+    {
+        return Err(Refusal::new(
+            Reason::MetadataExpired,
+            "the IdP metadata is past its validUntil and no fresh copy could be fetched",
+        )
+        .into());
+    }
+    let certificates: Vec<CertificateDer> = connection
+        .certificates
+        .iter()
+        .filter(|c| c.status(now) != "expired")
+        .map(|c| CertificateDer::from(c.der.clone()))
+        .collect();
+    let decryption = sp::key(
+        conn,
+        &workspace.id,
+        &endpoints.entity_id,
+        Purpose::Encryption,
+    )?;
+    let expected = Expected {
+        idp_entity_id: &connection.entity_id,
+        certificates: &certificates,
+        acs_url: &endpoints.acs,
+        sp_entity_id: &endpoints.entity_id,
+        clock_skew: TimeDelta::seconds(connection.options.clock_skew_seconds.into()),
+        require_signed_response: connection.options.require_signed_response,
+        require_signed_assertion: connection.options.require_signed_assertion,
+        decryption_key: Some(&decryption.private_key),
+        now: now.and_utc(),
+    };
+    Ok(response::validate(&posted.saml_response, &expected)?)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn log_in(
+    conn: &mut DbConnection,
+    keys: &KeyRing,
+    base_url: &str,
+    connection: &Connection,
+    workspace: &Workspace,
+    posted: &Posted,
+    verified: &Verified,
+    now: NaiveDateTime,
+) -> Result<LoggedIn, AcsError> {
+    let relay_path = match &verified.in_response_to {
+        Some(request_id) => use_request(conn, workspace, request_id, posted, now)?,
+        None if connection.options.allow_idp_initiated => {
+            same_origin_path(posted.relay_state.as_deref())
+        }
+        None => {
+            return Err(Refusal::new(
+                Reason::Unsolicited,
+                "IdP-initiated login is turned off for this connection",
+            )
+            .into());
+        }
+    };
+    remember_assertion(conn, &connection.entity_id, verified, now)?;
+
+    let mapping = attributes::get(conn, &workspace.id)?;
+    let email = email_of(verified, &mapping)?;
+    let context = AuditContext {
+        actor: Actor::Idp(connection.entity_id.clone()),
+        request_id: None,
+    };
+    let member = match members::find(conn, &workspace.id, &email)? {
+        Some(member) if !member.active => {
+            return Err(Refusal::new(
+                Reason::Deactivated,
+                format!("{email} is deactivated in this workspace"),
+            )
+            .into());
+        }
+        Some(member) => member,
+        None if connection.options.jit => {
+            provision(conn, workspace, &email, verified, &mapping, &context)?
+        }
+        None => {
+            return Err(Refusal::new(
+                Reason::NotProvisioned,
+                format!("{email} is not a member and just-in-time provisioning is off"),
+            )
+            .into());
+        }
+    };
+    if let Some(attribute) = &mapping.groups {
+        replace_groups(
+            conn,
+            workspace,
+            &member,
+            asserted_groups(verified, attribute),
+            &context,
+        )?;
+    }
+    let session = sessions::create(
+        conn,
+        keys,
+        base_url,
+        NewSession {
+            email: &email,
+            workspace,
+            member_id: &member.id,
+            name_id: &verified.name_id,
+            session_index: verified.session_index.as_deref(),
+            idp_expires_at: verified.session_not_on_or_after.map(|t| t.naive_utc()),
+        },
+        now,
+    )?;
+    audit::record_leaving_decisions_alone(
+        conn,
+        &context,
+        Event {
+            workspace_id: Some(&workspace.id),
+            action: "saml.login",
+            target: Target {
+                kind: "user",
+                id: &member.id,
+            },
+            details: json!({
+                "email": email,
+                "initiated_by": if verified.in_response_to.is_some() { "sp" } else { "idp" },
+                "session_expires_at": crate::time::rfc3339(&session.expires_at),
+            }),
+        },
+    )?;
+    Ok(LoggedIn {
+        session,
+        relay_path,
+    })
+}
+
+/// Uses up the AuthnRequest a response answers: it must be ours, for this workspace, unexpired,
+/// unused, and started by this browser. Returns the path the login started from.
+fn use_request(
+    conn: &mut DbConnection,
+    workspace: &Workspace,
+    request_id: &str,
+    posted: &Posted,
+    now: NaiveDateTime,
+) -> Result<String, AcsError> {
+    type Row = (Vec<u8>, String, NaiveDateTime, Option<NaiveDateTime>);
+    let (browser_hash, relay_path, expires_at, used_at): Row = saml_requests::table
+        .find(request_id)
+        .filter(saml_requests::workspace_id.eq(&workspace.id))
+        .select((
+            saml_requests::browser_hash,
+            saml_requests::relay_path,
+            saml_requests::expires_at,
+            saml_requests::used_at,
+        ))
+        .first(conn)
+        .optional()?
+        .ok_or_else(|| {
+            Refusal::new(
+                Reason::InResponseTo,
+                "InResponseTo names no request of this workspace",
+            )
+        })?;
+    if used_at.is_some() {
+        return Err(Refusal::new(Reason::RequestReused, "the request was already answered").into());
+    }
+    if expires_at <= now {
+        return Err(Refusal::new(Reason::Expired, "the request has expired").into());
+    }
+    let presented = posted
+        .browser_secret
+        .as_deref()
+        .map(|secret| crate::tokens::hash(secret).to_vec());
+    if presented.as_deref() != Some(browser_hash.as_slice()) {
+        return Err(Refusal::new(
+            Reason::BrowserMismatch,
+            "the response reached a browser other than the one that started the login",
+        )
+        .into());
+    }
+    let used = diesel::update(
+        saml_requests::table
+            .find(request_id)
+            .filter(saml_requests::used_at.is_null()),
+    )
+    .set(saml_requests::used_at.eq(now))
+    .execute(conn)?;
+    if used != 1 {
+        return Err(Refusal::new(Reason::RequestReused, "the request was already answered").into());
+    }
+    Ok(relay_path)
+}
+
+/// The replay cache: an assertion is accepted once, by any replica, until it expires.
+fn remember_assertion(
+    conn: &mut DbConnection,
+    idp_entity_id: &str,
+    verified: &Verified,
+    now: NaiveDateTime,
+) -> Result<(), AcsError> {
+    diesel::delete(saml_assertions_seen::table.filter(saml_assertions_seen::expires_at.lt(now)))
+        .execute(conn)?;
+    let inserted = diesel::insert_into(saml_assertions_seen::table)
+        .values((
+            saml_assertions_seen::idp_entity_id.eq(idp_entity_id),
+            saml_assertions_seen::assertion_id.eq(&verified.assertion_id),
+            saml_assertions_seen::expires_at.eq(verified.valid_until.naive_utc()),
+        ))
+        .execute(conn)
+        .map_err(StoreError::from);
+    match inserted {
+        Ok(_) => Ok(()),
+        Err(error) if error.is_unique_violation() => Err(Refusal::new(
+            Reason::Replay,
+            format!("assertion {} was already used", verified.assertion_id),
+        )
+        .into()),
+        Err(error) => Err(error.into()),
+    }
+}
+
+fn first_value<'a>(verified: &'a Verified, attribute: &str) -> Option<&'a str> {
+    verified
+        .attributes
+        .get(attribute)
+        .and_then(|values| values.iter().map(|v| v.trim()).find(|v| !v.is_empty()))
+}
+
+/// The person's email: the mapped attribute, else a NameID that is an address.
+fn email_of(verified: &Verified, mapping: &AttributeMapping) -> Result<String, Refusal> {
+    let raw = first_value(verified, &mapping.email)
+        .or_else(|| {
+            verified
+                .name_id
+                .contains('@')
+                .then_some(verified.name_id.as_str())
+        })
+        .ok_or_else(|| {
+            Refusal::new(
+                Reason::NoSubject,
+                format!(
+                    "no {:?} attribute and the NameID is not an email",
+                    mapping.email
+                ),
+            )
+        })?;
+    let email = sessions::normalise_email(raw);
+    let well_formed = email.len() <= EMAIL_MAX
+        && email.split('@').count() == 2
+        && !email.starts_with('@')
+        && !email.ends_with('@')
+        && !email.chars().any(|c| c.is_whitespace() || c.is_control());
+    if !well_formed {
+        return Err(Refusal::new(
+            Reason::NoSubject,
+            "the email is not an address",
+        ));
+    }
+    Ok(email)
+}
+
+/// Just-in-time provisioning: a member with the IdP's name for them and no direct role; their
+/// roles come from the group mappings.
+fn provision(
+    conn: &mut DbConnection,
+    workspace: &Workspace,
+    email: &str,
+    verified: &Verified,
+    mapping: &AttributeMapping,
+    context: &AuditContext,
+) -> Result<Member, AcsError> {
+    let mut name = serde_json::Map::new();
+    for (field, attribute) in [
+        ("givenName", &mapping.first_name),
+        ("familyName", &mapping.last_name),
+    ] {
+        if let Some(value) = first_value(verified, attribute) {
+            name.insert(field.to_owned(), Value::String(value.to_owned()));
+        }
+    }
+    let mut user = json!({
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+        "userName": email,
+        "emails": [{ "value": email, "type": "work", "primary": true }],
+        "active": true,
+    });
+    if !name.is_empty() {
+        user["name"] = Value::Object(name);
+    }
+    let document = normalize(ResourceKind::User, &user)
+        .map_err(|e| Refusal::new(Reason::NoSubject, format!("cannot provision {email}: {e}")))?;
+    let stored = crate::scim::users::insert(
+        conn,
+        &workspace.id,
+        document,
+        context,
+        "saml.member.created",
+    )
+    .map_err(|e| match e {
+        crate::scim::error::ScimError::Store(error) => AcsError::from(error),
+        other => Refusal::new(
+            Reason::NoSubject,
+            format!("cannot provision {email}: {other}"),
+        )
+        .into(),
+    })?;
+    Ok(Member {
+        id: stored.id,
+        user_name: stored.user_name,
+        active: stored.active,
+    })
+}
+
+fn asserted_groups(verified: &Verified, attribute: &str) -> BTreeSet<String> {
+    verified
+        .attributes
+        .get(attribute)
+        .into_iter()
+        .flatten()
+        .map(|g| g.trim())
+        .filter(|g| !g.is_empty() && g.len() <= GROUP_NAME_MAX)
+        .take(GROUPS_MAX)
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The IdP is the authority on groups at each login: what it asserts replaces what it asserted
+/// last time. A change is an access change, so it is audited and raises the access version.
+fn replace_groups(
+    conn: &mut DbConnection,
+    workspace: &Workspace,
+    member: &Member,
+    asserted: BTreeSet<String>,
+    context: &AuditContext,
+) -> Result<(), AcsError> {
+    let before: BTreeSet<String> = saml_member_groups::table
+        .filter(saml_member_groups::member_id.eq(&member.id))
+        .select(saml_member_groups::group_name)
+        .load::<String>(conn)?
+        .into_iter()
+        .collect();
+    if before == asserted {
+        return Ok(());
+    }
+    diesel::delete(saml_member_groups::table.filter(saml_member_groups::member_id.eq(&member.id)))
+        .execute(conn)?;
+    for group in &asserted {
+        diesel::insert_into(saml_member_groups::table)
+            .values((
+                saml_member_groups::member_id.eq(&member.id),
+                saml_member_groups::group_name.eq(group),
+            ))
+            .execute(conn)?;
+    }
+    audit::record(
+        conn,
+        context,
+        Event {
+            workspace_id: Some(&workspace.id),
+            action: "saml.member.groups_changed",
+            target: Target {
+                kind: "user",
+                id: &member.id,
+            },
+            details: json!({
+                "added": asserted.difference(&before).collect::<Vec<_>>(),
+                "removed": before.difference(&asserted).collect::<Vec<_>>(),
+            }),
+        },
+    )?;
+    Ok(())
+}
+
+fn record_refusal(
+    conn: &mut DbConnection,
+    workspace: &Workspace,
+    connection: &Connection,
+    refusal: &Refusal,
+) -> Result<(), AcsError> {
+    tracing::warn!(
+        workspace = workspace.slug.as_str(),
+        reason = refusal.reason.code(),
+        "SAML response refused"
+    );
+    write_transaction(conn, |conn| {
+        audit::record_leaving_decisions_alone(
+            conn,
+            &acs_context(),
+            Event {
+                workspace_id: Some(&workspace.id),
+                action: "saml.login.refused",
+                target: Target {
+                    kind: "idp_connection",
+                    id: &connection.entity_id,
+                },
+                details: json!({ "reason": refusal.reason.code(), "detail": refusal.detail }),
+            },
+        )
+    })?;
+    Ok(())
+}

@@ -1,0 +1,183 @@
+//! `GET /api/v1/session`, `POST /api/v1/session/logout`, `GET /auth/verify` (for a reverse
+//! proxy's forward-auth) and `GET /.well-known/jwks.json`.
+
+use actix_web::cookie::Cookie;
+use actix_web::http::header::{AUTHORIZATION, CACHE_CONTROL};
+use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
+use serde_json::json;
+
+use super::keys::KeyRing;
+use super::{Active, COOKIE, SessionError};
+use crate::access::members;
+use crate::access::model::Role;
+use crate::db::{DbConnection, Store, StoreError};
+use crate::time::Clock;
+
+pub fn routes(config: &mut web::ServiceConfig) {
+    config
+        .service(web::resource("/session").get(show))
+        .service(web::resource("/session/logout").post(logout));
+}
+
+pub fn public_routes(config: &mut web::ServiceConfig) {
+    config
+        .service(web::resource("/auth/verify").get(verify))
+        .service(web::resource("/.well-known/jwks.json").get(jwks));
+}
+
+impl ResponseError for SessionError {
+    fn status_code(&self) -> actix_web::http::StatusCode {
+        match self {
+            SessionError::Invalid(_) => actix_web::http::StatusCode::UNAUTHORIZED,
+            SessionError::Store(error) => error.status_code(),
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        match self {
+            SessionError::Invalid(_) => crate::error::json_error(
+                self.status_code(),
+                "unauthenticated",
+                "no valid session: sign in again",
+            ),
+            SessionError::Store(error) => error.error_response(),
+        }
+    }
+}
+
+/// The session token of a request: the cookie, or a bearer token shaped like a JWT (API tokens
+/// are not, so they are never mistaken for one).
+fn presented(request: &HttpRequest) -> Option<String> {
+    if let Some(cookie) = request.cookie(COOKIE) {
+        return Some(cookie.value().to_owned());
+    }
+    let bearer = request
+        .headers()
+        .get(AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .strip_prefix("Bearer ")?
+        .trim();
+    (bearer.split('.').count() == 3).then(|| bearer.to_owned())
+}
+
+/// The request's session, checked now.
+pub async fn session_of(
+    request: &HttpRequest,
+    store: &Store,
+    keys: web::Data<KeyRing>,
+    clock: &Clock,
+) -> Result<Active, SessionError> {
+    let token = presented(request).ok_or(SessionError::Invalid("no session token"))?;
+    let now = clock.now();
+    store
+        .run(move |conn| super::authenticate(conn, &keys, &token, now))
+        .await
+}
+
+/// The roles a member holds in a workspace, strongest first.
+fn roles_of(
+    conn: &mut DbConnection,
+    workspace_id: &str,
+    member: &members::Member,
+) -> Result<Vec<Role>, StoreError> {
+    let principal = members::principal(conn, workspace_id, member)?;
+    let mut roles: Vec<Role> = principal.roles.iter().map(|r| r.role).collect();
+    roles.dedup();
+    Ok(roles)
+}
+
+async fn show(
+    request: HttpRequest,
+    store: web::Data<Store>,
+    keys: web::Data<KeyRing>,
+    clock: web::Data<Clock>,
+) -> Result<HttpResponse, SessionError> {
+    let session = session_of(&request, &store, keys, &clock).await?;
+    let body = store
+        .run(move |conn| {
+            let mut workspaces = Vec::with_capacity(session.memberships.len());
+            for (workspace, member) in &session.memberships {
+                workspaces.push(json!({
+                    "slug": workspace.slug,
+                    "name": workspace.name,
+                    "hipaa": workspace.hipaa,
+                    "member_id": member.id,
+                    "roles": roles_of(conn, &workspace.id, member)?,
+                }));
+            }
+            Ok::<_, StoreError>(json!({
+                "email": session.email,
+                "member_id": session.member_id,
+                "workspace": session.workspace.slug,
+                "expires_at": crate::time::rfc3339(&session.expires_at),
+                "workspaces": workspaces,
+            }))
+        })
+        .await?;
+    Ok(HttpResponse::Ok()
+        .insert_header((CACHE_CONTROL, "no-store"))
+        .json(body))
+}
+
+/// A cookie that removes the session cookie.
+pub fn cleared_cookie() -> Cookie<'static> {
+    let mut cookie = Cookie::build(COOKIE, "").path("/").finish();
+    cookie.make_removal();
+    cookie
+}
+
+async fn logout(
+    request: HttpRequest,
+    store: web::Data<Store>,
+    keys: web::Data<KeyRing>,
+    clock: web::Data<Clock>,
+) -> Result<HttpResponse, SessionError> {
+    let session = session_of(&request, &store, keys, &clock).await?;
+    let now = clock.now();
+    store
+        .run(move |conn| super::revoke(conn, &session.session_id, now).map_err(StoreError::from))
+        .await?;
+    Ok(HttpResponse::Ok()
+        .cookie(cleared_cookie())
+        .json(json!({ "logged_out": true })))
+}
+
+/// For a reverse proxy: 200 with who is asking, or 401.
+async fn verify(
+    request: HttpRequest,
+    store: web::Data<Store>,
+    keys: web::Data<KeyRing>,
+    clock: web::Data<Clock>,
+) -> Result<HttpResponse, SessionError> {
+    let session = session_of(&request, &store, keys, &clock).await?;
+    let (workspace_id, member) = session
+        .memberships
+        .iter()
+        .find(|(_, m)| m.id == session.member_id)
+        .map(|(w, m)| (w.id.clone(), m.clone()))
+        .expect("authenticate finds the session's membership");
+    let roles = store
+        .run(move |conn| roles_of(conn, &workspace_id, &member))
+        .await?;
+    let roles: Vec<&str> = roles.iter().map(|r| r.as_str()).collect();
+    Ok(HttpResponse::Ok()
+        .insert_header(("X-Idgate-User", session.member_id.as_str()))
+        .insert_header(("X-Idgate-Email", session.email.as_str()))
+        .insert_header(("X-Idgate-Workspace", session.workspace.slug.as_str()))
+        .insert_header(("X-Idgate-Roles", roles.join(",")))
+        .insert_header((CACHE_CONTROL, "no-store"))
+        .finish())
+}
+
+async fn jwks(
+    store: web::Data<Store>,
+    keys: web::Data<KeyRing>,
+    clock: web::Data<Clock>,
+) -> Result<HttpResponse, StoreError> {
+    let now = clock.now();
+    let set = store.run(move |conn| keys.jwks(conn, now)).await?;
+    Ok(HttpResponse::Ok()
+        .insert_header((CACHE_CONTROL, "public, max-age=300"))
+        .json(set))
+}

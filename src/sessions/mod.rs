@@ -1,0 +1,264 @@
+//! Sessions: what a SAML login leaves behind. The token is a JWT (RS256, `kid` in the header, keys
+//! at `/.well-known/jwks.json`) so other services can check it; idgate itself also checks the
+//! server-side record on every request, so a logout, a deprovisioning, or a workspace becoming
+//! HIPAA-eligible ends or shortens sessions that already exist.
+//!
+//! A person is their normalised email (trimmed, lower-case) across workspaces. An alias such as
+//! `name+acme@example.com` is another person, so it keeps its own lifetime.
+
+pub mod api;
+pub mod keys;
+
+use chrono::{NaiveDateTime, TimeDelta};
+use diesel::prelude::*;
+use jsonwebtoken::{Algorithm, Header, Validation};
+use serde::{Deserialize, Serialize};
+
+use crate::access::members::Member;
+use crate::db::schema::{scim_users, scim_values, sessions, workspaces};
+use crate::db::{DbConnection, StoreError};
+use crate::workspaces::Workspace;
+use keys::KeyRing;
+
+/// The session of a Team Member.
+pub const MAX_LIFETIME: TimeDelta = TimeDelta::days(7);
+/// The session of anyone who is a member of a HIPAA-eligible workspace, in every workspace.
+pub const HIPAA_LIFETIME: TimeDelta = TimeDelta::minutes(15);
+/// The cookie that carries the session token.
+pub const COOKIE: &str = "idgate_session";
+
+pub fn normalise_email(raw: &str) -> String {
+    raw.trim().to_lowercase()
+}
+
+/// The claims of a session token. `sid` names the server-side record.
+#[derive(Debug, Serialize, Deserialize)]
+struct Claims {
+    iss: String,
+    sub: String,
+    email: String,
+    ws: String,
+    sid: String,
+    iat: i64,
+    exp: i64,
+}
+
+/// A new session's record: who, in which workspace, and what the IdP said about it.
+pub struct NewSession<'a> {
+    pub email: &'a str,
+    pub workspace: &'a Workspace,
+    pub member_id: &'a str,
+    pub name_id: &'a str,
+    pub session_index: Option<&'a str>,
+    pub idp_expires_at: Option<NaiveDateTime>,
+}
+
+/// A signed session token and when it ends.
+pub struct Issued {
+    pub session_id: String,
+    pub token: String,
+    pub expires_at: NaiveDateTime,
+}
+
+/// A session that passed every check just now.
+#[derive(Debug, Clone)]
+pub struct Active {
+    pub session_id: String,
+    pub email: String,
+    pub member_id: String,
+    pub workspace: Workspace,
+    pub expires_at: NaiveDateTime,
+    /// Every active membership of this person, the session's own among them.
+    pub memberships: Vec<(Workspace, Member)>,
+}
+
+/// The active memberships of a person, by userName or by one of their SCIM emails.
+pub fn memberships_of(
+    conn: &mut DbConnection,
+    email: &str,
+) -> QueryResult<Vec<(Workspace, Member)>> {
+    let by_email = scim_values::table
+        .filter(scim_values::resource_type.eq("User"))
+        .filter(scim_values::attribute.eq("emails"))
+        .filter(scim_values::sub.eq("value"))
+        .filter(scim_values::value_ci.eq(email))
+        .select(scim_values::resource_id);
+    let rows: Vec<(Workspace, (String, String, bool))> = workspaces::table
+        .inner_join(scim_users::table.on(scim_users::workspace_id.eq(workspaces::id)))
+        .filter(scim_users::active.eq(true))
+        .filter(
+            scim_users::user_name_ci
+                .eq(email)
+                .or(scim_users::id.eq_any(by_email)),
+        )
+        .order(workspaces::slug.asc())
+        .select((
+            workspaces::all_columns,
+            (scim_users::id, scim_users::user_name, scim_users::active),
+        ))
+        .load(conn)?;
+    Ok(rows
+        .into_iter()
+        .map(|(workspace, (id, user_name, active))| {
+            (
+                workspace,
+                Member {
+                    id,
+                    user_name,
+                    active,
+                },
+            )
+        })
+        .collect())
+}
+
+/// When a session that started at `created_at` ends, for a person with these memberships.
+fn ends_at(
+    created_at: NaiveDateTime,
+    idp_expires_at: Option<NaiveDateTime>,
+    memberships: &[(Workspace, Member)],
+) -> NaiveDateTime {
+    let lifetime = if memberships.iter().any(|(workspace, _)| workspace.hipaa) {
+        HIPAA_LIFETIME
+    } else {
+        MAX_LIFETIME
+    };
+    let ends = created_at + lifetime;
+    idp_expires_at.map_or(ends, |idp| idp.min(ends))
+}
+
+/// Records a session and signs its token, inside the login's transaction.
+pub fn create(
+    conn: &mut DbConnection,
+    keys: &KeyRing,
+    issuer: &str,
+    new: NewSession,
+    now: NaiveDateTime,
+) -> Result<Issued, StoreError> {
+    let session_id = crate::tokens::random_secret();
+    diesel::insert_into(sessions::table)
+        .values((
+            sessions::id.eq(&session_id),
+            sessions::email.eq(new.email),
+            sessions::workspace_id.eq(&new.workspace.id),
+            sessions::member_id.eq(new.member_id),
+            sessions::name_id.eq(new.name_id),
+            sessions::session_index.eq(new.session_index),
+            sessions::created_at.eq(now),
+            sessions::idp_expires_at.eq(new.idp_expires_at),
+        ))
+        .execute(conn)?;
+    let memberships = memberships_of(conn, new.email)?;
+    let expires_at = ends_at(now, new.idp_expires_at, &memberships);
+    let (kid, key) = keys.signing_key(conn, now)?;
+    let claims = Claims {
+        iss: issuer.to_owned(),
+        sub: new.member_id.to_owned(),
+        email: new.email.to_owned(),
+        ws: new.workspace.slug.clone(),
+        sid: session_id.clone(),
+        iat: now.and_utc().timestamp(),
+        exp: expires_at.and_utc().timestamp(),
+    };
+    let mut header = Header::new(Algorithm::RS256);
+    header.kid = Some(kid);
+    let token = jsonwebtoken::encode(&header, &claims, &key)
+        .map_err(|e| StoreError::Corrupt(format!("signing a session token: {e}")))?;
+    Ok(Issued {
+        session_id,
+        token,
+        expires_at,
+    })
+}
+
+/// Why a token is not a session; the client learns only that it is not.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    #[error("no valid session")]
+    Invalid(&'static str),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<diesel::result::Error> for SessionError {
+    fn from(error: diesel::result::Error) -> Self {
+        SessionError::Store(error.into())
+    }
+}
+
+/// Checks a session token: signature, then the record (not revoked, membership active, within
+/// the lifetime the person's memberships allow now).
+pub fn authenticate(
+    conn: &mut DbConnection,
+    keys: &KeyRing,
+    token: &str,
+    now: NaiveDateTime,
+) -> Result<Active, SessionError> {
+    let header =
+        jsonwebtoken::decode_header(token).map_err(|_| SessionError::Invalid("not a JWT"))?;
+    let kid = header.kid.ok_or(SessionError::Invalid("no kid"))?;
+    let key = keys
+        .decoding_key(conn, &kid, now)?
+        .ok_or(SessionError::Invalid("unknown or retired key"))?;
+    let mut validation = Validation::new(Algorithm::RS256);
+    // Expiry is checked below against the service's clock, with the record's own lifetime.
+    validation.validate_exp = false;
+    validation.required_spec_claims.clear();
+    let claims = jsonwebtoken::decode::<Claims>(token, &key, &validation)
+        .map_err(|_| SessionError::Invalid("bad signature or claims"))?
+        .claims;
+    if claims.exp <= now.and_utc().timestamp() {
+        return Err(SessionError::Invalid("expired"));
+    }
+    type Row = (
+        String,
+        String,
+        NaiveDateTime,
+        Option<NaiveDateTime>,
+        Option<NaiveDateTime>,
+    );
+    let (email, member_id, created_at, idp_expires_at, revoked_at): Row = sessions::table
+        .find(&claims.sid)
+        .select((
+            sessions::email,
+            sessions::member_id,
+            sessions::created_at,
+            sessions::idp_expires_at,
+            sessions::revoked_at,
+        ))
+        .first(conn)
+        .optional()?
+        .ok_or(SessionError::Invalid("no such session"))?;
+    if revoked_at.is_some() {
+        return Err(SessionError::Invalid("logged out"));
+    }
+    let memberships = memberships_of(conn, &email)?;
+    let Some((workspace, _)) = memberships.iter().find(|(_, m)| m.id == member_id) else {
+        return Err(SessionError::Invalid("the membership is no longer active"));
+    };
+    let workspace = workspace.clone();
+    let expires_at = ends_at(created_at, idp_expires_at, &memberships);
+    if expires_at <= now {
+        return Err(SessionError::Invalid("expired"));
+    }
+    Ok(Active {
+        session_id: claims.sid,
+        email,
+        member_id,
+        workspace,
+        expires_at,
+        memberships,
+    })
+}
+
+/// Ends a session. Returns false when it was already ended.
+pub fn revoke(conn: &mut DbConnection, session_id: &str, now: NaiveDateTime) -> QueryResult<bool> {
+    let ended = diesel::update(
+        sessions::table
+            .find(session_id)
+            .filter(sessions::revoked_at.is_null()),
+    )
+    .set(sessions::revoked_at.eq(now))
+    .execute(conn)?;
+    Ok(ended == 1)
+}
