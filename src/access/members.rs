@@ -624,7 +624,8 @@ fn maps_to_owner(
 }
 
 /// Deprovisioning: takes a member's direct roles and direct grants away (group roles go with the
-/// group memberships the IdP removes). Returns what was removed, for the audit event.
+/// group memberships the IdP removes) and ends their sessions. Returns what was removed, for the
+/// audit event.
 pub fn remove_direct_access(conn: &mut DbConnection, member_id: &str) -> QueryResult<Value> {
     let roles: Vec<String> = member_roles::table
         .filter(member_roles::member_id.eq(member_id))
@@ -633,7 +634,8 @@ pub fn remove_direct_access(conn: &mut DbConnection, member_id: &str) -> QueryRe
     diesel::delete(member_roles::table.filter(member_roles::member_id.eq(member_id)))
         .execute(conn)?;
     let grants = super::grants::forget_member(conn, member_id)?;
-    Ok(json!({ "roles_removed": roles, "grants_removed": grants }))
+    let sessions = crate::sessions::revoke_member(conn, member_id, crate::time::now())?;
+    Ok(json!({ "roles_removed": roles, "grants_removed": grants, "sessions_ended": sessions }))
 }
 
 /// Reactivation restores the least access, a direct Read-Only role; more must be granted again.

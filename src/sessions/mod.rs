@@ -262,3 +262,18 @@ pub fn revoke(conn: &mut DbConnection, session_id: &str, now: NaiveDateTime) -> 
     .execute(conn)?;
     Ok(ended == 1)
 }
+
+/// Ends every session of a membership (its deprovisioning). Returns how many were live.
+pub fn revoke_member(
+    conn: &mut DbConnection,
+    member_id: &str,
+    now: NaiveDateTime,
+) -> QueryResult<usize> {
+    diesel::update(
+        sessions::table
+            .filter(sessions::member_id.eq(member_id))
+            .filter(sessions::revoked_at.is_null()),
+    )
+    .set(sessions::revoked_at.eq(now))
+    .execute(conn)
+}

@@ -9,8 +9,9 @@ use diesel::connection::SimpleConnection;
 use diesel::{Connection, PgConnection};
 use idgate::app::Application;
 use idgate::audit::AuditContext;
-use idgate::config::{LogFormat, Settings};
+use idgate::config::{BaseUrl, LogFormat, Settings};
 use idgate::db::{self, Backend, DatabaseUrl, DbConnection};
+use idgate::time::Clock;
 use idgate::tokens::{self, NewToken, Scopes};
 use idgate::workspaces::{self, NewWorkspace, Workspace};
 use serde_json::Value;
@@ -117,6 +118,8 @@ pub struct TestApp {
     pub address: SocketAddr,
     pub client: awc::Client,
     pub database: TestDatabase,
+    /// The server's clock: a test moves it forward to live through session lifetimes.
+    pub clock: Clock,
 }
 
 /// A workspace made for a test, with a token holding the scopes asked for.
@@ -134,23 +137,26 @@ impl TestApp {
             base_url: None,
             log_format: LogFormat::Pretty,
         };
-        let app = Application::build(&settings).expect("the server starts");
+        let clock = Clock::default();
+        let app =
+            Application::build_with_clock(&settings, clock.clone()).expect("the server starts");
         let address = SocketAddr::from(([127, 0, 0, 1], app.port()));
         actix_web::rt::spawn(app.run_until_stopped());
         TestApp {
             address,
             client: awc::Client::default(),
             database,
+            clock,
         }
     }
 
-    /// Starts a second server on this test's database, as a replica would run, and returns its
-    /// base URL.
+    /// Starts a second server on this test's database, as a replica would run (behind the same
+    /// public base URL as this one), and returns its own address.
     pub async fn spawn_replica(&self) -> String {
         let settings = Settings {
             bind: SocketAddr::from(([127, 0, 0, 1], 0)),
             database_url: self.database.database_url(),
-            base_url: None,
+            base_url: Some(BaseUrl::parse(&self.url("")).expect("a valid base URL")),
             log_format: LogFormat::Pretty,
         };
         let app = Application::build(&settings).expect("the replica starts");

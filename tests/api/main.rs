@@ -14,5 +14,6 @@ mod logging;
 mod saml;
 mod saml_idp;
 mod scim;
+mod sso;
 mod tokens;
 mod workspaces;

@@ -1,0 +1,681 @@
+//! SAML logins through HTTP: the test IdP answers idgate's AuthnRequest, the browser posts to the
+//! ACS, and the session that results is checked, shortened and ended as the contract says.
+
+use std::io::Read;
+
+use awc::http::header::{COOKIE, LOCATION, SET_COOKIE};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use chrono::TimeDelta;
+use serde_json::{Value, json};
+
+use crate::helpers::{Tenant, TestApp, TestDatabase, read};
+use crate::on_both_databases;
+use crate::saml_idp::{Encryption, Login, Signed, TestIdp};
+
+on_both_databases!(
+    sp_initiated_login_gives_a_session_that_verifies_and_logs_out,
+    idp_initiated_login_is_refused_on_a_replay_by_any_replica,
+    refusals_are_audited_with_their_reason_and_set_no_cookie,
+    an_encrypted_assertion_logs_in,
+    a_hipaa_membership_shortens_every_session_of_that_person,
+    deprovisioning_ends_sessions_and_jit_off_admits_members_only,
+    groups_asserted_at_login_map_to_roles,
+);
+
+const IDP_ENTITY: &str = "http://www.okta.com/exk1test";
+
+struct Sso {
+    app: TestApp,
+    idp: TestIdp,
+    admin: Tenant,
+    browser: awc::Client,
+}
+
+/// A workspace `slug` whose IdP is the test IdP, and an admin token for it.
+async fn connect(app: &TestApp, slug: &str, idp: &TestIdp) -> Tenant {
+    let admin = app.tenant(slug, "workspace:read,workspace:write,audit:read,scim");
+    let body = json!({
+        "entity_id": idp.entity_id,
+        "sso_url": "https://idp.example/sso",
+        "certificates": [idp.certificate_pem()],
+    });
+    let path = format!("/api/v1/workspaces/{slug}/idp");
+    let (status, shown) = app.send_json("PUT", &path, &admin.token, &body).await;
+    assert_eq!(status, 200, "{shown}");
+    admin
+}
+
+impl Sso {
+    async fn new(database: TestDatabase) -> Sso {
+        let app = TestApp::spawn(database).await;
+        let idp = TestIdp::new(IDP_ENTITY);
+        let admin = connect(&app, "acme", &idp).await;
+        Sso {
+            app,
+            idp,
+            admin,
+            browser: awc::Client::builder().disable_redirects().finish(),
+        }
+    }
+
+    /// A login issued at the server's time, which tests move forward.
+    fn login(&self, slug: &str, email: &str) -> Login {
+        let mut login = Login::new(&self.app.url(""), slug, email);
+        login.issued = self.app.clock.now().and_utc();
+        login
+    }
+
+    /// Starts an SP-initiated login as a browser would; returns the request's ID and the cookie
+    /// that binds it to this browser.
+    async fn start(&self, slug: &str, relay: &str) -> (String, String) {
+        let url = self
+            .app
+            .url(&format!("/saml/{slug}/login?RelayState={relay}"));
+        let response = self.browser.get(url).send().await.unwrap();
+        assert_eq!(response.status(), 303);
+        let location = url::Url::parse(&header(&response, LOCATION)).unwrap();
+        let request = location
+            .query_pairs()
+            .find(|(k, _)| k == "SAMLRequest")
+            .unwrap()
+            .1;
+        let mut xml = String::new();
+        flate2::read::DeflateDecoder::new(&STANDARD.decode(request.as_bytes()).unwrap()[..])
+            .read_to_string(&mut xml)
+            .unwrap();
+        let id = xml
+            .split(" ID=\"")
+            .nth(1)
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap();
+        let cookie = cookie_of(&response, "idgate_saml_request").expect("the request cookie");
+        (id.to_owned(), cookie)
+    }
+
+    /// Posts a response to the ACS; returns the status, the Location and the session cookie.
+    async fn post(
+        &self,
+        base: &str,
+        slug: &str,
+        encoded: &str,
+        relay: Option<&str>,
+        request_cookie: Option<&str>,
+    ) -> (u16, Option<String>, Option<String>, String) {
+        let mut form = vec![("SAMLResponse", encoded)];
+        if let Some(relay) = relay {
+            form.push(("RelayState", relay));
+        }
+        let mut request = self.browser.post(format!("{base}/saml/{slug}/acs"));
+        if let Some(cookie) = request_cookie {
+            request = request.insert_header((COOKIE, format!("idgate_saml_request={cookie}")));
+        }
+        let mut response = request.send_form(&form).await.unwrap();
+        let location = response
+            .headers()
+            .get(LOCATION)
+            .map(|l| l.to_str().unwrap().to_owned());
+        let session = cookie_of(&response, "idgate_session");
+        let body = String::from_utf8(response.body().await.unwrap().to_vec()).unwrap();
+        (response.status().as_u16(), location, session, body)
+    }
+
+    async fn post_here(
+        &self,
+        slug: &str,
+        encoded: &str,
+    ) -> (u16, Option<String>, Option<String>, String) {
+        self.post(&self.app.url(""), slug, encoded, None, None)
+            .await
+    }
+
+    /// Logs `email` in by an IdP-initiated response; returns the session token.
+    async fn log_in(&self, slug: &str, email: &str) -> String {
+        let encoded = self.idp.response(&self.login(slug, email), Signed::Both);
+        let (status, _, session, body) = self.post_here(slug, &encoded).await;
+        assert_eq!(status, 303, "{body}");
+        session.expect("a session cookie")
+    }
+
+    async fn with_session(&self, path: &str, token: &str) -> (u16, Value) {
+        let request = self
+            .app
+            .client
+            .get(self.app.url(path))
+            .insert_header((COOKIE, format!("idgate_session={token}")));
+        read(request.send().await.unwrap()).await
+    }
+
+    async fn session(&self, token: &str) -> (u16, Value) {
+        self.with_session("/api/v1/session", token).await
+    }
+
+    /// The reasons of refused logins in the audit log, newest first.
+    async fn refusals(&self, slug: &str, admin: &Tenant) -> Vec<String> {
+        let path = format!("/api/v1/workspaces/{slug}/audit?action=saml.login.refused&limit=100");
+        let (status, log) = self.app.get(&path, &admin.token).await;
+        assert_eq!(status, 200, "{log}");
+        log["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["details"]["reason"].as_str().unwrap().to_owned())
+            .collect()
+    }
+}
+
+fn cookie_of<S>(response: &awc::ClientResponse<S>, name: &str) -> Option<String> {
+    response
+        .headers()
+        .get_all(SET_COOKIE)
+        .map(|c| c.to_str().unwrap())
+        .find(|c| c.starts_with(&format!("{name}=")))
+        .map(|c| c[name.len() + 1..].split(';').next().unwrap().to_owned())
+        .filter(|value| !value.is_empty())
+}
+
+fn header<S>(
+    response: &awc::ClientResponse<S>,
+    name: impl awc::http::header::AsHeaderName,
+) -> String {
+    response
+        .headers()
+        .get(name)
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default()
+}
+
+fn set_cookie_header<S>(response: &awc::ClientResponse<S>, name: &str) -> String {
+    response
+        .headers()
+        .get_all(SET_COOKIE)
+        .map(|c| c.to_str().unwrap().to_owned())
+        .find(|c| c.starts_with(&format!("{name}=")))
+        .unwrap()
+}
+
+async fn sp_initiated_login_gives_a_session_that_verifies_and_logs_out(database: TestDatabase) {
+    let sso = Sso::new(database).await;
+    let (request_id, request_cookie) = sso.start("acme", "/dashboard%3Ftab%3D1").await;
+    let mut login = sso
+        .login("acme", "Ada@Example.com")
+        .attribute("firstName", &["Ada"])
+        .attribute("lastName", &["Lovelace"]);
+    login.in_response_to = Some(request_id);
+    let encoded = sso.idp.response(&login, Signed::Both);
+
+    // Without the browser's request cookie the response is not this browser's.
+    let (status, _, session, _) = sso
+        .post(&sso.app.url(""), "acme", &encoded, None, None)
+        .await;
+    assert_eq!((status, session), (400, None));
+
+    // The path kept with the request wins over whatever RelayState the IdP returns.
+    let response = sso
+        .browser
+        .post(sso.app.url("/saml/acme/acs"))
+        .insert_header((COOKIE, format!("idgate_saml_request={request_cookie}")))
+        .send_form(&[
+            ("SAMLResponse", encoded.as_str()),
+            ("RelayState", "/elsewhere"),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 303);
+    assert_eq!(header(&response, LOCATION), "/dashboard?tab=1");
+    let session_header = set_cookie_header(&response, "idgate_session");
+    for attribute in ["HttpOnly", "SameSite=Lax", "Path=/", "Max-Age="] {
+        assert!(
+            session_header.contains(attribute),
+            "{attribute} in {session_header}"
+        );
+    }
+    let token = cookie_of(&response, "idgate_session").unwrap();
+
+    // The same response again: its request is used up.
+    let (status, _, session, _) = sso
+        .post(
+            &sso.app.url(""),
+            "acme",
+            &encoded,
+            None,
+            Some(&request_cookie),
+        )
+        .await;
+    assert_eq!((status, session), (400, None));
+    assert_eq!(
+        sso.refusals("acme", &sso.admin).await,
+        ["request_reused", "browser_mismatch"]
+    );
+
+    let (status, me) = sso.session(&token).await;
+    assert_eq!(status, 200, "{me}");
+    assert_eq!(me["email"], "ada@example.com");
+    assert_eq!(me["workspace"], "acme");
+    assert_eq!(me["workspaces"][0]["slug"], "acme");
+    assert_eq!(me["workspaces"][0]["roles"], json!([]));
+    let expires = chrono::DateTime::parse_from_rfc3339(me["expires_at"].as_str().unwrap()).unwrap();
+    let days = (expires.to_utc() - chrono::Utc::now()).num_hours();
+    assert!((167..=168).contains(&days), "a 7-day session: {days} h");
+
+    // Just-in-time membership with the IdP's names.
+    let member_id = me["member_id"].as_str().unwrap().to_owned();
+    let (status, user) = sso
+        .app
+        .get(&format!("/scim/v2/Users/{member_id}"), &sso.admin.token)
+        .await;
+    assert_eq!(status, 200, "{user}");
+    assert_eq!(user["userName"], "ada@example.com");
+    assert_eq!(user["name"]["givenName"], "Ada");
+
+    // A bearer session token works too; the forward-auth endpoint names the person.
+    let (status, _) = read(
+        sso.app
+            .client
+            .get(sso.app.url("/api/v1/session"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let verified = sso
+        .app
+        .client
+        .get(sso.app.url("/auth/verify"))
+        .insert_header((COOKIE, format!("idgate_session={token}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(verified.status(), 200);
+    assert_eq!(header(&verified, "x-idgate-email"), "ada@example.com");
+    assert_eq!(header(&verified, "x-idgate-workspace"), "acme");
+    assert_eq!(header(&verified, "x-idgate-user"), member_id.as_str());
+
+    // The token verifies offline with the published key its header names.
+    let token_header = jsonwebtoken::decode_header(&token).unwrap();
+    let (_, jwks) = read(
+        sso.app
+            .client
+            .get(sso.app.url("/.well-known/jwks.json"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    let jwk = jwks["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["kid"] == token_header.kid.clone().unwrap().as_str())
+        .expect("the token's key is published");
+    let key = jsonwebtoken::DecodingKey::from_rsa_components(
+        jwk["n"].as_str().unwrap(),
+        jwk["e"].as_str().unwrap(),
+    )
+    .unwrap();
+    let claims = jsonwebtoken::decode::<Value>(
+        &token,
+        &key,
+        &jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256),
+    )
+    .unwrap()
+    .claims;
+    assert_eq!(claims["email"], "ada@example.com");
+    // Tampered, it is not a session.
+    let forged = format!("{}x", &token[..token.len() - 1]);
+    assert_eq!(sso.session(&forged).await.0, 401);
+
+    let logout = sso
+        .app
+        .client
+        .post(sso.app.url("/api/v1/session/logout"))
+        .insert_header((COOKIE, format!("idgate_session={token}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(logout.status(), 200);
+    assert!(set_cookie_header(&logout, "idgate_session").contains("Max-Age=0"));
+    assert_eq!(sso.session(&token).await.0, 401);
+    assert_eq!(sso.with_session("/auth/verify", &token).await.0, 401);
+    assert_eq!(sso.with_session("/auth/verify", "").await.0, 401);
+}
+
+async fn idp_initiated_login_is_refused_on_a_replay_by_any_replica(database: TestDatabase) {
+    let sso = Sso::new(database).await;
+    let replica = sso.app.spawn_replica().await;
+    let here = sso.app.url("");
+    let encoded = sso
+        .idp
+        .response(&sso.login("acme", "ada@example.com"), Signed::Both);
+    let (status, location, session, _) = sso
+        .post(&here, "acme", &encoded, Some("/reports"), None)
+        .await;
+    assert_eq!((status, location.as_deref()), (303, Some("/reports")));
+    assert!(session.is_some());
+    // The replica shares the replay cache through the database.
+    let (status, _, session, page) = sso.post(&replica, "acme", &encoded, None, None).await;
+    assert_eq!((status, session), (400, None));
+    assert!(page.contains("already used"), "{page}");
+    assert_eq!(sso.refusals("acme", &sso.admin).await, ["replay"]);
+
+    // RelayState leads only to a path of this site.
+    let encoded = sso
+        .idp
+        .response(&sso.login("acme", "ada@example.com"), Signed::Both);
+    let (_, location, _, _) = sso
+        .post(&here, "acme", &encoded, Some("https://evil.example/"), None)
+        .await;
+    assert_eq!(location.as_deref(), Some("/"));
+
+    // With IdP-initiated login off, only answers to our requests count.
+    let body = json!({"options": {"allow_idp_initiated": false}});
+    let (status, _) = sso
+        .app
+        .send_json(
+            "PUT",
+            "/api/v1/workspaces/acme/idp",
+            &sso.admin.token,
+            &body,
+        )
+        .await;
+    assert_eq!(status, 200);
+    let encoded = sso
+        .idp
+        .response(&sso.login("acme", "ada@example.com"), Signed::Both);
+    assert_eq!(sso.post_here("acme", &encoded).await.0, 400);
+    assert_eq!(sso.refusals("acme", &sso.admin).await[0], "unsolicited");
+}
+
+async fn refusals_are_audited_with_their_reason_and_set_no_cookie(database: TestDatabase) {
+    let sso = Sso::new(database).await;
+    // One IdP serving two workspaces is the hardest case for keeping them apart.
+    let beta = connect(&sso.app, "beta", &sso.idp).await;
+
+    let unsigned = sso
+        .idp
+        .response(&sso.login("acme", "ada@example.com"), Signed::Neither);
+    let (status, _, session, page) = sso.post_here("acme", &unsigned).await;
+    assert_eq!((status, session), (400, None));
+    assert_eq!(
+        page,
+        "The sign-in response from your identity provider could not be accepted."
+    );
+
+    // A response meant for beta, posted to acme's ACS.
+    let for_beta = sso
+        .idp
+        .response(&sso.login("beta", "eve@example.com"), Signed::Both);
+    assert_eq!(sso.post_here("acme", &for_beta).await.0, 400);
+    // An IdP acme does not trust, naming itself.
+    let stranger = TestIdp::new("https://sts.windows.net/stranger/");
+    let mut from_stranger = sso.login("acme", "eve@example.com");
+    from_stranger.issuer = Some(stranger.entity_id.clone());
+    let from_stranger = stranger.response(&from_stranger, Signed::Both);
+    assert_eq!(sso.post_here("acme", &from_stranger).await.0, 400);
+    // An AuthnRequest of beta's, answered at acme.
+    let (beta_request, beta_cookie) = sso.start("beta", "/").await;
+    let mut login = sso.login("acme", "ada@example.com");
+    login.in_response_to = Some(beta_request);
+    let crossed = sso.idp.response(&login, Signed::Both);
+    let (status, ..) = sso
+        .post(&sso.app.url(""), "acme", &crossed, None, Some(&beta_cookie))
+        .await;
+    assert_eq!(status, 400);
+
+    let missing = sso
+        .browser
+        .post(sso.app.url("/saml/acme/acs"))
+        .send_form(&[("RelayState", "/")])
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 400);
+    let unknown = sso.post_here("nowhere", &unsigned).await;
+    assert_eq!(unknown.0, 404);
+
+    assert_eq!(
+        sso.refusals("acme", &sso.admin).await,
+        ["in_response_to", "bad_signature", "destination", "unsigned"]
+    );
+    assert!(sso.refusals("beta", &beta).await.is_empty());
+}
+
+async fn an_encrypted_assertion_logs_in(database: TestDatabase) {
+    let sso = Sso::new(database).await;
+    let metadata = sso
+        .app
+        .client
+        .get(sso.app.url("/saml/acme/metadata"))
+        .send()
+        .await
+        .unwrap()
+        .body()
+        .await
+        .unwrap();
+    let metadata = String::from_utf8(metadata.to_vec()).unwrap();
+    let encryption = metadata.split("use=\"encryption\"").nth(1).unwrap();
+    let certificate = encryption
+        .split("<ds:X509Certificate>")
+        .nth(1)
+        .unwrap()
+        .split("</ds:X509Certificate>")
+        .next()
+        .unwrap();
+    let certificate =
+        openssl::x509::X509::from_der(&STANDARD.decode(certificate).unwrap()).unwrap();
+    let encoded = sso.idp.encrypted_response(
+        &sso.login("acme", "ada@example.com"),
+        Signed::Assertion,
+        &certificate,
+        Encryption::Aes256Gcm,
+    );
+    let (status, _, session, page) = sso.post_here("acme", &encoded).await;
+    assert_eq!(status, 303, "{page}");
+    assert_eq!(sso.session(&session.unwrap()).await.0, 200);
+}
+
+async fn a_hipaa_membership_shortens_every_session_of_that_person(database: TestDatabase) {
+    let sso = Sso::new(database).await;
+    connect(&sso.app, "beta", &sso.idp).await;
+    let hipaa = |on: bool| {
+        let sso = &sso;
+        async move {
+            let body = json!({ "hipaa": on });
+            let (status, _) = sso
+                .app
+                .send_json("PATCH", "/api/v1/workspaces/acme", &sso.admin.token, &body)
+                .await;
+            assert_eq!(status, 200);
+        }
+    };
+    // Ada is in both workspaces; the alias is a separate person, in beta only.
+    let acme_session = sso.log_in("acme", "ada@example.com").await;
+    let beta_session = sso.log_in("beta", "ada@example.com").await;
+    let alias_session = sso.log_in("beta", "ada+beta@example.com").await;
+
+    sso.app.clock.advance(TimeDelta::days(6));
+    for token in [&acme_session, &beta_session, &alias_session] {
+        assert_eq!(
+            sso.session(token).await.0,
+            200,
+            "a 7-day session lives 6 days"
+        );
+    }
+    // acme becomes HIPAA-eligible: Ada's sessions, 6 days old, end everywhere; the alias's stay.
+    hipaa(true).await;
+    assert_eq!(sso.session(&acme_session).await.0, 401);
+    assert_eq!(sso.session(&beta_session).await.0, 401);
+    assert_eq!(sso.session(&alias_session).await.0, 200);
+
+    // A new login lasts 15 minutes, in beta too.
+    let fresh = sso.log_in("beta", "ada@example.com").await;
+    let (_, me) = sso.session(&fresh).await;
+    let expires = chrono::DateTime::parse_from_rfc3339(me["expires_at"].as_str().unwrap()).unwrap();
+    let now = sso.app.clock.now().and_utc();
+    assert_eq!((expires.to_utc() - now).num_minutes(), 14, "{me}");
+    sso.app.clock.advance(TimeDelta::minutes(14));
+    assert_eq!(sso.session(&fresh).await.0, 200);
+    sso.app.clock.advance(TimeDelta::minutes(2));
+    assert_eq!(sso.session(&fresh).await.0, 401);
+
+    // Off again: a fresh session is 7 days.
+    hipaa(false).await;
+    let relaxed = sso.log_in("beta", "ada@example.com").await;
+    sso.app.clock.advance(TimeDelta::hours(1));
+    assert_eq!(sso.session(&relaxed).await.0, 200);
+}
+
+/// The `id` of the SCIM user with this userName.
+async fn scim_id(sso: &Sso, user_name: &str) -> String {
+    let (_, found) = sso
+        .app
+        .get(
+            &format!("/scim/v2/Users?filter=userName%20eq%20%22{user_name}%22"),
+            &sso.admin.token,
+        )
+        .await;
+    found["Resources"][0]["id"].as_str().unwrap().to_owned()
+}
+
+async fn deprovisioning_ends_sessions_and_jit_off_admits_members_only(database: TestDatabase) {
+    let sso = Sso::new(database).await;
+    let session = sso.log_in("acme", "ada@example.com").await;
+    let ada = scim_id(&sso, "ada@example.com").await;
+    let deactivate = json!({
+        "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+        "Operations": [{"op": "replace", "path": "active", "value": false}],
+    });
+    let path = format!("/scim/v2/Users/{ada}");
+    assert_eq!(
+        sso.app
+            .send_json("PATCH", &path, &sso.admin.token, &deactivate)
+            .await
+            .0,
+        200
+    );
+    assert_eq!(sso.session(&session).await.0, 401);
+    let encoded = sso
+        .idp
+        .response(&sso.login("acme", "ada@example.com"), Signed::Both);
+    let (status, _, cookie, page) = sso.post_here("acme", &encoded).await;
+    assert_eq!((status, cookie), (403, None));
+    assert!(page.contains("does not have access"), "{page}");
+
+    // Reactivated, the old session stays ended; a new login works.
+    let mut reactivate = deactivate.clone();
+    reactivate["Operations"][0]["value"] = json!(true);
+    assert_eq!(
+        sso.app
+            .send_json("PATCH", &path, &sso.admin.token, &reactivate)
+            .await
+            .0,
+        200
+    );
+    assert_eq!(sso.session(&session).await.0, 401);
+    let again = sso.log_in("acme", "ada@example.com").await;
+    assert_eq!(sso.session(&again).await.0, 200);
+    // Deleting the member ends that one.
+    let deleted = sso
+        .app
+        .client
+        .delete(sso.app.url(&path))
+        .bearer_auth(&sso.admin.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), 204);
+    assert_eq!(sso.session(&again).await.0, 401);
+
+    // Just-in-time provisioning off: only SCIM members may log in.
+    let body = json!({"options": {"jit": false}});
+    sso.app
+        .send_json(
+            "PUT",
+            "/api/v1/workspaces/acme/idp",
+            &sso.admin.token,
+            &body,
+        )
+        .await;
+    let encoded = sso
+        .idp
+        .response(&sso.login("acme", "bob@example.com"), Signed::Both);
+    assert_eq!(sso.post_here("acme", &encoded).await.0, 403);
+    let user = json!({
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+        "userName": "bob@example.com",
+    });
+    assert_eq!(
+        sso.app
+            .send_json("POST", "/scim/v2/Users", &sso.admin.token, &user)
+            .await
+            .0,
+        201
+    );
+    sso.log_in("acme", "bob@example.com").await;
+    assert_eq!(
+        sso.refusals("acme", &sso.admin).await,
+        ["not_provisioned", "deactivated"]
+    );
+}
+
+async fn groups_asserted_at_login_map_to_roles(database: TestDatabase) {
+    let sso = Sso::new(database).await;
+    let path = "/api/v1/workspaces/acme/group-mappings/Engineering";
+    let (status, body) = sso
+        .app
+        .send_json("PUT", path, &sso.admin.token, &json!({"role": "admin"}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let login = sso
+        .login("acme", "ada@example.com")
+        .attribute("groups", &["engineering", "Unmapped"]);
+    let (status, _, session, _) = sso
+        .post_here("acme", &sso.idp.response(&login, Signed::Both))
+        .await;
+    assert_eq!(status, 303);
+    let session = session.unwrap();
+    let roles = |token: String| {
+        let sso = &sso;
+        async move {
+            let response = sso
+                .app
+                .client
+                .get(sso.app.url("/auth/verify"))
+                .insert_header((COOKIE, format!("idgate_session={token}")))
+                .send()
+                .await
+                .unwrap();
+            header(&response, "x-idgate-roles")
+        }
+    };
+    assert_eq!(roles(session.clone()).await, "admin");
+
+    // The next login without the group takes the role away, and says so in the audit log.
+    let without = sso.log_in("acme", "ada@example.com").await;
+    assert_eq!(roles(without).await, "");
+    assert_eq!(
+        roles(session).await,
+        "",
+        "roles are read live, not from the token"
+    );
+    let (_, log) = sso
+        .app
+        .get(
+            "/api/v1/workspaces/acme/audit?action=saml.member.groups_changed",
+            &sso.admin.token,
+        )
+        .await;
+    let events = log["events"].as_array().unwrap();
+    assert_eq!(events.len(), 2, "{log}");
+    assert_eq!(
+        events[0]["details"]["removed"],
+        json!(["Unmapped", "engineering"])
+    );
+    assert_eq!(
+        events[1]["details"]["added"],
+        json!(["Unmapped", "engineering"])
+    );
+}
