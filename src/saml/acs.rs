@@ -105,7 +105,7 @@ pub fn consume(
             })
         });
     if let Err(AcsError::Refused(refusal)) = &outcome {
-        record_refusal(conn, workspace, &connection, refusal)?;
+        record_refusal(conn, workspace, &connection, refusal, "saml.login.refused")?;
     }
     outcome
 }
@@ -489,16 +489,19 @@ fn replace_groups(
     Ok(())
 }
 
-fn record_refusal(
+/// Audits a refused SAML message as `action`, with the reason code and its detail.
+pub(crate) fn record_refusal(
     conn: &mut DbConnection,
     workspace: &Workspace,
     connection: &Connection,
     refusal: &Refusal,
+    action: &str,
 ) -> Result<(), AcsError> {
     tracing::warn!(
         workspace = workspace.slug.as_str(),
+        action,
         reason = refusal.reason.code(),
-        "SAML response refused"
+        "SAML message refused"
     );
     write_transaction(conn, |conn| {
         audit::record_leaving_decisions_alone(
@@ -506,7 +509,7 @@ fn record_refusal(
             &acs_context(),
             Event {
                 workspace_id: Some(&workspace.id),
-                action: "saml.login.refused",
+                action,
                 target: Target {
                     kind: "idp_connection",
                     id: &connection.entity_id,

@@ -12,9 +12,9 @@ use super::SamlError;
 use super::acs::{self, AcsError, Posted};
 use super::certificates::Certificate;
 use super::connection::{self, Connection, OptionChanges, Source};
-use super::login;
 use super::response::Reason;
 use super::sp::{self, Endpoints, Purpose};
+use super::{login, logout};
 use crate::config::BaseUrl;
 use crate::db::Store;
 use crate::sessions::{self, keys::KeyRing};
@@ -30,6 +30,7 @@ pub fn sp_routes(config: &mut web::ServiceConfig) {
     config
         .service(web::resource("/saml/{ws}/metadata").get(sp_metadata))
         .service(web::resource("/saml/{ws}/login").get(login))
+        .service(web::resource("/saml/{ws}/slo").get(single_logout))
         .service(
             web::resource("/saml/{ws}/acs")
                 .app_data(web::PayloadConfig::new(MAX_ACS_FORM_BYTES))
@@ -163,6 +164,55 @@ async fn consume(
         .cookie(session_cookie)
         .cookie(used_request)
         .finish()
+}
+
+/// Single logout, HTTP-Redirect binding: an IdP's LogoutRequest ends the sessions it names; an
+/// IdP's LogoutResponse (the end of a logout idgate started) just lands on the home page.
+async fn single_logout(
+    request: actix_web::HttpRequest,
+    store: web::Data<Store>,
+    base_url: web::Data<BaseUrl>,
+    clock: web::Data<Clock>,
+    slug: web::Path<String>,
+) -> HttpResponse {
+    let raw_query = request.query_string().to_owned();
+    let has = |name: &str| {
+        raw_query
+            .split('&')
+            .any(|p| p.starts_with(&format!("{name}=")))
+    };
+    if !has("SAMLRequest") {
+        return if has("SAMLResponse") {
+            HttpResponse::SeeOther()
+                .insert_header((LOCATION, "/"))
+                .finish()
+        } else {
+            HttpResponse::BadRequest()
+                .content_type("text/plain; charset=utf-8")
+                .body("No logout message.")
+        };
+    }
+    let endpoints = Endpoints::new(base_url.as_str(), &slug);
+    let now = clock.now();
+    let slug = slug.into_inner();
+    let outcome = store
+        .run(move |conn| {
+            let workspace = find_workspace(conn, &slug)?;
+            logout::handle_request(conn, &workspace, &endpoints, &raw_query, now)
+        })
+        .await;
+    match outcome {
+        Ok(Some(location)) => HttpResponse::SeeOther()
+            .insert_header((LOCATION, location))
+            .cookie(sessions::api::cleared_cookie())
+            .finish(),
+        Ok(None) => HttpResponse::Ok()
+            .content_type("text/plain; charset=utf-8")
+            .cookie(sessions::api::cleared_cookie())
+            .body("You are signed out."),
+        Err(AcsError::Refused(refusal)) => refused_page(refusal.reason),
+        Err(AcsError::Saml(error)) => page(error),
+    }
 }
 
 #[derive(Deserialize)]

@@ -2,18 +2,10 @@
 //! bits) is stored once with an expiry and bound to the browser by a cookie; the path to return to
 //! stays on the server, and only a same-origin path is ever kept.
 
-use std::io::Write;
-
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
 use chrono::TimeDelta;
 use diesel::prelude::*;
-use flate2::Compression;
-use flate2::write::DeflateEncoder;
-use openssl::hash::MessageDigest;
-use openssl::sign::Signer;
-use url::form_urlencoded;
 
+use super::binding;
 use super::connection::{self, Connection};
 use super::sp::{self, Endpoints, Purpose};
 use super::{SamlError, xml_escape};
@@ -25,7 +17,6 @@ pub const REQUEST_COOKIE: &str = "idgate_saml_request";
 /// How long a person has to sign in at the IdP.
 pub const REQUEST_LIFETIME: TimeDelta = TimeDelta::minutes(10);
 const RELAY_PATH_MAX: usize = 2048;
-pub const RSA_SHA256: &str = "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256";
 
 /// Where to send the browser, and the secret its cookie carries.
 pub struct Login {
@@ -76,10 +67,6 @@ fn authn_request(id: &str, endpoints: &Endpoints, connection: &Connection) -> St
     )
 }
 
-fn internal(what: &str) -> impl Fn(std::io::Error) -> SamlError + '_ {
-    move |error| SamlError::Internal(format!("{what}: {error}"))
-}
-
 /// Stores a new request and builds the redirect to the IdP.
 pub fn start(
     conn: &mut DbConnection,
@@ -113,38 +100,14 @@ pub fn start(
             .execute(conn)
     })?;
 
-    let mut deflater = DeflateEncoder::new(Vec::new(), Compression::default());
-    deflater
-        .write_all(authn_request(&id, endpoints, &connection).as_bytes())
-        .map_err(internal("deflating the AuthnRequest"))?;
-    let deflated = deflater
-        .finish()
-        .map_err(internal("deflating the AuthnRequest"))?;
-    // The HTTP-Redirect binding signs the query itself (SAML bindings 3.4.4.1): the parameters
-    // in this order, URL-encoded, then the signature over exactly those bytes.
-    let signed = form_urlencoded::Serializer::new(String::new())
-        .append_pair("SAMLRequest", &STANDARD.encode(deflated))
-        .append_pair("RelayState", &id)
-        .append_pair("SigAlg", RSA_SHA256)
-        .finish();
-    let signature = Signer::new(MessageDigest::sha256(), &signing.private_key)
-        .and_then(|mut signer| {
-            signer.update(signed.as_bytes())?;
-            signer.sign_to_vec()
-        })
-        .map_err(|e| SamlError::Internal(format!("signing the AuthnRequest: {e}")))?;
-    let separator = if connection.sso_url.contains('?') {
-        '&'
-    } else {
-        '?'
-    };
-    let location = format!(
-        "{}{separator}{signed}&{}",
-        connection.sso_url,
-        form_urlencoded::Serializer::new(String::new())
-            .append_pair("Signature", &STANDARD.encode(signature))
-            .finish()
-    );
+    // RelayState carries the request ID: the path to return to stays on the server.
+    let location = binding::signed_redirect(
+        &connection.sso_url,
+        "SAMLRequest",
+        &authn_request(&id, endpoints, &connection),
+        Some(&id),
+        &signing.private_key,
+    )?;
     Ok(Login {
         location,
         browser_secret,

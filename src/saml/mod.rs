@@ -4,9 +4,11 @@
 
 pub mod acs;
 pub mod api;
+pub mod binding;
 pub mod certificates;
 pub mod connection;
 pub mod login;
+pub mod logout;
 pub mod metadata;
 pub mod refresh;
 pub mod response;

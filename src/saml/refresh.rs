@@ -1,15 +1,16 @@
 //! Keeping IdP connections current while the server runs: metadata set from a URL is fetched again
 //! every hour, and a copy that cannot be fetched or read leaves the last good one in place; every
-//! certificate near or past its expiry is logged as a warning on each round.
+//! certificate near or past its expiry is logged as a warning on each round and audited once.
 
 use std::time::Duration;
 
 use diesel::prelude::*;
+use serde_json::json;
 
 use super::connection::{self, OptionChanges, Source};
-use crate::audit::{Actor, AuditContext};
-use crate::db::Store;
-use crate::db::schema::{idp_connections, workspaces};
+use crate::audit::{self, Actor, AuditContext, Event, Target};
+use crate::db::schema::{audit_events, idp_connections, workspaces};
+use crate::db::{Store, StoreError, write_transaction};
 
 pub const INTERVAL: Duration = Duration::from_secs(3600);
 
@@ -62,16 +63,20 @@ pub async fn refresh_all(store: &Store) -> Vec<(String, Outcome)> {
     outcomes
 }
 
+fn refresh_context() -> AuditContext {
+    AuditContext {
+        actor: Actor::System("metadata-refresh".to_owned()),
+        request_id: None,
+    }
+}
+
 async fn refresh_one(store: &Store, workspace_id: &str, url: String) -> Outcome {
     let xml = match connection::fetch_metadata(&url).await {
         Ok(xml) => xml,
         Err(error) => return Outcome::Kept(error.to_string()),
     };
     let workspace_id = workspace_id.to_owned();
-    let context = AuditContext {
-        actor: Actor::System("metadata-refresh".to_owned()),
-        request_id: None,
-    };
+    let context = refresh_context();
     let stored = store
         .run(move |conn| {
             let source = Source::Metadata {
@@ -93,26 +98,63 @@ async fn refresh_one(store: &Store, workspace_id: &str, url: String) -> Outcome 
     }
 }
 
+/// Warns of each certificate near or past its expiry on every round, and records it in the
+/// workspace's audit log once per certificate and status (`saml.certificate.expiring`, then
+/// `saml.certificate.expired`), so an admin reading the log sees it without the log filling up.
 async fn warn_of_expiring_certificates(store: &Store, workspace_id: &str, slug: &str) {
     let workspace_id = workspace_id.to_owned();
-    let Ok(Some(connection)) = store
-        .run(move |conn| connection::get(conn, &workspace_id).map_err(crate::db::StoreError::from))
-        .await
-    else {
-        return;
-    };
-    let now = crate::time::now();
-    for certificate in &connection.certificates {
-        let status = certificate.status(now);
-        if status != "valid" {
-            tracing::warn!(
-                workspace = slug,
-                fingerprint = certificate.fingerprint.as_str(),
-                not_after = %crate::time::rfc3339(&certificate.not_after),
-                status,
-                "an IdP signing certificate is near or past its expiry"
-            );
-        }
+    let slug = slug.to_owned();
+    let recorded = store
+        .run(move |conn| {
+            let Some(connection) = connection::get(conn, &workspace_id)? else {
+                return Ok(());
+            };
+            let now = crate::time::now();
+            for certificate in &connection.certificates {
+                let status = certificate.status(now);
+                if status == "valid" {
+                    continue;
+                }
+                tracing::warn!(
+                    workspace = slug.as_str(),
+                    fingerprint = certificate.fingerprint.as_str(),
+                    not_after = %crate::time::rfc3339(&certificate.not_after),
+                    status,
+                    "an IdP signing certificate is near or past its expiry"
+                );
+                let action = format!("saml.certificate.{status}");
+                let already: i64 = audit_events::table
+                    .filter(audit_events::workspace_id.eq(&workspace_id))
+                    .filter(audit_events::action.eq(&action))
+                    .filter(audit_events::target_id.eq(&certificate.fingerprint))
+                    .count()
+                    .get_result(conn)?;
+                if already == 0 {
+                    write_transaction(conn, |conn| {
+                        audit::record_leaving_decisions_alone(
+                            conn,
+                            &refresh_context(),
+                            Event {
+                                workspace_id: Some(&workspace_id),
+                                action: &action,
+                                target: Target {
+                                    kind: "certificate",
+                                    id: &certificate.fingerprint,
+                                },
+                                details: json!({
+                                    "subject": certificate.subject,
+                                    "not_after": crate::time::rfc3339(&certificate.not_after),
+                                }),
+                            },
+                        )
+                    })?;
+                }
+            }
+            Ok::<_, StoreError>(())
+        })
+        .await;
+    if let Err(error) = recorded {
+        tracing::warn!(%error, "cannot check IdP certificate expiry");
     }
 }
 

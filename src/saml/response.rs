@@ -33,12 +33,12 @@ pub const MAX_RESPONSE_BYTES: usize = 256 * 1024;
 /// An assertion issued longer ago than this is stale, whatever its conditions say.
 const MAX_ASSERTION_AGE: TimeDelta = TimeDelta::minutes(10);
 
-const PROTOCOL: &str = "urn:oasis:names:tc:SAML:2.0:protocol";
-const ASSERTION: &str = "urn:oasis:names:tc:SAML:2.0:assertion";
+pub(crate) const PROTOCOL: &str = "urn:oasis:names:tc:SAML:2.0:protocol";
+pub(crate) const ASSERTION: &str = "urn:oasis:names:tc:SAML:2.0:assertion";
 const DSIG: &str = "http://www.w3.org/2000/09/xmldsig#";
 const XENC: &str = "http://www.w3.org/2001/04/xmlenc#";
 const XENC11: &str = "http://www.w3.org/2009/xmlenc11#";
-const SUCCESS: &str = "urn:oasis:names:tc:SAML:2.0:status:Success";
+pub(crate) const SUCCESS: &str = "urn:oasis:names:tc:SAML:2.0:status:Success";
 const BEARER: &str = "urn:oasis:names:tc:SAML:2.0:cm:bearer";
 
 const SIGNATURE_ALGORITHMS: [AllowedSignatureAlgorithm; 6] = [
@@ -336,7 +336,7 @@ fn decode(encoded: &str) -> Result<String, Refusal> {
 
 /// A strict parse (no recovery, no network): what cannot parse cleanly is refused, so the checks
 /// here and libxmlsec1 see the same document.
-fn parse_strict(xml: &str) -> Result<Document, Refusal> {
+pub(crate) fn parse_strict(xml: &str) -> Result<Document, Refusal> {
     // A DTD can declare entities and IDs that change what the signature covers.
     if xml.contains("<!DOCTYPE") || xml.contains("<!ENTITY") {
         return refuse(Reason::Doctype, "a DOCTYPE or entity declaration");
@@ -352,21 +352,21 @@ fn parse_strict(xml: &str) -> Result<Document, Refusal> {
         .map_err(|e| Refusal::new(Reason::Malformed, format!("not well-formed XML: {e}")))
 }
 
-fn is(node: &Node, namespace: &str, name: &str) -> bool {
+pub(crate) fn is(node: &Node, namespace: &str, name: &str) -> bool {
     node.get_name() == name
         && node
             .get_namespace()
             .is_some_and(|ns| ns.get_href() == namespace)
 }
 
-fn children(node: &Node, namespace: &str, name: &str) -> Vec<Node> {
+pub(crate) fn children(node: &Node, namespace: &str, name: &str) -> Vec<Node> {
     node.get_child_elements()
         .into_iter()
         .filter(|c| is(c, namespace, name))
         .collect()
 }
 
-fn child(node: &Node, namespace: &str, name: &str) -> Option<Node> {
+pub(crate) fn child(node: &Node, namespace: &str, name: &str) -> Option<Node> {
     let mut found = children(node, namespace, name);
     (found.len() == 1).then(|| found.remove(0))
 }

@@ -30,6 +30,8 @@ pub const NAME_ID_FORMATS: [&str; 3] = [
 pub struct Endpoints {
     pub entity_id: String,
     pub acs: String,
+    /// Single logout, HTTP-Redirect binding.
+    pub slo: String,
 }
 
 impl Endpoints {
@@ -38,6 +40,7 @@ impl Endpoints {
         Endpoints {
             entity_id: format!("{root}/metadata"),
             acs: format!("{root}/acs"),
+            slo: format!("{root}/slo"),
         }
     }
 }
@@ -155,7 +158,8 @@ fn key_descriptor(purpose: Purpose, certificate: &X509, extra: &str) -> String {
     )
 }
 
-/// The SP metadata: entity ID, both keys, the NameID formats, the ACS (HTTP-POST).
+/// The SP metadata: entity ID, both keys, single logout (HTTP-Redirect), the NameID formats, the
+/// ACS (HTTP-POST).
 pub fn metadata(endpoints: &Endpoints, signing: &SpKey, encryption: &SpKey) -> String {
     let encryption_methods: String = [
         "http://www.w3.org/2009/xmlenc11#aes256-gcm",
@@ -175,7 +179,8 @@ pub fn metadata(endpoints: &Endpoints, signing: &SpKey, encryption: &SpKey) -> S
         r#"<?xml version="1.0" encoding="UTF-8"?>
 <md:EntityDescriptor xmlns:md="urn:oasis:names:tc:SAML:2.0:metadata" xmlns:ds="http://www.w3.org/2000/09/xmldsig#" entityID="{entity_id}">
   <md:SPSSODescriptor AuthnRequestsSigned="true" WantAssertionsSigned="true" protocolSupportEnumeration="urn:oasis:names:tc:SAML:2.0:protocol">
-{signing}{encryption}{formats}    <md:AssertionConsumerService Binding="urn:oasis:names:tc:SAML:2.0:bindings:HTTP-POST" Location="{acs}" index="0" isDefault="true"/>
+{signing}{encryption}    <md:SingleLogoutService Binding="urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect" Location="{slo}"/>
+{formats}    <md:AssertionConsumerService Binding="urn:oasis:names:tc:SAML:2.0:bindings:HTTP-POST" Location="{acs}" index="0" isDefault="true"/>
   </md:SPSSODescriptor>
 </md:EntityDescriptor>
 "#,
@@ -187,5 +192,6 @@ pub fn metadata(endpoints: &Endpoints, signing: &SpKey, encryption: &SpKey) -> S
             &encryption_methods
         ),
         acs = xml_escape(&endpoints.acs),
+        slo = xml_escape(&endpoints.slo),
     )
 }

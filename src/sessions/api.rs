@@ -10,7 +10,11 @@ use super::keys::KeyRing;
 use super::{Active, COOKIE, SessionError};
 use crate::access::members;
 use crate::access::model::Role;
+use crate::config::BaseUrl;
 use crate::db::{DbConnection, Store, StoreError};
+use crate::saml::SamlError;
+use crate::saml::logout;
+use crate::saml::sp::Endpoints;
 use crate::time::Clock;
 
 pub fn routes(config: &mut web::ServiceConfig) {
@@ -127,20 +131,37 @@ pub fn cleared_cookie() -> Cookie<'static> {
     cookie
 }
 
+/// Ends the session. When the workspace's IdP has a single-logout URL, the answer gives the URL
+/// (a signed LogoutRequest) to send the browser to, so the IdP ends its session too.
 async fn logout(
     request: HttpRequest,
     store: web::Data<Store>,
     keys: web::Data<KeyRing>,
     clock: web::Data<Clock>,
+    base_url: web::Data<BaseUrl>,
 ) -> Result<HttpResponse, SessionError> {
     let session = session_of(&request, &store, keys, &clock).await?;
     let now = clock.now();
-    store
-        .run(move |conn| super::revoke(conn, &session.session_id, now).map_err(StoreError::from))
+    let endpoints = Endpoints::new(base_url.as_str(), &session.workspace.slug);
+    let idp_logout_url = store
+        .run(move |conn| {
+            super::revoke(conn, &session.session_id, now)?;
+            logout::request_url(
+                conn,
+                &session.workspace,
+                &endpoints,
+                &session.session_id,
+                now,
+            )
+            .map_err(|e| match e {
+                SamlError::Store(error) => SessionError::Store(error),
+                other => SessionError::Store(StoreError::Corrupt(other.to_string())),
+            })
+        })
         .await?;
     Ok(HttpResponse::Ok()
         .cookie(cleared_cookie())
-        .json(json!({ "logged_out": true })))
+        .json(json!({ "logged_out": true, "idp_logout_url": idp_logout_url })))
 }
 
 /// For a reverse proxy: 200 with who is asking, or 401.

@@ -177,6 +177,21 @@ async fn a_connection_is_set_from_a_metadata_file_and_shown(database: TestDataba
     assert_eq!(events[0]["details"]["before"]["options"]["jit"], true);
     assert_eq!(events[0]["details"]["after"]["options"]["jit"], false);
     assert_eq!(events[1]["details"]["before"], Value::Null);
+
+    // The background round audits the certificate near its expiry, once however often it runs.
+    let store = idgate::db::Store::open(&app.database.database_url()).unwrap();
+    for _ in 0..2 {
+        idgate::saml::refresh::refresh_all(&store).await;
+    }
+    let (_, log) = app
+        .get(
+            "/api/v1/workspaces/acme/audit?action=saml.certificate.expiring",
+            &tenant.token,
+        )
+        .await;
+    let events = log["events"].as_array().unwrap();
+    assert_eq!(events.len(), 1, "{log}");
+    assert_eq!(events[0]["details"]["subject"], "okta next");
 }
 
 fn hex(bytes: &[u8]) -> String {

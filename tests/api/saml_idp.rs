@@ -181,6 +181,25 @@ impl TestIdp {
         }
     }
 
+    pub fn key(&self) -> &PKey<Private> {
+        &self.key
+    }
+
+    /// An IdP's LogoutRequest for `name_id` to the SP's single-logout URL.
+    pub fn logout_request(&self, slo: &str, name_id: &str, session_index: Option<&str>) -> String {
+        let index = session_index
+            .map(|i| format!("<samlp:SessionIndex>{}</samlp:SessionIndex>", escape(i)))
+            .unwrap_or_default();
+        format!(
+            r#"<samlp:LogoutRequest xmlns:samlp="urn:oasis:names:tc:SAML:2.0:protocol" xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion" ID="{id}" Version="2.0" IssueInstant="{now}" Destination="{slo}"><saml:Issuer>{issuer}</saml:Issuer><saml:NameID>{name_id}</saml:NameID>{index}</samlp:LogoutRequest>"#,
+            id = random_id(),
+            now = instant(Utc::now()),
+            slo = escape(slo),
+            issuer = escape(&self.entity_id),
+            name_id = escape(name_id),
+        )
+    }
+
     pub fn certificate_pem(&self) -> String {
         String::from_utf8(self.certificate.to_pem().unwrap()).unwrap()
     }

@@ -21,6 +21,7 @@ on_both_databases!(
     a_hipaa_membership_shortens_every_session_of_that_person,
     deprovisioning_ends_sessions_and_jit_off_admits_members_only,
     groups_asserted_at_login_map_to_roles,
+    single_logout_works_both_ways_and_refuses_forgeries,
 );
 
 const IDP_ENTITY: &str = "http://www.okta.com/exk1test";
@@ -678,4 +679,113 @@ async fn groups_asserted_at_login_map_to_roles(database: TestDatabase) {
         events[1]["details"]["added"],
         json!(["Unmapped", "engineering"])
     );
+}
+
+async fn single_logout_works_both_ways_and_refuses_forgeries(database: TestDatabase) {
+    let sso = Sso::new(database).await;
+    let body = json!({
+        "entity_id": sso.idp.entity_id,
+        "sso_url": "https://idp.example/sso",
+        "slo_url": "https://idp.example/slo",
+        "certificates": [sso.idp.certificate_pem()],
+    });
+    let (status, _) = sso
+        .app
+        .send_json(
+            "PUT",
+            "/api/v1/workspaces/acme/idp",
+            &sso.admin.token,
+            &body,
+        )
+        .await;
+    assert_eq!(status, 200);
+
+    // SP-initiated: the answer names the IdP's logout, with the session's NameID and index.
+    let login = sso.login("acme", "ada@example.com");
+    let (_, _, token, _) = sso
+        .post_here("acme", &sso.idp.response(&login, Signed::Both))
+        .await;
+    let token = token.unwrap();
+    let (status, ended) = read(
+        sso.app
+            .client
+            .post(sso.app.url("/api/v1/session/logout"))
+            .insert_header((COOKIE, format!("idgate_session={token}")))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let url = url::Url::parse(ended["idp_logout_url"].as_str().unwrap()).unwrap();
+    assert_eq!(url.path(), "/slo");
+    let message = url
+        .query_pairs()
+        .find(|(k, _)| k == "SAMLRequest")
+        .unwrap()
+        .1;
+    let mut xml = String::new();
+    flate2::read::DeflateDecoder::new(&STANDARD.decode(message.as_bytes()).unwrap()[..])
+        .read_to_string(&mut xml)
+        .unwrap();
+    assert!(
+        xml.contains("<saml:NameID>ada@example.com</saml:NameID>"),
+        "{xml}"
+    );
+    assert!(xml.contains(&login.assertion_id), "the SessionIndex: {xml}");
+    assert!(url.query_pairs().any(|(k, _)| k == "Signature"));
+
+    // IdP-initiated: both of Ada's sessions end; Bob's stays.
+    let first = sso.log_in("acme", "ada@example.com").await;
+    let second = sso.log_in("acme", "ada@example.com").await;
+    let bob = sso.log_in("acme", "bob@example.com").await;
+    let slo = sso.app.url("/saml/acme/slo");
+    let request = sso.idp.logout_request(&slo, "ada@example.com", None);
+    let signed = |xml: &str, key: &openssl::pkey::PKey<openssl::pkey::Private>| {
+        idgate::saml::binding::signed_redirect(&slo, "SAMLRequest", xml, Some("r1"), key).unwrap()
+    };
+    let response = sso
+        .browser
+        .get(signed(&request, sso.idp.key()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 303);
+    let back = header(&response, LOCATION);
+    assert!(
+        back.starts_with("https://idp.example/slo?SAMLResponse="),
+        "{back}"
+    );
+    assert!(back.contains("&RelayState=r1&"), "{back}");
+    assert_eq!(sso.session(&first).await.0, 401);
+    assert_eq!(sso.session(&second).await.0, 401);
+    assert_eq!(sso.session(&bob).await.0, 200);
+
+    // Forgeries: unsigned, SHA-1, another key, a bomb, garbage. None ends Bob's session.
+    let bobs = sso.idp.logout_request(&slo, "bob@example.com", None);
+    let valid = signed(&bobs, sso.idp.key());
+    let unsigned = valid.split("&SigAlg=").next().unwrap().to_owned();
+    let sha1 = valid.replace("xmldsig-more%23rsa-sha256", "xmldsig%23rsa-sha1");
+    let stranger = TestIdp::new(IDP_ENTITY);
+    let bomb = signed(
+        &format!("{}{}", bobs, " ".repeat(4 * 1024 * 1024)),
+        sso.idp.key(),
+    );
+    for (forged, reason) in [
+        (unsigned, "unsigned"),
+        (sha1, "signature_algorithm"),
+        (signed(&bobs, stranger.key()), "bad_signature"),
+        (bomb, "too_large"),
+        (
+            format!("{slo}?SAMLRequest=%%%&SigAlg=x&Signature=%"),
+            "signature_algorithm",
+        ),
+    ] {
+        let response = sso.browser.get(&forged).send().await.unwrap();
+        assert_eq!(response.status(), 400, "{reason}");
+        let path = "/api/v1/workspaces/acme/audit?action=saml.logout.refused&limit=1";
+        let (_, log) = sso.app.get(path, &sso.admin.token).await;
+        assert_eq!(log["events"][0]["details"]["reason"], reason);
+    }
+    assert_eq!(sso.session(&bob).await.0, 200);
 }
