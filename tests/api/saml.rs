@@ -212,6 +212,13 @@ refusals! {
         login.issuer = Some("http://www.okta.com/exkOTHER".to_owned());
         f.idp.response(&login, Signed::Both)
     };
+    an_assertion_from_another_idp_in_our_idps_response_is_refused: Issuer, |f, login| {
+        let mut foreign = login.clone();
+        foreign.issuer = Some("http://www.okta.com/exkOTHER".to_owned());
+        let assertion = f.idp.assertion(&foreign);
+        let response = f.idp.envelope(&login, &assertion);
+        encode(&f.idp.sign(&response, &login.response_id, login.algorithms))
+    };
     an_expired_assertion_is_refused: Expired, |f, login| {
         login.issued = Utc::now() - TimeDelta::minutes(30);
         f.idp.response(&login, Signed::Both)
