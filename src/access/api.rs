@@ -64,6 +64,7 @@ pub fn routes(config: &mut web::ServiceConfig) {
         .service(web::resource("/workspaces/{ws}/grants/{id}").delete(revoke_grant))
         .service(web::resource("/workspaces/{ws}/authorize").post(authorize))
         .service(web::resource("/workspaces/{ws}/access-review").get(access_review))
+        .service(web::resource("/workspaces/{ws}/ownership/transfer").post(transfer_ownership))
         .service(web::resource("/write-keys/verify").post(verify_write_key));
 }
 
@@ -287,21 +288,23 @@ async fn list_resources(
     let readable: BTreeSet<ResourceKind> = kinds
         .iter()
         .copied()
-        .filter(|kind| auth.token.scopes.contains(resource_scope(*kind, false)))
+        .filter(|kind| auth.scopes.contains(resource_scope(*kind, false)))
         .collect();
     if readable.is_empty() {
         auth.require(resource_scope(kinds[0], false))?;
     }
     let workspace_id = auth.workspace.id;
+    let person = auth.person;
     let listed = store
         .run(move |conn| {
             let all = resources::list(conn, &workspace_id)?;
-            let viewer = match &query.visible_to {
-                Some(member) => {
+            // A person sees what their levels let them see, as `visible_to` would show.
+            let viewer = match (&query.visible_to, person) {
+                (Some(member), _) => {
                     let member = members::require(conn, &workspace_id, member)?;
                     Some(members::principal(conn, &workspace_id, &member)?)
                 }
-                None => None,
+                (None, person) => person,
             };
             let now = crate::time::now();
             let by_id: BTreeMap<&str, &Resource> = all.iter().map(|r| (r.id.as_str(), r)).collect();
@@ -342,6 +345,10 @@ async fn create_resource(
 ) -> Result<HttpResponse, AccessError> {
     let body = body.into_inner();
     auth.require(resource_scope(body.kind, true))?;
+    if let (Some(_), Some(source_id)) = (&auth.person, &body.source_id) {
+        // For a person, connecting a destination is editing its source.
+        authorized_resource(&auth, &store, source_id.clone(), Level::ReadWrite).await?;
+    }
     let workspace_id = auth.workspace.id;
     let audit = auth.audit;
     let new = NewResource {
@@ -360,18 +367,45 @@ async fn create_resource(
     Ok(HttpResponse::Created().json(shown))
 }
 
-/// Loads a resource and checks the token may read (or change) its kind.
-async fn authorized_resource(
-    auth: &Authorized<needs::AnyScope>,
+/// Loads a resource and checks the caller may act on it with `needed`: a token by the scope of
+/// its kind; a person by that scope and their level on it (a resource they have No Access to is
+/// answered as absent, as lists hide it).
+async fn authorized_resource<S>(
+    auth: &Authorized<S>,
     store: &Store,
     id: String,
-    write: bool,
+    needed: Level,
 ) -> Result<Resource, AccessError> {
     let workspace_id = auth.workspace.id.clone();
+    let person = auth.person.clone();
     let resource = store
-        .run(move |conn| resources::require(conn, &workspace_id, &id))
+        .run(move |conn| {
+            let resource = resources::require(conn, &workspace_id, &id)?;
+            if let Some(person) = person {
+                let source = match &resource.source_id {
+                    Some(source_id) => resources::find(conn, &workspace_id, source_id)?,
+                    None => None,
+                };
+                let target = Target {
+                    resource: &resource,
+                    source: source.as_ref(),
+                };
+                let level = person.level_on(target, crate::time::now()).level;
+                if level == Level::NoAccess {
+                    return Err(AccessError::NotFound(format!(
+                        "no resource {id:?} in this workspace"
+                    )));
+                }
+                if level < needed {
+                    return Err(AccessError::Forbidden(format!(
+                        "this needs {needed} on the resource; you have {level}"
+                    )));
+                }
+            }
+            Ok(resource)
+        })
         .await?;
-    auth.require(resource_scope(resource.kind, write))?;
+    auth.require(resource_scope(resource.kind, needed > Level::ReadOnly))?;
     Ok(resource)
 }
 
@@ -381,7 +415,7 @@ async fn show_resource(
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, AccessError> {
     let (_, id) = path.into_inner();
-    let resource = authorized_resource(&auth, &store, id, false).await?;
+    let resource = authorized_resource(&auth, &store, id, Level::ReadOnly).await?;
     Ok(HttpResponse::Ok().json(resource))
 }
 
@@ -399,7 +433,7 @@ async fn change_resource(
     body: web::Json<ResourceChangeBody>,
 ) -> Result<HttpResponse, AccessError> {
     let (_, id) = path.into_inner();
-    authorized_resource(&auth, &store, id.clone(), true).await?;
+    authorized_resource(&auth, &store, id.clone(), Level::ReadWrite).await?;
     let body = body.into_inner();
     let changes = ResourceChanges {
         name: body.name,
@@ -419,7 +453,7 @@ async fn delete_resource(
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, AccessError> {
     let (_, id) = path.into_inner();
-    authorized_resource(&auth, &store, id.clone(), true).await?;
+    authorized_resource(&auth, &store, id.clone(), Level::FullAccess).await?;
     let workspace_id = auth.workspace.id;
     let audit = auth.audit;
     store
@@ -434,6 +468,7 @@ async fn rotate_write_key(
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, AccessError> {
     let (_, id) = path.into_inner();
+    authorized_resource(&auth, &store, id.clone(), Level::ReadWrite).await?;
     let workspace_id = auth.workspace.id;
     let audit = auth.audit;
     let key = store
@@ -769,4 +804,45 @@ fn review_csv(review: &Review) -> Vec<u8> {
         writer.write_record(&row).expect("writing to memory");
     }
     writer.into_inner().expect("writing to memory")
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TransferBody {
+    to: String,
+}
+
+/// Hands the caller's direct Owner role to another member. Only a person can hold a role, so only
+/// a session can transfer ownership over HTTP (`ownership.transfer`, Owners alone).
+async fn transfer_ownership(
+    auth: Authorized<needs::AnyScope>,
+    store: web::Data<Store>,
+    body: web::Json<TransferBody>,
+) -> Result<HttpResponse, AccessError> {
+    let Some(person) = auth.person else {
+        return Err(AccessError::Forbidden(
+            "ownership is transferred by an Owner signed in, or with `idgate role transfer-ownership`"
+                .to_owned(),
+        ));
+    };
+    let decision = person
+        .decide(
+            Action::OwnershipTransfer,
+            None,
+            auth.workspace.tracking_plan_approval,
+            crate::time::now(),
+        )
+        .map_err(|e| AccessError::Invalid(e.to_string()))?;
+    if !decision.allowed {
+        return Err(AccessError::Forbidden(decision.reason));
+    }
+    let workspace_id = auth.workspace.id;
+    let audit = auth.audit;
+    let to = body.into_inner().to;
+    let (from, to) = store
+        .run(move |conn| {
+            members::transfer_ownership(conn, &workspace_id, &person.member_id, &to, &audit)
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(json!({ "from": from, "to": to })))
 }

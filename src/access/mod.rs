@@ -28,6 +28,9 @@ pub enum AccessError {
     NotFound(String),
     #[error("{0}")]
     Conflict(String),
+    /// A person whose level on a resource is too low for the request.
+    #[error("{0}")]
+    Forbidden(String),
     #[error(
         "this change would leave the workspace without an Owner; make someone else an Owner first"
     )]
@@ -52,6 +55,7 @@ impl ResponseError for AccessError {
             AccessError::Invalid(_) => StatusCode::BAD_REQUEST,
             AccessError::NotFound(_) => StatusCode::NOT_FOUND,
             AccessError::Conflict(_) | AccessError::LastOwner => StatusCode::CONFLICT,
+            AccessError::Forbidden(_) => StatusCode::FORBIDDEN,
             AccessError::Auth(error) => error.status_code(),
             AccessError::Token(error) => error.status_code(),
             AccessError::Store(error) => error.status_code(),
@@ -63,6 +67,7 @@ impl ResponseError for AccessError {
             AccessError::Invalid(_) => "invalid_request",
             AccessError::NotFound(_) => "not_found",
             AccessError::Conflict(_) => "conflict",
+            AccessError::Forbidden(_) => "forbidden",
             AccessError::LastOwner => "last_owner",
             AccessError::Auth(error) => return error.error_response(),
             AccessError::Token(error) => return error.error_response(),

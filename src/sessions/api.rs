@@ -51,7 +51,7 @@ impl ResponseError for SessionError {
 
 /// The session token of a request: the cookie, or a bearer token shaped like a JWT (API tokens
 /// are not, so they are never mistaken for one).
-fn presented(request: &HttpRequest) -> Option<String> {
+pub fn presented(request: &HttpRequest) -> Option<String> {
     if let Some(cookie) = request.cookie(COOKIE) {
         return Some(cookie.value().to_owned());
     }

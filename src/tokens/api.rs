@@ -68,10 +68,10 @@ async fn create(
     let body = body.into_inner();
     let scopes = Scopes::from_list(body.scopes.iter().map(String::as_str))?;
     // A token may hand on only what it holds, or tokens:write alone would grant every scope.
-    if !scopes.is_subset(&auth.token.scopes) {
+    if !scopes.is_subset(&auth.scopes) {
         let extra: Vec<&str> = scopes
             .iter()
-            .filter(|scope| !auth.token.scopes.contains(*scope))
+            .filter(|scope| !auth.scopes.contains(*scope))
             .map(|scope| scope.as_str())
             .collect();
         return Err(TokenError::ScopeEscalation(extra.join(",")));

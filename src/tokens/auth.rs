@@ -1,6 +1,8 @@
 //! Authenticating admin-API requests. A handler that takes `Authorized<needs::X>` runs only for a
-//! request whose bearer token is valid, belongs to the workspace in the path, and holds scope X: the
-//! value is the proof, so no handler can forget a check.
+//! request whose caller belongs to the workspace in the path and holds scope X: the value is the
+//! proof, so no handler can forget a check. The caller is an API token (its scopes), or a person
+//! with a session who is a member of that workspace (the scopes their roles give, see
+//! [`Scopes::held_by_person`]; resource handlers also apply the person's resource levels).
 
 use std::marker::PhantomData;
 
@@ -11,9 +13,15 @@ use actix_web::{FromRequest, HttpMessage, HttpRequest, HttpResponse, ResponseErr
 use futures_util::future::LocalBoxFuture;
 use tracing_actix_web::RequestId;
 
-use super::{ApiToken, AuthenticationError, Rejection, Scope};
+use super::{ApiToken, AuthenticationError, Rejection, Scope, Scopes};
+use crate::access::decide::Principal;
+use crate::access::members;
+use crate::access::model::Role;
 use crate::audit::{Actor, AuditContext};
 use crate::db::{Store, StoreError};
+use crate::sessions::SessionError;
+use crate::sessions::keys::KeyRing;
+use crate::time::Clock;
 use crate::workspaces::Workspace;
 
 pub trait RequiredScope {
@@ -50,8 +58,11 @@ pub mod needs {
 }
 
 pub struct Authorized<S> {
-    pub token: ApiToken,
     pub workspace: Workspace,
+    /// What the caller may do: a token's scopes, or those a person's roles give.
+    pub scopes: Scopes,
+    /// The person calling through a session, with their roles and grants; None for a token.
+    pub person: Option<Principal>,
     pub audit: AuditContext,
     scope: PhantomData<S>,
 }
@@ -68,6 +79,10 @@ pub enum AuthError {
     OtherWorkspace,
     #[error("this token lacks the {0} scope")]
     MissingScope(Scope),
+    #[error("your roles in this workspace do not allow what the {0} scope stands for")]
+    RolesDeny(Scope),
+    #[error("no valid session: sign in again")]
+    Session,
     #[error(transparent)]
     Store(StoreError),
 }
@@ -90,18 +105,20 @@ impl From<StoreError> for AuthError {
 impl ResponseError for AuthError {
     fn status_code(&self) -> StatusCode {
         match self {
-            AuthError::Missing | AuthError::Rejected(_) => StatusCode::UNAUTHORIZED,
+            AuthError::Missing | AuthError::Rejected(_) | AuthError::Session => {
+                StatusCode::UNAUTHORIZED
+            }
             AuthError::OtherWorkspace => StatusCode::NOT_FOUND,
-            AuthError::MissingScope(_) => StatusCode::FORBIDDEN,
+            AuthError::MissingScope(_) | AuthError::RolesDeny(_) => StatusCode::FORBIDDEN,
             AuthError::Store(error) => error.status_code(),
         }
     }
 
     fn error_response(&self) -> HttpResponse {
         let code = match self {
-            AuthError::Missing | AuthError::Rejected(_) => "unauthorized",
+            AuthError::Missing | AuthError::Rejected(_) | AuthError::Session => "unauthorized",
             AuthError::OtherWorkspace => "not_found",
-            AuthError::MissingScope(_) => "forbidden",
+            AuthError::MissingScope(_) | AuthError::RolesDeny(_) => "forbidden",
             AuthError::Store(error) => return error.error_response(),
         };
         let mut response = crate::error::json_error(self.status_code(), code, &self.to_string());
@@ -158,14 +175,73 @@ pub async fn authenticate_request(
         .await?)
 }
 
+/// Who is calling, once checked.
+struct Caller {
+    workspace: Workspace,
+    scopes: Scopes,
+    person: Option<Principal>,
+    actor: Actor,
+}
+
+/// An API token in the Authorization header decides; otherwise a session (cookie or bearer JWT)
+/// of a member of the workspace `slug`.
+async fn caller(request: &HttpRequest, slug: &str) -> Result<Caller, AuthError> {
+    let is_api_token = bearer_token(request).is_ok_and(|t| t.starts_with(super::PREFIX));
+    if is_api_token || crate::sessions::api::presented(request).is_none() {
+        let (token, workspace) = authenticate_request(request).await?;
+        return Ok(Caller {
+            workspace,
+            scopes: token.scopes,
+            person: None,
+            actor: Actor::Token(token.id),
+        });
+    }
+    let store = request
+        .app_data::<web::Data<Store>>()
+        .expect("the app registers its Store");
+    let keys = request
+        .app_data::<web::Data<KeyRing>>()
+        .expect("the app registers its KeyRing")
+        .clone();
+    let clock = request
+        .app_data::<web::Data<Clock>>()
+        .expect("the app registers its Clock");
+    let session = crate::sessions::api::session_of(request, store, keys, clock)
+        .await
+        .map_err(|error| match error {
+            SessionError::Invalid(_) => AuthError::Session,
+            SessionError::Store(error) => AuthError::Store(error),
+        })?;
+    let (workspace, member) = session
+        .memberships
+        .into_iter()
+        .find(|(workspace, _)| workspace.slug == slug)
+        .ok_or(AuthError::OtherWorkspace)?;
+    let workspace_id = workspace.id.clone();
+    let principal = store
+        .run(move |conn| members::principal(conn, &workspace_id, &member).map_err(StoreError::from))
+        .await?;
+    let roles: Vec<Role> = principal.roles.iter().map(|r| r.role).collect();
+    Ok(Caller {
+        scopes: Scopes::held_by_person(&roles, workspace.tracking_plan_approval),
+        workspace,
+        actor: Actor::Person(principal.member_id.clone()),
+        person: Some(principal),
+    })
+}
+
 impl<S> Authorized<S> {
     /// Checks a scope the handler could only name once it had read the request.
     pub fn require(&self, scope: Scope) -> Result<(), AuthError> {
-        if self.token.scopes.contains(scope) {
-            Ok(())
-        } else {
-            Err(AuthError::MissingScope(scope))
-        }
+        lacking(&self.scopes, self.person.is_some(), scope)
+    }
+}
+
+fn lacking(scopes: &Scopes, person: bool, scope: Scope) -> Result<(), AuthError> {
+    match (scopes.contains(scope), person) {
+        (true, _) => Ok(()),
+        (false, false) => Err(AuthError::MissingScope(scope)),
+        (false, true) => Err(AuthError::RolesDeny(scope)),
     }
 }
 
@@ -176,27 +252,30 @@ impl<S: RequiredScope + 'static> FromRequest for Authorized<S> {
     fn from_request(request: &HttpRequest, _: &mut Payload) -> Self::Future {
         let request = request.clone();
         Box::pin(async move {
-            let (token, workspace) = authenticate_request(&request).await?;
-            if request.match_info().get("ws") != Some(workspace.slug.as_str()) {
+            let slug = request
+                .match_info()
+                .get("ws")
+                .unwrap_or_default()
+                .to_owned();
+            let caller = caller(&request, &slug).await?;
+            if caller.workspace.slug != slug {
                 return Err(AuthError::OtherWorkspace);
             }
-            if let Some(scope) = S::SCOPE
-                && !token.scopes.contains(scope)
-            {
-                return Err(AuthError::MissingScope(scope));
+            if let Some(scope) = S::SCOPE {
+                lacking(&caller.scopes, caller.person.is_some(), scope)?;
             }
             let request_id = request
                 .extensions()
                 .get::<RequestId>()
                 .map(ToString::to_string);
-            let audit = AuditContext {
-                actor: Actor::Token(token.id.clone()),
-                request_id,
-            };
             Ok(Authorized {
-                token,
-                workspace,
-                audit,
+                workspace: caller.workspace,
+                scopes: caller.scopes,
+                person: caller.person,
+                audit: AuditContext {
+                    actor: caller.actor,
+                    request_id,
+                },
                 scope: PhantomData,
             })
         })

@@ -18,12 +18,13 @@ use diesel::prelude::*;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use crate::access::model::{Action, Role};
 use crate::audit::{self, AuditContext, Event, Target};
 use crate::db::schema::{api_tokens, workspaces};
 use crate::db::{DbConnection, StoreError, write_transaction};
 use crate::workspaces::Workspace;
 
-const PREFIX: &str = "idg_";
+pub(crate) const PREFIX: &str = "idg_";
 const ID_LEN: usize = 32;
 const SECRET_BYTES: usize = 32;
 /// base64url without padding of 32 bytes.
@@ -117,6 +118,24 @@ impl Scopes {
         Ok(Scopes(scopes))
     }
 
+    /// The scopes a person's roles give them on the admin API; unlike a token's, possibly none.
+    pub fn held_by_person(roles: &[Role], tracking_plan_approval: bool) -> Scopes {
+        Scopes(
+            Scope::ALL
+                .into_iter()
+                .filter(|scope| {
+                    let actions = scope.person_actions();
+                    !actions.is_empty()
+                        && actions.iter().all(|action| {
+                            roles
+                                .iter()
+                                .any(|role| role.allows(*action, tracking_plan_approval))
+                        })
+                })
+                .collect(),
+        )
+    }
+
     pub fn parse(comma_separated: &str) -> Result<Scopes, TokenError> {
         Scopes::from_list(comma_separated.split(','))
     }
@@ -131,6 +150,23 @@ impl Scopes {
 
     pub fn iter(&self) -> impl Iterator<Item = Scope> + '_ {
         self.0.iter().copied()
+    }
+}
+
+impl Scope {
+    /// What a person's roles must allow to act with this scope through a session: the actions of
+    /// the seed's matrix the scope's endpoints perform. SCIM is for IdPs, never for a person.
+    fn person_actions(self) -> &'static [Action] {
+        match self {
+            Scope::Scim => &[],
+            Scope::WorkspaceRead | Scope::TrackingPlanRead => &[Action::WorkspaceView],
+            Scope::WorkspaceWrite => &[Action::TeamManage, Action::SettingsModify],
+            Scope::SourcesRead => &[Action::SourcesView],
+            Scope::SourcesWrite => &[Action::SourcesCreate],
+            Scope::TrackingPlanWrite => &[Action::TrackingPlansManage],
+            Scope::AuditRead => &[Action::TeamManage],
+            Scope::TokensWrite => &[Action::TokensManage],
+        }
     }
 }
 

@@ -22,6 +22,7 @@ on_both_databases!(
     deprovisioning_ends_sessions_and_jit_off_admits_members_only,
     groups_asserted_at_login_map_to_roles,
     single_logout_works_both_ways_and_refuses_forgeries,
+    a_session_acts_on_the_admin_api_as_its_roles_and_levels_allow,
 );
 
 const IDP_ENTITY: &str = "http://www.okta.com/exk1test";
@@ -35,7 +36,10 @@ struct Sso {
 
 /// A workspace `slug` whose IdP is the test IdP, and an admin token for it.
 async fn connect(app: &TestApp, slug: &str, idp: &TestIdp) -> Tenant {
-    let admin = app.tenant(slug, "workspace:read,workspace:write,audit:read,scim");
+    let admin = app.tenant(
+        slug,
+        "workspace:read,workspace:write,audit:read,scim,sources:read,sources:write",
+    );
     let body = json!({
         "entity_id": idp.entity_id,
         "sso_url": "https://idp.example/sso",
@@ -788,4 +792,175 @@ async fn single_logout_works_both_ways_and_refuses_forgeries(database: TestDatab
         assert_eq!(log["events"][0]["details"]["reason"], reason);
     }
     assert_eq!(sso.session(&bob).await.0, 200);
+}
+
+/// A request to the admin API with a session cookie instead of a token.
+async fn as_person(
+    sso: &Sso,
+    method: &str,
+    path: &str,
+    session: &str,
+    body: &Value,
+) -> (u16, Value) {
+    let method = awc::http::Method::from_bytes(method.as_bytes()).unwrap();
+    let request = sso
+        .app
+        .client
+        .request(method, sso.app.url(path))
+        .insert_header((COOKIE, format!("idgate_session={session}")));
+    read(request.send_json(body).await.unwrap()).await
+}
+
+async fn a_session_acts_on_the_admin_api_as_its_roles_and_levels_allow(database: TestDatabase) {
+    let sso = Sso::new(database).await;
+    connect(&sso.app, "beta", &sso.idp).await;
+    let api = |path: &str| format!("/api/v1/workspaces/acme{path}");
+    let token = &sso.admin.token;
+    sso.app
+        .send_json(
+            "PUT",
+            &api("/group-mappings/Engineering"),
+            token,
+            &json!({"role": "admin"}),
+        )
+        .await;
+    let login = sso
+        .login("acme", "ada@example.com")
+        .attribute("groups", &["Engineering"]);
+    let (_, _, ada, _) = sso
+        .post_here("acme", &sso.idp.response(&login, Signed::Both))
+        .await;
+    let ada = ada.unwrap();
+    let bob = sso.log_in("acme", "bob@example.com").await;
+    let none = json!({});
+
+    // Ada is an Admin through her group: she manages the team, audited as herself.
+    assert_eq!(
+        as_person(&sso, "GET", &api("/audit"), &ada, &none).await.0,
+        200
+    );
+    let (status, body) = as_person(
+        &sso,
+        "PUT",
+        &api("/members/bob@example.com/roles"),
+        &ada,
+        &json!({"roles": ["member"]}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let (_, me) = sso.session(&ada).await;
+    let (_, log) = sso
+        .app
+        .get(&api("/audit?action=access.roles.changed"), token)
+        .await;
+    assert_eq!(
+        log["events"][0]["actor"],
+        json!({"type": "person", "id": me["member_id"]})
+    );
+
+    // Bob is a Member now: he reads the workspace, not the audit log or tokens, and never SCIM.
+    assert_eq!(
+        as_person(&sso, "GET", "/api/v1/workspaces/acme", &bob, &none)
+            .await
+            .0,
+        200
+    );
+    assert_eq!(
+        as_person(&sso, "GET", &api("/audit"), &bob, &none).await.0,
+        403
+    );
+    let new_token = json!({"scopes": ["workspace:read"]});
+    assert_eq!(
+        as_person(&sso, "POST", &api("/tokens"), &bob, &new_token)
+            .await
+            .0,
+        403
+    );
+    assert_eq!(
+        as_person(&sso, "GET", "/scim/v2/Users", &bob, &none)
+            .await
+            .0,
+        401
+    );
+    // A workspace he is not a member of does not exist for him.
+    assert_eq!(
+        as_person(&sso, "GET", "/api/v1/workspaces/beta", &bob, &none)
+            .await
+            .0,
+        404
+    );
+
+    // Resource levels: No Access hides a source; Read & Write edits but does not delete.
+    let source = |name: &str| json!({"kind": "source", "name": name});
+    let (_, prod) = sso
+        .app
+        .send_json("POST", &api("/resources"), token, &source("prod"))
+        .await;
+    let (_, dev) = sso
+        .app
+        .send_json("POST", &api("/resources"), token, &source("dev"))
+        .await;
+    let (prod, dev) = (prod["id"].as_str().unwrap(), dev["id"].as_str().unwrap());
+    let grant = json!({"member": "bob@example.com", "resource": prod, "level": "no_access"});
+    let (status, body) = sso
+        .app
+        .send_json("POST", &api("/grants"), token, &grant)
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let (_, listed) = as_person(&sso, "GET", &api("/resources"), &bob, &none).await;
+    let names: Vec<&str> = listed["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["dev"]);
+    let prod_path = api(&format!("/resources/{prod}"));
+    assert_eq!(as_person(&sso, "GET", &prod_path, &bob, &none).await.0, 404);
+    let dev_path = api(&format!("/resources/{dev}"));
+    let rename = json!({"name": "dev-eu"});
+    assert_eq!(
+        as_person(&sso, "PATCH", &dev_path, &bob, &rename).await.0,
+        200
+    );
+    assert_eq!(
+        as_person(&sso, "DELETE", &dev_path, &bob, &none).await.0,
+        403
+    );
+    assert_eq!(
+        as_person(&sso, "DELETE", &dev_path, &ada, &none).await.0,
+        204
+    );
+
+    // Ownership passes from an Owner signed in, never from a token or an Admin.
+    let transfer = api("/ownership/transfer");
+    let to_bob = json!({"to": "bob@example.com"});
+    assert_eq!(
+        sso.app.send_json("POST", &transfer, token, &to_bob).await.0,
+        403
+    );
+    assert_eq!(
+        as_person(&sso, "POST", &transfer, &ada, &to_bob).await.0,
+        403
+    );
+    let owner = json!({"roles": ["owner"]});
+    let (status, body) = sso
+        .app
+        .send_json("PUT", &api("/members/ada@example.com/roles"), token, &owner)
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, moved) = as_person(&sso, "POST", &transfer, &ada, &to_bob).await;
+    assert_eq!(status, 200, "{moved}");
+    let (_, bob_now) = sso.session(&bob).await;
+    assert_eq!(
+        bob_now["workspaces"][0]["roles"],
+        json!(["owner", "member"]),
+        "{bob_now}"
+    );
+
+    // Without a session, or with a logged-out one: 401.
+    assert_eq!(
+        as_person(&sso, "GET", &api(""), "garbage", &none).await.0,
+        401
+    );
 }
