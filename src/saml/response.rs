@@ -728,9 +728,10 @@ fn decrypted_assertion(
     let plaintext = decrypt(encrypted, key)?;
     let plaintext = String::from_utf8(plaintext)
         .map_err(|_| Refusal::new(Reason::Decryption, "the plaintext is not UTF-8"))?;
-    // The assertion may use prefixes declared on the Response around it; give it those.
+    // The assertion may use prefixes declared around it (on the EncryptedAssertion, the
+    // Response); give it those, the innermost declaration of each prefix winning.
     let mut declarations = String::new();
-    let mut ancestor = encrypted.get_parent();
+    let mut ancestor = Some(encrypted.clone());
     while let Some(node) = ancestor {
         for namespace in node.get_namespace_declarations() {
             let prefix = namespace.get_prefix();

@@ -109,6 +109,50 @@ fn encrypted_assertions_are_decrypted_with_every_offered_cipher() {
     }
 }
 
+#[test]
+fn entra_shaped_responses_without_prefixes_are_accepted() {
+    let f = fixture();
+    let claims = "http://schemas.xmlsoap.org/ws/2005/05/identity/claims";
+    for signed in [Signed::Assertion, Signed::Response, Signed::Both] {
+        let login = Login::entra(BASE, "acme", "ada@example.com");
+        let xml = f.idp.response_xml(&login, signed);
+        assert!(xml.starts_with("<Response xmlns=\"urn:oasis:names:tc:SAML:2.0:protocol\""));
+        assert!(xml.contains("<Assertion xmlns=\"urn:oasis:names:tc:SAML:2.0:assertion\""));
+        let verified = f
+            .check(&encode(&xml))
+            .unwrap_or_else(|r| panic!("{signed:?} refused: {r:?}"));
+        assert_eq!(verified.name_id, "3f2504e0-4f89-11d3-9a0c-0305e82c3301");
+        assert_eq!(
+            verified.attributes[&format!("{claims}/emailaddress")],
+            ["ada@example.com"]
+        );
+    }
+    let login = Login::entra(BASE, "acme", "ada@example.com");
+    let encoded = f.idp.encrypted_response(
+        &login,
+        Signed::Assertion,
+        &f.sp_certificate,
+        Encryption::Aes256Cbc,
+    );
+    assert!(f.check(&encoded).is_ok());
+}
+
+#[test]
+fn an_encrypted_assertion_may_rely_on_the_responses_namespace_declarations() {
+    let f = fixture();
+    let login = f.login();
+    let bare = f.idp.assertion(&login).replacen(
+        r#" xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion""#,
+        "",
+        1,
+    );
+    let encrypted = crate::saml_idp::encrypt(&bare, &f.sp_certificate, Encryption::Aes128Gcm);
+    let response = f.idp.envelope(&login, &encrypted);
+    let signed = f.idp.sign(&response, &login.response_id, login.algorithms);
+    let verified = f.check(&encode(&signed)).expect("accepted");
+    assert_eq!(verified.name_id, "ada@example.com");
+}
+
 /// Signs the test IdP's assertion after `alter` changed it, inside an unsigned Response.
 fn with_signed_assertion(f: &Fixture, login: &Login, alter: impl Fn(String) -> String) -> String {
     let assertion = alter(f.idp.assertion(login));

@@ -95,6 +95,8 @@ pub struct Login {
     pub response_id: String,
     pub assertion_id: String,
     pub algorithms: (&'static str, &'static str),
+    /// Entra ID's shape: default namespaces instead of `samlp:` and `saml:` prefixes.
+    pub unprefixed: bool,
 }
 
 fn random_id() -> String {
@@ -122,7 +124,19 @@ impl Login {
             response_id: random_id(),
             assertion_id: random_id(),
             algorithms: RSA_SHA256,
+            unprefixed: false,
         }
+    }
+
+    /// A login as Entra ID sends it: unprefixed elements, claims-URI attribute names.
+    pub fn entra(base: &str, slug: &str, email: &str) -> Login {
+        let claims = "http://schemas.xmlsoap.org/ws/2005/05/identity/claims";
+        let mut login = Login::new(base, slug, email);
+        login.unprefixed = true;
+        login.name_id_format = "urn:oasis:names:tc:SAML:2.0:nameid-format:persistent".to_owned();
+        login.name_id = "3f2504e0-4f89-11d3-9a0c-0305e82c3301".to_owned();
+        login.attributes = vec![(format!("{claims}/emailaddress"), vec![email.to_owned()])];
+        login
     }
 
     pub fn attribute(mut self, name: &str, values: &[&str]) -> Login {
@@ -210,7 +224,11 @@ impl TestIdp {
 
     /// Signs the element whose Issuer closes first in `xml` (the root's), as the IdP would.
     pub fn sign(&self, xml: &str, id: &str, algorithms: (&str, &str)) -> String {
-        let end = xml.find("</saml:Issuer>").expect("an Issuer") + "</saml:Issuer>".len();
+        let end = ["</saml:Issuer>", "</Issuer>"]
+            .iter()
+            .filter_map(|close| xml.find(close).map(|at| at + close.len()))
+            .min()
+            .expect("an Issuer");
         let templated = format!(
             "{}{}{}",
             &xml[..end],
@@ -260,7 +278,7 @@ impl TestIdp {
                 )
             })
             .collect();
-        format!(
+        let assertion = format!(
             r#"<saml:Assertion xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion" xmlns:xs="http://www.w3.org/2001/XMLSchema" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" ID="{id}" IssueInstant="{issued}" Version="2.0"><saml:Issuer>{issuer}</saml:Issuer><saml:Subject><saml:NameID Format="{format}">{name_id}</saml:NameID><saml:SubjectConfirmation Method="urn:oasis:names:tc:SAML:2.0:cm:bearer"><saml:SubjectConfirmationData{in_response_to} NotOnOrAfter="{not_on_or_after}" Recipient="{recipient}"/></saml:SubjectConfirmation></saml:Subject><saml:Conditions NotBefore="{issued}" NotOnOrAfter="{not_on_or_after}"><saml:AudienceRestriction><saml:Audience>{audience}</saml:Audience></saml:AudienceRestriction></saml:Conditions><saml:AuthnStatement AuthnInstant="{issued}" SessionIndex="{id}"{session_limit}><saml:AuthnContext><saml:AuthnContextClassRef>urn:oasis:names:tc:SAML:2.0:ac:classes:PasswordProtectedTransport</saml:AuthnContextClassRef></saml:AuthnContext></saml:AuthnStatement><saml:AttributeStatement>{attributes}</saml:AttributeStatement></saml:Assertion>"#,
             id = login.assertion_id,
             issued = instant(login.issued),
@@ -269,7 +287,15 @@ impl TestIdp {
             name_id = escape(&login.name_id),
             recipient = escape(&login.recipient),
             audience = escape(&login.audience),
-        )
+        );
+        if login.unprefixed {
+            assertion
+                .replace("<saml:", "<")
+                .replace("</saml:", "</")
+                .replace("xmlns:saml=", "xmlns=")
+        } else {
+            assertion
+        }
     }
 
     /// A Response around `inner` (an Assertion or EncryptedAssertion), unsigned.
@@ -285,13 +311,33 @@ impl TestIdp {
             .as_deref()
             .map(|id| format!(r#" InResponseTo="{}""#, escape(id)))
             .unwrap_or_default();
-        format!(
+        let response = format!(
             r#"<samlp:Response xmlns:samlp="urn:oasis:names:tc:SAML:2.0:protocol" xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion" ID="{id}" Version="2.0" IssueInstant="{issued}"{destination}{in_response_to}><saml:Issuer>{issuer}</saml:Issuer><samlp:Status><samlp:StatusCode Value="{status}"/></samlp:Status>{inner}</samlp:Response>"#,
             id = login.response_id,
             issued = instant(login.issued),
             issuer = escape(issuer),
             status = escape(&login.status),
-        )
+        );
+        if login.unprefixed {
+            // Only the envelope's own prefixes: `inner` is already in its final shape.
+            let (head, rest) = response.split_at(response.find("</samlp:Status>").unwrap());
+            let head = head
+                .replace(
+                    "<saml:Issuer>",
+                    r#"<Issuer xmlns="urn:oasis:names:tc:SAML:2.0:assertion">"#,
+                )
+                .replace("</saml:Issuer>", "</Issuer>")
+                .replace(r#" xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion""#, "")
+                .replace("samlp:", "")
+                .replace("xmlns:samlp=", "xmlns=");
+            format!(
+                "{head}{}",
+                rest.replacen("</samlp:Status>", "</Status>", 1)
+                    .replace("</samlp:Response>", "</Response>")
+            )
+        } else {
+            response
+        }
     }
 
     /// The response XML, signed where asked.
@@ -330,7 +376,15 @@ impl TestIdp {
         if matches!(signed, Signed::Assertion | Signed::Both) {
             assertion = self.sign(&assertion, &login.assertion_id, login.algorithms);
         }
-        let encrypted = encrypt(&assertion, sp_encryption_certificate, encryption);
+        let mut encrypted = encrypt(&assertion, sp_encryption_certificate, encryption);
+        if login.unprefixed {
+            encrypted = encrypted
+                .replace(
+                    "<saml:EncryptedAssertion>",
+                    r#"<EncryptedAssertion xmlns="urn:oasis:names:tc:SAML:2.0:assertion">"#,
+                )
+                .replace("</saml:EncryptedAssertion>", "</EncryptedAssertion>");
+        }
         encode(&self.finish(login, &encrypted, signed))
     }
 }

@@ -23,6 +23,7 @@ on_both_databases!(
     groups_asserted_at_login_map_to_roles,
     single_logout_works_both_ways_and_refuses_forgeries,
     a_session_acts_on_the_admin_api_as_its_roles_and_levels_allow,
+    an_entra_login_finds_the_email_through_the_entra_preset,
 );
 
 const IDP_ENTITY: &str = "http://www.okta.com/exk1test";
@@ -963,4 +964,29 @@ async fn a_session_acts_on_the_admin_api_as_its_roles_and_levels_allow(database:
         as_person(&sso, "GET", &api(""), "garbage", &none).await.0,
         401
     );
+}
+
+async fn an_entra_login_finds_the_email_through_the_entra_preset(database: TestDatabase) {
+    let sso = Sso::new(database).await;
+    let mut login = Login::entra(&sso.app.url(""), "acme", "ada@example.com");
+    login.issued = sso.app.clock.now().and_utc();
+    // With the default (Okta) names there is no email: the NameID is an opaque ID.
+    let first = sso.idp.response(&login, Signed::Assertion);
+    assert_eq!(sso.post_here("acme", &first).await.0, 400);
+    assert_eq!(sso.refusals("acme", &sso.admin).await, ["no_subject"]);
+
+    let preset = json!({"preset": "entra"});
+    let path = "/api/v1/workspaces/acme/attribute-mapping";
+    let (status, body) = sso
+        .app
+        .send_json("PUT", path, &sso.admin.token, &preset)
+        .await;
+    assert_eq!(status, 200, "{body}");
+    login.assertion_id = format!("{}-again", login.assertion_id);
+    let (status, _, session, page) = sso
+        .post_here("acme", &sso.idp.response(&login, Signed::Assertion))
+        .await;
+    assert_eq!(status, 303, "{page}");
+    let (_, me) = sso.session(&session.unwrap()).await;
+    assert_eq!(me["email"], "ada@example.com");
 }
