@@ -3,6 +3,7 @@
 
 use actix_web::cookie::time::Duration as CookieDuration;
 use actix_web::cookie::{Cookie, SameSite};
+use actix_web::http::StatusCode;
 use actix_web::http::header::LOCATION;
 use actix_web::{HttpResponse, ResponseError, web};
 use serde::Deserialize;
@@ -42,6 +43,13 @@ pub fn sp_routes(config: &mut web::ServiceConfig) {
 /// a RelayState.
 const MAX_ACS_FORM_BYTES: usize = 512 * 1024;
 
+/// A short plain-text page for a browser.
+fn text_page(status: StatusCode, text: &'static str) -> HttpResponse {
+    HttpResponse::build(status)
+        .content_type("text/plain; charset=utf-8")
+        .body(text)
+}
+
 /// What a browser sees when a SAML step fails: a short page with the status, never details.
 fn page(error: SamlError) -> HttpResponse {
     let text = match &error {
@@ -54,9 +62,7 @@ fn page(error: SamlError) -> HttpResponse {
         SamlError::Store(_) => "The service is unavailable. Please try again shortly.",
         _ => "Single sign-on could not start.",
     };
-    HttpResponse::build(error.status_code())
-        .content_type("text/plain; charset=utf-8")
-        .body(text)
+    text_page(error.status_code(), text)
 }
 
 fn find_workspace(
@@ -74,7 +80,7 @@ fn find_workspace(
 fn refused_page(reason: Reason) -> HttpResponse {
     let (status, text) = match reason {
         Reason::Deactivated | Reason::NotProvisioned => (
-            actix_web::http::StatusCode::FORBIDDEN,
+            StatusCode::FORBIDDEN,
             "Your account does not have access to this workspace.",
         ),
         Reason::Replay
@@ -82,17 +88,15 @@ fn refused_page(reason: Reason) -> HttpResponse {
         | Reason::Expired
         | Reason::InResponseTo
         | Reason::BrowserMismatch => (
-            actix_web::http::StatusCode::BAD_REQUEST,
+            StatusCode::BAD_REQUEST,
             "This sign-in has expired or was already used. Please sign in again.",
         ),
         _ => (
-            actix_web::http::StatusCode::BAD_REQUEST,
+            StatusCode::BAD_REQUEST,
             "The sign-in response from your identity provider could not be accepted.",
         ),
     };
-    HttpResponse::build(status)
-        .content_type("text/plain; charset=utf-8")
-        .body(text)
+    text_page(status, text)
 }
 
 fn request_cookie_path(slug: &str) -> String {
@@ -120,9 +124,7 @@ async fn consume(
         }
     }
     let Some(saml_response) = saml_response else {
-        return HttpResponse::BadRequest()
-            .content_type("text/plain; charset=utf-8")
-            .body("The sign-in response is missing.");
+        return text_page(StatusCode::BAD_REQUEST, "The sign-in response is missing.");
     };
     let posted = Posted {
         saml_response,
@@ -187,9 +189,7 @@ async fn single_logout(
                 .insert_header((LOCATION, "/"))
                 .finish()
         } else {
-            HttpResponse::BadRequest()
-                .content_type("text/plain; charset=utf-8")
-                .body("No logout message.")
+            text_page(StatusCode::BAD_REQUEST, "No logout message.")
         };
     }
     let endpoints = Endpoints::new(base_url.as_str(), &slug);
@@ -206,10 +206,13 @@ async fn single_logout(
             .insert_header((LOCATION, location))
             .cookie(sessions::api::cleared_cookie())
             .finish(),
-        Ok(None) => HttpResponse::Ok()
-            .content_type("text/plain; charset=utf-8")
-            .cookie(sessions::api::cleared_cookie())
-            .body("You are signed out."),
+        Ok(None) => {
+            let mut signed_out = text_page(StatusCode::OK, "You are signed out.");
+            signed_out
+                .add_cookie(&sessions::api::cleared_cookie())
+                .expect("a valid cookie");
+            signed_out
+        }
         Err(AcsError::Refused(refusal)) => refused_page(refusal.reason),
         Err(AcsError::Saml(error)) => page(error),
     }

@@ -3,16 +3,16 @@
 
 use actix_web::{App, HttpResponse, HttpServer, web};
 use base64::Engine;
-use openssl::asn1::Asn1Time;
 use openssl::ec::{EcGroup, EcKey};
 use openssl::hash::MessageDigest;
 use openssl::nid::Nid;
 use openssl::pkey::PKey;
-use openssl::x509::{X509, X509NameBuilder};
+use openssl::x509::X509;
 use serde_json::{Value, json};
 
 use crate::helpers::{TestApp, TestDatabase, failure_line, stdout};
 use crate::on_both_databases;
+use crate::saml_idp::self_signed;
 
 on_both_databases!(
     a_connection_is_set_from_a_metadata_file_and_shown,
@@ -29,22 +29,7 @@ const IDP: &str = "/api/v1/workspaces/acme/idp";
 fn certificate(common_name: &str, days: u32) -> X509 {
     let group = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1).unwrap();
     let key = PKey::from_ec_key(EcKey::generate(&group).unwrap()).unwrap();
-    let mut name = X509NameBuilder::new().unwrap();
-    name.append_entry_by_text("CN", common_name).unwrap();
-    let name = name.build();
-    let mut builder = X509::builder().unwrap();
-    builder.set_version(2).unwrap();
-    builder.set_subject_name(&name).unwrap();
-    builder.set_issuer_name(&name).unwrap();
-    builder.set_pubkey(&key).unwrap();
-    builder
-        .set_not_before(&Asn1Time::days_from_now(0).unwrap())
-        .unwrap();
-    builder
-        .set_not_after(&Asn1Time::days_from_now(days).unwrap())
-        .unwrap();
-    builder.sign(&key, MessageDigest::sha256()).unwrap();
-    builder.build()
+    self_signed(&key, common_name, days)
 }
 
 fn base64(certificate: &X509) -> String {

@@ -7,7 +7,7 @@ use openssl::pkey::{PKey, Private};
 use openssl::rsa::Rsa;
 use samael::crypto::CertificateDer;
 
-use crate::saml_idp::{Encryption, Login, RSA_SHA1, Signed, TestIdp, encode};
+use crate::saml_idp::{Encryption, Login, RSA_SHA1, Signed, TestIdp, encode, self_signed};
 
 const BASE: &str = "https://idgate.example";
 const IDP_ENTITY: &str = "http://www.okta.com/exk1test";
@@ -23,29 +23,13 @@ fn fixture() -> Fixture {
     let idp = TestIdp::new(IDP_ENTITY);
     let certificates = vec![CertificateDer::from(idp.certificate_der())];
     let sp_key = PKey::from_rsa(Rsa::generate(2048).unwrap()).unwrap();
-    let sp_certificate = self_signed(&sp_key);
+    let sp_certificate = self_signed(&sp_key, "sp-encryption", 30);
     Fixture {
         idp,
         certificates,
         sp_key,
         sp_certificate,
     }
-}
-
-fn self_signed(key: &PKey<Private>) -> openssl::x509::X509 {
-    let mut builder = openssl::x509::X509::builder().unwrap();
-    builder.set_version(2).unwrap();
-    builder.set_pubkey(key).unwrap();
-    builder
-        .set_not_before(&openssl::asn1::Asn1Time::days_from_now(0).unwrap())
-        .unwrap();
-    builder
-        .set_not_after(&openssl::asn1::Asn1Time::days_from_now(30).unwrap())
-        .unwrap();
-    builder
-        .sign(key, openssl::hash::MessageDigest::sha256())
-        .unwrap();
-    builder.build()
 }
 
 impl Fixture {
@@ -377,7 +361,7 @@ refusals! {
         f.idp.encrypted_response(&login, Signed::Neither, &f.sp_certificate, Encryption::Aes256Gcm)
     };
     an_assertion_encrypted_to_another_key_is_refused: Decryption, |f, login| {
-        let other = self_signed(&PKey::from_rsa(Rsa::generate(2048).unwrap()).unwrap());
+        let other = self_signed(&PKey::from_rsa(Rsa::generate(2048).unwrap()).unwrap(), "other", 30);
         f.idp.encrypted_response(&login, Signed::Response, &other, Encryption::Aes128Gcm)
     };
 }

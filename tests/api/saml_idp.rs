@@ -166,6 +166,30 @@ fn signature_template(id: &str, (signature, digest): (&str, &str)) -> String {
     )
 }
 
+/// A certificate for `key`, issued by itself, valid from now for `days`.
+pub fn self_signed<T: openssl::pkey::HasPrivate>(
+    key: &PKey<T>,
+    common_name: &str,
+    days: u32,
+) -> X509 {
+    let mut name = X509NameBuilder::new().unwrap();
+    name.append_entry_by_text("CN", common_name).unwrap();
+    let name = name.build();
+    let mut builder = X509::builder().unwrap();
+    builder.set_version(2).unwrap();
+    builder.set_subject_name(&name).unwrap();
+    builder.set_issuer_name(&name).unwrap();
+    builder.set_pubkey(key).unwrap();
+    builder
+        .set_not_before(&Asn1Time::days_from_now(0).unwrap())
+        .unwrap();
+    builder
+        .set_not_after(&Asn1Time::days_from_now(days).unwrap())
+        .unwrap();
+    builder.sign(key, MessageDigest::sha256()).unwrap();
+    builder.build()
+}
+
 pub fn encode(xml: &str) -> String {
     STANDARD.encode(xml)
 }
@@ -173,25 +197,10 @@ pub fn encode(xml: &str) -> String {
 impl TestIdp {
     pub fn new(entity_id: &str) -> TestIdp {
         let key = PKey::from_rsa(Rsa::generate(2048).unwrap()).unwrap();
-        let mut name = X509NameBuilder::new().unwrap();
-        name.append_entry_by_text("CN", "test-idp").unwrap();
-        let name = name.build();
-        let mut builder = X509::builder().unwrap();
-        builder.set_version(2).unwrap();
-        builder.set_subject_name(&name).unwrap();
-        builder.set_issuer_name(&name).unwrap();
-        builder.set_pubkey(&key).unwrap();
-        builder
-            .set_not_before(&Asn1Time::days_from_now(0).unwrap())
-            .unwrap();
-        builder
-            .set_not_after(&Asn1Time::days_from_now(365).unwrap())
-            .unwrap();
-        builder.sign(&key, MessageDigest::sha256()).unwrap();
         TestIdp {
             entity_id: entity_id.to_owned(),
+            certificate: self_signed(&key, "test-idp", 365),
             key,
-            certificate: builder.build(),
         }
     }
 

@@ -72,6 +72,16 @@ impl Sso {
         login
     }
 
+    /// Changes acme's IdP connection.
+    async fn set_idp(&self, body: &Value) {
+        let path = "/api/v1/workspaces/acme/idp";
+        let (status, shown) = self
+            .app
+            .send_json("PUT", path, &self.admin.token, body)
+            .await;
+        assert_eq!(status, 200, "{shown}");
+    }
+
     /// Starts an SP-initiated login as a browser would; returns the request's ID and the cookie
     /// that binds it to this browser.
     async fn start(&self, slug: &str, relay: &str) -> (String, String) {
@@ -81,15 +91,7 @@ impl Sso {
         let response = self.browser.get(url).send().await.unwrap();
         assert_eq!(response.status(), 303);
         let location = url::Url::parse(&header(&response, LOCATION)).unwrap();
-        let request = location
-            .query_pairs()
-            .find(|(k, _)| k == "SAMLRequest")
-            .unwrap()
-            .1;
-        let mut xml = String::new();
-        flate2::read::DeflateDecoder::new(&STANDARD.decode(request.as_bytes()).unwrap()[..])
-            .read_to_string(&mut xml)
-            .unwrap();
+        let xml = redirected_message(&location, "SAMLRequest");
         let id = xml
             .split(" ID=\"")
             .nth(1)
@@ -170,6 +172,16 @@ impl Sso {
             .map(|e| e["details"]["reason"].as_str().unwrap().to_owned())
             .collect()
     }
+}
+
+/// The XML a Redirect-binding URL carries in `parameter`, inflated.
+fn redirected_message(url: &url::Url, parameter: &str) -> String {
+    let (_, message) = url.query_pairs().find(|(k, _)| k == parameter).unwrap();
+    let mut xml = String::new();
+    flate2::read::DeflateDecoder::new(&STANDARD.decode(message.as_bytes()).unwrap()[..])
+        .read_to_string(&mut xml)
+        .unwrap();
+    xml
 }
 
 fn cookie_of<S>(response: &awc::ClientResponse<S>, name: &str) -> Option<String> {
@@ -379,16 +391,7 @@ async fn idp_initiated_login_is_refused_on_a_replay_by_any_replica(database: Tes
 
     // With IdP-initiated login off, only answers to our requests count.
     let body = json!({"options": {"allow_idp_initiated": false}});
-    let (status, _) = sso
-        .app
-        .send_json(
-            "PUT",
-            "/api/v1/workspaces/acme/idp",
-            &sso.admin.token,
-            &body,
-        )
-        .await;
-    assert_eq!(status, 200);
+    sso.set_idp(&body).await;
     let encoded = sso
         .idp
         .response(&sso.login("acme", "ada@example.com"), Signed::Both);
@@ -596,15 +599,7 @@ async fn deprovisioning_ends_sessions_and_jit_off_admits_members_only(database: 
     assert_eq!(sso.session(&again).await.0, 401);
 
     // Just-in-time provisioning off: only SCIM members may log in.
-    let body = json!({"options": {"jit": false}});
-    sso.app
-        .send_json(
-            "PUT",
-            "/api/v1/workspaces/acme/idp",
-            &sso.admin.token,
-            &body,
-        )
-        .await;
+    sso.set_idp(&json!({"options": {"jit": false}})).await;
     let encoded = sso
         .idp
         .response(&sso.login("acme", "bob@example.com"), Signed::Both);
@@ -694,16 +689,7 @@ async fn single_logout_works_both_ways_and_refuses_forgeries(database: TestDatab
         "slo_url": "https://idp.example/slo",
         "certificates": [sso.idp.certificate_pem()],
     });
-    let (status, _) = sso
-        .app
-        .send_json(
-            "PUT",
-            "/api/v1/workspaces/acme/idp",
-            &sso.admin.token,
-            &body,
-        )
-        .await;
-    assert_eq!(status, 200);
+    sso.set_idp(&body).await;
 
     // SP-initiated: the answer names the IdP's logout, with the session's NameID and index.
     let login = sso.login("acme", "ada@example.com");
@@ -724,15 +710,7 @@ async fn single_logout_works_both_ways_and_refuses_forgeries(database: TestDatab
     assert_eq!(status, 200);
     let url = url::Url::parse(ended["idp_logout_url"].as_str().unwrap()).unwrap();
     assert_eq!(url.path(), "/slo");
-    let message = url
-        .query_pairs()
-        .find(|(k, _)| k == "SAMLRequest")
-        .unwrap()
-        .1;
-    let mut xml = String::new();
-    flate2::read::DeflateDecoder::new(&STANDARD.decode(message.as_bytes()).unwrap()[..])
-        .read_to_string(&mut xml)
-        .unwrap();
+    let xml = redirected_message(&url, "SAMLRequest");
     assert!(
         xml.contains("<saml:NameID>ada@example.com</saml:NameID>"),
         "{xml}"
