@@ -24,6 +24,7 @@ on_both_databases!(
     single_logout_works_both_ways_and_refuses_forgeries,
     a_session_acts_on_the_admin_api_as_its_roles_and_levels_allow,
     an_entra_login_finds_the_email_through_the_entra_preset,
+    session_keys_rotate_and_stay_published_while_their_tokens_live,
 );
 
 const IDP_ENTITY: &str = "http://www.okta.com/exk1test";
@@ -435,6 +436,20 @@ async fn refusals_are_audited_with_their_reason_and_set_no_cookie(database: Test
         .await;
     assert_eq!(status, 400);
 
+    // Metadata past its validUntil (and not refreshed) refuses logins.
+    sso.app
+        .database
+        .execute("UPDATE idp_connections SET metadata_valid_until = '2020-01-01 00:00:00'")
+        .unwrap();
+    let stale = sso
+        .idp
+        .response(&sso.login("acme", "ada@example.com"), Signed::Both);
+    assert_eq!(sso.post_here("acme", &stale).await.0, 400);
+    sso.app
+        .database
+        .execute("UPDATE idp_connections SET metadata_valid_until = NULL")
+        .unwrap();
+
     let missing = sso
         .browser
         .post(sso.app.url("/saml/acme/acs"))
@@ -447,7 +462,13 @@ async fn refusals_are_audited_with_their_reason_and_set_no_cookie(database: Test
 
     assert_eq!(
         sso.refusals("acme", &sso.admin).await,
-        ["in_response_to", "bad_signature", "destination", "unsigned"]
+        [
+            "metadata_expired",
+            "in_response_to",
+            "bad_signature",
+            "destination",
+            "unsigned"
+        ]
     );
     assert!(sso.refusals("beta", &beta).await.is_empty());
 }
@@ -967,4 +988,47 @@ async fn an_entra_login_finds_the_email_through_the_entra_preset(database: TestD
     assert_eq!(status, 303, "{page}");
     let (_, me) = sso.session(&session.unwrap()).await;
     assert_eq!(me["email"], "ada@example.com");
+}
+
+async fn session_keys_rotate_and_stay_published_while_their_tokens_live(database: TestDatabase) {
+    let sso = Sso::new(database).await;
+    let kid = |token: &str| jsonwebtoken::decode_header(token).unwrap().kid.unwrap();
+    let published = || {
+        let sso = &sso;
+        async move {
+            let response = sso
+                .app
+                .client
+                .get(sso.app.url("/.well-known/jwks.json"))
+                .send()
+                .await;
+            let (_, set) = read(response.unwrap()).await;
+            set["keys"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|k| k["kid"].as_str().unwrap().to_owned())
+                .collect::<Vec<String>>()
+        }
+    };
+    let old = sso.log_in("acme", "ada@example.com").await;
+    assert_eq!(
+        kid(&old),
+        kid(&sso.log_in("acme", "bob@example.com").await),
+        "one key a day"
+    );
+
+    sso.app.clock.advance(TimeDelta::days(2));
+    let new = sso.log_in("acme", "ada@example.com").await;
+    assert_ne!(kid(&old), kid(&new), "a new day, a new key");
+    assert_eq!(published().await, [kid(&new), kid(&old)]);
+    assert_eq!(sso.session(&old).await.0, 200, "the old key still verifies");
+
+    // Past its last token's lifetime the old key is gone, and so is anything it signed.
+    sso.app
+        .clock
+        .advance(TimeDelta::days(6) + TimeDelta::hours(1));
+    assert_eq!(published().await, [kid(&new)]);
+    assert_eq!(sso.session(&old).await.0, 401);
+    assert_eq!(sso.session(&new).await.0, 200);
 }
