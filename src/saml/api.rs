@@ -224,9 +224,26 @@ struct LoginQuery {
     relay_state: Option<String>,
 }
 
+/// Whether browsers will send a `SameSite=None; Secure` cookie to this service: over https, and
+/// over plain http on the loopback host, which browsers treat as a secure context.
+fn secure_context(base_url: &BaseUrl) -> bool {
+    let Ok(url) = url::Url::parse(base_url.as_str()) else {
+        return false;
+    };
+    url.scheme() == "https"
+        || matches!(
+            url.host(),
+            Some(url::Host::Domain("localhost"))
+                | Some(url::Host::Ipv4(std::net::Ipv4Addr::LOCALHOST))
+                | Some(url::Host::Ipv6(std::net::Ipv6Addr::LOCALHOST))
+        )
+}
+
 /// SP-initiated login: 303 to the IdP with a signed AuthnRequest, and the request cookie, which
-/// only the ACS receives. Over https it is `SameSite=None; Secure`, since the IdP's POST to the
-/// ACS is cross-site; over plain http (development) browsers refuse that, so it is `Lax`.
+/// only the ACS receives. The IdP's POST to the ACS is cross-site, so the cookie is
+/// `SameSite=None; Secure` wherever browsers allow it; elsewhere (plain http on a named host)
+/// it can only be `Lax`, which browsers do not send with that POST, and SP-initiated logins fail
+/// there as answered by another browser: serve idgate over https.
 async fn login(
     store: web::Data<Store>,
     base_url: web::Data<BaseUrl>,
@@ -235,7 +252,7 @@ async fn login(
 ) -> HttpResponse {
     let endpoints = Endpoints::new(base_url.as_str(), &slug);
     let acs_path = request_cookie_path(&slug);
-    let secure = base_url.as_str().starts_with("https://");
+    let secure = secure_context(&base_url);
     let relay_state = query.into_inner().relay_state;
     let started = store
         .run(move |conn| {
@@ -388,4 +405,24 @@ async fn set(
         .run(move |conn| connection::set(conn, &workspace_id, source, options, &audit))
         .await?;
     Ok(HttpResponse::Ok().json(view(&connection)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cross_site_cookies_need_a_secure_context() {
+        for (base, secure) in [
+            ("https://idgate.example", true),
+            ("http://localhost:8080", true),
+            ("http://127.0.0.1:8080", true),
+            ("http://[::1]:8080", true),
+            ("http://idgate.internal:8080", false),
+            ("http://10.0.0.5", false),
+        ] {
+            let base_url = BaseUrl::parse(base).unwrap();
+            assert_eq!(secure_context(&base_url), secure, "{base}");
+        }
+    }
 }

@@ -676,9 +676,9 @@ async fn sp_initiated_login_redirects_with_a_signed_request(database: TestDataba
     assert_eq!(cookie.http_only(), Some(true));
     assert_eq!(cookie.path(), Some("/saml/acme/acs"));
     assert_eq!(
-        cookie.same_site(),
-        Some(actix_web::cookie::SameSite::Lax),
-        "plain http in tests"
+        (cookie.same_site(), cookie.secure()),
+        (Some(actix_web::cookie::SameSite::None), Some(true)),
+        "the IdP's POST is cross-site; 127.0.0.1 is a secure context"
     );
     let mut conn = app.database.connect();
     let (path, hash): (String, Vec<u8>) = saml_requests::table
