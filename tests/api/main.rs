@@ -9,6 +9,7 @@ mod auth;
 mod cli;
 mod config;
 mod health;
+mod hostile;
 mod idp;
 mod logging;
 mod saml;

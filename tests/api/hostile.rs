@@ -1,0 +1,149 @@
+//! Hostile bodies to every endpoint that reads one: malformed JSON, wrong types, huge numbers, deep
+//! nesting, invalid UTF-8 and odd Content-Types. Every answer is a 4xx with the endpoint's error
+//! body, never a 5xx, and nothing changes (the audit log and the access version stay as they were).
+
+use awc::http::Method;
+use awc::http::header::CONTENT_TYPE;
+use serde_json::{Value, json};
+
+use crate::helpers::{TestApp, TestDatabase};
+use crate::on_both_databases;
+
+on_both_databases!(hostile_bodies_get_a_4xx_and_change_nothing);
+
+/// What an endpoint answers errors with.
+#[derive(Clone, Copy, Debug)]
+enum Errors {
+    /// `{"error", "message"}`
+    Json,
+    /// A SCIM Error: `schemas` and `status`.
+    Scim,
+    /// A short plain-text page (browser-facing SAML endpoints).
+    Text,
+}
+
+fn bodies() -> Vec<(&'static str, Vec<u8>, Option<&'static str>)> {
+    let json = Some("application/json");
+    let deep = format!("{}{}", "[".repeat(5000), "]".repeat(5000));
+    let deep_object = format!("{}1{}", "{\"a\":".repeat(2000), "}".repeat(2000));
+    vec![
+        ("truncated", b"{\"name\": ".to_vec(), json),
+        ("array", b"[]".to_vec(), json),
+        ("string", b"\"text\"".to_vec(), json),
+        ("null", b"null".to_vec(), json),
+        ("wrong types", br#"{"name": 5, "roles": "admin", "userName": [], "schemas": 7, "Operations": {}, "kind": false, "options": 3, "checks": "x", "to": 1}"#.to_vec(), json),
+        ("huge number", br#"{"name": 123456789012345678901234567890123456789, "expires_in": 1e999, "level": 1e400}"#.to_vec(), json),
+        ("deep array", deep.into_bytes(), json),
+        ("deep object", deep_object.into_bytes(), json),
+        ("invalid UTF-8", b"{\"name\": \"\xff\xfe\xfd\"}".to_vec(), json),
+        ("no content type", b"{\"name\": \"x\"}".to_vec(), None),
+        ("xml", b"<name>x</name>".to_vec(), Some("application/xml")),
+        ("form", b"name=x".to_vec(), Some("application/x-www-form-urlencoded")),
+        ("bad charset", b"{\"name\": ".to_vec(), Some("application/json; charset=ebcdic")),
+        ("empty", Vec::new(), json),
+    ]
+}
+
+async fn hostile_bodies_get_a_4xx_and_change_nothing(database: TestDatabase) {
+    let app = TestApp::spawn(database).await;
+    let tenant = app.tenant(
+        "acme",
+        "scim,workspace:read,workspace:write,audit:read,tokens:write,sources:read,sources:write,tracking_plan:read,tracking_plan:write",
+    );
+    // Something to aim at: a user, a group, a source.
+    let user = json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "ada@example.com"});
+    let (_, user) = app
+        .send_json("POST", "/scim/v2/Users", &tenant.token, &user)
+        .await;
+    let group = json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"], "displayName": "Engineering"});
+    let (_, group) = app
+        .send_json("POST", "/scim/v2/Groups", &tenant.token, &group)
+        .await;
+    let source = json!({"kind": "source", "name": "web"});
+    let (_, source) = app
+        .send_json(
+            "POST",
+            "/api/v1/workspaces/acme/resources",
+            &tenant.token,
+            &source,
+        )
+        .await;
+    let (user, group, source) = (
+        user["id"].as_str().unwrap().to_owned(),
+        group["id"].as_str().unwrap().to_owned(),
+        source["id"].as_str().unwrap().to_owned(),
+    );
+    let api = |path: &str| format!("/api/v1/workspaces/acme{path}");
+    let endpoints: Vec<(&str, String, Errors)> = vec![
+        ("PATCH", api(""), Errors::Json),
+        ("POST", api("/tokens"), Errors::Json),
+        ("PUT", api("/members/ada@example.com/roles"), Errors::Json),
+        ("PUT", api("/group-mappings/Engineering"), Errors::Json),
+        ("PUT", api("/attribute-mapping"), Errors::Json),
+        ("POST", api("/resources"), Errors::Json),
+        ("PATCH", api(&format!("/resources/{source}")), Errors::Json),
+        ("POST", api("/grants"), Errors::Json),
+        ("POST", api("/authorize"), Errors::Json),
+        ("PUT", api("/idp"), Errors::Json),
+        ("POST", api("/ownership/transfer"), Errors::Json),
+        ("POST", "/api/v1/write-keys/verify".to_owned(), Errors::Json),
+        ("POST", "/scim/v2/Users".to_owned(), Errors::Scim),
+        ("PUT", format!("/scim/v2/Users/{user}"), Errors::Scim),
+        ("PATCH", format!("/scim/v2/Users/{user}"), Errors::Scim),
+        ("POST", "/scim/v2/Groups".to_owned(), Errors::Scim),
+        ("PATCH", format!("/scim/v2/Groups/{group}"), Errors::Scim),
+        ("POST", "/scim/v2/Bulk".to_owned(), Errors::Scim),
+        ("POST", "/scim/v2/.search".to_owned(), Errors::Scim),
+        ("POST", "/saml/acme/acs".to_owned(), Errors::Text),
+    ];
+    let state = || {
+        let mut conn = app.database.connect();
+        use diesel::prelude::*;
+        use idgate::db::schema::{audit_events, workspaces};
+        let events: i64 = audit_events::table.count().get_result(&mut conn).unwrap();
+        let version: i64 = workspaces::table
+            .select(workspaces::access_version)
+            .first(&mut conn)
+            .unwrap();
+        (events, version)
+    };
+    let before = state();
+    for (method, path, errors) in &endpoints {
+        for (name, body, content_type) in bodies() {
+            let mut request = app
+                .client
+                .request(
+                    Method::from_bytes(method.as_bytes()).unwrap(),
+                    app.url(path),
+                )
+                .bearer_auth(&tenant.token);
+            if let Some(content_type) = content_type {
+                request = request.insert_header((CONTENT_TYPE, content_type));
+            }
+            let mut response = request.send_body(body).await.unwrap();
+            let status = response.status().as_u16();
+            let answer = response.body().limit(1 << 20).await.unwrap();
+            let what = format!("{method} {path} with {name}: {status} {answer:?}");
+            assert!((400..500).contains(&status), "{what}");
+            match errors {
+                Errors::Json => {
+                    let body: Value = serde_json::from_slice(&answer).expect(&what);
+                    assert!(
+                        body["error"].is_string() && body["message"].is_string(),
+                        "{what}"
+                    );
+                }
+                Errors::Scim => {
+                    let body: Value = serde_json::from_slice(&answer).expect(&what);
+                    assert_eq!(
+                        body["schemas"][0], "urn:ietf:params:scim:api:messages:2.0:Error",
+                        "{what}"
+                    );
+                    assert_eq!(body["status"], status.to_string(), "{what}");
+                }
+                Errors::Text => assert!(!answer.is_empty(), "{what}"),
+            }
+        }
+    }
+    assert_eq!(state(), before, "nothing changed");
+}
