@@ -41,12 +41,14 @@ impl Application {
         let public_base_url = web::Data::new(base_url.clone());
         let decision_cache = web::Data::new(access::cache::DecisionCache::default());
         let session_keys = web::Data::new(sessions::keys::KeyRing::default());
+        let rate_limiter = web::Data::new(crate::ratelimit::RateLimiter::new(settings.rate_limit));
         let clock = web::Data::new(clock);
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(store.clone())
                 .app_data(decision_cache.clone())
                 .app_data(session_keys.clone())
+                .app_data(rate_limiter.clone())
                 .app_data(clock.clone())
                 .app_data(public_base_url.clone())
                 .app_data(error::json_config())

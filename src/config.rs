@@ -14,7 +14,16 @@ pub const DEFAULT_CONFIG_FILE: &str = "idgate.toml";
 
 /// The keys a config file or `IDGATE_*` variable may set. Other `IDGATE_*` variables (the test
 /// suite's `IDGATE_TEST_POSTGRES_URL`, say) are not settings and are left alone.
-const KEYS: [&str; 4] = ["bind", "database_url", "base_url", "log_format"];
+const KEYS: [&str; 5] = [
+    "bind",
+    "database_url",
+    "base_url",
+    "log_format",
+    "rate_limit",
+];
+
+/// Requests a second each API token (or person with a session) may make, by default.
+pub const DEFAULT_RATE_LIMIT: u32 = 100;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -28,6 +37,9 @@ pub struct Settings {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub base_url: Option<BaseUrl>,
     pub log_format: LogFormat,
+    /// Requests a second per API token or session on the SCIM and admin APIs, with bursts of
+    /// twice that; 0 turns limits off. Counted in each process.
+    pub rate_limit: u32,
 }
 
 impl Default for Settings {
@@ -38,6 +50,7 @@ impl Default for Settings {
                 .expect("the default URL is valid"),
             base_url: None,
             log_format: LogFormat::Pretty,
+            rate_limit: DEFAULT_RATE_LIMIT,
         }
     }
 }
@@ -113,6 +126,10 @@ pub struct ConfigArgs {
     #[arg(long, global = true, value_name = "FORMAT")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub log_format: Option<String>,
+    /// Requests a second per API token or session; 0 for none [default: 100] [env: IDGATE_RATE_LIMIT]
+    #[arg(long, global = true, value_name = "PER_SECOND")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -25,7 +25,8 @@ pub enum Actor {
 }
 
 impl Actor {
-    fn parts(&self) -> (&'static str, &str) {
+    /// The actor's kind (`token`, `person`, ...) and id.
+    pub fn parts(&self) -> (&'static str, &str) {
         match self {
             Actor::Token(id) => ("token", id),
             Actor::Person(id) => ("person", id),

@@ -16,6 +16,7 @@ use super::users::{self, StoredUser};
 use crate::audit::{Actor, AuditContext};
 use crate::db::DbConnection;
 use crate::db::Store;
+use crate::ratelimit::RateLimiter;
 use crate::tokens::auth::AuthError;
 use crate::tokens::{self, Scope};
 
@@ -30,6 +31,7 @@ pub struct Context {
     pub base: String,
     pub token: String,
     pub request_id: Option<String>,
+    pub limiter: actix_web::web::Data<RateLimiter>,
 }
 
 /// Whose request it is, once the token has been checked: its workspace, and the actor to audit.
@@ -52,6 +54,7 @@ impl Context {
         T: Send + 'static,
     {
         let (token, request_id) = (self.token.clone(), self.request_id.clone());
+        let limiter = self.limiter.clone();
         self.store
             .run(move |conn| {
                 let (token, workspace) = tokens::authenticate(conn, &token, crate::time::now())
@@ -66,6 +69,7 @@ impl Context {
                         request_id,
                     },
                 };
+                limiter.admit(&tenant.audit.actor)?;
                 work(conn, &tenant)
             })
             .await

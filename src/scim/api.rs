@@ -1,5 +1,6 @@
 //! The SCIM HTTP endpoints under `/scim/v2`. The bearer token (scope `scim`) decides the workspace.
 
+use crate::ratelimit::RateLimiter;
 use actix_web::dev::{Payload, ServiceResponse};
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderMap};
@@ -107,12 +108,17 @@ impl FromRequest for Context {
             .app_data::<web::Data<BaseUrl>>()
             .expect("the app registers its base URL");
         let base = scim_base(base_url);
+        let limiter = request
+            .app_data::<web::Data<RateLimiter>>()
+            .expect("the app registers its RateLimiter")
+            .clone();
         Box::pin(async move {
             Ok(Context {
                 store,
                 base,
                 token: token?,
                 request_id,
+                limiter,
             })
         })
     }

@@ -2,7 +2,7 @@
 //! where one applies, a `scimType`.
 
 use actix_web::http::StatusCode;
-use actix_web::http::header::WWW_AUTHENTICATE;
+use actix_web::http::header::{RETRY_AFTER, WWW_AUTHENTICATE};
 use actix_web::{HttpResponse, ResponseError};
 use serde_json::json;
 
@@ -135,6 +135,9 @@ impl ResponseError for ScimError {
             && let Some(challenge) = auth.challenge()
         {
             response.insert_header((WWW_AUTHENTICATE, challenge));
+        }
+        if let ScimError::Auth(AuthError::RateLimited(seconds)) = self {
+            response.insert_header((RETRY_AFTER, *seconds));
         }
         response.body(body.to_string())
     }

@@ -8,7 +8,7 @@ use std::marker::PhantomData;
 
 use actix_web::dev::Payload;
 use actix_web::http::StatusCode;
-use actix_web::http::header::{AUTHORIZATION, WWW_AUTHENTICATE};
+use actix_web::http::header::{AUTHORIZATION, RETRY_AFTER, WWW_AUTHENTICATE};
 use actix_web::{FromRequest, HttpMessage, HttpRequest, HttpResponse, ResponseError, web};
 use futures_util::future::LocalBoxFuture;
 use tracing_actix_web::RequestId;
@@ -19,6 +19,7 @@ use crate::access::members;
 use crate::access::model::Role;
 use crate::audit::{Actor, AuditContext};
 use crate::db::{Store, StoreError};
+use crate::ratelimit::RateLimiter;
 use crate::sessions::SessionError;
 use crate::sessions::keys::KeyRing;
 use crate::time::Clock;
@@ -83,6 +84,9 @@ pub enum AuthError {
     RolesDeny(Scope),
     #[error("no valid session: sign in again")]
     Session,
+    /// Past the caller's rate limit; the seconds until a request is allowed again.
+    #[error("too many requests: try again in {0} s")]
+    RateLimited(u64),
     #[error(transparent)]
     Store(StoreError),
 }
@@ -109,6 +113,7 @@ impl ResponseError for AuthError {
                 StatusCode::UNAUTHORIZED
             }
             AuthError::OtherWorkspace => StatusCode::NOT_FOUND,
+            AuthError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             AuthError::MissingScope(_) | AuthError::RolesDeny(_) => StatusCode::FORBIDDEN,
             AuthError::Store(error) => error.status_code(),
         }
@@ -118,6 +123,7 @@ impl ResponseError for AuthError {
         let code = match self {
             AuthError::Missing | AuthError::Rejected(_) | AuthError::Session => "unauthorized",
             AuthError::OtherWorkspace => "not_found",
+            AuthError::RateLimited(_) => "rate_limited",
             AuthError::MissingScope(_) | AuthError::RolesDeny(_) => "forbidden",
             AuthError::Store(error) => return error.error_response(),
         };
@@ -127,6 +133,11 @@ impl ResponseError for AuthError {
                 WWW_AUTHENTICATE,
                 challenge.parse().expect("a static header value"),
             );
+        }
+        if let AuthError::RateLimited(seconds) = self {
+            response
+                .headers_mut()
+                .insert(RETRY_AFTER, (*seconds).into());
         }
         response
     }
@@ -264,6 +275,10 @@ impl<S: RequiredScope + 'static> FromRequest for Authorized<S> {
             if let Some(scope) = S::SCOPE {
                 lacking(&caller.scopes, caller.person.is_some(), scope)?;
             }
+            request
+                .app_data::<web::Data<RateLimiter>>()
+                .expect("the app registers its RateLimiter")
+                .admit(&caller.actor)?;
             let request_id = request
                 .extensions()
                 .get::<RequestId>()

@@ -14,6 +14,7 @@ on_both_databases!(
     a_token_without_the_scope_is_403,
     a_token_never_reaches_another_workspace,
     use_is_recorded_in_last_used_at,
+    each_token_has_its_own_rate_limit_and_bad_tokens_spend_none,
 );
 
 const WORKSPACE: &str = "/api/v1/workspaces/acme";
@@ -199,4 +200,59 @@ async fn use_is_recorded_in_last_used_at(database: TestDatabase) {
     assert!(used(&before).is_string(), "{before}");
     let first_use = idgate::time::parse_rfc3339(used(&before).as_str().unwrap()).unwrap();
     assert!(idgate::time::now() - first_use < chrono::TimeDelta::seconds(30));
+}
+
+async fn each_token_has_its_own_rate_limit_and_bad_tokens_spend_none(database: TestDatabase) {
+    let app = TestApp::spawn_with_rate_limit(database, 5).await;
+    let noisy = app.tenant("acme", "workspace:read,scim");
+    let honest = app
+        .token_for(&noisy.workspace, "workspace:read,scim")
+        .secret;
+    // A burst of bad secrets under the honest token's id: refused, and never counted.
+    let id = honest.split('_').nth(1).unwrap();
+    for _ in 0..50 {
+        let forged = format!("idg_{id}_{}", "x".repeat(43));
+        assert_eq!(app.get(WORKSPACE, &forged).await.0, 401);
+    }
+    // Twice the rate passes as a burst; then 429 with Retry-After, on the admin API and SCIM.
+    let statuses = |token: String, path: &'static str, count: usize| {
+        let app = &app;
+        async move {
+            let mut seen = Vec::new();
+            for _ in 0..count {
+                let response = app
+                    .client
+                    .get(app.url(path))
+                    .bearer_auth(&token)
+                    .send()
+                    .await
+                    .unwrap();
+                seen.push(response.status().as_u16());
+                if response.status() == 429 {
+                    let retry = response
+                        .headers()
+                        .get("retry-after")
+                        .unwrap()
+                        .to_str()
+                        .unwrap();
+                    assert!(retry.parse::<u64>().unwrap() >= 1, "{retry}");
+                    break;
+                }
+            }
+            seen
+        }
+    };
+    let noisy_seen = statuses(noisy.token.clone(), WORKSPACE, 40).await;
+    assert_eq!(noisy_seen[..10], [200; 10], "{noisy_seen:?}");
+    assert_eq!(noisy_seen.last(), Some(&429), "{noisy_seen:?}");
+    let (status, body) = app.get("/scim/v2/Users", &noisy.token).await;
+    assert_eq!(status, 429, "{body}");
+    assert_eq!(body["status"], "429");
+    let (status, body) = app.get(WORKSPACE, &noisy.token).await;
+    assert_eq!(
+        (status, &body["error"]),
+        (429, &serde_json::json!("rate_limited"))
+    );
+    // The honest token still has its whole allowance.
+    assert_eq!(statuses(honest, "/scim/v2/Users", 10).await, [200; 10]);
 }

@@ -130,12 +130,18 @@ pub struct Tenant {
 }
 
 impl TestApp {
+    /// A server without rate limits: tests send bursts that are not what they test.
     pub async fn spawn(database: TestDatabase) -> TestApp {
+        Self::spawn_with_rate_limit(database, 0).await
+    }
+
+    pub async fn spawn_with_rate_limit(database: TestDatabase, rate_limit: u32) -> TestApp {
         let settings = Settings {
             bind: SocketAddr::from(([127, 0, 0, 1], 0)),
             database_url: database.database_url(),
             base_url: None,
             log_format: LogFormat::Pretty,
+            rate_limit,
         };
         let clock = Clock::default();
         let app =
@@ -158,6 +164,7 @@ impl TestApp {
             database_url: self.database.database_url(),
             base_url: Some(BaseUrl::parse(&self.url("")).expect("a valid base URL")),
             log_format: LogFormat::Pretty,
+            rate_limit: 0,
         };
         let app = Application::build(&settings).expect("the replica starts");
         let port = app.port();
