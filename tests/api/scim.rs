@@ -16,6 +16,7 @@ on_both_databases!(
     filters_sort_and_page_in_the_database,
     versions_guard_writes,
     concurrent_member_adds_are_all_kept,
+    writes_through_two_replicas_at_once_lose_nothing,
     bad_requests_are_400_and_change_nothing,
     provisioning_is_audited,
     discovery_describes_the_service,
@@ -512,6 +513,44 @@ async fn concurrent_member_adds_are_all_kept(database: TestDatabase) {
         answer["meta"]["version"],
         format!("W/\"{}\"", users.len() + 1)
     );
+}
+
+async fn writes_through_two_replicas_at_once_lose_nothing(database: TestDatabase) {
+    let app = TestApp::spawn(database).await;
+    let replica = app.spawn_replica().await;
+    let tenant = app.tenant("acme", "scim");
+    let group = create_group(&app, &tenant.token, "Everyone").await;
+    let servers = [app.url(""), replica];
+    let post = |n: usize| {
+        let body = json!({"schemas": [USER], "userName": format!("user{n}@example.com")});
+        let request = app
+            .client
+            .post(format!("{}/scim/v2/Users", servers[n % 2]))
+            .bearer_auth(&tenant.token)
+            .insert_header(("Content-Type", "application/scim+json"));
+        async move {
+            let mut response = request.send_body(body.to_string()).await.unwrap();
+            assert_eq!(response.status(), 201);
+            let created: Value = response.json().await.unwrap();
+            created["id"].as_str().unwrap().to_owned()
+        }
+    };
+    let users = futures_util::future::join_all((0..16).map(post)).await;
+    let adds = users.iter().enumerate().map(|(n, user)| {
+        let body = json!({"schemas": [PATCH], "Operations": [{"op": "add", "path": "members", "value": [{"value": user}]}]});
+        let request = app
+            .client
+            .patch(format!("{}/scim/v2/Groups/{group}", servers[n % 2]))
+            .bearer_auth(&tenant.token);
+        async move { request.send_body(body.to_string()).await.unwrap().status().as_u16() }
+    });
+    let statuses = futures_util::future::join_all(adds).await;
+    assert!(statuses.iter().all(|status| *status == 204), "{statuses:?}");
+    let (_, listed, _) = send(&app, &tenant.token, "GET", "/scim/v2/Users?count=100", None).await;
+    assert_eq!(listed["totalResults"], 16);
+    let path = format!("/scim/v2/Groups/{group}");
+    let (_, answer, _) = send(&app, &tenant.token, "GET", &path, None).await;
+    assert_eq!(answer["members"].as_array().unwrap().len(), users.len());
 }
 
 async fn bad_requests_are_400_and_change_nothing(database: TestDatabase) {

@@ -25,6 +25,7 @@ on_both_databases!(
     a_session_acts_on_the_admin_api_as_its_roles_and_levels_allow,
     an_entra_login_finds_the_email_through_the_entra_preset,
     session_keys_rotate_and_stay_published_while_their_tokens_live,
+    a_session_ended_through_one_replica_is_refused_by_another,
 );
 
 const IDP_ENTITY: &str = "http://www.okta.com/exk1test";
@@ -1031,4 +1032,34 @@ async fn session_keys_rotate_and_stay_published_while_their_tokens_live(database
     assert_eq!(published().await, [kid(&new)]);
     assert_eq!(sso.session(&old).await.0, 401);
     assert_eq!(sso.session(&new).await.0, 200);
+}
+
+async fn a_session_ended_through_one_replica_is_refused_by_another(database: TestDatabase) {
+    let sso = Sso::new(database).await;
+    let replica = sso.app.spawn_replica().await;
+    let token = sso.log_in("acme", "ada@example.com").await;
+    let on_replica = |path: &'static str| {
+        let request = sso
+            .app
+            .client
+            .get(format!("{replica}{path}"))
+            .insert_header((COOKIE, format!("idgate_session={token}")));
+        async move { request.send().await.unwrap().status().as_u16() }
+    };
+    assert_eq!(
+        on_replica("/auth/verify").await,
+        200,
+        "the replica knows the key"
+    );
+    let logout = sso
+        .app
+        .client
+        .post(sso.app.url("/api/v1/session/logout"))
+        .insert_header((COOKIE, format!("idgate_session={token}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(logout.status(), 200);
+    assert_eq!(on_replica("/auth/verify").await, 401);
+    assert_eq!(on_replica("/api/v1/session").await, 401);
 }
