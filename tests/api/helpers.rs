@@ -87,6 +87,12 @@ impl TestDatabase {
         })
     }
 
+    /// The same database reached at another URL (through a proxy, say).
+    pub fn reached_at(mut self, url: String) -> TestDatabase {
+        self.url = url;
+        self
+    }
+
     pub fn database_url(&self) -> DatabaseUrl {
         DatabaseUrl::parse(&self.url).expect("test URLs are valid")
     }

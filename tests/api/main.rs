@@ -8,6 +8,7 @@ mod audit;
 mod auth;
 mod cli;
 mod config;
+mod faults;
 mod health;
 mod hostile;
 mod idp;
