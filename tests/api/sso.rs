@@ -149,13 +149,17 @@ impl Sso {
         session.expect("a session cookie")
     }
 
-    async fn with_session(&self, path: &str, token: &str) -> (u16, Value) {
-        let request = self
-            .app
+    /// A request carrying the session cookie.
+    fn with_cookie(&self, method: &str, path: &str, token: &str) -> awc::ClientRequest {
+        let method = awc::http::Method::from_bytes(method.as_bytes()).unwrap();
+        self.app
             .client
-            .get(self.app.url(path))
-            .insert_header((COOKIE, format!("idgate_session={token}")));
-        read(request.send().await.unwrap()).await
+            .request(method, self.app.url(path))
+            .insert_header((COOKIE, format!("idgate_session={token}")))
+    }
+
+    async fn with_session(&self, path: &str, token: &str) -> (u16, Value) {
+        read(self.with_cookie("GET", path, token).send().await.unwrap()).await
     }
 
     async fn session(&self, token: &str) -> (u16, Value) {
@@ -303,10 +307,7 @@ async fn sp_initiated_login_gives_a_session_that_verifies_and_logs_out(database:
     .await;
     assert_eq!(status, 200);
     let verified = sso
-        .app
-        .client
-        .get(sso.app.url("/auth/verify"))
-        .insert_header((COOKIE, format!("idgate_session={token}")))
+        .with_cookie("GET", "/auth/verify", &token)
         .send()
         .await
         .unwrap();
@@ -350,10 +351,7 @@ async fn sp_initiated_login_gives_a_session_that_verifies_and_logs_out(database:
     assert_eq!(sso.session(&forged).await.0, 401);
 
     let logout = sso
-        .app
-        .client
-        .post(sso.app.url("/api/v1/session/logout"))
-        .insert_header((COOKIE, format!("idgate_session={token}")))
+        .with_cookie("POST", "/api/v1/session/logout", &token)
         .send()
         .await
         .unwrap();
@@ -664,10 +662,7 @@ async fn groups_asserted_at_login_map_to_roles(database: TestDatabase) {
         let sso = &sso;
         async move {
             let response = sso
-                .app
-                .client
-                .get(sso.app.url("/auth/verify"))
-                .insert_header((COOKIE, format!("idgate_session={token}")))
+                .with_cookie("GET", "/auth/verify", &token)
                 .send()
                 .await
                 .unwrap();
@@ -720,10 +715,7 @@ async fn single_logout_works_both_ways_and_refuses_forgeries(database: TestDatab
         .await;
     let token = token.unwrap();
     let (status, ended) = read(
-        sso.app
-            .client
-            .post(sso.app.url("/api/v1/session/logout"))
-            .insert_header((COOKIE, format!("idgate_session={token}")))
+        sso.with_cookie("POST", "/api/v1/session/logout", &token)
             .send()
             .await
             .unwrap(),
@@ -803,13 +795,13 @@ async fn as_person(
     session: &str,
     body: &Value,
 ) -> (u16, Value) {
-    let method = awc::http::Method::from_bytes(method.as_bytes()).unwrap();
-    let request = sso
-        .app
-        .client
-        .request(method, sso.app.url(path))
-        .insert_header((COOKIE, format!("idgate_session={session}")));
-    read(request.send_json(body).await.unwrap()).await
+    read(
+        sso.with_cookie(method, path, session)
+            .send_json(body)
+            .await
+            .unwrap(),
+    )
+    .await
 }
 
 async fn a_session_acts_on_the_admin_api_as_its_roles_and_levels_allow(database: TestDatabase) {
@@ -1052,10 +1044,7 @@ async fn a_session_ended_through_one_replica_is_refused_by_another(database: Tes
         "the replica knows the key"
     );
     let logout = sso
-        .app
-        .client
-        .post(sso.app.url("/api/v1/session/logout"))
-        .insert_header((COOKIE, format!("idgate_session={token}")))
+        .with_cookie("POST", "/api/v1/session/logout", &token)
         .send()
         .await
         .unwrap();
