@@ -26,6 +26,7 @@ on_both_databases!(
     an_entra_login_finds_the_email_through_the_entra_preset,
     session_keys_rotate_and_stay_published_while_their_tokens_live,
     a_session_ended_through_one_replica_is_refused_by_another,
+    a_session_never_outlives_the_idps_session,
 );
 
 const IDP_ENTITY: &str = "http://www.okta.com/exk1test";
@@ -1051,4 +1052,25 @@ async fn a_session_ended_through_one_replica_is_refused_by_another(database: Tes
     assert_eq!(logout.status(), 200);
     assert_eq!(on_replica("/auth/verify").await, 401);
     assert_eq!(on_replica("/api/v1/session").await, 401);
+}
+
+async fn a_session_never_outlives_the_idps_session(database: TestDatabase) {
+    let sso = Sso::new(database).await;
+    let mut login = sso.login("acme", "ada@example.com");
+    let idp_end = login.issued + TimeDelta::hours(1);
+    login.session_not_on_or_after = Some(idp_end);
+    let (status, _, token, page) = sso
+        .post_here("acme", &sso.idp.response(&login, Signed::Both))
+        .await;
+    assert_eq!(status, 303, "{page}");
+    let token = token.unwrap();
+    let (_, me) = sso.session(&token).await;
+    assert_eq!(
+        me["expires_at"],
+        idp_end.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    );
+    sso.app.clock.advance(TimeDelta::minutes(59));
+    assert_eq!(sso.session(&token).await.0, 200);
+    sso.app.clock.advance(TimeDelta::minutes(2));
+    assert_eq!(sso.session(&token).await.0, 401);
 }
