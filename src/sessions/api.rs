@@ -2,7 +2,7 @@
 //! proxy's forward-auth) and `GET /.well-known/jwks.json`.
 
 use actix_web::cookie::Cookie;
-use actix_web::http::header::{AUTHORIZATION, CACHE_CONTROL};
+use actix_web::http::header::CACHE_CONTROL;
 use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
 use serde_json::json;
 
@@ -16,6 +16,7 @@ use crate::saml::SamlError;
 use crate::saml::logout;
 use crate::saml::sp::Endpoints;
 use crate::time::Clock;
+use crate::tokens::auth::bearer_token;
 
 pub fn routes(config: &mut web::ServiceConfig) {
     config
@@ -55,14 +56,9 @@ pub fn presented(request: &HttpRequest) -> Option<String> {
     if let Some(cookie) = request.cookie(COOKIE) {
         return Some(cookie.value().to_owned());
     }
-    let bearer = request
-        .headers()
-        .get(AUTHORIZATION)?
-        .to_str()
-        .ok()?
-        .strip_prefix("Bearer ")?
-        .trim();
-    (bearer.split('.').count() == 3).then(|| bearer.to_owned())
+    bearer_token(request)
+        .ok()
+        .filter(|bearer| bearer.split('.').count() == 3)
 }
 
 /// The request's session, checked now.
