@@ -172,6 +172,18 @@ pub fn self_signed<T: openssl::pkey::HasPrivate>(
     common_name: &str,
     days: u32,
 ) -> X509 {
+    let from = Asn1Time::days_from_now(0).unwrap();
+    let until = Asn1Time::days_from_now(days).unwrap();
+    self_signed_between(key, common_name, &from, &until)
+}
+
+/// A certificate for `key`, issued by itself, valid between two times.
+pub fn self_signed_between<T: openssl::pkey::HasPrivate>(
+    key: &PKey<T>,
+    common_name: &str,
+    not_before: &openssl::asn1::Asn1TimeRef,
+    not_after: &openssl::asn1::Asn1TimeRef,
+) -> X509 {
     let mut name = X509NameBuilder::new().unwrap();
     name.append_entry_by_text("CN", common_name).unwrap();
     let name = name.build();
@@ -180,12 +192,8 @@ pub fn self_signed<T: openssl::pkey::HasPrivate>(
     builder.set_subject_name(&name).unwrap();
     builder.set_issuer_name(&name).unwrap();
     builder.set_pubkey(key).unwrap();
-    builder
-        .set_not_before(&Asn1Time::days_from_now(0).unwrap())
-        .unwrap();
-    builder
-        .set_not_after(&Asn1Time::days_from_now(days).unwrap())
-        .unwrap();
+    builder.set_not_before(not_before).unwrap();
+    builder.set_not_after(not_after).unwrap();
     builder.sign(key, MessageDigest::sha256()).unwrap();
     builder.build()
 }

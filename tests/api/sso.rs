@@ -449,6 +449,23 @@ async fn refusals_are_audited_with_their_reason_and_set_no_cookie(database: Test
         .database
         .execute("UPDATE idp_connections SET metadata_valid_until = NULL")
         .unwrap();
+    // A connection whose every signing certificate has expired refuses even a good signature.
+    let expired = crate::saml_idp::self_signed_between(
+        sso.idp.key(),
+        "expired",
+        &openssl::asn1::Asn1Time::from_unix(1_546_300_800).unwrap(),
+        &openssl::asn1::Asn1Time::from_unix(1_577_836_800).unwrap(),
+    );
+    sso.set_idp(&json!({
+        "entity_id": sso.idp.entity_id,
+        "sso_url": "https://idp.example/sso",
+        "certificates": [String::from_utf8(expired.to_pem().unwrap()).unwrap()],
+    }))
+    .await;
+    let signed_by_that_key = sso
+        .idp
+        .response(&sso.login("acme", "ada@example.com"), Signed::Both);
+    assert_eq!(sso.post_here("acme", &signed_by_that_key).await.0, 400);
 
     let missing = sso
         .browser
@@ -463,6 +480,7 @@ async fn refusals_are_audited_with_their_reason_and_set_no_cookie(database: Test
     assert_eq!(
         sso.refusals("acme", &sso.admin).await,
         [
+            "no_usable_certificate",
             "metadata_expired",
             "in_response_to",
             "bad_signature",
