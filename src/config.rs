@@ -129,7 +129,7 @@ pub struct ConfigArgs {
     /// Requests a second per API token or session; 0 for none [default: 100] [env: IDGATE_RATE_LIMIT]
     #[arg(long, global = true, value_name = "PER_SECOND")]
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub rate_limit: Option<String>,
+    pub rate_limit: Option<u32>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -252,6 +252,33 @@ mod tests {
             assert_eq!(settings.bind.to_string(), "127.0.0.1:8080");
             let base = settings.base_url.expect("set by the file");
             assert_eq!(base.as_str(), "https://idgate.example.com");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn numeric_flags_parse_from_the_command_line() {
+        use clap::Parser;
+        #[derive(clap::Parser)]
+        struct Flags {
+            #[command(flatten)]
+            config: ConfigArgs,
+        }
+        Jail::expect_with(|jail| {
+            jail.set_env("IDGATE_RATE_LIMIT", "50");
+            let flags = Flags::try_parse_from(["idgate", "--rate-limit", "0"]).unwrap();
+            assert_eq!(
+                load(&flags.config)?.rate_limit,
+                0,
+                "the flag beats the environment"
+            );
+            let error = Flags::try_parse_from(["idgate", "--rate-limit", "many"])
+                .err()
+                .expect("not a number");
+            assert!(
+                error.to_string().contains("invalid value 'many'"),
+                "{error}"
+            );
             Ok(())
         });
     }
