@@ -41,6 +41,22 @@ pub enum DbConnection {
     Sqlite(diesel::SqliteConnection),
 }
 
+/// Runs `$body` with `$conn` bound to the backend's own connection, so the query in it is
+/// compiled for that backend alone.
+///
+/// Through [`DbConnection`], diesel renders a query's SQL text on every run, even when the
+/// statement is already prepared (it serialises the query to collect its binds); on the requests
+/// that run most (the token check, one user's read) that rendering cost as much as the query.
+#[macro_export]
+macro_rules! with_backend {
+    ($conn:expr, |$c:ident| $body:expr) => {
+        match $conn {
+            $crate::db::DbConnection::Sqlite($c) => $body,
+            $crate::db::DbConnection::Postgres($c) => $body,
+        }
+    };
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
     Sqlite,

@@ -79,11 +79,10 @@ pub fn load(
     workspace_id: &str,
     id: &str,
 ) -> Result<StoredUser, ScimError> {
-    scim_users::table
+    let query = scim_users::table
         .filter(scim_users::workspace_id.eq(workspace_id))
-        .filter(scim_users::id.eq(id))
-        .first(conn)
-        .optional()?
+        .filter(scim_users::id.eq(id));
+    crate::with_backend!(conn, |conn| query.first(conn).optional())?
         .ok_or_else(|| ScimError::NotFound(format!("no User with id {id}")))
 }
 
@@ -247,14 +246,23 @@ pub fn groups_of(
     user_ids: &[String],
 ) -> Result<Vec<(String, String, String)>, ScimError> {
     use crate::db::schema::scim_groups;
-    Ok(scim_group_members::table
+    let query = scim_group_members::table
         .inner_join(scim_groups::table.on(scim_groups::id.eq(scim_group_members::group_id)))
-        .filter(scim_group_members::member_id.eq_any(user_ids))
         .select((
             scim_group_members::member_id,
             scim_groups::id,
             scim_groups::display_name,
         ))
-        .order(scim_groups::seq.asc())
-        .load(conn)?)
+        .order(scim_groups::seq.asc());
+    // An `IN` list is prepared anew on every call; one user's read (every GET) gets a statement
+    // the connection keeps prepared.
+    Ok(match user_ids {
+        [user_id] => {
+            let query = query.filter(scim_group_members::member_id.eq(user_id));
+            crate::with_backend!(conn, |conn| query.load(conn))?
+        }
+        _ => query
+            .filter(scim_group_members::member_id.eq_any(user_ids))
+            .load(conn)?,
+    })
 }

@@ -527,16 +527,17 @@ pub fn authenticate(
     now: NaiveDateTime,
 ) -> Result<(ApiToken, Workspace), AuthenticationError> {
     let id = parse_id(presented).ok_or(Rejection::Malformed)?;
-    let found = api_tokens::table
+    let query = api_tokens::table
         .inner_join(workspaces::table)
         .filter(api_tokens::id.eq(id))
         .select((
             api_tokens::secret_hash,
             TOKEN_COLUMNS,
             workspaces::all_columns,
-        ))
+        ));
+    let found = crate::with_backend!(conn, |conn| query
         .first::<(Vec<u8>, TokenRow, Workspace)>(conn)
-        .optional()?;
+        .optional())?;
     let Some((stored_hash, row, workspace)) = found else {
         return Err(Rejection::Invalid.into());
     };
