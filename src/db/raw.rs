@@ -24,6 +24,7 @@ enum Part {
 #[derive(Debug, Clone)]
 pub struct RawSql<ST = Bool> {
     parts: Vec<Part>,
+    reusable: bool,
     sql_type: std::marker::PhantomData<ST>,
 }
 
@@ -31,12 +32,21 @@ impl<ST> Default for RawSql<ST> {
     fn default() -> Self {
         RawSql {
             parts: Vec::new(),
+            reusable: false,
             sql_type: std::marker::PhantomData,
         }
     }
 }
 
 impl<ST> RawSql<ST> {
+    /// Lets a connection keep this statement prepared, keyed by its text. A connection keeps
+    /// every statement it caches for its life, so only SQL drawn from a small fixed set of shapes
+    /// may be marked; a query with any unmarked part is prepared anew each time.
+    pub fn reusable(mut self) -> Self {
+        self.reusable = true;
+        self
+    }
+
     pub fn sql(mut self, sql: &'static str) -> Self {
         self.parts.push(Part::Sql(sql));
         self
@@ -60,6 +70,7 @@ impl<ST> RawSql<ST> {
     /// Appends another expression's SQL and parameters.
     pub fn append<Other>(mut self, other: RawSql<Other>) -> Self {
         self.parts.extend(other.parts);
+        self.reusable &= other.reusable;
         self
     }
 }
@@ -70,7 +81,9 @@ impl<ST: diesel::sql_types::SqlType + diesel::sql_types::SingleValue> Expression
 
 impl<ST> QueryFragment<MultiBackend> for RawSql<ST> {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, MultiBackend>) -> QueryResult<()> {
-        out.unsafe_to_cache_prepared();
+        if !self.reusable {
+            out.unsafe_to_cache_prepared();
+        }
         for part in &self.parts {
             match part {
                 Part::Sql(sql) => out.push_sql(sql),

@@ -120,20 +120,29 @@ fn resolve(kind: ResourceKind, path: &AttrPath) -> Result<Target, ScimError> {
 
 /// The condition `filter` puts on the resources of `scope`.
 pub fn condition(scope: Scope<'_>, filter: &Filter) -> Result<RawSql, ScimError> {
+    let sql = clause(scope, filter)?;
+    // One `eq` is how an IdP looks a resource up before every create or update (`userName eq`,
+    // `externalId eq`, `displayName eq`); there are as many of its shapes as attributes, so its
+    // statement can stay prepared. Other filters' shapes are unbounded.
+    let lookup = matches!(
+        filter,
+        Filter::Compare {
+            op: CompareOp::Eq,
+            ..
+        }
+    );
+    Ok(if lookup { sql.reusable() } else { sql })
+}
+
+fn clause(scope: Scope<'_>, filter: &Filter) -> Result<RawSql, ScimError> {
     match filter {
-        Filter::And(left, right) => Ok(binary(
-            condition(scope, left)?,
-            " AND ",
-            condition(scope, right)?,
-        )),
-        Filter::Or(left, right) => Ok(binary(
-            condition(scope, left)?,
-            " OR ",
-            condition(scope, right)?,
-        )),
+        Filter::And(left, right) => {
+            Ok(binary(clause(scope, left)?, " AND ", clause(scope, right)?))
+        }
+        Filter::Or(left, right) => Ok(binary(clause(scope, left)?, " OR ", clause(scope, right)?)),
         Filter::Not(inner) => Ok(RawSql::default()
             .sql("NOT (")
-            .append(condition(scope, inner)?)
+            .append(clause(scope, inner)?)
             .sql(")")),
         Filter::Present(path) => Ok(present(scope, &resolve(scope.kind, path)?)),
         Filter::Compare { path, op, value } => {
@@ -367,7 +376,7 @@ fn value_path(scope: Scope<'_>, attr: &AttrPath, filter: &Filter) -> Result<RawS
     }
     // Members have only a value to filter on, so `members[value eq "x"]` is `members.value eq "x"`.
     if let Target::Membership = resolve(scope.kind, attr)? {
-        return condition(scope, &relative(filter, attr)?);
+        return clause(scope, &relative(filter, attr)?);
     }
     let (extension, top) = top_attribute(scope.kind, attr)?;
     if top.kind != Type::Complex {
@@ -520,6 +529,34 @@ mod tests {
             kind: ResourceKind::User,
         };
         condition(scope, &parse_filter(filter).unwrap())
+    }
+
+    #[test]
+    fn only_single_lookups_keep_their_statement_prepared() {
+        use diesel::query_builder::QueryFragment;
+        let backend = crate::db::MultiBackend::Sqlite(diesel::sqlite::Sqlite);
+        let kept = |filter: &str| {
+            check(filter)
+                .unwrap()
+                .is_safe_to_cache_prepared(&backend)
+                .unwrap()
+        };
+        for lookup in [
+            r#"userName eq "a""#,
+            r#"externalId eq "x""#,
+            r#"emails.value eq "a""#,
+        ] {
+            assert!(kept(lookup), "{lookup}");
+        }
+        // Each connection keeps what it caches, so filters of unbounded shapes must not be.
+        for other in [
+            r#"userName eq "a" and active eq true"#,
+            r#"userName sw "a""#,
+            r#"not (userName eq "a")"#,
+            r#"emails[type eq "work" and value co "@x"]"#,
+        ] {
+            assert!(!kept(other), "{other}");
+        }
     }
 
     #[test]

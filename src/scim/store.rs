@@ -94,7 +94,8 @@ macro_rules! list_page {
                 .filter(
                     $crate::db::raw::RawSql::<diesel::sql_types::Bool>::default()
                         .sql("workspace_id || '' = ")
-                        .text($workspace_id),
+                        .text($workspace_id)
+                        .reusable(),
                 )
                 .filter(condition.clone())
                 .into_boxed::<$crate::db::MultiBackend>(),
