@@ -569,6 +569,23 @@ async fn a_hipaa_membership_shortens_every_session_of_that_person(database: Test
     sso.app.clock.advance(TimeDelta::minutes(2));
     assert_eq!(sso.session(&fresh).await.0, 401);
 
+    // Membership counts by SCIM email as well as by userName: Grace is "grace" in acme.
+    let grace = json!({
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+        "userName": "grace",
+        "emails": [{"value": "Grace@example.com", "type": "work"}],
+    });
+    let (status, body) = sso
+        .app
+        .send_json("POST", "/scim/v2/Users", &sso.admin.token, &grace)
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let grace_session = sso.log_in("beta", "grace@example.com").await;
+    let (_, me) = sso.session(&grace_session).await;
+    let expires = chrono::DateTime::parse_from_rfc3339(me["expires_at"].as_str().unwrap()).unwrap();
+    let now = sso.app.clock.now().and_utc();
+    assert_eq!((expires.to_utc() - now).num_minutes(), 14, "{me}");
+
     // Off again: a fresh session is 7 days.
     hipaa(false).await;
     let relaxed = sso.log_in("beta", "ada@example.com").await;
