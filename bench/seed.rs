@@ -1,6 +1,8 @@
 //! Seeds a database for `bench/run`: a workspace with a SCIM token, USERS users, POOL more users
-//! to add to groups during the run, and one group per size given, its members taken from the users.
-//! Writes what the load scripts need into OUT: token, user-id, user-name, pool-ids, group-SIZE.
+//! to add to groups during the run, and one group per size given, its members taken from the users;
+//! a session for one user, a `workspace:read` token and a source to ask decisions about.
+//! Writes what the load scripts need into OUT: token, user-id, user-name, pool-ids, group-SIZE,
+//! session, admin-token, source-id.
 //!
 //! Usage: bench-seed DATABASE_URL OUT USERS POOL [GROUP_SIZE...]
 
@@ -8,11 +10,14 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{Context, bail};
+use idgate::access::model::ResourceKind as AccessKind;
+use idgate::access::resources::{self, NewResource};
 use idgate::audit::AuditContext;
 use idgate::db::{self, DatabaseUrl};
 use idgate::scim::resource::normalize;
 use idgate::scim::schema::ResourceKind;
 use idgate::scim::{groups, users};
+use idgate::sessions::{self, NewSession, keys::KeyRing};
 use idgate::tokens::{self, NewToken, Scopes};
 use idgate::workspaces::{self, NewWorkspace};
 use serde_json::json;
@@ -84,6 +89,40 @@ fn main() -> anyhow::Result<()> {
         format!("user{middle:06}@example.com"),
     )?;
     std::fs::write(out.join("pool-ids"), pool.join("\n") + "\n")?;
+
+    let email = format!("user{middle:06}@example.com");
+    let session = sessions::create(
+        &mut conn,
+        &KeyRing::default(),
+        "http://127.0.0.1",
+        NewSession {
+            email: &email,
+            workspace: &workspace,
+            member_id: &ids[middle],
+            name_id: &email,
+            session_index: None,
+            idp_expires_at: None,
+        },
+        idgate::time::now(),
+    )?;
+    std::fs::write(out.join("session"), session.token)?;
+    let admin = NewToken {
+        name: Some("bench decisions".into()),
+        scopes: Scopes::parse("workspace:read")?,
+        lifetime: None,
+    };
+    std::fs::write(
+        out.join("admin-token"),
+        tokens::create(&mut conn, &workspace, admin, &context)?.secret,
+    )?;
+    let source = NewResource {
+        kind: AccessKind::Source,
+        name: "bench-source".into(),
+        source_id: None,
+        labels: Default::default(),
+    };
+    let (source, _) = resources::create(&mut conn, &workspace.id, source, &context)?;
+    std::fs::write(out.join("source-id"), source.id)?;
 
     for size in group_sizes {
         if size > ids.len() {

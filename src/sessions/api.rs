@@ -167,15 +167,20 @@ async fn verify(
     keys: web::Data<KeyRing>,
     clock: web::Data<Clock>,
 ) -> Result<HttpResponse, SessionError> {
-    let session = session_of(&request, &store, keys, &clock).await?;
-    let (workspace_id, member) = session
-        .memberships
-        .iter()
-        .find(|(_, m)| m.id == session.member_id)
-        .map(|(w, m)| (w.id.clone(), m.clone()))
-        .expect("authenticate finds the session's membership");
-    let roles = store
-        .run(move |conn| roles_of(conn, &workspace_id, &member))
+    let token = presented(&request).ok_or(SessionError::Invalid("no session token"))?;
+    let now = clock.now();
+    // One trip to the pool for both: a reverse proxy asks this on every request it forwards.
+    let (session, roles) = store
+        .run(move |conn| {
+            let session = super::authenticate(conn, &keys, &token, now)?;
+            let (workspace, member) = session
+                .memberships
+                .iter()
+                .find(|(_, m)| m.id == session.member_id)
+                .expect("authenticate finds the session's membership");
+            let roles = roles_of(conn, &workspace.id, member)?;
+            Ok::<_, SessionError>((session, roles))
+        })
         .await?;
     let roles: Vec<&str> = roles.iter().map(|r| r.as_str()).collect();
     Ok(HttpResponse::Ok()
