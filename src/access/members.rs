@@ -181,20 +181,18 @@ pub fn group_names_of(
     conn: &mut DbConnection,
     member_ids: &[String],
 ) -> QueryResult<Vec<(String, String)>> {
-    let mut names: Vec<(String, String)> = scim_group_members::table
+    let scim_groups = scim_group_members::table
         .inner_join(scim_groups::table.on(scim_groups::id.eq(scim_group_members::group_id)))
-        .filter(scim_group_members::member_id.eq_any(member_ids))
-        .select((scim_group_members::member_id, scim_groups::display_name))
-        .load(conn)?;
-    names.extend(
-        saml_member_groups::table
-            .filter(saml_member_groups::member_id.eq_any(member_ids))
-            .select((
-                saml_member_groups::member_id,
-                saml_member_groups::group_name,
-            ))
-            .load::<(String, String)>(conn)?,
-    );
+        .select((scim_group_members::member_id, scim_groups::display_name));
+    let mut names: Vec<(String, String)> =
+        crate::load_where_in!(conn, scim_groups, scim_group_members::member_id, member_ids)?;
+    let saml_groups = saml_member_groups::table.select((
+        saml_member_groups::member_id,
+        saml_member_groups::group_name,
+    ));
+    let asserted: Vec<(String, String)> =
+        crate::load_where_in!(conn, saml_groups, saml_member_groups::member_id, member_ids)?;
+    names.extend(asserted);
     // A group can reach a member both ways; it counts once.
     names.sort_by_cached_key(|(member, group)| (member.clone(), group.to_lowercase()));
     names.dedup_by(|a, b| a.0 == b.0 && a.1.to_lowercase() == b.1.to_lowercase());
@@ -222,44 +220,37 @@ pub fn principals(
     Ok(loaded)
 }
 
-fn load_principals(
+/// A member's roles, with where each comes from, and the IdP groups they are in.
+#[derive(Clone, Default)]
+struct RolesAndGroups {
+    roles: Vec<RoleAssignment>,
+    groups: Vec<String>,
+}
+
+/// Each member's roles and groups, by member id.
+fn load_roles(
     conn: &mut DbConnection,
     workspace_id: &str,
-    members: &[Member],
-) -> QueryResult<Vec<Principal>> {
-    let ids: Vec<String> = members.iter().map(|m| m.id.clone()).collect();
+    ids: &[String],
+) -> QueryResult<BTreeMap<String, RolesAndGroups>> {
+    let assigned = member_roles::table.select((member_roles::member_id, member_roles::role));
+    let assigned: Vec<(String, String)> =
+        crate::load_where_in!(conn, assigned, member_roles::member_id, ids)?;
     let mut direct: BTreeMap<String, Vec<Role>> = BTreeMap::new();
-    for (member, role) in member_roles::table
-        .filter(member_roles::member_id.eq_any(&ids))
-        .select((member_roles::member_id, member_roles::role))
-        .load::<(String, String)>(conn)?
-    {
+    for (member, role) in assigned {
         direct.entry(member).or_default().push(parse_role(&role)?);
     }
     let mut groups: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for (member, group) in group_names_of(conn, &ids)? {
+    for (member, group) in group_names_of(conn, ids)? {
         groups.entry(member).or_default().push(group);
     }
     let mappings = mapping_roles(conn, workspace_id)?;
-    let group_subjects: BTreeSet<String> = groups
-        .values()
-        .flatten()
-        .map(|g| g.to_lowercase())
-        .collect();
-    let mut grants_by_subject: BTreeMap<&GrantSubject, Vec<&Grant>> = BTreeMap::new();
-    let grants = super::grants::reaching(conn, workspace_id, &ids, &group_subjects)?;
-    for grant in &grants {
-        grants_by_subject
-            .entry(&grant.subject)
-            .or_default()
-            .push(grant);
-    }
-    Ok(members
+    Ok(ids
         .iter()
-        .map(|member| {
-            let member_groups = groups.remove(&member.id).unwrap_or_default();
+        .map(|id| {
+            let member_groups = groups.get(id).cloned().unwrap_or_default();
             let mut roles: Vec<RoleAssignment> = direct
-                .get(&member.id)
+                .get(id)
                 .into_iter()
                 .flatten()
                 .map(|role| RoleAssignment {
@@ -278,7 +269,55 @@ fn load_principals(
                     })
             }));
             roles.sort_by_key(|assignment| assignment.role);
-            let subjects: BTreeSet<GrantSubject> = member_groups
+            (
+                id.clone(),
+                RolesAndGroups {
+                    roles,
+                    groups: member_groups,
+                },
+            )
+        })
+        .collect())
+}
+
+/// One member's roles, strongest first, without the grants a principal also loads: what a
+/// session check reports.
+pub fn roles(
+    conn: &mut DbConnection,
+    workspace_id: &str,
+    member_id: &str,
+) -> QueryResult<Vec<RoleAssignment>> {
+    let id = member_id.to_owned();
+    let mut loaded = load_roles(conn, workspace_id, std::slice::from_ref(&id))?;
+    Ok(loaded.remove(&id).unwrap_or_default().roles)
+}
+
+fn load_principals(
+    conn: &mut DbConnection,
+    workspace_id: &str,
+    members: &[Member],
+) -> QueryResult<Vec<Principal>> {
+    let ids: Vec<String> = members.iter().map(|m| m.id.clone()).collect();
+    let loaded = load_roles(conn, workspace_id, &ids)?;
+    let group_subjects: BTreeSet<String> = loaded
+        .values()
+        .flat_map(|loaded| &loaded.groups)
+        .map(|g| g.to_lowercase())
+        .collect();
+    let mut grants_by_subject: BTreeMap<&GrantSubject, Vec<&Grant>> = BTreeMap::new();
+    let grants = super::grants::reaching(conn, workspace_id, &ids, &group_subjects)?;
+    for grant in &grants {
+        grants_by_subject
+            .entry(&grant.subject)
+            .or_default()
+            .push(grant);
+    }
+    Ok(members
+        .iter()
+        .map(|member| {
+            let RolesAndGroups { roles, groups } =
+                loaded.get(&member.id).cloned().unwrap_or_default();
+            let subjects: BTreeSet<GrantSubject> = groups
                 .iter()
                 .map(|group| GrantSubject::Group(group.to_lowercase()))
                 .chain([GrantSubject::Member(member.id.clone())])

@@ -57,6 +57,23 @@ macro_rules! with_backend {
     };
 }
 
+/// Loads `$query` restricted to rows whose `$column` is one of `$values` (a slice). SQLite
+/// prepares a statement with an `IN` list anew on every run, so one value, the usual case on the
+/// hot paths (one user's groups, one member's roles), is asked with `=` on the backend's own
+/// connection, where the statement stays prepared.
+#[macro_export]
+macro_rules! load_where_in {
+    ($conn:expr, $query:expr, $column:expr, $values:expr) => {
+        match $values {
+            [value] => {
+                let query = $query.filter($column.eq(value));
+                $crate::with_backend!($conn, |conn| query.load(conn))
+            }
+            values => $query.filter($column.eq_any(values)).load($conn),
+        }
+    };
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
     Sqlite,

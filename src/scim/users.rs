@@ -254,15 +254,10 @@ pub fn groups_of(
             scim_groups::display_name,
         ))
         .order(scim_groups::seq.asc());
-    // An `IN` list is prepared anew on every call; one user's read (every GET) gets a statement
-    // the connection keeps prepared.
-    Ok(match user_ids {
-        [user_id] => {
-            let query = query.filter(scim_group_members::member_id.eq(user_id));
-            crate::with_backend!(conn, |conn| query.load(conn))?
-        }
-        _ => query
-            .filter(scim_group_members::member_id.eq_any(user_ids))
-            .load(conn)?,
-    })
+    Ok(crate::load_where_in!(
+        conn,
+        query,
+        scim_group_members::member_id,
+        user_ids
+    )?)
 }

@@ -81,8 +81,10 @@ fn roles_of(
     workspace_id: &str,
     member: &members::Member,
 ) -> Result<Vec<Role>, StoreError> {
-    let principal = members::principal(conn, workspace_id, member)?;
-    let mut roles: Vec<Role> = principal.roles.iter().map(|r| r.role).collect();
+    let mut roles: Vec<Role> = members::roles(conn, workspace_id, &member.id)?
+        .iter()
+        .map(|r| r.role)
+        .collect();
     roles.dedup();
     Ok(roles)
 }

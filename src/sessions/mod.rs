@@ -94,16 +94,19 @@ pub fn memberships_of(
             .select(scim_values::resource_id)
             .load::<String>(conn)?,
     );
-    let rows: Vec<(Workspace, (String, String, bool))> = workspaces::table
+    // Found by userName and by email alike, a member counts once.
+    ids.sort_unstable();
+    ids.dedup();
+    let members = workspaces::table
         .inner_join(scim_users::table.on(scim_users::workspace_id.eq(workspaces::id)))
         .filter(scim_users::active.eq(true))
-        .filter(scim_users::id.eq_any(&ids))
         .order(workspaces::slug.asc())
         .select((
             workspaces::all_columns,
             (scim_users::id, scim_users::user_name, scim_users::active),
-        ))
-        .load(conn)?;
+        ));
+    let rows: Vec<(Workspace, (String, String, bool))> =
+        crate::load_where_in!(conn, members, scim_users::id, ids.as_slice())?;
     Ok(rows
         .into_iter()
         .map(|(workspace, (id, user_name, active))| {
