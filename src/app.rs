@@ -58,6 +58,7 @@ impl Application {
                     ErrorHandlers::new()
                         .handler(StatusCode::METHOD_NOT_ALLOWED, method_not_allowed),
                 )
+                .wrap(from_fn(crate::limits::cap_request_head))
                 .wrap(from_fn(request_id_header))
                 .wrap(TracingLogger::<RootSpan>::new())
                 .route("/healthz", web::get().to(healthz))
@@ -76,6 +77,7 @@ impl Application {
                 .configure(saml::api::sp_routes)
                 .default_service(web::to(error::not_found))
         })
+        .client_request_timeout(crate::limits::REQUEST_HEAD_TIMEOUT)
         .shutdown_timeout(10)
         .listen(listener)?
         .run();

@@ -9,6 +9,7 @@ pub mod cli;
 pub mod config;
 pub mod db;
 pub mod error;
+pub mod limits;
 pub mod ratelimit;
 pub mod saml;
 pub mod scim;

@@ -147,3 +147,70 @@ async fn hostile_bodies_get_a_4xx_and_change_nothing(database: TestDatabase) {
     }
     assert_eq!(state(), before, "nothing changed");
 }
+
+/// Heads past idgate's caps are refused with their status and a JSON error before any work.
+#[actix_web::test]
+async fn oversized_urls_and_headers_are_refused() {
+    let app = TestApp::spawn(TestDatabase::sqlite()).await;
+    let tenant = app.tenant("acme", "scim");
+    let get = |path: String, padding: Option<String>| {
+        let mut request = app.client.get(app.url(&path)).bearer_auth(&tenant.token);
+        if let Some(padding) = padding {
+            request = request.insert_header(("X-Padding", padding));
+        }
+        async move {
+            let mut response = request.send().await.unwrap();
+            let body: Value = response.json().await.unwrap_or(Value::Null);
+            (response.status().as_u16(), body)
+        }
+    };
+    let limit = idgate::limits::MAX_URL_BYTES;
+    let long_query = |length: usize| format!("/scim/v2/Users?filter={}", "a".repeat(length));
+    // Just under the cap the request is served (a 400 for the nonsense filter), just over it not.
+    let (status, _) = get(long_query(limit - 100), None).await;
+    assert_eq!(status, 400);
+    let (status, body) = get(long_query(limit), None).await;
+    assert_eq!(status, 414, "{body}");
+    assert_eq!(body["error"], "uri_too_long");
+
+    let limit = idgate::limits::MAX_HEADER_BYTES;
+    let (status, _) = get("/scim/v2/Users".into(), Some("x".repeat(limit - 1000))).await;
+    assert_eq!(status, 200);
+    let (status, body) = get("/scim/v2/Users".into(), Some("x".repeat(limit))).await;
+    assert_eq!(status, 431, "{body}");
+    assert_eq!(body["error"], "headers_too_large");
+}
+
+/// A client that starts a request and never finishes its head is answered 408 and disconnected,
+/// not left holding the connection.
+#[actix_web::test]
+async fn a_client_that_never_finishes_its_head_is_cut_off() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = TestApp::spawn(TestDatabase::sqlite()).await;
+    let address = app
+        .url("/")
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_owned();
+    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nX-Slow: ")
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let mut answer = Vec::new();
+    // Reading to the end waits for the server to close the connection.
+    tokio::time::timeout(
+        idgate::limits::REQUEST_HEAD_TIMEOUT * 3,
+        stream.read_to_end(&mut answer),
+    )
+    .await
+    .expect("the server closes the connection")
+    .unwrap();
+    assert!(
+        String::from_utf8_lossy(&answer).starts_with("HTTP/1.1 408"),
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
+    assert!(started.elapsed() < idgate::limits::REQUEST_HEAD_TIMEOUT * 2);
+}
