@@ -167,6 +167,15 @@ impl Sso {
         self.with_session("/api/v1/session", token).await
     }
 
+    /// How long a session has left by the service's clock, as `GET /api/v1/session` reports it.
+    async fn time_left(&self, token: &str) -> TimeDelta {
+        let (status, me) = self.session(token).await;
+        assert_eq!(status, 200, "{me}");
+        let expires =
+            chrono::DateTime::parse_from_rfc3339(me["expires_at"].as_str().unwrap()).unwrap();
+        expires.to_utc() - self.app.clock.now().and_utc()
+    }
+
     /// The reasons of refused logins in the audit log, newest first.
     async fn refusals(&self, slug: &str, admin: &Tenant) -> Vec<String> {
         let path = format!("/api/v1/workspaces/{slug}/audit?action=saml.login.refused&limit=100");
@@ -281,8 +290,7 @@ async fn sp_initiated_login_gives_a_session_that_verifies_and_logs_out(database:
     assert_eq!(me["workspace"], "acme");
     assert_eq!(me["workspaces"][0]["slug"], "acme");
     assert_eq!(me["workspaces"][0]["roles"], json!([]));
-    let expires = chrono::DateTime::parse_from_rfc3339(me["expires_at"].as_str().unwrap()).unwrap();
-    let days = (expires.to_utc() - chrono::Utc::now()).num_hours();
+    let days = sso.time_left(&token).await.num_hours();
     assert!((167..=168).contains(&days), "a 7-day session: {days} h");
 
     // Just-in-time membership with the IdP's names.
@@ -560,10 +568,7 @@ async fn a_hipaa_membership_shortens_every_session_of_that_person(database: Test
 
     // A new login lasts 15 minutes, in beta too.
     let fresh = sso.log_in("beta", "ada@example.com").await;
-    let (_, me) = sso.session(&fresh).await;
-    let expires = chrono::DateTime::parse_from_rfc3339(me["expires_at"].as_str().unwrap()).unwrap();
-    let now = sso.app.clock.now().and_utc();
-    assert_eq!((expires.to_utc() - now).num_minutes(), 14, "{me}");
+    assert_eq!(sso.time_left(&fresh).await.num_minutes(), 14);
     sso.app.clock.advance(TimeDelta::minutes(14));
     assert_eq!(sso.session(&fresh).await.0, 200);
     sso.app.clock.advance(TimeDelta::minutes(2));
@@ -581,10 +586,7 @@ async fn a_hipaa_membership_shortens_every_session_of_that_person(database: Test
         .await;
     assert_eq!(status, 201, "{body}");
     let grace_session = sso.log_in("beta", "grace@example.com").await;
-    let (_, me) = sso.session(&grace_session).await;
-    let expires = chrono::DateTime::parse_from_rfc3339(me["expires_at"].as_str().unwrap()).unwrap();
-    let now = sso.app.clock.now().and_utc();
-    assert_eq!((expires.to_utc() - now).num_minutes(), 14, "{me}");
+    assert_eq!(sso.time_left(&grace_session).await.num_minutes(), 14);
 
     // Off again: a fresh session is 7 days.
     hipaa(false).await;
