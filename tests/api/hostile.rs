@@ -183,34 +183,64 @@ async fn oversized_urls_and_headers_are_refused() {
 
 /// A client that starts a request and never finishes its head is answered 408 and disconnected,
 /// not left holding the connection.
-#[actix_web::test]
-async fn a_client_that_never_finishes_its_head_is_cut_off() {
+/// Sends `request` on a raw connection, sends nothing more, and returns what the server answers
+/// before it closes the connection, and how long that took.
+async fn answer_to_an_unfinished(app: &TestApp, request: &[u8]) -> (String, std::time::Duration) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let app = TestApp::spawn(TestDatabase::sqlite()).await;
     let address = app
         .url("/")
         .trim_start_matches("http://")
         .trim_end_matches('/')
         .to_owned();
     let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
-    stream
-        .write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nX-Slow: ")
-        .await
-        .unwrap();
+    stream.write_all(request).await.unwrap();
     let started = std::time::Instant::now();
     let mut answer = Vec::new();
     // Reading to the end waits for the server to close the connection.
     tokio::time::timeout(
-        idgate::limits::REQUEST_HEAD_TIMEOUT * 3,
+        std::time::Duration::from_secs(60),
         stream.read_to_end(&mut answer),
     )
     .await
     .expect("the server closes the connection")
     .unwrap();
-    assert!(
-        String::from_utf8_lossy(&answer).starts_with("HTTP/1.1 408"),
-        "{}",
-        String::from_utf8_lossy(&answer)
+    (
+        String::from_utf8_lossy(&answer).into_owned(),
+        started.elapsed(),
+    )
+}
+
+#[actix_web::test]
+async fn a_client_that_never_finishes_its_head_is_cut_off() {
+    let app = TestApp::spawn(TestDatabase::sqlite()).await;
+    let (answer, waited) = answer_to_an_unfinished(
+        &app,
+        b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nX-Slow: ",
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(waited < idgate::limits::REQUEST_HEAD_TIMEOUT * 2);
+}
+
+#[actix_web::test]
+async fn a_client_that_never_finishes_its_body_is_cut_off() {
+    let app = TestApp::spawn(TestDatabase::sqlite()).await;
+    let tenant = app.tenant("acme", "scim");
+    let head = format!(
+        "POST /scim/v2/Users HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {}\r\n\
+         Content-Type: application/scim+json\r\nContent-Length: 1000\r\n\r\n{{\"userName\": ",
+        tenant.token
     );
-    assert!(started.elapsed() < idgate::limits::REQUEST_HEAD_TIMEOUT * 2);
+    let (answer, waited) = answer_to_an_unfinished(&app, head.as_bytes()).await;
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(
+        answer.contains("urn:ietf:params:scim:api:messages:2.0:Error"),
+        "{answer}"
+    );
+    assert!(waited >= idgate::limits::REQUEST_BODY_TIMEOUT);
+    assert!(waited < idgate::limits::REQUEST_BODY_TIMEOUT * 2);
+    // The server is still there for honest clients, and nothing was created.
+    let (status, users) = app.get("/scim/v2/Users", &tenant.token).await;
+    assert_eq!(status, 200);
+    assert_eq!(users["totalResults"], 0);
 }
