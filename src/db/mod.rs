@@ -6,8 +6,10 @@
 
 pub mod raw;
 pub mod schema;
+mod writer;
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use diesel::connection::{AnsiTransactionManager, SimpleConnection, TransactionManager};
@@ -278,10 +280,12 @@ impl actix_web::ResponseError for StoreError {
     }
 }
 
-/// The pool every part of idgate reaches the database through.
+/// The pool every part of idgate reaches the database through, and on SQLite the one connection
+/// its writes share (see [`writer`]).
 #[derive(Clone)]
 pub struct Store {
     pool: Pool<ConnectionManager>,
+    sqlite_writer: Option<Arc<writer::SqliteWriter>>,
 }
 
 impl Store {
@@ -297,7 +301,14 @@ impl Store {
             .test_on_check_out(url.backend == Backend::Postgres)
             .build(ConnectionManager { url: url.clone() })
             .map_err(|e| anyhow::anyhow!("cannot connect to database {url}: {}", one_line(&e)))?;
-        Ok(Store { pool })
+        let sqlite_writer = match url.backend {
+            Backend::Sqlite => Some(writer::SqliteWriter::new(connect(url)?)),
+            Backend::Postgres => None,
+        };
+        Ok(Store {
+            pool,
+            sqlite_writer,
+        })
     }
 
     /// Runs blocking storage code on actix's blocking thread pool.
@@ -308,7 +319,9 @@ impl Store {
         E: From<StoreError> + Send + 'static,
     {
         let pool = self.pool.clone();
+        let sqlite_writer = self.sqlite_writer.clone();
         actix_web::web::block(move || {
+            let _writes_go_through = sqlite_writer.as_ref().map(|writer| writer.enter());
             let mut conn = pool
                 .get()
                 .map_err(|e| StoreError::Unavailable(Box::new(e)))?;
@@ -391,34 +404,29 @@ where
     Ok(applied)
 }
 
-/// Writers of this process take turns here before they begin on SQLite. SQLite makes a second
-/// writer wait by sleeping and retrying, with back-off up to 100 ms a try, which under load gave
-/// p99s of half a second; a lock here hands the turn over at once. (Other processes, such as the
-/// CLI, still meet the busy timeout.)
-static SQLITE_WRITER: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-/// Runs `work` in a transaction that may write. On SQLite it begins with `BEGIN IMMEDIATE`: a deferred
-/// transaction that reads and then writes fails at once with SQLITE_BUSY when another writer got in
-/// first (the busy timeout does not cover that upgrade), while an immediate one waits its turn.
+/// Runs `work` in a transaction that may write, and returns once that transaction has committed
+/// (or `work`'s error once its changes are undone).
+///
+/// Inside [`Store::run`] on SQLite, the write goes through the store's writer and shares a commit
+/// with the writes queued beside it. Elsewhere (the CLI, PostgreSQL) it is a transaction of its
+/// own on `conn`; on SQLite it begins with `BEGIN IMMEDIATE`: a deferred transaction that reads
+/// and then writes fails at once with SQLITE_BUSY when another writer got in first (the busy
+/// timeout does not cover that upgrade), while an immediate one waits its turn.
 pub fn write_transaction<T, E, F>(conn: &mut DbConnection, work: F) -> Result<T, E>
 where
     F: FnOnce(&mut DbConnection) -> Result<T, E>,
     E: From<DieselError>,
 {
     type Manager = <DbConnection as diesel::Connection>::TransactionManager;
-    let _writer = match conn {
+    match conn {
         DbConnection::Sqlite(inner) => {
-            let turn = SQLITE_WRITER
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            if let Some(writer) = writer::current() {
+                return writer.write(work);
+            }
             AnsiTransactionManager::begin_transaction_sql(inner, "BEGIN IMMEDIATE")?;
-            Some(turn)
         }
-        DbConnection::Postgres(_) => {
-            Manager::begin_transaction(conn)?;
-            None
-        }
-    };
+        DbConnection::Postgres(_) => Manager::begin_transaction(conn)?,
+    }
     match work(conn) {
         Ok(value) => {
             Manager::commit_transaction(conn)?;

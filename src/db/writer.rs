@@ -1,0 +1,378 @@
+//! Group commit for SQLite: the writes of one process go through one connection and share
+//! transactions.
+//!
+//! SQLite lets one writer in at a time, and a commit is most of a write's cost: every page the
+//! transaction changed is appended to the WAL, and every thousand pages a checkpoint copies them
+//! into the database file and syncs it. A write that finds others queued behind it therefore
+//! leaves the transaction open for them (its own work kept in a savepoint) and waits; the last
+//! of the group commits once for all. Pages the group's writes share (the B-trees' upper levels,
+//! the audit log's last page) reach the WAL once instead of once per write. Nobody is answered
+//! before the commit that holds their write: a failed commit fails every write of the group.
+//!
+//! One connection rather than whichever the pool hands out has a second gain: a connection's
+//! page cache survives its own commits but not another connection's, so the writer keeps in
+//! memory the pages writes keep coming back to.
+
+use std::cell::RefCell;
+use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
+
+use diesel::connection::{AnsiTransactionManager, TransactionManager};
+use diesel::result::{DatabaseErrorKind, Error as DieselError};
+
+use super::DbConnection;
+
+/// The most writes one transaction takes: a bound on how long the first of them waits for the
+/// commit.
+const MAX_GROUP: usize = 32;
+
+pub struct SqliteWriter {
+    state: Mutex<State>,
+    /// Writes waiting for the connection. A write that sees one leaves the commit to it.
+    queued: AtomicUsize,
+    /// Signalled when a group's transaction ends.
+    group_ended: Condvar,
+}
+
+struct State {
+    conn: DbConnection,
+    /// The group whose transaction is open on `conn`, if any.
+    open: Option<Arc<Group>>,
+}
+
+#[derive(Default)]
+struct Group {
+    writes: AtomicUsize,
+    /// Set once, when the transaction ends: whether it committed.
+    outcome: OnceLock<Result<(), CommitFailure>>,
+}
+
+/// Why a group's commit failed, told to every write of the group (diesel's error is not Clone).
+#[derive(Clone, Debug)]
+struct CommitFailure {
+    kind: DatabaseErrorKind,
+    message: String,
+}
+
+impl CommitFailure {
+    fn of(error: &DieselError) -> Self {
+        let kind = match error {
+            DieselError::DatabaseError(kind, _) => *kind,
+            _ => DatabaseErrorKind::Unknown,
+        };
+        CommitFailure {
+            kind,
+            message: error.to_string(),
+        }
+    }
+
+    fn into_error(self) -> DieselError {
+        DieselError::DatabaseError(self.kind, Box::new(self.message))
+    }
+}
+
+thread_local! {
+    /// The writer of the store whose work runs on this thread, set by [`SqliteWriter::enter`].
+    static CURRENT: RefCell<Option<Arc<SqliteWriter>>> = const { RefCell::new(None) };
+}
+
+/// While alive, [`current`] on this thread is the writer it was made with.
+pub struct Entered {
+    previous: Option<Arc<SqliteWriter>>,
+}
+
+impl Drop for Entered {
+    fn drop(&mut self) {
+        CURRENT.with(|current| *current.borrow_mut() = self.previous.take());
+    }
+}
+
+/// The writer of the store whose work runs on this thread, if it has one.
+pub fn current() -> Option<Arc<SqliteWriter>> {
+    CURRENT.with(|current| current.borrow().clone())
+}
+
+impl SqliteWriter {
+    pub fn new(conn: DbConnection) -> Arc<SqliteWriter> {
+        Arc::new(SqliteWriter {
+            state: Mutex::new(State { conn, open: None }),
+            queued: AtomicUsize::new(0),
+            group_ended: Condvar::new(),
+        })
+    }
+
+    /// Makes this the writer [`super::write_transaction`] uses on this thread, until the
+    /// returned guard is dropped.
+    pub fn enter(self: &Arc<Self>) -> Entered {
+        let previous = CURRENT.with(|current| current.borrow_mut().replace(self.clone()));
+        Entered { previous }
+    }
+
+    /// Runs `work` inside the writer's transaction and returns once that transaction has ended:
+    /// `work`'s value if it committed, `work`'s error (its changes rolled back) if it failed.
+    pub fn write<T, E, F>(&self, work: F) -> Result<T, E>
+    where
+        F: FnOnce(&mut DbConnection) -> Result<T, E>,
+        E: From<DieselError>,
+    {
+        self.queued.fetch_add(1, Ordering::SeqCst);
+        let mut state = self.lock();
+        self.queued.fetch_sub(1, Ordering::SeqCst);
+
+        let group = match &state.open {
+            Some(group) => group.clone(),
+            None => {
+                let DbConnection::Sqlite(conn) = &mut state.conn else {
+                    unreachable!("the writer holds an SQLite connection");
+                };
+                // Immediate: take the write lock now, so that another process's writer makes
+                // this one wait (busy timeout) rather than fail when it first writes.
+                AnsiTransactionManager::begin_transaction_sql(conn, "BEGIN IMMEDIATE")?;
+                let group = Arc::new(Group::default());
+                state.open = Some(group.clone());
+                group
+            }
+        };
+        group.writes.fetch_add(1, Ordering::SeqCst);
+
+        // This write's changes live in a savepoint: undone alone if it fails or panics.
+        let outcome = match savepoint(&mut state.conn, work) {
+            Ok(outcome) => outcome,
+            Err(savepoint_error) => {
+                // The connection cannot say what it holds: end the whole group.
+                self.end_group(&mut state, false);
+                return Err(savepoint_error.into());
+            }
+        };
+
+        let others_waiting = self.queued.load(Ordering::SeqCst) > 0;
+        if others_waiting && group.writes.load(Ordering::SeqCst) < MAX_GROUP {
+            state = self
+                .group_ended
+                .wait_while(state, |_| group.outcome.get().is_none())
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+        } else {
+            self.end_group(&mut state, true);
+        }
+        drop(state);
+
+        let value = match outcome {
+            Ok(value) => value,
+            Err(Work::Failed(error)) => return Err(error),
+            Err(Work::Panicked(panic)) => resume_unwind(panic),
+        };
+        match group.outcome.get().expect("the group has ended") {
+            Ok(()) => Ok(value),
+            Err(failure) => Err(failure.clone().into_error().into()),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic in a write is caught inside the lock, so poison means nothing here.
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Commits (or rolls back) the open transaction and tells the group's writes.
+    fn end_group(&self, state: &mut State, commit: bool) {
+        let Some(group) = state.open.take() else {
+            return;
+        };
+        let DbConnection::Sqlite(conn) = &mut state.conn else {
+            unreachable!("the writer holds an SQLite connection");
+        };
+        let ended = if commit {
+            AnsiTransactionManager::commit_transaction(conn).map_err(|e| CommitFailure::of(&e))
+        } else {
+            Err(CommitFailure {
+                kind: DatabaseErrorKind::Unknown,
+                message: "the transaction was abandoned".to_owned(),
+            })
+        };
+        if ended.is_err() {
+            // A failed COMMIT can leave the transaction open; nothing of it may stay.
+            if let Err(rollback) = AnsiTransactionManager::rollback_transaction(conn)
+                && !matches!(rollback, DieselError::NotInTransaction)
+            {
+                tracing::error!(error = %rollback, "rolling back a failed group commit failed");
+            }
+        }
+        if let Err(failure) = &ended {
+            tracing::error!(error = failure.message.as_str(), "a group commit failed");
+        }
+        let _ = group.outcome.set(ended);
+        self.group_ended.notify_all();
+    }
+}
+
+/// How one write's work ended.
+enum Work<E> {
+    Failed(E),
+    Panicked(Box<dyn std::any::Any + Send>),
+}
+
+/// Runs `work` in a savepoint: released if it succeeds, rolled back if it fails or panics. The
+/// outer error is the savepoint's own (the connection's state is then unknown).
+fn savepoint<T, E, F>(conn: &mut DbConnection, work: F) -> Result<Result<T, Work<E>>, DieselError>
+where
+    F: FnOnce(&mut DbConnection) -> Result<T, E>,
+{
+    type Manager = <DbConnection as diesel::Connection>::TransactionManager;
+    Manager::begin_transaction(conn)?;
+    match catch_unwind(AssertUnwindSafe(|| work(conn))) {
+        Ok(Ok(value)) => {
+            Manager::commit_transaction(conn)?;
+            Ok(Ok(value))
+        }
+        Ok(Err(error)) => {
+            Manager::rollback_transaction(conn)?;
+            Ok(Err(Work::Failed(error)))
+        }
+        Err(panic) => {
+            Manager::rollback_transaction(conn)?;
+            Ok(Err(Work::Panicked(panic)))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc;
+    use std::thread;
+    use std::time::Duration;
+
+    use diesel::connection::SimpleConnection;
+    use diesel::prelude::*;
+    use diesel::sql_types::BigInt;
+
+    use super::*;
+    use crate::db::{DatabaseUrl, connect};
+
+    #[derive(QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = BigInt)]
+        n: i64,
+    }
+
+    struct Fixture {
+        _dir: tempfile::TempDir,
+        url: DatabaseUrl,
+        writer: Arc<SqliteWriter>,
+    }
+
+    impl Fixture {
+        fn new() -> Fixture {
+            let dir = tempfile::tempdir().unwrap();
+            let url = DatabaseUrl::parse(&format!("sqlite://{}/writer.db", dir.path().display()))
+                .unwrap();
+            let mut conn = connect(&url).unwrap();
+            conn.batch_execute("CREATE TABLE rows (name TEXT PRIMARY KEY NOT NULL)")
+                .unwrap();
+            let writer = SqliteWriter::new(connect(&url).unwrap());
+            Fixture {
+                _dir: dir,
+                url,
+                writer,
+            }
+        }
+
+        /// Whether another connection sees the row: whether it is committed.
+        fn committed(&self, name: &str) -> bool {
+            diesel::sql_query("SELECT count(*) AS n FROM rows WHERE name = ?")
+                .bind::<diesel::sql_types::Text, _>(name)
+                .get_result::<Count>(&mut connect(&self.url).unwrap())
+                .unwrap()
+                .n
+                == 1
+        }
+    }
+
+    fn insert(conn: &mut DbConnection, name: &str) -> QueryResult<usize> {
+        diesel::sql_query("INSERT INTO rows (name) VALUES (?)")
+            .bind::<diesel::sql_types::Text, _>(name)
+            .execute(conn)
+    }
+
+    /// The first write holds the connection until a second is queued, so both land in one group;
+    /// the second ends as `second` says. Returns what the first write returned and whether its
+    /// row was committed by the time it returned.
+    fn group_of_two(
+        fixture: &Arc<Fixture>,
+        second: impl FnOnce(&mut DbConnection) -> QueryResult<usize> + Send + 'static,
+    ) -> (QueryResult<usize>, bool, thread::Result<QueryResult<usize>>) {
+        let (running, first_is_running) = mpsc::channel();
+        let first = {
+            let fixture = fixture.clone();
+            thread::spawn(move || {
+                let result = fixture.writer.write(|conn| {
+                    let inserted = insert(conn, "first")?;
+                    running.send(()).unwrap();
+                    while fixture.writer.queued.load(Ordering::SeqCst) == 0 {
+                        thread::sleep(Duration::from_millis(1));
+                    }
+                    Ok::<_, DieselError>(inserted)
+                });
+                (result, fixture.committed("first"))
+            })
+        };
+        first_is_running.recv().unwrap();
+        let second = {
+            let fixture = fixture.clone();
+            thread::spawn(move || fixture.writer.write(second))
+        };
+        let second = second.join();
+        let (first, first_committed) = first.join().unwrap();
+        (first, first_committed, second)
+    }
+
+    #[test]
+    fn queued_writes_share_a_commit_and_are_answered_after_it() {
+        let fixture = Arc::new(Fixture::new());
+        let watcher = fixture.clone();
+        let (first, first_committed, second) = group_of_two(&fixture, move |conn| {
+            // The first write's transaction is still open: the two will commit as one.
+            assert!(!watcher.committed("first"));
+            insert(conn, "second")
+        });
+        assert_eq!(first.unwrap(), 1);
+        assert_eq!(second.unwrap().unwrap(), 1);
+        // The first write waited for the second: it is answered only once its row is committed.
+        assert!(first_committed);
+        assert!(fixture.committed("second"));
+    }
+
+    #[test]
+    fn a_failed_write_undoes_only_its_own_changes() {
+        let fixture = Arc::new(Fixture::new());
+        let (first, first_committed, second) = group_of_two(&fixture, |conn| {
+            insert(conn, "second")?;
+            // A unique violation: the write fails after changing something.
+            insert(conn, "first")
+        });
+        assert_eq!(first.unwrap(), 1);
+        assert!(second.unwrap().is_err());
+        assert!(first_committed);
+        assert!(!fixture.committed("second"));
+    }
+
+    #[test]
+    fn a_panicking_write_undoes_only_its_own_changes() {
+        let fixture = Arc::new(Fixture::new());
+        let (first, first_committed, second) = group_of_two(&fixture, |conn| {
+            insert(conn, "second").unwrap();
+            panic!("a bug in a write");
+        });
+        assert_eq!(first.unwrap(), 1);
+        assert!(second.is_err(), "the panic reaches the writer's caller");
+        assert!(first_committed);
+        assert!(!fixture.committed("second"));
+        // The connection is usable after the panic.
+        assert_eq!(
+            fixture.writer.write(|conn| insert(conn, "third")).unwrap(),
+            1
+        );
+        assert!(fixture.committed("third"));
+    }
+}
