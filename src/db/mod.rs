@@ -302,7 +302,7 @@ impl Store {
             .build(ConnectionManager { url: url.clone() })
             .map_err(|e| anyhow::anyhow!("cannot connect to database {url}: {}", one_line(&e)))?;
         let sqlite_writer = match url.backend {
-            Backend::Sqlite => Some(writer::SqliteWriter::new(connect(url)?)),
+            Backend::Sqlite => Some(writer::SqliteWriter::open(url)?),
             Backend::Postgres => None,
         };
         Ok(Store {
