@@ -270,6 +270,22 @@ fn compare(
                 .text(string_value(path, value)?)
                 .sql(")"))
         }
+        Target::Values { attribute, .. }
+            if scope.kind == ResourceKind::User
+                && attribute == "username"
+                && op == CompareOp::Eq =>
+        {
+            // The lookup an IdP makes before every create. userName is unique in a workspace
+            // whatever its case and kept lower-cased in a column of its own, indexed with the
+            // workspace: one index probe, where the value index needs an `IN (subquery)` that
+            // SQLite builds a temporary table for on every request.
+            Ok(RawSql::default()
+                .sql("(workspace_id = ")
+                .text(scope.workspace_id)
+                .sql(" AND user_name_ci = ")
+                .text(string_value(path, value)?.to_lowercase())
+                .sql(")"))
+        }
         Target::Values {
             attribute,
             sub,

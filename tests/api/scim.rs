@@ -337,8 +337,9 @@ async fn filters_sort_and_page_in_the_database(database: TestDatabase) {
             .map(|r| r["userName"].as_str().unwrap().to_owned())
             .collect()
     };
-    let cases: [(&str, &[&str]); 9] = [
+    let cases: [(&str, &[&str]); 10] = [
         ("userName sw \"A\"", &["alice@example.org"]),
+        ("userName eq \"Alice@EXAMPLE.org\"", &["alice@example.org"]),
         (
             "emails co \"example.com\"",
             &["carol@example.com", "bob@example.com"],
