@@ -45,6 +45,7 @@ const COMMITS_PER_CHECKPOINT: usize = 16;
 const WAL_RESTART_FRAMES: i64 = 4096;
 
 pub struct SqliteWriter {
+    url: DatabaseUrl,
     state: Mutex<State>,
     /// Writes waiting for the connection. A write that sees one leaves the commit to it.
     queued: AtomicUsize,
@@ -118,8 +119,7 @@ pub fn current() -> Option<Arc<SqliteWriter>> {
 impl SqliteWriter {
     /// Opens the writer's connection and starts its checkpoint thread, which ends with the writer.
     pub fn open(url: &DatabaseUrl) -> anyhow::Result<Arc<SqliteWriter>> {
-        let mut conn = connect(url)?;
-        conn.batch_execute("PRAGMA wal_autocheckpoint = 0")?;
+        let conn = open_writer_connection(url)?;
         let checkpoints = connect(url)?;
         let (checkpoint_due, due) = sync_channel(1);
         let rewind_due = Arc::new(AtomicBool::new(false));
@@ -128,6 +128,7 @@ impl SqliteWriter {
             .name("sqlite-checkpoint".to_owned())
             .spawn(move || checkpoint_when_due(checkpoints, due, wal_is_long))?;
         Ok(Arc::new(SqliteWriter {
+            url: url.clone(),
             state: Mutex::new(State { conn, open: None }),
             queued: AtomicUsize::new(0),
             group_ended: Condvar::new(),
@@ -158,6 +159,7 @@ impl SqliteWriter {
         let group = match &state.open {
             Some(group) => group.clone(),
             None => {
+                self.replace_if_unusable(&mut state)?;
                 let DbConnection::Sqlite(conn) = &mut state.conn else {
                     unreachable!("the writer holds an SQLite connection");
                 };
@@ -201,6 +203,27 @@ impl SqliteWriter {
             Ok(()) => Ok(value),
             Err(failure) => Err(failure.clone().into_error().into()),
         }
+    }
+
+    /// Between groups the connection is outside any transaction. One that is not (a failed
+    /// rollback left it inside one, or diesel's record of it is broken) would fail every write
+    /// from then on, so it is replaced by a new connection.
+    fn replace_if_unusable(&self, state: &mut State) -> Result<(), DieselError> {
+        let DbConnection::Sqlite(conn) = &mut state.conn else {
+            unreachable!("the writer holds an SQLite connection");
+        };
+        let status = AnsiTransactionManager::transaction_manager_status_mut(conn);
+        if matches!(status.transaction_depth(), Ok(None)) {
+            return Ok(());
+        }
+        tracing::warn!("the SQLite writer connection was left inside a transaction; reconnecting");
+        state.conn = open_writer_connection(&self.url).map_err(|error| {
+            DieselError::DatabaseError(
+                DatabaseErrorKind::ClosedConnection,
+                Box::new(format!("reopening the SQLite writer connection: {error}")),
+            )
+        })?;
+        Ok(())
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -265,6 +288,13 @@ impl SqliteWriter {
             let _ = self.checkpoint_due.try_send(());
         }
     }
+}
+
+/// The writer's connection checkpoints nothing itself: the checkpoint thread does.
+fn open_writer_connection(url: &DatabaseUrl) -> anyhow::Result<DbConnection> {
+    let mut conn = connect(url)?;
+    conn.batch_execute("PRAGMA wal_autocheckpoint = 0")?;
+    Ok(conn)
 }
 
 #[derive(QueryableByName)]
@@ -451,6 +481,25 @@ mod tests {
             1
         );
         assert!(fixture.committed("third"));
+    }
+
+    #[test]
+    fn a_connection_left_inside_a_transaction_is_replaced() {
+        let fixture = Fixture::new();
+        {
+            let mut state = fixture.writer.lock();
+            let DbConnection::Sqlite(conn) = &mut state.conn else {
+                unreachable!()
+            };
+            AnsiTransactionManager::begin_transaction(conn).unwrap();
+            insert(&mut state.conn, "stranded").unwrap();
+        }
+        assert_eq!(
+            fixture.writer.write(|conn| insert(conn, "after")).unwrap(),
+            1
+        );
+        assert!(fixture.committed("after"));
+        assert!(!fixture.committed("stranded"));
     }
 
     #[test]
