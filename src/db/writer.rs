@@ -16,20 +16,18 @@
 //! Checkpoints (copying the WAL's pages into the database file and syncing it) run on a thread of
 //! their own instead of inside a commit, where SQLite runs them by default and where, under write
 //! load, they took a third of the writer's time. A checkpoint running beside the writes never
-//! finds the WAL idle and so never lets SQLite rewind it: once it has grown past
-//! [`WAL_RESTART_FRAMES`], the writer itself copies the rest after its next commit, and the
-//! write after that starts the WAL over.
+//! finds the WAL idle and so never lets SQLite rewind it: once the WAL file is longer than
+//! [`WAL_LIMIT_BYTES`], the writer itself copies what the thread has not yet, between two
+//! transactions, and the next write starts the WAL over, cutting the file back to the limit.
 
 use std::cell::RefCell;
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 
 use diesel::connection::{AnsiTransactionManager, SimpleConnection, TransactionManager};
-use diesel::prelude::*;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
-use diesel::sql_types::BigInt;
 
 use super::{DatabaseUrl, DbConnection, connect};
 
@@ -40,9 +38,9 @@ const MAX_GROUP: usize = 32;
 /// A background checkpoint is asked for after this many commits.
 const COMMITS_PER_CHECKPOINT: usize = 16;
 
-/// The WAL length, in pages, past which the writer rewinds it (16 MiB of 4 KiB pages; SQLite's
-/// own automatic checkpoint keeps it near 1,000).
-const WAL_RESTART_FRAMES: i64 = 4096;
+/// The WAL length past which the writer rewinds it (SQLite's own automatic checkpoint keeps it
+/// near 4 MiB).
+const WAL_LIMIT_BYTES: u64 = 16 * 1024 * 1024;
 
 pub struct SqliteWriter {
     url: DatabaseUrl,
@@ -53,9 +51,10 @@ pub struct SqliteWriter {
     group_ended: Condvar,
     commits: AtomicUsize,
     checkpoint_due: SyncSender<()>,
-    /// Set by the checkpoint thread when the WAL is past [`WAL_RESTART_FRAMES`]; it checkpoints
-    /// no more until the writer has rewound the WAL, so the two never wait for each other.
-    rewind_due: Arc<AtomicBool>,
+    /// Held by whoever checkpoints, so that the writer's rewind waits for the thread's checkpoint
+    /// here rather than in SQLite's busy handler, which sleeps with back-off.
+    checkpointing: Arc<Mutex<()>>,
+    wal_path: std::path::PathBuf,
 }
 
 struct State {
@@ -122,11 +121,11 @@ impl SqliteWriter {
         let conn = open_writer_connection(url)?;
         let checkpoints = connect(url)?;
         let (checkpoint_due, due) = sync_channel(1);
-        let rewind_due = Arc::new(AtomicBool::new(false));
-        let wal_is_long = rewind_due.clone();
+        let checkpointing = Arc::new(Mutex::new(()));
+        let thread_checkpointing = checkpointing.clone();
         std::thread::Builder::new()
             .name("sqlite-checkpoint".to_owned())
-            .spawn(move || checkpoint_when_due(checkpoints, due, wal_is_long))?;
+            .spawn(move || checkpoint_when_due(checkpoints, due, thread_checkpointing))?;
         Ok(Arc::new(SqliteWriter {
             url: url.clone(),
             state: Mutex::new(State { conn, open: None }),
@@ -134,7 +133,8 @@ impl SqliteWriter {
             group_ended: Condvar::new(),
             commits: AtomicUsize::new(0),
             checkpoint_due,
-            rewind_due,
+            checkpointing,
+            wal_path: format!("{}-wal", url.sqlite_path()).into(),
         }))
     }
 
@@ -268,16 +268,20 @@ impl SqliteWriter {
         }
     }
 
-    /// Between two transactions (the writer's lock is held): rewinds the WAL when it is due,
-    /// and asks for a background checkpoint every so many commits.
+    /// Between two transactions (the writer's lock is held): rewinds the WAL when it is too
+    /// long, and asks for a background checkpoint every so many commits.
     fn after_commit(&self, conn: &mut diesel::SqliteConnection) {
-        if self.rewind_due.load(Ordering::SeqCst) {
-            // Copies what the background checkpoints have not yet, waiting for readers of the
-            // WAL to finish, so that the next write starts the WAL over.
+        let wal_bytes = std::fs::metadata(&self.wal_path).map_or(0, |wal| wal.len());
+        if wal_bytes > WAL_LIMIT_BYTES {
+            let _turn = self
+                .checkpointing
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            // Copies what the thread has not, waiting for readers of the WAL to finish, so that
+            // the next write starts the WAL over (and cuts the file back: journal_size_limit).
             if let Err(error) = conn.batch_execute("PRAGMA wal_checkpoint(RESTART)") {
                 tracing::warn!(%error, "rewinding the SQLite WAL failed");
             }
-            self.rewind_due.store(false, Ordering::SeqCst);
         }
         if self
             .commits
@@ -290,35 +294,25 @@ impl SqliteWriter {
     }
 }
 
-/// The writer's connection checkpoints nothing itself: the checkpoint thread does.
+/// The writer's connection checkpoints nothing by itself (the checkpoint thread does), and the
+/// WAL file is cut back to [`WAL_LIMIT_BYTES`] whenever it starts over.
 fn open_writer_connection(url: &DatabaseUrl) -> anyhow::Result<DbConnection> {
     let mut conn = connect(url)?;
-    conn.batch_execute("PRAGMA wal_autocheckpoint = 0")?;
+    conn.batch_execute(&format!(
+        "PRAGMA wal_autocheckpoint = 0; PRAGMA journal_size_limit = {WAL_LIMIT_BYTES};"
+    ))?;
     Ok(conn)
-}
-
-#[derive(QueryableByName)]
-struct CheckpointResult {
-    /// Pages in the WAL.
-    #[diesel(sql_type = BigInt)]
-    log: i64,
 }
 
 /// The checkpoint thread: copies the WAL into the database file when asked, beside the writes,
 /// until the writer is gone.
-fn checkpoint_when_due(mut conn: DbConnection, due: Receiver<()>, rewind_due: Arc<AtomicBool>) {
+fn checkpoint_when_due(mut conn: DbConnection, due: Receiver<()>, checkpointing: Arc<Mutex<()>>) {
     while due.recv().is_ok() {
-        if rewind_due.load(Ordering::SeqCst) {
-            continue;
-        }
-        let checkpoint = diesel::sql_query("PRAGMA wal_checkpoint(PASSIVE)")
-            .get_result::<CheckpointResult>(&mut conn);
-        match checkpoint {
-            Ok(result) if result.log >= WAL_RESTART_FRAMES => {
-                rewind_due.store(true, Ordering::SeqCst);
-            }
-            Ok(_) => {}
-            Err(error) => tracing::warn!(%error, "an SQLite checkpoint failed; trying again later"),
+        let _turn = checkpointing
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Err(error) = conn.batch_execute("PRAGMA wal_checkpoint(PASSIVE)") {
+            tracing::warn!(%error, "an SQLite checkpoint failed; trying again later");
         }
     }
 }
@@ -356,6 +350,9 @@ where
 #[cfg(test)]
 mod tests {
     use std::sync::mpsc;
+
+    use diesel::prelude::*;
+    use diesel::sql_types::BigInt;
     use std::thread;
     use std::time::Duration;
 
@@ -508,7 +505,7 @@ mod tests {
         const ROW_BYTES: usize = 32 * 1024;
         let fixture = Arc::new(Fixture::new());
         let wal = fixture.dir.path().join("writer.db-wal");
-        let limit = WAL_RESTART_FRAMES as u64 * 4096;
+        let limit = WAL_LIMIT_BYTES;
         // Four times the limit, written by writers that keep the connection busy throughout.
         let rows_each = (4 * limit as usize / ROW_BYTES).div_ceil(WRITERS);
         let largest_wal = Arc::new(AtomicUsize::new(0));
@@ -530,6 +527,7 @@ mod tests {
             .into_iter()
             .for_each(|writer| writer.join().unwrap());
         let largest = largest_wal.load(Ordering::Relaxed) as u64;
-        assert!(largest < 3 * limit, "the WAL grew to {largest} bytes");
+        // Past the limit by at most what one group of writes adds before the writer rewinds.
+        assert!(largest < 2 * limit, "the WAL grew to {largest} bytes");
     }
 }
