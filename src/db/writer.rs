@@ -49,7 +49,6 @@ pub struct SqliteWriter {
     queued: AtomicUsize,
     /// Signalled when a group's transaction ends.
     group_ended: Condvar,
-    commits: AtomicUsize,
     checkpoint_due: SyncSender<()>,
     /// Held by whoever checkpoints: a checkpoint that finds another running gives up at once, so
     /// the writer waits here for the thread's to end, then completes its own.
@@ -59,13 +58,14 @@ pub struct SqliteWriter {
 
 struct State {
     conn: DbConnection,
-    /// The group whose transaction is open on `conn`, if any.
+    /// The group whose transaction is open on `conn`, if any, and how many writes it holds.
     open: Option<Arc<Group>>,
+    writes_in_group: usize,
+    commits: usize,
 }
 
 #[derive(Default)]
 struct Group {
-    writes: AtomicUsize,
     /// Set once, when the transaction ends: whether it committed.
     outcome: OnceLock<Result<(), CommitFailure>>,
 }
@@ -128,10 +128,14 @@ impl SqliteWriter {
             .spawn(move || checkpoint_when_due(checkpoints, due, thread_checkpointing))?;
         Ok(Arc::new(SqliteWriter {
             url: url.clone(),
-            state: Mutex::new(State { conn, open: None }),
+            state: Mutex::new(State {
+                conn,
+                open: None,
+                writes_in_group: 0,
+                commits: 0,
+            }),
             queued: AtomicUsize::new(0),
             group_ended: Condvar::new(),
-            commits: AtomicUsize::new(0),
             checkpoint_due,
             checkpointing,
             wal_path: format!("{}-wal", url.sqlite_path()).into(),
@@ -168,10 +172,11 @@ impl SqliteWriter {
                 AnsiTransactionManager::begin_transaction_sql(conn, "BEGIN IMMEDIATE")?;
                 let group = Arc::new(Group::default());
                 state.open = Some(group.clone());
+                state.writes_in_group = 0;
                 group
             }
         };
-        group.writes.fetch_add(1, Ordering::SeqCst);
+        state.writes_in_group += 1;
 
         // This write's changes live in a savepoint: undone alone if it fails or panics.
         let outcome = match savepoint(&mut state.conn, work) {
@@ -184,7 +189,7 @@ impl SqliteWriter {
         };
 
         let others_waiting = self.queued.load(Ordering::SeqCst) > 0;
-        if others_waiting && group.writes.load(Ordering::SeqCst) < MAX_GROUP {
+        if others_waiting && state.writes_in_group < MAX_GROUP {
             state = self
                 .group_ended
                 .wait_while(state, |_| group.outcome.get().is_none())
@@ -264,13 +269,14 @@ impl SqliteWriter {
         let _ = group.outcome.set(ended);
         self.group_ended.notify_all();
         if committed {
-            self.after_commit(conn);
+            state.commits += 1;
+            self.after_commit(conn, state.commits);
         }
     }
 
     /// Between two transactions (the writer's lock is held): rewinds the WAL when it is too
     /// long, and asks for a background checkpoint every so many commits.
-    fn after_commit(&self, conn: &mut diesel::SqliteConnection) {
+    fn after_commit(&self, conn: &mut diesel::SqliteConnection, commits: usize) {
         let wal_bytes = std::fs::metadata(&self.wal_path).map_or(0, |wal| wal.len());
         if wal_bytes > WAL_LIMIT_BYTES {
             let _turn = self
@@ -285,11 +291,7 @@ impl SqliteWriter {
                 tracing::warn!(%error, "an SQLite checkpoint failed; trying again later");
             }
         }
-        if self
-            .commits
-            .fetch_add(1, Ordering::Relaxed)
-            .is_multiple_of(COMMITS_PER_CHECKPOINT)
-        {
+        if commits.is_multiple_of(COMMITS_PER_CHECKPOINT) {
             // A checkpoint already asked for covers this one too.
             let _ = self.checkpoint_due.try_send(());
         }
