@@ -102,7 +102,11 @@ pub async fn cut_off_slow_bodies(
         REQUEST_BODY_TIMEOUT.as_secs()
     );
     // The error body of the API the request was for: SCIM clients read SCIM errors.
-    let mut answer = if response.request().path().starts_with("/scim/") {
+    let mut answer = if response
+        .request()
+        .path()
+        .starts_with(crate::scim::api::SCOPE)
+    {
         actix_web::ResponseError::error_response(&crate::scim::error::ScimError::Http(
             StatusCode::REQUEST_TIMEOUT,
             message,

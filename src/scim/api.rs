@@ -34,9 +34,12 @@ pub const MAX_COUNT: i64 = 1000;
 /// Request bodies larger than this are refused with 413.
 pub const MAX_BODY: usize = 1024 * 1024;
 
+/// Where the SCIM API is served.
+pub const SCOPE: &str = "/scim/v2";
+
 pub fn routes(config: &mut web::ServiceConfig) {
     config.service(
-        web::scope("/scim/v2")
+        web::scope(SCOPE)
             .wrap(ErrorHandlers::new().default_handler(scim_error_body))
             .app_data(web::PayloadConfig::new(MAX_BODY))
             // Resources rather than routes, so that another method on a known path is a 405.
@@ -126,7 +129,7 @@ impl FromRequest for Context {
 
 /// `{base}/scim/v2`, the prefix of every `meta.location`.
 pub fn scim_base(base_url: &BaseUrl) -> String {
-    format!("{}/scim/v2", base_url.as_str())
+    format!("{}{SCOPE}", base_url.as_str())
 }
 
 pub fn scim_json(status: StatusCode, body: &Value) -> HttpResponse {
