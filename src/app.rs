@@ -40,6 +40,7 @@ impl Application {
         let store = web::Data::new(store);
         let public_base_url = web::Data::new(base_url.clone());
         let decision_cache = web::Data::new(access::cache::DecisionCache::default());
+        let scim_memo = web::Data::new(scim::actions::ScimMemo::default());
         let session_keys = web::Data::new(sessions::keys::KeyRing::default());
         let rate_limiter = web::Data::new(crate::ratelimit::RateLimiter::new(settings.rate_limit));
         let clock = web::Data::new(clock);
@@ -47,6 +48,7 @@ impl Application {
             App::new()
                 .app_data(store.clone())
                 .app_data(decision_cache.clone())
+                .app_data(scim_memo.clone())
                 .app_data(session_keys.clone())
                 .app_data(rate_limiter.clone())
                 .app_data(clock.clone())

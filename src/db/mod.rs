@@ -4,6 +4,7 @@
 //! Storage code returns `QueryResult` or [`StoreError`]; each capability maps those to its own error
 //! type, so a database "not found" becomes that capability's 404 and pool exhaustion a 503.
 
+pub mod memo;
 pub mod raw;
 pub mod schema;
 mod writer;
@@ -281,11 +282,12 @@ impl actix_web::ResponseError for StoreError {
 }
 
 /// The pool every part of idgate reaches the database through, and on SQLite the one connection
-/// its writes share (see [`writer`]).
+/// its writes share (see [`writer`]) and the one that watches for changes (see [`memo`]).
 #[derive(Clone)]
 pub struct Store {
     pool: Pool<ConnectionManager>,
     sqlite_writer: Option<Arc<writer::SqliteWriter>>,
+    change_watch: Option<Arc<memo::ChangeWatch>>,
 }
 
 impl Store {
@@ -301,14 +303,24 @@ impl Store {
             .test_on_check_out(url.backend == Backend::Postgres)
             .build(ConnectionManager { url: url.clone() })
             .map_err(|e| anyhow::anyhow!("cannot connect to database {url}: {}", one_line(&e)))?;
-        let sqlite_writer = match url.backend {
-            Backend::Sqlite => Some(writer::SqliteWriter::open(url)?),
-            Backend::Postgres => None,
+        let (sqlite_writer, change_watch) = match url.backend {
+            Backend::Sqlite => (
+                Some(writer::SqliteWriter::open(url)?),
+                Some(Arc::new(memo::ChangeWatch::open(url)?)),
+            ),
+            Backend::Postgres => (None, None),
         };
         Ok(Store {
             pool,
             sqlite_writer,
+            change_watch,
         })
+    }
+
+    /// The version of the database to read at and keep what was read under (see [`memo`]);
+    /// None where nothing may be kept. Asked on the caller's thread: it never waits.
+    pub fn data_version(&self) -> Option<memo::DataVersion> {
+        self.change_watch.as_ref()?.version()
     }
 
     /// Runs blocking storage code on actix's blocking thread pool.

@@ -1,6 +1,8 @@
 //! What each SCIM request does, apart from HTTP: the handlers and `/Bulk` both call these, so a
 //! bulk operation behaves exactly as the same request sent alone.
 
+use std::sync::Arc;
+
 use actix_web::http::StatusCode;
 use serde_json::{Value, json};
 
@@ -16,15 +18,18 @@ use super::users::{self, StoredUser};
 use crate::audit::{Actor, AuditContext};
 use crate::db::DbConnection;
 use crate::db::Store;
+use crate::db::memo::{DataVersion, Memo};
 use crate::ratelimit::RateLimiter;
 use crate::tokens::auth::AuthError;
-use crate::tokens::{self, Scope};
+use crate::tokens::{self, ApiToken, Scope};
+use crate::workspaces::Workspace;
 
 pub const PATCH_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
 
 /// A SCIM request: its bearer token, not yet checked, and where resources live
 /// (`{base_url}/scim/v2`). The token is checked by [`Context::run`] in the same blocking task as
-/// the work, so a request makes one trip to the database pool, not two.
+/// the work, so a request makes one trip to the database pool, not two; or without one, from
+/// the memo.
 #[derive(Clone)]
 pub struct Context {
     pub store: Store,
@@ -32,12 +37,41 @@ pub struct Context {
     pub token: String,
     pub request_id: Option<String>,
     pub limiter: actix_web::web::Data<RateLimiter>,
+    pub memo: actix_web::web::Data<ScimMemo>,
 }
 
 /// Whose request it is, once the token has been checked: its workspace, and the actor to audit.
 pub struct Tenant {
     pub workspace_id: String,
     pub audit: AuditContext,
+}
+
+/// A user as read, with the groups they are in (group id, display name, and the member id).
+pub type UserWithGroups = (StoredUser, Vec<(String, String, String)>);
+
+/// What SCIM requests keep between them while the database is unchanged (on SQLite; see
+/// [`crate::db::memo`]): tokens' credentials, and users read by id.
+pub struct ScimMemo {
+    credentials: tokens::CredentialMemo,
+    /// By workspace id and user id.
+    users: Memo<(String, String), Arc<UserWithGroups>>,
+    /// Lists of a few users, by workspace id and [`lookup_key`].
+    lookups: Memo<(String, String), Arc<FoundPage>>,
+}
+
+/// Users kept at most: a user is a kilobyte or two, so a few megabytes.
+const USERS_KEPT: usize = 4096;
+/// Lookups kept at most: each holds at most [`LOOKUP_KEPT`] user.
+const LOOKUPS_KEPT: usize = 1024;
+
+impl Default for ScimMemo {
+    fn default() -> Self {
+        ScimMemo {
+            credentials: Memo::new(tokens::CREDENTIALS_KEPT),
+            users: Memo::new(USERS_KEPT),
+            lookups: Memo::new(LOOKUPS_KEPT),
+        }
+    }
 }
 
 impl Context {
@@ -53,26 +87,96 @@ impl Context {
         F: FnOnce(&mut DbConnection, &Tenant) -> Result<T, ScimError> + Send + 'static,
         T: Send + 'static,
     {
-        let (token, request_id) = (self.token.clone(), self.request_id.clone());
-        let limiter = self.limiter.clone();
+        self.run_at(self.store.data_version(), work).await
+    }
+
+    /// [`Context::run`] for a caller that read the data version itself, before anything else.
+    async fn run_at<T, F>(&self, version: Option<DataVersion>, work: F) -> Result<T, ScimError>
+    where
+        F: FnOnce(&mut DbConnection, &Tenant) -> Result<T, ScimError> + Send + 'static,
+        T: Send + 'static,
+    {
+        if let Some(tenant) = version.and_then(|version| self.tenant_from_memo(version)) {
+            let tenant = tenant?;
+            return self.store.run(move |conn| work(conn, &tenant)).await;
+        }
+        let context = self.clone();
         self.store
             .run(move |conn| {
-                let (token, workspace) = tokens::authenticate(conn, &token, crate::time::now())
-                    .map_err(AuthError::from)?;
-                if !token.scopes.contains(Scope::Scim) {
-                    return Err(AuthError::MissingScope(Scope::Scim).into());
-                }
-                let tenant = Tenant {
-                    workspace_id: workspace.id,
-                    audit: AuditContext {
-                        actor: Actor::Token(token.id),
-                        request_id,
-                    },
-                };
-                limiter.admit(&tenant.audit.actor)?;
+                let memo = version.map(|version| (&context.memo.credentials, version));
+                let (token, workspace) =
+                    tokens::authenticate(conn, &context.token, crate::time::now(), memo)
+                        .map_err(AuthError::from)?;
+                let tenant = context.tenant(token, workspace)?;
                 work(conn, &tenant)
             })
             .await
+    }
+
+    /// The check of [`Context::run`] made without the database, when the token's credential is
+    /// kept at `version`.
+    fn tenant_from_memo(&self, version: DataVersion) -> Option<Result<Tenant, ScimError>> {
+        let checked = tokens::authenticate_from_memo(
+            &self.memo.credentials,
+            version,
+            &self.token,
+            crate::time::now(),
+        )?;
+        Some(
+            checked
+                .map_err(|rejection| AuthError::Rejected(rejection).into())
+                .and_then(|(token, workspace)| self.tenant(token, workspace)),
+        )
+    }
+
+    /// A read whose answer may be kept (see [`ScimMemo`]): `kept` looks for it in the memo, `read`
+    /// reads it from the database, given the version to keep it at (None: keep nothing).
+    async fn read_through<T, F>(
+        &self,
+        kept: impl FnOnce(&ScimMemo, DataVersion, &Tenant) -> Option<T>,
+        read: F,
+    ) -> Result<T, ScimError>
+    where
+        F: FnOnce(
+                &mut DbConnection,
+                &Tenant,
+                Option<(&ScimMemo, DataVersion)>,
+            ) -> Result<T, ScimError>
+            + Send
+            + 'static,
+        T: Send + 'static,
+    {
+        let version = self.store.data_version();
+        let memo = self.memo.clone();
+        let read = move |conn: &mut DbConnection, tenant: &Tenant| {
+            read(conn, tenant, version.map(|version| (&**memo, version)))
+        };
+        if let Some(version) = version
+            && let Some(tenant) = self.tenant_from_memo(version)
+        {
+            let tenant = tenant?;
+            if let Some(found) = kept(&self.memo, version, &tenant) {
+                return Ok(found);
+            }
+            return self.store.run(move |conn| read(conn, &tenant)).await;
+        }
+        self.run_at(version, read).await
+    }
+
+    /// The tenant of a checked token that holds the `scim` scope and is within its rate limit.
+    fn tenant(&self, token: ApiToken, workspace: Workspace) -> Result<Tenant, ScimError> {
+        if !token.scopes.contains(Scope::Scim) {
+            return Err(AuthError::MissingScope(Scope::Scim).into());
+        }
+        let tenant = Tenant {
+            workspace_id: workspace.id,
+            audit: AuditContext {
+                actor: Actor::Token(token.id),
+                request_id: self.request_id.clone(),
+            },
+        };
+        self.limiter.admit(&tenant.audit.actor)?;
+        Ok(tenant)
     }
 }
 
@@ -342,6 +446,29 @@ async fn user_with_groups(
     .await
 }
 
+/// One user with their groups, from the memo when it holds them at the database's version, else
+/// read (and kept).
+async fn user_by_id(ctx: &Context, id: String) -> Result<Arc<UserWithGroups>, ScimError> {
+    let wanted = id.clone();
+    ctx.read_through(
+        |memo, version, tenant| {
+            let key = (tenant.workspace_id.clone(), wanted);
+            memo.users.get(version, &key)
+        },
+        move |conn, tenant, memo| {
+            let user = users::load(conn, &tenant.workspace_id, &id)?;
+            let groups = users::groups_of(conn, std::slice::from_ref(&user.id))?;
+            let found = Arc::new((user, groups));
+            if let Some((memo, version)) = memo {
+                let key = (tenant.workspace_id.clone(), id);
+                memo.users.put(version, key, found.clone());
+            }
+            Ok(found)
+        },
+    )
+    .await
+}
+
 /// The group `work` returns, with its members.
 async fn group_with_members(
     ctx: &Context,
@@ -513,11 +640,10 @@ pub async fn get(
     let id = id.to_owned();
     match kind {
         ResourceKind::User => {
-            let (user, groups) =
-                user_with_groups(ctx, move |conn, t| users::load(conn, &t.workspace_id, &id))
-                    .await?;
+            let found = user_by_id(ctx, id).await?;
+            let (user, groups) = &*found;
             Ok((
-                render_user(&ctx.base, &user, &groups, projection),
+                render_user(&ctx.base, user, groups, projection),
                 user.version,
             ))
         }
@@ -555,38 +681,65 @@ pub async fn list(
 ) -> Result<Listing, ScimError> {
     let projection = params.projection();
     let wants_groups = projection.wants(kind, "groups");
-    let params = params.clone();
-    let (page_of, total, paging, limit) = ctx
-        .run(move |conn, t| {
-            let (mut page, paging) = params.page(&t.workspace_id, kind)?;
-            page.offset = (page.offset - before.0).max(0);
-            page.limit -= before.1;
-            let limit = page.limit;
-            let found = match kind {
-                ResourceKind::User => {
-                    let (total, found) = users::list(conn, &t.workspace_id, &page)?;
-                    let ids: Vec<String> = found.iter().map(|user| user.id.clone()).collect();
-                    let groups = if wants_groups && !ids.is_empty() {
-                        users::groups_of(conn, &ids)?
-                    } else {
-                        Vec::new()
-                    };
-                    (Found::Users(found, groups), total)
+    let lookup =
+        (kind == ResourceKind::User && before == (0, 0)).then(|| lookup_key(params, wants_groups));
+    let (params, wanted) = (params.clone(), lookup.clone());
+    let found = ctx
+        .read_through(
+            |memo, version, tenant| {
+                let key = (tenant.workspace_id.clone(), wanted?);
+                memo.lookups.get(version, &key)
+            },
+            move |conn, t, memo| {
+                let (mut page, paging) = params.page(&t.workspace_id, kind)?;
+                page.offset = (page.offset - before.0).max(0);
+                page.limit -= before.1;
+                let limit = page.limit;
+                let (resources, total) = match kind {
+                    ResourceKind::User => {
+                        let (total, found) = users::list(conn, &t.workspace_id, &page)?;
+                        let ids: Vec<String> = found.iter().map(|user| user.id.clone()).collect();
+                        let groups = if wants_groups && !ids.is_empty() {
+                            users::groups_of(conn, &ids)?
+                        } else {
+                            Vec::new()
+                        };
+                        (Found::Users(found, groups), total)
+                    }
+                    // Members are streamed by the handler, group by group, not loaded here.
+                    ResourceKind::Group => {
+                        let (total, found) = groups::list(conn, &t.workspace_id, &page)?;
+                        (Found::Groups(found), total)
+                    }
+                };
+                let found = Arc::new(FoundPage {
+                    resources,
+                    total,
+                    paging,
+                    limit,
+                });
+                if let (Some(lookup), Some((memo, version))) = (lookup, memo)
+                    && matches!(&found.resources, Found::Users(users, _) if users.len() <= LOOKUP_KEPT)
+                {
+                    memo.lookups
+                        .put(version, (t.workspace_id.clone(), lookup), found.clone());
                 }
-                // Members are streamed by the handler, group by group, not loaded here.
-                ResourceKind::Group => {
-                    let (total, found) = groups::list(conn, &t.workspace_id, &page)?;
-                    (Found::Groups(found), total)
-                }
-            };
-            Ok((found.0, found.1, paging, limit))
-        })
+                Ok(found)
+            },
+        )
         .await?;
+    let FoundPage {
+        resources: page_of,
+        total,
+        paging,
+        limit,
+    } = &*found;
+    let (total, paging, limit) = (*total, *paging, *limit);
     let (resources, last_seq) = match page_of {
         Found::Users(found, groups) => (
             found
                 .iter()
-                .map(|user| render_user(&ctx.base, user, &groups, &projection))
+                .map(|user| render_user(&ctx.base, user, groups, &projection))
                 .collect(),
             found.last().map(|user| user.seq),
         ),
@@ -611,4 +764,31 @@ pub async fn list(
 enum Found {
     Users(Vec<StoredUser>, Vec<(String, String, String)>),
     Groups(Vec<StoredGroup>),
+}
+
+/// A page as read, before it is rendered.
+pub struct FoundPage {
+    resources: Found,
+    total: i64,
+    paging: Paging,
+    limit: i64,
+}
+
+/// Lists of users kept when they found at most this many: the lookups IdPs make before each
+/// change (`userName eq`, `externalId eq`), not pages of a listing.
+const LOOKUP_KEPT: usize = 1;
+
+/// What decides a list of users' page: the parameters other than the projection, which applies
+/// after the read.
+fn lookup_key(params: &ListParams, wants_groups: bool) -> String {
+    json!([
+        params.filter,
+        params.start_index,
+        params.count,
+        params.sort_by,
+        params.sort_order,
+        params.cursor,
+        wants_groups
+    ])
+    .to_string()
 }

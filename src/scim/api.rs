@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use std::pin::Pin;
 use tracing_actix_web::RequestId;
 
-use super::actions::{self, Context, Reply};
+use super::actions::{self, Context, Reply, ScimMemo};
 use super::error::{MEDIA_TYPE, ScimError, ScimType};
 use super::filter::{self, parse_filter};
 use super::groups;
@@ -115,6 +115,10 @@ impl FromRequest for Context {
             .app_data::<web::Data<RateLimiter>>()
             .expect("the app registers its RateLimiter")
             .clone();
+        let memo = request
+            .app_data::<web::Data<ScimMemo>>()
+            .expect("the app registers its ScimMemo")
+            .clone();
         Box::pin(async move {
             Ok(Context {
                 store,
@@ -122,6 +126,7 @@ impl FromRequest for Context {
                 token: token?,
                 request_id,
                 limiter,
+                memo,
             })
         })
     }

@@ -182,7 +182,7 @@ pub async fn authenticate_request(
         .clone();
     let now = crate::time::now();
     Ok(store
-        .run(move |conn| super::authenticate(conn, &presented, now))
+        .run(move |conn| super::authenticate(conn, &presented, now, None))
         .await?)
 }
 

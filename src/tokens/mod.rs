@@ -9,6 +9,7 @@ pub mod auth;
 
 use std::collections::BTreeSet;
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine;
@@ -20,6 +21,7 @@ use serde_json::json;
 
 use crate::access::model::{Action, Role};
 use crate::audit::{self, AuditContext, Event, Target};
+use crate::db::memo::{DataVersion, Memo};
 use crate::db::schema::{api_tokens, workspaces};
 use crate::db::{DbConnection, StoreError, write_transaction};
 use crate::workspaces::Workspace;
@@ -519,12 +521,29 @@ impl From<Rejection> for AuthenticationError {
     }
 }
 
+/// A token as its check needs it: the stored hash, the token, its workspace.
+#[derive(Debug)]
+pub struct Credential {
+    secret_hash: Vec<u8>,
+    token: ApiToken,
+    workspace: Workspace,
+}
+
+/// Credentials by token id, kept while the database is unchanged (see [`crate::db::memo`]).
+pub type CredentialMemo = Memo<String, Arc<Credential>>;
+
+/// Credentials kept at most: one per token in use, and a few bytes each.
+pub const CREDENTIALS_KEPT: usize = 1024;
+
 /// Finds the token a client presented and checks it: secret, revocation, expiry, in that order,
-/// so that only the holder of the secret learns whether it was revoked or has expired.
+/// so that only the holder of the secret learns whether it was revoked or has expired. With a
+/// memo and the data version read before this call, the credential read is kept for
+/// [`authenticate_from_memo`].
 pub fn authenticate(
     conn: &mut DbConnection,
     presented: &str,
     now: NaiveDateTime,
+    memo: Option<(&CredentialMemo, DataVersion)>,
 ) -> Result<(ApiToken, Workspace), AuthenticationError> {
     let id = parse_id(presented).ok_or(Rejection::Malformed)?;
     let query = api_tokens::table
@@ -538,33 +557,73 @@ pub fn authenticate(
     let found = crate::with_backend!(conn, |conn| query
         .first::<(Vec<u8>, TokenRow, Workspace)>(conn)
         .optional())?;
-    let Some((stored_hash, row, workspace)) = found else {
+    let Some((secret_hash, row, workspace)) = found else {
         return Err(Rejection::Invalid.into());
     };
-    let expected = hash(presented);
-    // `memcmp::eq` compares in constant time but panics on unequal lengths, hence the length check.
-    if stored_hash.len() != expected.len() || !openssl::memcmp::eq(&stored_hash, &expected) {
-        return Err(Rejection::Invalid.into());
-    }
     let token = from_row(row).map_err(|error| {
         tracing::error!(%error, "refusing a token whose stored scopes do not parse");
         Rejection::Invalid
     })?;
-    if token.revoked_at.is_some() {
-        return Err(Rejection::Revoked.into());
-    }
-    if token.expires_at.is_some_and(|expiry| expiry <= now) {
-        return Err(Rejection::Expired.into());
-    }
-    if token
-        .last_used_at
-        .is_none_or(|used| now - used >= LAST_USED_RESOLUTION)
-    {
-        diesel::update(api_tokens::table.find(&token.id))
+    let credential = Credential {
+        secret_hash,
+        token,
+        workspace,
+    };
+    check(&credential, presented, now)?;
+    if needs_last_use_recorded(&credential.token, now) {
+        diesel::update(api_tokens::table.find(&credential.token.id))
             .set(api_tokens::last_used_at.eq(now))
             .execute(conn)?;
+        // Not kept: the row has just changed.
+        return Ok((credential.token, credential.workspace));
     }
-    Ok((token, workspace))
+    let found = (credential.token.clone(), credential.workspace.clone());
+    if let Some((memo, version)) = memo {
+        memo.put(version, id.to_owned(), Arc::new(credential));
+    }
+    Ok(found)
+}
+
+/// The check of [`authenticate`] against the credential kept at `version`, without reading.
+/// None when nothing is kept for the token, or when its last use is due to be recorded (a write).
+pub fn authenticate_from_memo(
+    memo: &CredentialMemo,
+    version: DataVersion,
+    presented: &str,
+    now: NaiveDateTime,
+) -> Option<Result<(ApiToken, Workspace), Rejection>> {
+    let id = parse_id(presented)?;
+    let credential = memo.get(version, &id.to_owned())?;
+    if needs_last_use_recorded(&credential.token, now) {
+        return None;
+    }
+    Some(
+        check(&credential, presented, now)
+            .map(|()| (credential.token.clone(), credential.workspace.clone())),
+    )
+}
+
+fn check(credential: &Credential, presented: &str, now: NaiveDateTime) -> Result<(), Rejection> {
+    let expected = hash(presented);
+    let stored = &credential.secret_hash;
+    // `memcmp::eq` compares in constant time but panics on unequal lengths, hence the length check.
+    if stored.len() != expected.len() || !openssl::memcmp::eq(stored, &expected) {
+        return Err(Rejection::Invalid);
+    }
+    let token = &credential.token;
+    if token.revoked_at.is_some() {
+        return Err(Rejection::Revoked);
+    }
+    if token.expires_at.is_some_and(|expiry| expiry <= now) {
+        return Err(Rejection::Expired);
+    }
+    Ok(())
+}
+
+fn needs_last_use_recorded(token: &ApiToken, now: NaiveDateTime) -> bool {
+    token
+        .last_used_at
+        .is_none_or(|used| now - used >= LAST_USED_RESOLUTION)
 }
 
 fn generate_secret(id: &str) -> String {
@@ -592,12 +651,94 @@ fn parse_id(presented: &str) -> Option<&str> {
 }
 
 pub(crate) fn hash(presented: &str) -> [u8; 32] {
-    openssl::sha::sha256(presented.as_bytes())
+    // The streaming hasher, not `openssl::sha::sha256`: OpenSSL 3 answers the one-shot call by
+    // looking the algorithm up again each time, which cost more than hashing a token.
+    let mut hasher = openssl::sha::Sha256::new();
+    hasher.update(presented.as_bytes());
+    hasher.finish()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A memo holding, at version 1, the credential of a token just used.
+    fn memo_with(token: &str, change: impl FnOnce(&mut ApiToken)) -> CredentialMemo {
+        let now = chrono::Utc::now().naive_utc();
+        let id = parse_id(token).unwrap().to_owned();
+        let mut api_token = ApiToken {
+            id: id.clone(),
+            workspace_id: "w1".to_owned(),
+            name: DEFAULT_NAME.to_owned(),
+            scopes: Scopes::parse("scim").unwrap(),
+            created_at: now,
+            expires_at: None,
+            revoked_at: None,
+            last_used_at: Some(now),
+        };
+        change(&mut api_token);
+        let workspace = Workspace {
+            id: "w1".to_owned(),
+            slug: "acme".to_owned(),
+            name: "acme".to_owned(),
+            hipaa: false,
+            created_at: now,
+            updated_at: now,
+            tracking_plan_approval: false,
+            access_version: 0,
+        };
+        let memo = CredentialMemo::new(CREDENTIALS_KEPT);
+        let credential = Credential {
+            secret_hash: hash(token).to_vec(),
+            token: api_token,
+            workspace,
+        };
+        memo.put(DataVersion::at(1), id, Arc::new(credential));
+        memo
+    }
+
+    #[test]
+    fn a_kept_credential_is_checked_as_a_read_one_is() {
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let token = generate_secret(&id);
+        let now = chrono::Utc::now().naive_utc();
+        let version = DataVersion::at(1);
+        let check = |memo: &CredentialMemo, presented: &str, now| {
+            authenticate_from_memo(memo, version, presented, now)
+                .map(|checked| checked.map(|(token, _)| token.id))
+        };
+
+        let memo = memo_with(&token, |_| {});
+        assert_eq!(check(&memo, &token, now), Some(Ok(id.clone())));
+        let wrong_secret = generate_secret(&id);
+        assert_eq!(
+            check(&memo, &wrong_secret, now),
+            Some(Err(Rejection::Invalid)),
+            "the secret is compared, not only the id"
+        );
+        assert_eq!(
+            authenticate_from_memo(&memo, DataVersion::at(2), &token, now).map(|_| ()),
+            None,
+            "kept at another version: read again"
+        );
+
+        let expiry = now + chrono::TimeDelta::seconds(30);
+        let memo = memo_with(&token, |t| t.expires_at = Some(expiry));
+        assert!(matches!(check(&memo, &token, now), Some(Ok(_))));
+        assert_eq!(
+            check(&memo, &token, expiry),
+            Some(Err(Rejection::Expired)),
+            "a token that expires while kept is refused"
+        );
+
+        let memo = memo_with(&token, |t| t.revoked_at = Some(now));
+        assert_eq!(check(&memo, &token, now), Some(Err(Rejection::Revoked)));
+
+        let memo = memo_with(&token, |t| {
+            t.last_used_at = Some(now - LAST_USED_RESOLUTION);
+        });
+        assert_eq!(check(&memo, &token, now), None, "its last use is due: read");
+    }
 
     #[test]
     fn generated_tokens_parse_back_to_their_id() {

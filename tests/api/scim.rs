@@ -17,6 +17,7 @@ on_both_databases!(
     versions_guard_writes,
     concurrent_member_adds_are_all_kept,
     writes_through_two_replicas_at_once_lose_nothing,
+    reads_see_changes_made_elsewhere_at_once,
     bad_requests_are_400_and_change_nothing,
     provisioning_is_audited,
     discovery_describes_the_service,
@@ -552,6 +553,69 @@ async fn writes_through_two_replicas_at_once_lose_nothing(database: TestDatabase
     let path = format!("/scim/v2/Groups/{group}");
     let (_, answer, _) = send(&app, &tenant.token, "GET", &path, None).await;
     assert_eq!(answer["members"].as_array().unwrap().len(), users.len());
+}
+
+/// On SQLite a server keeps what it read while the database is unchanged: a change another
+/// server or the CLI commits must still be seen by the very next request.
+async fn reads_see_changes_made_elsewhere_at_once(database: TestDatabase) {
+    let app = TestApp::spawn(database).await;
+    let replica = app.spawn_replica().await;
+    let tenant = app.tenant("acme", "scim");
+    let id = create_user(&app, &tenant.token, "ada@example.com").await;
+    let path = format!("/scim/v2/Users/{id}");
+    let display_name = || async {
+        let (status, user, _) = send(&app, &tenant.token, "GET", &path, None).await;
+        assert_eq!(status, 200, "{user}");
+        user["displayName"].clone()
+    };
+    assert_eq!(display_name().await, Value::Null);
+    assert_eq!(display_name().await, Value::Null, "read twice: now kept");
+
+    let rename = json!({"schemas": [PATCH], "Operations": [{"op": "replace", "path": "displayName", "value": "Ada L."}]});
+    let renamed = app
+        .client
+        .patch(format!("{replica}{path}"))
+        .bearer_auth(&tenant.token)
+        .send_body(rename.to_string())
+        .await
+        .unwrap();
+    assert_eq!(renamed.status(), 200);
+    assert_eq!(
+        display_name().await,
+        "Ada L.",
+        "the replica's change is seen"
+    );
+
+    let lookup = format!(
+        "/scim/v2/Users?filter={}",
+        urlencode("userName eq \"grace@example.com\"")
+    );
+    let found = || async {
+        let (status, list, _) = send(&app, &tenant.token, "GET", &lookup, None).await;
+        assert_eq!(status, 200, "{list}");
+        list["totalResults"].clone()
+    };
+    assert_eq!(found().await, 0);
+    assert_eq!(found().await, 0, "looked up twice: now kept");
+    let grace = json!({"schemas": [USER], "userName": "grace@example.com"});
+    let created = app
+        .client
+        .post(format!("{replica}/scim/v2/Users"))
+        .bearer_auth(&tenant.token)
+        .send_body(grace.to_string())
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    assert_eq!(found().await, 1, "the replica's new user is found");
+
+    let revoked = app.cli(&["token", "revoke", &tenant.token_id]).await;
+    assert!(revoked.status.success());
+    let (status, answer, _) = send(&app, &tenant.token, "GET", &path, None).await;
+    assert_eq!(
+        (status, answer["detail"].as_str()),
+        (401, Some("the token has been revoked")),
+        "the CLI's revocation is seen"
+    );
 }
 
 async fn bad_requests_are_400_and_change_nothing(database: TestDatabase) {
