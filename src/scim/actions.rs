@@ -1,9 +1,10 @@
 //! What each SCIM request does, apart from HTTP: the handlers and `/Bulk` both call these, so a
 //! bulk operation behaves exactly as the same request sent alone.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use actix_web::http::StatusCode;
+use actix_web::web::Bytes;
 use serde_json::{Value, json};
 
 use super::api::{ListParams, Paging};
@@ -46,15 +47,20 @@ pub struct Tenant {
     pub audit: AuditContext,
 }
 
-/// A user as read, with the groups they are in (group id, display name, and the member id).
-pub type UserWithGroups = (StoredUser, Vec<(String, String, String)>);
+/// A user as read by id, with the groups they are in (group id, display name, and the member
+/// id), and once asked for, the JSON of the whole user.
+pub struct ReadUser {
+    user: StoredUser,
+    groups: Vec<(String, String, String)>,
+    json: OnceLock<Bytes>,
+}
 
 /// What SCIM requests keep between them while the database is unchanged (on SQLite; see
 /// [`crate::db::memo`]): tokens' credentials, and users read by id.
 pub struct ScimMemo {
     credentials: tokens::CredentialMemo,
     /// By workspace id and user id.
-    users: Memo<(String, String), Arc<UserWithGroups>>,
+    users: Memo<(String, String), Arc<ReadUser>>,
     /// Lists of a few users, by workspace id and [`lookup_key`].
     lookups: Memo<(String, String), Arc<FoundPage>>,
 }
@@ -448,7 +454,7 @@ async fn user_with_groups(
 
 /// One user with their groups, from the memo when it holds them at the database's version, else
 /// read (and kept).
-async fn user_by_id(ctx: &Context, id: String) -> Result<Arc<UserWithGroups>, ScimError> {
+async fn user_by_id(ctx: &Context, id: String) -> Result<Arc<ReadUser>, ScimError> {
     let wanted = id.clone();
     ctx.read_through(
         |memo, version, tenant| {
@@ -458,7 +464,11 @@ async fn user_by_id(ctx: &Context, id: String) -> Result<Arc<UserWithGroups>, Sc
         move |conn, tenant, memo| {
             let user = users::load(conn, &tenant.workspace_id, &id)?;
             let groups = users::groups_of(conn, std::slice::from_ref(&user.id))?;
-            let found = Arc::new((user, groups));
+            let found = Arc::new(ReadUser {
+                user,
+                groups,
+                json: OnceLock::new(),
+            });
             if let Some((memo, version)) = memo {
                 let key = (tenant.workspace_id.clone(), id);
                 memo.users.put(version, key, found.clone());
@@ -641,10 +651,9 @@ pub async fn get(
     match kind {
         ResourceKind::User => {
             let found = user_by_id(ctx, id).await?;
-            let (user, groups) = &*found;
             Ok((
-                render_user(&ctx.base, user, groups, projection),
-                user.version,
+                render_user(&ctx.base, &found.user, &found.groups, projection),
+                found.user.version,
             ))
         }
         ResourceKind::Group => {
@@ -659,11 +668,27 @@ pub async fn get(
     }
 }
 
+/// A user as JSON with every attribute a request gets without naming any, and its version.
+/// Rendered once for as long as the memo keeps the user.
+pub async fn user_json(ctx: &Context, id: &str) -> Result<(Bytes, i64), ScimError> {
+    let found = user_by_id(ctx, id.to_owned()).await?;
+    let json = found.json.get_or_init(|| {
+        let user = render_user(
+            &ctx.base,
+            &found.user,
+            &found.groups,
+            &Projection::default(),
+        );
+        Bytes::from(user.to_string())
+    });
+    Ok((json.clone(), found.user.version))
+}
+
 /// A page of users or groups (groups without their members, which the handler streams).
 pub struct Listing {
     /// How many resources match, over all pages.
     pub total: i64,
-    pub resources: Vec<Value>,
+    pub resources: Vec<Rendered>,
     /// The creation number of the page's last resource, for the next cursor.
     pub last_seq: Option<i64>,
     pub paging: Paging,
@@ -717,6 +742,7 @@ pub async fn list(
                     total,
                     paging,
                     limit,
+                    json: OnceLock::new(),
                 });
                 if let (Some(lookup), Some((memo, version))) = (lookup, memo)
                     && matches!(&found.resources, Found::Users(users, _) if users.len() <= LOOKUP_KEPT)
@@ -728,28 +754,36 @@ pub async fn list(
             },
         )
         .await?;
-    let FoundPage {
-        resources: page_of,
-        total,
-        paging,
-        limit,
-    } = &*found;
-    let (total, paging, limit) = (*total, *paging, *limit);
-    let (resources, last_seq) = match page_of {
-        Found::Users(found, groups) => (
-            found
-                .iter()
-                .map(|user| render_user(&ctx.base, user, groups, &projection))
-                .collect(),
-            found.last().map(|user| user.seq),
-        ),
-        Found::Groups(found) => (
-            found
-                .iter()
-                .map(|group| render_group(&ctx.base, group, None, &projection))
-                .collect(),
-            found.last().map(|group| group.seq),
-        ),
+    let found_page = &*found;
+    let page_of = &found_page.resources;
+    let (total, paging, limit) = (found_page.total, found_page.paging, found_page.limit);
+    let resources = match page_of {
+        Found::Users(found, groups) if projection.is_default() => found_page
+            .json
+            .get_or_init(|| {
+                found
+                    .iter()
+                    .map(|user| {
+                        Bytes::from(render_user(&ctx.base, user, groups, &projection).to_string())
+                    })
+                    .collect()
+            })
+            .iter()
+            .cloned()
+            .map(Rendered::Json)
+            .collect(),
+        Found::Users(found, groups) => found
+            .iter()
+            .map(|user| Rendered::Value(render_user(&ctx.base, user, groups, &projection)))
+            .collect(),
+        Found::Groups(found) => found
+            .iter()
+            .map(|group| Rendered::Value(render_group(&ctx.base, group, None, &projection)))
+            .collect(),
+    };
+    let last_seq = match page_of {
+        Found::Users(found, _) => found.last().map(|user| user.seq),
+        Found::Groups(found) => found.last().map(|group| group.seq),
     };
     Ok(Listing {
         total,
@@ -766,12 +800,20 @@ enum Found {
     Groups(Vec<StoredGroup>),
 }
 
-/// A page as read, before it is rendered.
+/// A page as read, and once asked for, the JSON of its users with every attribute.
 pub struct FoundPage {
     resources: Found,
     total: i64,
     paging: Paging,
     limit: i64,
+    json: OnceLock<Vec<Bytes>>,
+}
+
+/// A resource of a list, rendered: JSON as it will be sent, or a value still to be completed
+/// (a group's members are streamed after it).
+pub enum Rendered {
+    Value(Value),
+    Json(Bytes),
 }
 
 /// Lists of users kept when they found at most this many: the lookups IdPs make before each

@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use std::pin::Pin;
 use tracing_actix_web::RequestId;
 
-use super::actions::{self, Context, Reply, ScimMemo};
+use super::actions::{self, Context, Rendered, Reply, ScimMemo};
 use super::error::{MEDIA_TYPE, ScimError, ScimType};
 use super::filter::{self, parse_filter};
 use super::groups;
@@ -515,11 +515,25 @@ async fn get(
     request: HttpRequest,
 ) -> Result<HttpResponse, ScimError> {
     let (kind, projection) = (**kind, query_params(&request)?.projection());
+    let not_modified_since = |version| {
+        not_modified(request.headers(), version).then(|| {
+            HttpResponse::NotModified()
+                .insert_header((header::ETAG, etag(version)))
+                .finish()
+        })
+    };
+    if kind == ResourceKind::User && projection.is_default() {
+        let (json, version) = actions::user_json(&ctx, &id).await?;
+        return Ok(not_modified_since(version).unwrap_or_else(|| {
+            HttpResponse::Ok()
+                .content_type(MEDIA_TYPE)
+                .insert_header((header::ETAG, etag(version)))
+                .body(json)
+        }));
+    }
     let (body, version) = actions::get(&ctx, kind, &id, &projection).await?;
-    if not_modified(request.headers(), version) {
-        return Ok(HttpResponse::NotModified()
-            .insert_header((header::ETAG, etag(version)))
-            .finish());
+    if let Some(response) = not_modified_since(version) {
+        return Ok(response);
     }
     if kind == ResourceKind::Group && projection.wants(kind, "members") {
         let body = group_with_streamed_members(&ctx, &body, &projection);
@@ -594,13 +608,17 @@ fn group_with_streamed_members(ctx: &Context, group: &Value, projection: &Projec
 fn resource_body(
     ctx: &Context,
     kind: ResourceKind,
-    resource: Value,
+    resource: Rendered,
     projection: &Projection,
 ) -> Body {
-    if kind == ResourceKind::Group && projection.wants(kind, "members") {
-        group_with_streamed_members(ctx, &resource, projection)
-    } else {
-        chunk(resource.to_string())
+    match resource {
+        Rendered::Json(json) => chunk(json),
+        Rendered::Value(group)
+            if kind == ResourceKind::Group && projection.wants(kind, "members") =>
+        {
+            group_with_streamed_members(ctx, &group, projection)
+        }
+        Rendered::Value(resource) => chunk(resource.to_string()),
     }
 }
 
@@ -608,7 +626,7 @@ fn resource_body(
 fn streamed_list(
     ctx: &Context,
     mut envelope: Value,
-    resources: Vec<(ResourceKind, Value)>,
+    resources: Vec<(ResourceKind, Rendered)>,
     projection: &Projection,
 ) -> HttpResponse {
     envelope["itemsPerPage"] = json!(resources.len());

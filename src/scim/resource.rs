@@ -228,6 +228,11 @@ impl Projection {
         }
     }
 
+    /// Whether this is the projection of a request that named no attributes.
+    pub fn is_default(&self) -> bool {
+        self.only.is_empty() && self.excluded.is_empty()
+    }
+
     /// Whether the top-level attribute `name` (canonical; `urn` for an extension's) is wanted at all.
     pub fn wants(&self, kind: ResourceKind, name: &str) -> bool {
         let name = name.to_ascii_lowercase();
