@@ -56,7 +56,8 @@ pub struct ReadUser {
 }
 
 /// What SCIM requests keep between them while the database is unchanged (on SQLite; see
-/// [`crate::db::memo`]): tokens' credentials, and users read by id.
+/// [`crate::db::memo`]): tokens' credentials, users read by id, and lookups of a user. Every key
+/// holds the workspace, so one workspace's reads are never another's answer.
 pub struct ScimMemo {
     credentials: tokens::CredentialMemo,
     /// By workspace id and user id.
@@ -754,14 +755,12 @@ pub async fn list(
             },
         )
         .await?;
-    let found_page = &*found;
-    let page_of = &found_page.resources;
-    let (total, paging, limit) = (found_page.total, found_page.paging, found_page.limit);
-    let resources = match page_of {
-        Found::Users(found, groups) if projection.is_default() => found_page
+    let (total, paging, limit) = (found.total, found.paging, found.limit);
+    let resources = match &found.resources {
+        Found::Users(users, groups) if projection.is_default() => found
             .json
             .get_or_init(|| {
-                found
+                users
                     .iter()
                     .map(|user| {
                         Bytes::from(render_user(&ctx.base, user, groups, &projection).to_string())
@@ -772,18 +771,18 @@ pub async fn list(
             .cloned()
             .map(Rendered::Json)
             .collect(),
-        Found::Users(found, groups) => found
+        Found::Users(users, groups) => users
             .iter()
             .map(|user| Rendered::Value(render_user(&ctx.base, user, groups, &projection)))
             .collect(),
-        Found::Groups(found) => found
+        Found::Groups(groups) => groups
             .iter()
             .map(|group| Rendered::Value(render_group(&ctx.base, group, None, &projection)))
             .collect(),
     };
-    let last_seq = match page_of {
-        Found::Users(found, _) => found.last().map(|user| user.seq),
-        Found::Groups(found) => found.last().map(|group| group.seq),
+    let last_seq = match &found.resources {
+        Found::Users(users, _) => users.last().map(|user| user.seq),
+        Found::Groups(groups) => groups.last().map(|group| group.seq),
     };
     Ok(Listing {
         total,

@@ -249,6 +249,23 @@ async fn workspaces_never_see_each_other(database: TestDatabase) {
     // The same userName is free in another workspace.
     let other_ada = create_user(&app, &globex.token, "ada@example.com").await;
 
+    // Reads one workspace made, kept while nothing changes, are never another's answer.
+    let ada_path = format!("/scim/v2/Users/{ada}");
+    let lookup = "/scim/v2/Users?filter=userName%20eq%20%22ada%40example.com%22";
+    for (tenant, user, lookup_finds) in [
+        (&globex, 404, &other_ada),
+        (&acme, 200, &ada),
+        (&acme, 200, &ada),
+        (&globex, 404, &other_ada),
+    ] {
+        assert_eq!(
+            send(&app, &tenant.token, "GET", &ada_path, None).await.0,
+            user
+        );
+        let (_, listed, _) = send(&app, &tenant.token, "GET", lookup, None).await;
+        assert_eq!(listed["Resources"][0]["id"], lookup_finds.as_str());
+    }
+
     for (method, path) in [
         ("GET", format!("/scim/v2/Users/{ada}")),
         ("DELETE", format!("/scim/v2/Users/{ada}")),
