@@ -85,7 +85,7 @@ pub fn create(
     context: &AuditContext,
 ) -> Result<StoredGroup, ScimError> {
     let name = display_name(&document)?;
-    let id = uuid::Uuid::new_v4().to_string();
+    let id = store::new_id();
     let now = crate::time::now();
     write_transaction(conn, |conn| {
         diesel::insert_into(scim_groups::table)
@@ -239,20 +239,16 @@ fn add_members(
     let mut kinds: Vec<(&String, &'static str)> = Vec::with_capacity(wanted.len());
     let mut unknown: Vec<&str> = Vec::new();
     for chunk in wanted.chunks(ID_CHUNK) {
-        let users: BTreeSet<String> = scim_users::table
+        let users = scim_users::table
             .filter(scim_users::workspace_id.eq(workspace_id))
-            .filter(scim_users::id.eq_any(chunk))
-            .select(scim_users::id)
-            .load::<String>(conn)?
-            .into_iter()
-            .collect();
-        let groups: BTreeSet<String> = scim_groups::table
+            .select(scim_users::id);
+        let users: Vec<String> = crate::load_where_in!(conn, users, scim_users::id, chunk)?;
+        let groups = scim_groups::table
             .filter(scim_groups::workspace_id.eq(workspace_id))
-            .filter(scim_groups::id.eq_any(chunk))
-            .select(scim_groups::id)
-            .load::<String>(conn)?
-            .into_iter()
-            .collect();
+            .select(scim_groups::id);
+        let groups: Vec<String> = crate::load_where_in!(conn, groups, scim_groups::id, chunk)?;
+        let (users, groups): (BTreeSet<String>, BTreeSet<String>) =
+            (users.into_iter().collect(), groups.into_iter().collect());
         for id in chunk {
             match (users.contains(*id), groups.contains(*id)) {
                 (true, _) => kinds.push((id, "User")),
@@ -276,13 +272,12 @@ fn add_members(
     let mut added = Vec::new();
     for chunk in kinds.chunks(ID_CHUNK) {
         let ids: Vec<&String> = chunk.iter().map(|(id, _)| *id).collect();
-        let present: BTreeSet<String> = scim_group_members::table
+        let members = scim_group_members::table
             .filter(scim_group_members::group_id.eq(group_id))
-            .filter(scim_group_members::member_id.eq_any(&ids))
-            .select(scim_group_members::member_id)
-            .load::<String>(conn)?
-            .into_iter()
-            .collect();
+            .select(scim_group_members::member_id);
+        let present: Vec<String> =
+            crate::load_where_in!(conn, members, scim_group_members::member_id, ids.as_slice())?;
+        let present: BTreeSet<String> = present.into_iter().collect();
         for (id, member_type) in chunk.iter().filter(|(id, _)| !present.contains(*id)) {
             diesel::insert_into(scim_group_members::table)
                 .values((
@@ -305,11 +300,11 @@ fn remove_members(
 ) -> QueryResult<Vec<String>> {
     let mut removed = Vec::new();
     for chunk in ids.chunks(ID_CHUNK) {
-        let present: Vec<String> = scim_group_members::table
+        let members = scim_group_members::table
             .filter(scim_group_members::group_id.eq(group_id))
-            .filter(scim_group_members::member_id.eq_any(chunk))
-            .select(scim_group_members::member_id)
-            .load(conn)?;
+            .select(scim_group_members::member_id);
+        let present: Vec<String> =
+            crate::load_where_in!(conn, members, scim_group_members::member_id, chunk)?;
         diesel::delete(
             scim_group_members::table
                 .filter(scim_group_members::group_id.eq(group_id))

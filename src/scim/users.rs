@@ -107,7 +107,7 @@ pub fn insert(
     action: &str,
 ) -> Result<StoredUser, ScimError> {
     let columns = columns(&document)?;
-    let id = uuid::Uuid::new_v4().to_string();
+    let id = store::new_id();
     let now = crate::time::now();
     let user = diesel::insert_into(scim_users::table)
         .values((
