@@ -67,8 +67,10 @@ pub struct Event<'a> {
     pub details: serde_json::Value,
 }
 
+/// Absent values are written as NULL rather than left out: the statement is then the same for
+/// every event, and a connection keeps it prepared.
 #[derive(Insertable)]
-#[diesel(table_name = audit_events)]
+#[diesel(table_name = audit_events, treat_none_as_default_value = false)]
 struct NewEventRow<'a> {
     occurred_at: NaiveDateTime,
     workspace_id: Option<&'a str>,

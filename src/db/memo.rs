@@ -16,10 +16,9 @@ use std::sync::{Mutex, MutexGuard};
 
 use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
-use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
 use diesel::sql_types::BigInt;
-use diesel::sqlite::Sqlite;
 
+use super::prepared::prepared_sqlite;
 use super::{DatabaseUrl, DbConnection, connect};
 
 /// A state of the database: equal versions saw the same committed data.
@@ -65,24 +64,11 @@ impl ChangeWatch {
     }
 }
 
-/// `PRAGMA data_version` as a query diesel keeps prepared: its own literal SQL is prepared anew
-/// each time, and `pragma_data_version()` prepares the pragma inside every run; either cost more
-/// than the question.
-#[derive(QueryId)]
-struct DataVersionPragma;
-
-impl Query for DataVersionPragma {
-    type SqlType = BigInt;
-}
-
-impl QueryFragment<Sqlite> for DataVersionPragma {
-    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Sqlite>) -> QueryResult<()> {
-        out.push_sql("PRAGMA data_version");
-        Ok(())
-    }
-}
-
-impl RunQueryDsl<SqliteConnection> for DataVersionPragma {}
+prepared_sqlite!(
+    /// `PRAGMA data_version`, kept prepared: both its literal SQL and `pragma_data_version()`
+    /// (which prepares the pragma inside every run) cost more than the question.
+    DataVersionPragma = "PRAGMA data_version" -> BigInt
+);
 
 /// Entries of one kind, all made at one version.
 pub struct Memo<K, V> {
