@@ -242,13 +242,15 @@ fn add_members(
         let users = scim_users::table
             .filter(scim_users::workspace_id.eq(workspace_id))
             .select(scim_users::id);
-        let users: Vec<String> = crate::load_where_in!(conn, users, scim_users::id, chunk)?;
+        let users: BTreeSet<String> = crate::load_where_in!(conn, users, scim_users::id, chunk)?
+            .into_iter()
+            .collect();
         let groups = scim_groups::table
             .filter(scim_groups::workspace_id.eq(workspace_id))
             .select(scim_groups::id);
-        let groups: Vec<String> = crate::load_where_in!(conn, groups, scim_groups::id, chunk)?;
-        let (users, groups): (BTreeSet<String>, BTreeSet<String>) =
-            (users.into_iter().collect(), groups.into_iter().collect());
+        let groups: BTreeSet<String> = crate::load_where_in!(conn, groups, scim_groups::id, chunk)?
+            .into_iter()
+            .collect();
         for id in chunk {
             match (users.contains(*id), groups.contains(*id)) {
                 (true, _) => kinds.push((id, "User")),
@@ -275,9 +277,10 @@ fn add_members(
         let members = scim_group_members::table
             .filter(scim_group_members::group_id.eq(group_id))
             .select(scim_group_members::member_id);
-        let present: Vec<String> =
-            crate::load_where_in!(conn, members, scim_group_members::member_id, ids.as_slice())?;
-        let present: BTreeSet<String> = present.into_iter().collect();
+        let present: BTreeSet<String> =
+            crate::load_where_in!(conn, members, scim_group_members::member_id, ids.as_slice())?
+                .into_iter()
+                .collect();
         for (id, member_type) in chunk.iter().filter(|(id, _)| !present.contains(*id)) {
             diesel::insert_into(scim_group_members::table)
                 .values((
