@@ -32,6 +32,8 @@ enum Target {
     Id,
     /// A user's `active`, kept in a column: absent from the document means active.
     Active,
+    /// A user's `userName`, kept lower-cased in a column: it is required and case-insensitive.
+    UserName,
     Created,
     Modified,
     ResourceType,
@@ -64,6 +66,7 @@ fn resolve(kind: ResourceKind, path: &AttrPath) -> Result<Target, ScimError> {
     match (top.name, sub) {
         ("id", None) => return Ok(Target::Id),
         ("active", None) if kind == ResourceKind::User => return Ok(Target::Active),
+        ("userName", None) if kind == ResourceKind::User => return Ok(Target::UserName),
         ("meta", Some(sub)) if sub.eq_ignore_ascii_case("created") => return Ok(Target::Created),
         ("meta", Some(sub)) if sub.eq_ignore_ascii_case("lastModified") => {
             return Ok(Target::Modified);
@@ -186,9 +189,12 @@ const ALIASED: &str = " FROM scim_values v";
 
 fn present(scope: Scope<'_>, target: &Target) -> RawSql {
     match target {
-        Target::Id | Target::Active | Target::Created | Target::Modified | Target::ResourceType => {
-            RawSql::default().sql("1 = 1")
-        }
+        Target::Id
+        | Target::Active
+        | Target::UserName
+        | Target::Created
+        | Target::Modified
+        | Target::ResourceType => RawSql::default().sql("1 = 1"),
         Target::Membership => RawSql::default().sql(membership_ids(scope.kind)).sql(")"),
         Target::Values { attribute, sub, .. } => {
             let rows = values_of(scope, attribute, "id IN (SELECT resource_id", PLAIN);
@@ -270,15 +276,9 @@ fn compare(
                 .text(string_value(path, value)?)
                 .sql(")"))
         }
-        Target::Values { attribute, .. }
-            if scope.kind == ResourceKind::User
-                && attribute == "username"
-                && op == CompareOp::Eq =>
-        {
-            // The lookup an IdP makes before every create. userName is unique in a workspace
-            // whatever its case and kept lower-cased in a column of its own, indexed with the
-            // workspace: one index probe, where the value index needs an `IN (subquery)` that
-            // SQLite builds a temporary table for on every request.
+        Target::UserName if op == CompareOp::Eq => {
+            // The lookup an IdP makes before every create: one probe of the index on
+            // (workspace_id, user_name_ci), whatever the rest of the query says.
             Ok(RawSql::default()
                 .sql("(workspace_id = ")
                 .text(scope.workspace_id)
@@ -286,6 +286,11 @@ fn compare(
                 .text(string_value(path, value)?.to_lowercase())
                 .sql(")"))
         }
+        Target::UserName => Ok(text_comparison(
+            RawSql::default().sql("user_name_ci"),
+            op,
+            string_value(path, value)?.to_lowercase(),
+        )),
         Target::Values {
             attribute,
             sub,
@@ -513,6 +518,7 @@ pub fn sort_key(
         Target::Created => RawSql::default().sql("created_at"),
         Target::Modified => RawSql::default().sql("updated_at"),
         Target::Active => RawSql::default().sql("CASE WHEN active THEN 'true' ELSE 'false' END"),
+        Target::UserName => RawSql::default().sql("user_name_ci"),
         Target::Values {
             attribute,
             sub: Some(sub),

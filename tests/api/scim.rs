@@ -355,8 +355,12 @@ async fn filters_sort_and_page_in_the_database(database: TestDatabase) {
             .map(|r| r["userName"].as_str().unwrap().to_owned())
             .collect()
     };
-    let cases: [(&str, &[&str]); 10] = [
+    let cases: [(&str, &[&str]); 11] = [
         ("userName sw \"A\"", &["alice@example.org"]),
+        (
+            "userName gt \"B\"",
+            &["carol@example.com", "bob@example.com"],
+        ),
         ("userName eq \"Alice@EXAMPLE.org\"", &["alice@example.org"]),
         (
             "emails co \"example.com\"",
@@ -391,6 +395,18 @@ async fn filters_sort_and_page_in_the_database(database: TestDatabase) {
         &tenant.token,
         "GET",
         "/scim/v2/Users?sortBy=name.givenName&sortOrder=descending",
+        None,
+    )
+    .await;
+    assert_eq!(
+        names(&sorted),
+        ["carol@example.com", "bob@example.com", "alice@example.org"]
+    );
+    let (_, sorted, _) = send(
+        &app,
+        &tenant.token,
+        "GET",
+        "/scim/v2/Users?sortBy=userName&sortOrder=descending",
         None,
     )
     .await;
