@@ -24,7 +24,7 @@ use std::cell::RefCell;
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use diesel::RunQueryDsl;
 use diesel::connection::{AnsiTransactionManager, SimpleConnection, TransactionManager};
@@ -49,8 +49,6 @@ pub struct SqliteWriter {
     state: Mutex<State>,
     /// Writes waiting for the connection. A write that sees one leaves the commit to it.
     queued: AtomicUsize,
-    /// Signalled when a group's transaction ends.
-    group_ended: Condvar,
     checkpoint_due: SyncSender<()>,
     /// Held by whoever checkpoints: a checkpoint that finds another running gives up at once, so
     /// the writer waits here for the thread's to end, then completes its own.
@@ -66,10 +64,38 @@ struct State {
     commits: usize,
 }
 
+/// The writes sharing one transaction wait here for its end, not on the connection's lock: a
+/// commit wakes them all, and none of them needs the connection again, so none of them holds up
+/// the next group's writes.
 #[derive(Default)]
 struct Group {
     /// Set once, when the transaction ends: whether it committed.
-    outcome: OnceLock<Result<(), CommitFailure>>,
+    outcome: Mutex<Option<Result<(), CommitFailure>>>,
+    ended: Condvar,
+}
+
+impl Group {
+    fn end(&self, outcome: Result<(), CommitFailure>) {
+        *lock_ignoring_poison(&self.outcome) = Some(outcome);
+        self.ended.notify_all();
+    }
+
+    fn wait_for_end(&self) -> Result<(), CommitFailure> {
+        let outcome = self
+            .ended
+            .wait_while(lock_ignoring_poison(&self.outcome), |outcome| {
+                outcome.is_none()
+            })
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        outcome.clone().expect("waited for the group to end")
+    }
+}
+
+/// Nothing that panics holds these locks with its data half changed: poison means nothing.
+fn lock_ignoring_poison<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Why a group's commit failed, told to every write of the group (diesel's error is not Clone).
@@ -137,7 +163,6 @@ impl SqliteWriter {
                 commits: 0,
             }),
             queued: AtomicUsize::new(0),
-            group_ended: Condvar::new(),
             checkpoint_due,
             checkpointing,
             wal_path: format!("{}-wal", url.sqlite_path()).into(),
@@ -189,24 +214,20 @@ impl SqliteWriter {
         };
 
         let others_waiting = self.queued.load(Ordering::SeqCst) > 0;
-        if others_waiting && state.writes_in_group < MAX_GROUP {
-            state = self
-                .group_ended
-                .wait_while(state, |_| group.outcome.get().is_none())
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
-        } else {
+        if !(others_waiting && state.writes_in_group < MAX_GROUP) {
             self.end_group(&mut state, true);
         }
         drop(state);
+        let ended = group.wait_for_end();
 
         let value = match outcome {
             Ok(value) => value,
             Err(Work::Failed(error)) => return Err(error),
             Err(Work::Panicked(panic)) => resume_unwind(panic),
         };
-        match group.outcome.get().expect("the group has ended") {
+        match ended {
             Ok(()) => Ok(value),
-            Err(failure) => Err(failure.clone().into_error().into()),
+            Err(failure) => Err(failure.into_error().into()),
         }
     }
 
@@ -230,10 +251,8 @@ impl SqliteWriter {
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
-        // A panic in a write is caught inside the lock, so poison means nothing here.
-        self.state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        // A panic in a write is caught inside the lock.
+        lock_ignoring_poison(&self.state)
     }
 
     /// Commits (or rolls back) the open transaction and tells the group's writes.
@@ -262,8 +281,7 @@ impl SqliteWriter {
             tracing::error!(error = failure.message.as_str(), "a group commit failed");
         }
         let committed = ended.is_ok();
-        let _ = group.outcome.set(ended);
-        self.group_ended.notify_all();
+        group.end(ended);
         if committed {
             state.commits += 1;
             self.after_commit(conn, state.commits);
@@ -275,10 +293,7 @@ impl SqliteWriter {
     fn after_commit(&self, conn: &mut diesel::SqliteConnection, commits: usize) {
         let wal_bytes = std::fs::metadata(&self.wal_path).map_or(0, |wal| wal.len());
         if wal_bytes > WAL_LIMIT_BYTES {
-            let _turn = self
-                .checkpointing
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            let _turn = lock_ignoring_poison(&self.checkpointing);
             // With no write appending, the checkpoint can copy the whole WAL, and then the next
             // write starts it over (and journal_size_limit cuts the file back). Passive, as
             // SQLite's own: a reader still using the WAL is not waited for, the WAL only stays
@@ -308,9 +323,7 @@ fn open_writer_connection(url: &DatabaseUrl) -> anyhow::Result<DbConnection> {
 /// until the writer is gone.
 fn checkpoint_when_due(mut conn: DbConnection, due: Receiver<()>, checkpointing: Arc<Mutex<()>>) {
     while due.recv().is_ok() {
-        let _turn = checkpointing
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let _turn = lock_ignoring_poison(&checkpointing);
         if let Err(error) = conn.batch_execute("PRAGMA wal_checkpoint(PASSIVE)") {
             tracing::warn!(%error, "an SQLite checkpoint failed; trying again later");
         }
