@@ -420,15 +420,16 @@ where
 /// Runs `work` in a transaction that may write, and returns once that transaction has committed
 /// (or `work`'s error once its changes are undone).
 ///
-/// Inside [`Store::run`] on SQLite, the write goes through the store's writer and shares a commit
-/// with the writes queued beside it. Elsewhere (the CLI, PostgreSQL) it is a transaction of its
-/// own on `conn`; on SQLite it begins with `BEGIN IMMEDIATE`: a deferred transaction that reads
-/// and then writes fails at once with SQLITE_BUSY when another writer got in first (the busy
-/// timeout does not cover that upgrade), while an immediate one waits its turn.
+/// Inside [`Store::run`] on SQLite, the write runs on the store's writer thread (hence `Send`) and
+/// shares a commit with the writes queued beside it. Elsewhere (the CLI, PostgreSQL) it is a
+/// transaction of its own on `conn`; on SQLite it begins with `BEGIN IMMEDIATE`: a deferred
+/// transaction that reads and then writes fails at once with SQLITE_BUSY when another writer got
+/// in first (the busy timeout does not cover that upgrade), while an immediate one waits its turn.
 pub fn write_transaction<T, E, F>(conn: &mut DbConnection, work: F) -> Result<T, E>
 where
-    F: FnOnce(&mut DbConnection) -> Result<T, E>,
-    E: From<DieselError>,
+    F: FnOnce(&mut DbConnection) -> Result<T, E> + Send,
+    T: Send,
+    E: From<DieselError> + Send,
 {
     type Manager = <DbConnection as diesel::Connection>::TransactionManager;
     match conn {

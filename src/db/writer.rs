@@ -13,6 +13,13 @@
 //! page cache survives its own commits but not another connection's, so the writer keeps in
 //! memory the pages writes keep coming back to.
 //!
+//! The writes run on one thread of the writer's own, one after the other as they are queued,
+//! while the request threads that queued them wait. When each request's thread ran its own write
+//! under a lock, every write began with a hand-over of that lock, and on a loaded machine the
+//! thread it went to often had to wait for a core first, with the writer idle. rayon's
+//! `ThreadPool::install` is what runs a closure that borrows from its caller on another thread
+//! without unsafe code; a pool of one thread is the writer's queue.
+//!
 //! Checkpoints (copying the WAL's pages into the database file and syncing it) run on a thread of
 //! their own instead of inside a commit, where SQLite runs them by default and where, under write
 //! load, they took a third of the writer's time. A checkpoint running beside the writes never
@@ -46,8 +53,11 @@ const WAL_LIMIT_BYTES: u64 = 16 * 1024 * 1024;
 
 pub struct SqliteWriter {
     url: DatabaseUrl,
+    /// The one thread that runs writes, one after the other as they are queued.
+    thread: rayon_core::ThreadPool,
+    /// Locked by the writer's thread alone (and by tests).
     state: Mutex<State>,
-    /// Writes waiting for the connection. A write that sees one leaves the commit to it.
+    /// Writes queued for the writer's thread. A write that sees one leaves the commit to it.
     queued: AtomicUsize,
     checkpoint_due: SyncSender<()>,
     /// Held by whoever checkpoints: a checkpoint that finds another running gives up at once, so
@@ -64,9 +74,8 @@ struct State {
     commits: usize,
 }
 
-/// The writes sharing one transaction wait here for its end, not on the connection's lock: a
-/// commit wakes them all, and none of them needs the connection again, so none of them holds up
-/// the next group's writes.
+/// The request threads whose writes share one transaction wait here for its end, while the
+/// writer's thread goes on with the next group's writes.
 #[derive(Default)]
 struct Group {
     /// Set once, when the transaction ends: whether it committed.
@@ -144,7 +153,8 @@ pub fn current() -> Option<Arc<SqliteWriter>> {
 }
 
 impl SqliteWriter {
-    /// Opens the writer's connection and starts its checkpoint thread, which ends with the writer.
+    /// Opens the writer's connection and starts its thread and its checkpoint thread, which end
+    /// with the writer.
     pub fn open(url: &DatabaseUrl) -> anyhow::Result<Arc<SqliteWriter>> {
         let conn = open_writer_connection(url)?;
         let checkpoints = connect(url)?;
@@ -154,8 +164,13 @@ impl SqliteWriter {
         std::thread::Builder::new()
             .name("sqlite-checkpoint".to_owned())
             .spawn(move || checkpoint_when_due(checkpoints, due, thread_checkpointing))?;
+        let thread = rayon_core::ThreadPoolBuilder::new()
+            .num_threads(1)
+            .thread_name(|_| "sqlite-writer".to_owned())
+            .build()?;
         Ok(Arc::new(SqliteWriter {
             url: url.clone(),
+            thread,
             state: Mutex::new(State {
                 conn,
                 open: None,
@@ -180,13 +195,36 @@ impl SqliteWriter {
     /// `work`'s value if it committed, `work`'s error (its changes rolled back) if it failed.
     pub fn write<T, E, F>(&self, work: F) -> Result<T, E>
     where
+        F: FnOnce(&mut DbConnection) -> Result<T, E> + Send,
+        T: Send,
+        E: From<DieselError> + Send,
+    {
+        self.queued.fetch_add(1, Ordering::SeqCst);
+        let (group, outcome) = self.thread.install(|| {
+            self.queued.fetch_sub(1, Ordering::SeqCst);
+            self.run_in_group(work)
+        })?;
+        let ended = group.wait_for_end();
+
+        let value = match outcome {
+            Ok(value) => value,
+            Err(Work::Failed(error)) => return Err(error),
+            Err(Work::Panicked(panic)) => resume_unwind(panic),
+        };
+        match ended {
+            Ok(()) => Ok(value),
+            Err(failure) => Err(failure.into_error().into()),
+        }
+    }
+
+    /// On the writer's thread: runs `work` in a savepoint of the open group's transaction
+    /// (opening one if none is), and commits the group unless more writes are queued behind it.
+    fn run_in_group<T, E, F>(&self, work: F) -> Result<(Arc<Group>, Outcome<T, E>), E>
+    where
         F: FnOnce(&mut DbConnection) -> Result<T, E>,
         E: From<DieselError>,
     {
-        self.queued.fetch_add(1, Ordering::SeqCst);
         let mut state = self.lock();
-        self.queued.fetch_sub(1, Ordering::SeqCst);
-
         let group = match &state.open {
             Some(group) => group.clone(),
             None => {
@@ -217,18 +255,7 @@ impl SqliteWriter {
         if !(others_waiting && state.writes_in_group < MAX_GROUP) {
             self.end_group(&mut state, true);
         }
-        drop(state);
-        let ended = group.wait_for_end();
-
-        let value = match outcome {
-            Ok(value) => value,
-            Err(Work::Failed(error)) => return Err(error),
-            Err(Work::Panicked(panic)) => resume_unwind(panic),
-        };
-        match ended {
-            Ok(()) => Ok(value),
-            Err(failure) => Err(failure.into_error().into()),
-        }
+        Ok((group, outcome))
     }
 
     /// Between groups the connection is outside any transaction. One that is not (a failed
@@ -336,6 +363,9 @@ enum Work<E> {
     Panicked(Box<dyn std::any::Any + Send>),
 }
 
+/// What one write's work returned, or how it failed.
+type Outcome<T, E> = Result<T, Work<E>>;
+
 prepared_sqlite!(
     /// Opens the savepoint a write's changes live in.
     BeginWrite = "SAVEPOINT write"
@@ -351,7 +381,7 @@ prepared_sqlite!(
 /// Opened and released by statements the connection keeps prepared, not through diesel's
 /// transaction manager, which prepares each anew (a tenth of the writer's time); its record
 /// of the connection stays at the group's transaction, so a `transaction` inside `work` nests.
-fn savepoint<T, E, F>(conn: &mut DbConnection, work: F) -> Result<Result<T, Work<E>>, DieselError>
+fn savepoint<T, E, F>(conn: &mut DbConnection, work: F) -> Result<Outcome<T, E>, DieselError>
 where
     F: FnOnce(&mut DbConnection) -> Result<T, E>,
 {

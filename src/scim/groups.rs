@@ -127,7 +127,7 @@ pub fn update(
     id: &str,
     expected_version: Option<&str>,
     context: &AuditContext,
-    change: impl FnOnce(&StoredGroup) -> Result<(Document, MemberChange), ScimError>,
+    change: impl FnOnce(&StoredGroup) -> Result<(Document, MemberChange), ScimError> + Send,
 ) -> Result<StoredGroup, ScimError> {
     write_transaction(conn, |conn| {
         store::lock_row!(conn, scim_groups, workspace_id, id);

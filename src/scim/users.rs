@@ -150,7 +150,7 @@ pub fn update(
     id: &str,
     expected_version: Option<&str>,
     context: &AuditContext,
-    change: impl FnOnce(&StoredUser) -> Result<Document, ScimError>,
+    change: impl FnOnce(&StoredUser) -> Result<Document, ScimError> + Send,
 ) -> Result<StoredUser, ScimError> {
     write_transaction(conn, |conn| {
         store::lock_row!(conn, scim_users, workspace_id, id);
