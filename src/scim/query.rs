@@ -6,7 +6,7 @@ use diesel::sql_types::Text;
 use super::error::{ScimError, ScimType};
 use super::filter::{AttrPath, CompValue, CompareOp, Filter};
 use super::schema::{Attribute, ResourceKind, Returned, Type};
-use super::values::attribute_key;
+use super::values::{Column, attribute_key};
 use crate::db::raw::RawSql;
 
 /// Which resources a query ranges over.
@@ -30,10 +30,7 @@ impl Scope<'_> {
 #[derive(Debug)]
 enum Target {
     Id,
-    /// A user's `active`, kept in a column: absent from the document means active.
-    Active,
-    /// A user's `userName`, kept lower-cased in a column: it is required and case-insensitive.
-    UserName,
+    Column(Column),
     Created,
     Modified,
     ResourceType,
@@ -65,8 +62,6 @@ fn resolve(kind: ResourceKind, path: &AttrPath) -> Result<Target, ScimError> {
     let sub = path.sub.as_deref();
     match (top.name, sub) {
         ("id", None) => return Ok(Target::Id),
-        ("active", None) if kind == ResourceKind::User => return Ok(Target::Active),
-        ("userName", None) if kind == ResourceKind::User => return Ok(Target::UserName),
         ("meta", Some(sub)) if sub.eq_ignore_ascii_case("created") => return Ok(Target::Created),
         ("meta", Some(sub)) if sub.eq_ignore_ascii_case("lastModified") => {
             return Ok(Target::Modified);
@@ -88,6 +83,9 @@ fn resolve(kind: ResourceKind, path: &AttrPath) -> Result<Target, ScimError> {
         return Err(invalid(format!("{path} cannot be filtered")));
     }
     let attribute = attribute_key(extension, top.name);
+    if let (None, Some(column)) = (sub, Column::holding(kind, &attribute)) {
+        return Ok(Target::Column(column));
+    }
     if top.kind != Type::Complex {
         if sub.is_some() {
             return Err(invalid(format!("{} has no sub-attributes", top.name)));
@@ -190,8 +188,7 @@ const ALIASED: &str = " FROM scim_values v";
 fn present(scope: Scope<'_>, target: &Target) -> RawSql {
     match target {
         Target::Id
-        | Target::Active
-        | Target::UserName
+        | Target::Column(_)
         | Target::Created
         | Target::Modified
         | Target::ResourceType => RawSql::default().sql("1 = 1"),
@@ -236,7 +233,7 @@ fn compare(
             let text = string_value(path, value)?;
             Ok(text_comparison(RawSql::default().sql("id"), op, text))
         }
-        Target::Active => {
+        Target::Column(Column::Active) => {
             let flag = boolean(value)
                 .ok_or_else(|| invalid(format!("{path} compares with true or false")))?;
             if op != CompareOp::Eq {
@@ -276,7 +273,7 @@ fn compare(
                 .text(string_value(path, value)?)
                 .sql(")"))
         }
-        Target::UserName if op == CompareOp::Eq => {
+        Target::Column(Column::UserName) if op == CompareOp::Eq => {
             // The lookup an IdP makes before every create: one probe of the index on
             // (workspace_id, user_name_ci), whatever the rest of the query says.
             Ok(RawSql::default()
@@ -286,7 +283,7 @@ fn compare(
                 .text(string_value(path, value)?.to_lowercase())
                 .sql(")"))
         }
-        Target::UserName => Ok(text_comparison(
+        Target::Column(Column::UserName) => Ok(text_comparison(
             RawSql::default().sql("user_name_ci"),
             op,
             string_value(path, value)?.to_lowercase(),
@@ -517,8 +514,10 @@ pub fn sort_key(
         Target::Id => RawSql::default().sql("id"),
         Target::Created => RawSql::default().sql("created_at"),
         Target::Modified => RawSql::default().sql("updated_at"),
-        Target::Active => RawSql::default().sql("CASE WHEN active THEN 'true' ELSE 'false' END"),
-        Target::UserName => RawSql::default().sql("user_name_ci"),
+        Target::Column(Column::Active) => {
+            RawSql::default().sql("CASE WHEN active THEN 'true' ELSE 'false' END")
+        }
+        Target::Column(Column::UserName) => RawSql::default().sql("user_name_ci"),
         Target::Values {
             attribute,
             sub: Some(sub),

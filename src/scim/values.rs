@@ -31,12 +31,24 @@ pub fn attribute_key(extension: Option<&str>, name: &str) -> String {
     }
 }
 
-/// The index keys of the attributes a resource keeps in columns of its own table, which filters
-/// and sorts read instead (`query::resolve`): rows for them would only cost writes.
-fn kept_in_columns(kind: ResourceKind) -> &'static [&'static str] {
-    match kind {
-        ResourceKind::User => &["username", "active"],
-        ResourceKind::Group => &[],
+/// An attribute a resource keeps in a column of its own table. Filters and sorts read the column
+/// (`query::resolve`), so the value index holds no rows for it: they would only cost writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Column {
+    /// A user's `userName`, kept lower-cased in `user_name_ci`: required and case-insensitive.
+    UserName,
+    /// A user's `active`: absent from the document means active.
+    Active,
+}
+
+impl Column {
+    /// The column holding the attribute whose index key is `attribute`, if one does.
+    pub fn holding(kind: ResourceKind, attribute: &str) -> Option<Column> {
+        match (kind, attribute) {
+            (ResourceKind::User, "username") => Some(Column::UserName),
+            (ResourceKind::User, "active") => Some(Column::Active),
+            _ => None,
+        }
     }
 }
 
@@ -53,7 +65,7 @@ fn flatten(kind: ResourceKind, document: &Document) -> Vec<(String, i32, String,
             }
             value => {
                 let attribute = attribute_key(None, key);
-                if !kept_in_columns(kind).contains(&attribute.as_str()) {
+                if Column::holding(kind, &attribute).is_none() {
                     flatten_attribute(&attribute, value, &mut rows);
                 }
             }
