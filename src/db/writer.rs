@@ -25,13 +25,15 @@
 //! load, they took a third of the writer's time. A checkpoint running beside the writes never
 //! finds the WAL idle and so never lets SQLite rewind it: once the WAL file is longer than
 //! [`WAL_LIMIT_BYTES`], the writer itself checkpoints between two transactions, as SQLite would
-//! have, and the next write starts the WAL over, cutting the file back to the limit.
+//! have, and the next write starts the WAL over, cutting the file back to the limit. It does so
+//! between the checkpoint thread's checkpoints, never waiting for one: their sync can take a few
+//! hundred milliseconds, and every write would have waited with it.
 
 use std::cell::RefCell;
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, TryLockError};
 
 use diesel::RunQueryDsl;
 use diesel::connection::{AnsiTransactionManager, SimpleConnection, TransactionManager};
@@ -61,7 +63,7 @@ pub struct SqliteWriter {
     queued: AtomicUsize,
     checkpoint_due: SyncSender<()>,
     /// Held by whoever checkpoints: a checkpoint that finds another running gives up at once, so
-    /// the writer waits here for the thread's to end, then completes its own.
+    /// the writer rewinds only once the thread's has ended.
     checkpointing: Arc<Mutex<()>>,
     wal_path: std::path::PathBuf,
 }
@@ -315,12 +317,19 @@ impl SqliteWriter {
         }
     }
 
-    /// Between two transactions (the writer's lock is held): rewinds the WAL when it is too
-    /// long, and asks for a background checkpoint every so many commits.
+    /// Between two transactions (on the writer's thread): rewinds the WAL when it is too long,
+    /// and otherwise asks for a background checkpoint every so many commits.
     fn after_commit(&self, conn: &mut diesel::SqliteConnection, commits: usize) {
         let wal_bytes = std::fs::metadata(&self.wal_path).map_or(0, |wal| wal.len());
         if wal_bytes > WAL_LIMIT_BYTES {
-            let _turn = lock_ignoring_poison(&self.checkpointing);
+            // Never waits for the checkpoint thread: its sync can take a few hundred
+            // milliseconds, which every queued write would wait too. It is asked for nothing
+            // more until the WAL is rewound, so a later commit finds the turn free.
+            let _turn = match self.checkpointing.try_lock() {
+                Ok(turn) => turn,
+                Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+                Err(TryLockError::WouldBlock) => return,
+            };
             // With no write appending, the checkpoint can copy the whole WAL, and then the next
             // write starts it over (and journal_size_limit cuts the file back). Passive, as
             // SQLite's own: a reader still using the WAL is not waited for, the WAL only stays
@@ -328,8 +337,7 @@ impl SqliteWriter {
             if let Err(error) = conn.batch_execute("PRAGMA wal_checkpoint(PASSIVE)") {
                 tracing::warn!(%error, "an SQLite checkpoint failed; trying again later");
             }
-        }
-        if commits.is_multiple_of(COMMITS_PER_CHECKPOINT) {
+        } else if commits.is_multiple_of(COMMITS_PER_CHECKPOINT) {
             // A checkpoint already asked for covers this one too.
             let _ = self.checkpoint_due.try_send(());
         }
@@ -576,6 +584,47 @@ mod tests {
             started.elapsed()
         );
         reader.batch_execute("COMMIT").unwrap();
+    }
+
+    #[test]
+    fn a_long_background_checkpoint_does_not_hold_up_writes() {
+        let fixture = Arc::new(Fixture::new());
+        let wal = fixture.dir.path().join("writer.db-wal");
+        // The checkpoint thread's turn, held as by a checkpoint whose sync takes long.
+        let background = fixture.writer.checkpointing.lock().unwrap();
+        let (done, finished) = mpsc::channel();
+        let writes = {
+            let fixture = fixture.clone();
+            thread::spawn(move || {
+                let row = "x".repeat(32 * 1024);
+                for n in 0..(2 * WAL_LIMIT_BYTES as usize / row.len()) {
+                    let name = format!("{n}-{row}");
+                    fixture.writer.write(|conn| insert(conn, &name)).unwrap();
+                }
+                done.send(()).unwrap();
+            })
+        };
+        // Past the limit, a writer that waited for the turn would wait until it is given back.
+        finished
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the writes waited for the checkpoint thread");
+        drop(background);
+        writes.join().unwrap();
+        // Once the turn is free, a write rewinds the WAL and the file is cut back to the limit.
+        let started = std::time::Instant::now();
+        for n in 0.. {
+            fixture
+                .writer
+                .write(|conn| insert(conn, &format!("after-{n}")))
+                .unwrap();
+            if std::fs::metadata(&wal).unwrap().len() <= WAL_LIMIT_BYTES {
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "the WAL was never rewound"
+            );
+        }
     }
 
     #[test]
