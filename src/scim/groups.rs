@@ -274,13 +274,7 @@ fn add_members(
     let mut added = Vec::new();
     for chunk in kinds.chunks(ID_CHUNK) {
         let ids: Vec<&String> = chunk.iter().map(|(id, _)| *id).collect();
-        let members = scim_group_members::table
-            .filter(scim_group_members::group_id.eq(group_id))
-            .select(scim_group_members::member_id);
-        let present: BTreeSet<String> =
-            crate::load_where_in!(conn, members, scim_group_members::member_id, ids.as_slice())?
-                .into_iter()
-                .collect();
+        let present: BTreeSet<String> = members_among(conn, group_id, &ids)?.into_iter().collect();
         for (id, member_type) in chunk.iter().filter(|(id, _)| !present.contains(*id)) {
             diesel::insert_into(scim_group_members::table)
                 .values((
@@ -303,20 +297,38 @@ fn remove_members(
 ) -> QueryResult<Vec<String>> {
     let mut removed = Vec::new();
     for chunk in ids.chunks(ID_CHUNK) {
-        let members = scim_group_members::table
-            .filter(scim_group_members::group_id.eq(group_id))
-            .select(scim_group_members::member_id);
-        let present: Vec<String> =
-            crate::load_where_in!(conn, members, scim_group_members::member_id, chunk)?;
-        diesel::delete(
-            scim_group_members::table
-                .filter(scim_group_members::group_id.eq(group_id))
-                .filter(scim_group_members::member_id.eq_any(&present)),
-        )
-        .execute(conn)?;
+        let chunk: Vec<&String> = chunk.iter().collect();
+        let present = members_among(conn, group_id, &chunk)?;
+        let of_group = diesel::delete(scim_group_members::table)
+            .filter(scim_group_members::group_id.eq(group_id));
+        // One id, the usual remove, as `=`: a statement with an IN list is prepared every time.
+        match present.as_slice() {
+            [] => {}
+            [id] => {
+                let one = of_group.filter(scim_group_members::member_id.eq(id));
+                crate::with_backend!(conn, |conn| one.execute(conn))?;
+            }
+            many => {
+                of_group
+                    .filter(scim_group_members::member_id.eq_any(many))
+                    .execute(conn)?;
+            }
+        }
         removed.extend(present);
     }
     Ok(removed)
+}
+
+/// Which of `ids` are members of the group: one look-up of the membership index per id.
+fn members_among(
+    conn: &mut DbConnection,
+    group_id: &str,
+    ids: &[&String],
+) -> QueryResult<Vec<String>> {
+    let members = scim_group_members::table
+        .filter(scim_group_members::group_id.eq(group_id))
+        .select(scim_group_members::member_id);
+    crate::load_where_in!(conn, members, scim_group_members::member_id, ids)
 }
 
 pub fn list(
