@@ -30,6 +30,7 @@ impl Scope<'_> {
 #[derive(Debug)]
 enum Target {
     Id,
+    /// An attribute kept in a column of the resource's table rather than in the value index.
     Column(Column),
     Created,
     Modified,
