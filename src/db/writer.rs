@@ -24,10 +24,12 @@
 //! their own instead of inside a commit, where SQLite runs them by default and where, under write
 //! load, they took a third of the writer's time. A checkpoint running beside the writes never
 //! finds the WAL idle and so never lets SQLite rewind it: once the WAL file is longer than
-//! [`WAL_LIMIT_BYTES`], the writer itself checkpoints between two transactions, as SQLite would
-//! have, and the next write starts the WAL over, cutting the file back to the limit. It does so
-//! between the checkpoint thread's checkpoints, never waiting for one: their sync can take a few
-//! hundred milliseconds, and every write would have waited with it.
+//! [`WalLimits::rewind_past`], the writer itself checkpoints between two transactions, as SQLite
+//! would have, and the next write starts the WAL over, cutting the file back to that length. It
+//! does so between the checkpoint thread's checkpoints, not waiting for one: their sync can take
+//! a few hundred milliseconds, and every write would have waited with it. Only a WAL past
+//! [`WalLimits::wait_past`] (a disk so slow that one checkpoint outlasts that much writing) makes
+//! the writer wait for the checkpoint thread, so that the file stops growing somewhere.
 
 use std::cell::RefCell;
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
@@ -49,9 +51,20 @@ const MAX_GROUP: usize = 32;
 /// A background checkpoint is asked for after this many commits.
 const COMMITS_PER_CHECKPOINT: usize = 16;
 
-/// The WAL length past which the writer rewinds it (SQLite's own automatic checkpoint keeps it
-/// near 4 MiB).
-const WAL_LIMIT_BYTES: u64 = 16 * 1024 * 1024;
+/// How long the writer lets the WAL file grow.
+#[derive(Clone, Copy, Debug)]
+struct WalLimits {
+    /// Past this length the writer rewinds the WAL, unless a background checkpoint is running.
+    rewind_past: u64,
+    /// Past this length it waits for a running background checkpoint and then rewinds.
+    wait_past: u64,
+}
+
+/// SQLite's own automatic checkpoint keeps the WAL near 4 MiB; longer, it is rewound less often.
+const WAL_LIMITS: WalLimits = WalLimits {
+    rewind_past: 16 * 1024 * 1024,
+    wait_past: 64 * 1024 * 1024,
+};
 
 pub struct SqliteWriter {
     url: DatabaseUrl,
@@ -66,6 +79,7 @@ pub struct SqliteWriter {
     /// the writer rewinds only once the thread's has ended.
     checkpointing: Arc<Mutex<()>>,
     wal_path: std::path::PathBuf,
+    wal_limits: WalLimits,
 }
 
 struct State {
@@ -158,7 +172,11 @@ impl SqliteWriter {
     /// Opens the writer's connection and starts its thread and its checkpoint thread, which end
     /// with the writer.
     pub fn open(url: &DatabaseUrl) -> anyhow::Result<Arc<SqliteWriter>> {
-        let conn = open_writer_connection(url)?;
+        Self::open_with(url, WAL_LIMITS)
+    }
+
+    fn open_with(url: &DatabaseUrl, wal_limits: WalLimits) -> anyhow::Result<Arc<SqliteWriter>> {
+        let conn = open_writer_connection(url, wal_limits)?;
         let checkpoints = connect(url)?;
         let (checkpoint_due, due) = sync_channel(1);
         let checkpointing = Arc::new(Mutex::new(()));
@@ -183,6 +201,7 @@ impl SqliteWriter {
             checkpoint_due,
             checkpointing,
             wal_path: format!("{}-wal", url.sqlite_path()).into(),
+            wal_limits,
         }))
     }
 
@@ -270,7 +289,7 @@ impl SqliteWriter {
             return Ok(());
         }
         tracing::warn!("the SQLite writer connection was left inside a transaction; reconnecting");
-        state.conn = open_writer_connection(&self.url).map_err(|error| {
+        state.conn = open_writer_connection(&self.url, self.wal_limits).map_err(|error| {
             DieselError::DatabaseError(
                 DatabaseErrorKind::ClosedConnection,
                 Box::new(format!("reopening the SQLite writer connection: {error}")),
@@ -321,14 +340,19 @@ impl SqliteWriter {
     /// and otherwise asks for a background checkpoint every so many commits.
     fn after_commit(&self, conn: &mut diesel::SqliteConnection, commits: usize) {
         let wal_bytes = std::fs::metadata(&self.wal_path).map_or(0, |wal| wal.len());
-        if wal_bytes > WAL_LIMIT_BYTES {
-            // Never waits for the checkpoint thread: its sync can take a few hundred
-            // milliseconds, which every queued write would wait too. It is asked for nothing
-            // more until the WAL is rewound, so a later commit finds the turn free.
-            let _turn = match self.checkpointing.try_lock() {
-                Ok(turn) => turn,
-                Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
-                Err(TryLockError::WouldBlock) => return,
+        if wal_bytes > self.wal_limits.rewind_past {
+            // Waiting for the checkpoint thread means every queued write waits with it, for as
+            // long as its sync takes (a few hundred milliseconds): only done where the file must
+            // stop growing. It is asked for nothing more until the WAL is rewound, so a later
+            // commit usually finds the turn free.
+            let _turn = if wal_bytes > self.wal_limits.wait_past {
+                lock_ignoring_poison(&self.checkpointing)
+            } else {
+                match self.checkpointing.try_lock() {
+                    Ok(turn) => turn,
+                    Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+                    Err(TryLockError::WouldBlock) => return,
+                }
             };
             // With no write appending, the checkpoint can copy the whole WAL, and then the next
             // write starts it over (and journal_size_limit cuts the file back). Passive, as
@@ -345,11 +369,15 @@ impl SqliteWriter {
 }
 
 /// The writer's connection checkpoints nothing by itself (the checkpoint thread does), and the
-/// WAL file is cut back to [`WAL_LIMIT_BYTES`] whenever it starts over.
-fn open_writer_connection(url: &DatabaseUrl) -> anyhow::Result<DbConnection> {
+/// WAL file is cut back to [`WalLimits::rewind_past`] whenever it starts over.
+fn open_writer_connection(
+    url: &DatabaseUrl,
+    wal_limits: WalLimits,
+) -> anyhow::Result<DbConnection> {
     let mut conn = connect(url)?;
     conn.batch_execute(&format!(
-        "PRAGMA wal_autocheckpoint = 0; PRAGMA journal_size_limit = {WAL_LIMIT_BYTES}; PRAGMA temp_store = MEMORY;"
+        "PRAGMA wal_autocheckpoint = 0; PRAGMA journal_size_limit = {}; PRAGMA temp_store = MEMORY;",
+        wal_limits.rewind_past
     ))?;
     Ok(conn)
 }
@@ -430,6 +458,12 @@ mod tests {
         n: i64,
     }
 
+    /// Small limits, so that a test fills the WAL past them quickly.
+    const TEST_LIMITS: WalLimits = WalLimits {
+        rewind_past: 1024 * 1024,
+        wait_past: 4 * 1024 * 1024,
+    };
+
     struct Fixture {
         dir: tempfile::TempDir,
         url: DatabaseUrl,
@@ -444,8 +478,12 @@ mod tests {
             let mut conn = connect(&url).unwrap();
             conn.batch_execute("CREATE TABLE rows (name TEXT PRIMARY KEY NOT NULL)")
                 .unwrap();
-            let writer = SqliteWriter::open(&url).unwrap();
+            let writer = SqliteWriter::open_with(&url, TEST_LIMITS).unwrap();
             Fixture { dir, url, writer }
+        }
+
+        fn wal(&self) -> std::path::PathBuf {
+            self.dir.path().join("writer.db-wal")
         }
 
         /// Whether another connection sees the row: whether it is committed.
@@ -562,6 +600,30 @@ mod tests {
         assert!(!fixture.committed("stranded"));
     }
 
+    /// Rows a test writes, larger than a page so that a few of them fill the WAL.
+    const ROW_BYTES: usize = 32 * 1024;
+
+    /// Writes a row, returning the WAL file's length once it is committed.
+    fn write_row(fixture: &Fixture, name: &str) -> u64 {
+        let name = format!("{name}-{}", "x".repeat(ROW_BYTES));
+        fixture.writer.write(|conn| insert(conn, &name)).unwrap();
+        std::fs::metadata(fixture.wal()).map_or(0, |wal| wal.len())
+    }
+
+    /// Writes `rows` rows one at a time, sending the WAL file's length after each.
+    fn write_rows(fixture: &Fixture, prefix: &str, rows: usize, wal_lengths: &mpsc::Sender<u64>) {
+        for n in 0..rows {
+            let length = write_row(fixture, &format!("{prefix}-{n}"));
+            // The receiver may have stopped listening.
+            let _ = wal_lengths.send(length);
+        }
+    }
+
+    /// Rows enough to write at least `bytes` to the WAL.
+    fn rows_for(bytes: u64) -> usize {
+        bytes as usize / ROW_BYTES
+    }
+
     #[test]
     fn a_reader_holding_the_wal_does_not_hold_up_writes() {
         let fixture = Fixture::new();
@@ -572,11 +634,14 @@ mod tests {
             .batch_execute("BEGIN; SELECT count(*) FROM rows;")
             .unwrap();
         let started = std::time::Instant::now();
-        let row = "x".repeat(32 * 1024);
-        for n in 0..(2 * WAL_LIMIT_BYTES as usize / row.len()) {
-            let name = format!("{n}-{row}");
-            fixture.writer.write(|conn| insert(conn, &name)).unwrap();
-        }
+        let (wal_lengths, _) = mpsc::channel();
+        // Past both limits: neither makes a write wait for the reader.
+        write_rows(
+            &fixture,
+            "row",
+            rows_for(2 * TEST_LIMITS.wait_past),
+            &wal_lengths,
+        );
         // Waiting for the reader (up to the 5 s busy timeout a write) would take minutes.
         assert!(
             started.elapsed() < Duration::from_secs(5),
@@ -589,22 +654,22 @@ mod tests {
     #[test]
     fn a_long_background_checkpoint_does_not_hold_up_writes() {
         let fixture = Arc::new(Fixture::new());
-        let wal = fixture.dir.path().join("writer.db-wal");
         // The checkpoint thread's turn, held as by a checkpoint whose sync takes long.
         let background = fixture.writer.checkpointing.lock().unwrap();
         let (done, finished) = mpsc::channel();
         let writes = {
             let fixture = fixture.clone();
             thread::spawn(move || {
-                let row = "x".repeat(32 * 1024);
-                for n in 0..(2 * WAL_LIMIT_BYTES as usize / row.len()) {
-                    let name = format!("{n}-{row}");
-                    fixture.writer.write(|conn| insert(conn, &name)).unwrap();
+                // Past the rewind limit (and, a row being far smaller, short of the wait limit).
+                for n in 0.. {
+                    if write_row(&fixture, &format!("row-{n}")) > TEST_LIMITS.rewind_past {
+                        break;
+                    }
                 }
                 done.send(()).unwrap();
             })
         };
-        // Past the limit, a writer that waited for the turn would wait until it is given back.
+        // A writer that waited for the turn would wait until it is given back.
         finished
             .recv_timeout(Duration::from_secs(30))
             .expect("the writes waited for the checkpoint thread");
@@ -613,11 +678,7 @@ mod tests {
         // Once the turn is free, a write rewinds the WAL and the file is cut back to the limit.
         let started = std::time::Instant::now();
         for n in 0.. {
-            fixture
-                .writer
-                .write(|conn| insert(conn, &format!("after-{n}")))
-                .unwrap();
-            if std::fs::metadata(&wal).unwrap().len() <= WAL_LIMIT_BYTES {
+            if write_row(&fixture, &format!("after-{n}")) <= TEST_LIMITS.rewind_past {
                 break;
             }
             assert!(
@@ -628,34 +689,59 @@ mod tests {
     }
 
     #[test]
+    fn past_the_wait_limit_writes_wait_for_the_background_checkpoint() {
+        let fixture = Arc::new(Fixture::new());
+        let background = fixture.writer.checkpointing.lock().unwrap();
+        let (wal_lengths, lengths) = mpsc::channel();
+        let writes = {
+            let fixture = fixture.clone();
+            let rows = rows_for(2 * TEST_LIMITS.wait_past);
+            thread::spawn(move || write_rows(&fixture, "row", rows, &wal_lengths))
+        };
+        // The writes go on until the WAL is past the wait limit and then stop while the
+        // background checkpoint runs. A stop can only be seen as nothing more arriving; with
+        // nothing to stop them, all of these writes take a few hundred milliseconds.
+        let answered = std::iter::from_fn(|| lengths.recv_timeout(Duration::from_secs(2)).ok());
+        let rows_answered = answered.count();
+        // The write that went past the limit waits too: it is answered after its rewind.
+        let held_length = std::fs::metadata(fixture.wal()).unwrap().len();
+        let row_wal_bytes = held_length / (rows_answered as u64 + 1);
+        assert!(held_length > TEST_LIMITS.wait_past);
+        assert!(
+            held_length <= TEST_LIMITS.wait_past + row_wal_bytes,
+            "the WAL grew to {held_length} bytes during a background checkpoint"
+        );
+        drop(background);
+        writes.join().unwrap();
+    }
+
+    #[test]
     fn the_wal_stays_bounded_under_a_steady_write_load() {
         const WRITERS: usize = 8;
-        const ROW_BYTES: usize = 32 * 1024;
         let fixture = Arc::new(Fixture::new());
-        let wal = fixture.dir.path().join("writer.db-wal");
-        let limit = WAL_LIMIT_BYTES;
-        // Four times the limit, written by writers that keep the connection busy throughout.
-        let rows_each = (4 * limit as usize / ROW_BYTES).div_ceil(WRITERS);
-        let largest_wal = Arc::new(AtomicUsize::new(0));
+        let first = write_row(&fixture, "first");
+        let row_wal_bytes = write_row(&fixture, "second") - first;
+        // Four times the wait limit, written by writers that keep the connection busy throughout.
+        let rows_each = rows_for(4 * TEST_LIMITS.wait_past).div_ceil(WRITERS);
+        let (wal_lengths, lengths) = mpsc::channel();
         let writers: Vec<_> = (0..WRITERS)
             .map(|writer| {
-                let (fixture, wal, largest_wal) =
-                    (fixture.clone(), wal.clone(), largest_wal.clone());
+                let (fixture, wal_lengths) = (fixture.clone(), wal_lengths.clone());
                 thread::spawn(move || {
-                    for row in 0..rows_each {
-                        let name = format!("{writer}-{row}-{}", "x".repeat(ROW_BYTES));
-                        fixture.writer.write(|conn| insert(conn, &name)).unwrap();
-                        let size = std::fs::metadata(&wal).map_or(0, |m| m.len() as usize);
-                        largest_wal.fetch_max(size, Ordering::Relaxed);
-                    }
+                    write_rows(&fixture, &writer.to_string(), rows_each, &wal_lengths)
                 })
             })
             .collect();
+        drop(wal_lengths);
+        let longest = lengths.iter().max().unwrap();
         writers
             .into_iter()
             .for_each(|writer| writer.join().unwrap());
-        let largest = largest_wal.load(Ordering::Relaxed) as u64;
-        // Past the limit by at most what one group of writes adds before the writer rewinds.
-        assert!(largest < 2 * limit, "the WAL grew to {largest} bytes");
+        // Past the wait limit by at most what one group of writes adds before the writer waits.
+        let one_group = MAX_GROUP as u64 * row_wal_bytes;
+        assert!(
+            longest <= TEST_LIMITS.wait_past + one_group,
+            "the WAL grew to {longest} bytes"
+        );
     }
 }
