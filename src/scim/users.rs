@@ -109,20 +109,19 @@ pub fn insert(
     let columns = columns(&document)?;
     let id = store::new_id();
     let now = crate::time::now();
-    let user = diesel::insert_into(scim_users::table)
-        .values((
-            scim_users::id.eq(&id),
-            scim_users::workspace_id.eq(workspace_id),
-            scim_users::user_name.eq(&columns.user_name),
-            scim_users::user_name_ci.eq(columns.user_name.to_lowercase()),
-            scim_users::external_id.eq(&columns.external_id),
-            scim_users::active.eq(columns.active),
-            scim_users::document.eq(Value::Object(document.clone()).to_string()),
-            scim_users::version.eq(1),
-            scim_users::created_at.eq(now),
-            scim_users::updated_at.eq(now),
-        ))
-        .get_result::<StoredUser>(conn)
+    let insert = diesel::insert_into(scim_users::table).values((
+        scim_users::id.eq(&id),
+        scim_users::workspace_id.eq(workspace_id),
+        scim_users::user_name.eq(&columns.user_name),
+        scim_users::user_name_ci.eq(columns.user_name.to_lowercase()),
+        scim_users::external_id.eq(&columns.external_id),
+        scim_users::active.eq(columns.active),
+        scim_users::document.eq(Value::Object(document.clone()).to_string()),
+        scim_users::version.eq(1),
+        scim_users::created_at.eq(now),
+        scim_users::updated_at.eq(now),
+    ));
+    let user = crate::with_backend!(conn, |conn| insert.get_result::<StoredUser>(conn))
         .map_err(unique(&columns.user_name))?;
     values::index(conn, workspace_id, ResourceKind::User, &id, &document)?;
     audit::record_leaving_decisions_alone(

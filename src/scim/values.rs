@@ -151,12 +151,24 @@ pub fn index(
     if rows.is_empty() {
         return Ok(());
     }
-    // One statement for all rows; multi-row inserts compile only on the concrete connections.
-    let insert = diesel::insert_into(scim_values::table).values(&rows);
     match conn {
-        DbConnection::Sqlite(conn) => insert.execute(conn)?,
-        DbConnection::Postgres(conn) => insert.execute(conn)?,
-    };
+        // Diesel runs a multi-row insert on SQLite as one insert per row in a savepoint of its
+        // own, rendering each row's SQL anew: a tenth of a create's time in the writer. One
+        // single-row statement, kept prepared, does the same inserts without either.
+        DbConnection::Sqlite(conn) => {
+            for row in &rows {
+                diesel::insert_into(scim_values::table)
+                    .values(row)
+                    .execute(conn)?;
+            }
+        }
+        // One round trip for all rows.
+        DbConnection::Postgres(conn) => {
+            diesel::insert_into(scim_values::table)
+                .values(&rows)
+                .execute(conn)?;
+        }
+    }
     Ok(())
 }
 
