@@ -94,9 +94,12 @@ pub fn record(
     let workspace_id = event.workspace_id;
     record_leaving_decisions_alone(conn, context, event)?;
     if let Some(workspace_id) = workspace_id {
-        diesel::update(workspaces::table.find(workspace_id))
-            .set(workspaces::access_version.eq(workspaces::access_version + 1))
-            .execute(conn)?;
+        crate::with_backend!(conn, |conn| crate::kept_update!(
+            workspaces::table,
+            workspaces::id.eq(workspace_id),
+            workspaces::access_version.eq(workspaces::access_version + 1)
+        )
+        .execute(conn))?;
     }
     Ok(())
 }
@@ -111,19 +114,18 @@ pub fn record_leaving_decisions_alone(
     event: Event<'_>,
 ) -> QueryResult<()> {
     let (actor_type, actor_id) = context.actor.parts();
-    diesel::insert_into(audit_events::table)
-        .values(NewEventRow {
-            occurred_at: crate::time::now(),
-            workspace_id: event.workspace_id,
-            actor_type,
-            actor_id: Some(actor_id),
-            action: event.action,
-            target_type: event.target.kind,
-            target_id: Some(event.target.id),
-            details: event.details.to_string(),
-            request_id: context.request_id.as_deref(),
-        })
-        .execute(conn)?;
+    let insert = diesel::insert_into(audit_events::table).values(NewEventRow {
+        occurred_at: crate::time::now(),
+        workspace_id: event.workspace_id,
+        actor_type,
+        actor_id: Some(actor_id),
+        action: event.action,
+        target_type: event.target.kind,
+        target_id: Some(event.target.id),
+        details: event.details.to_string(),
+        request_id: context.request_id.as_deref(),
+    });
+    crate::with_backend!(conn, |conn| insert.execute(conn))?;
     Ok(())
 }
 

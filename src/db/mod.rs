@@ -5,7 +5,7 @@
 //! type, so a database "not found" becomes that capability's 404 and pool exhaustion a 503.
 
 pub mod memo;
-mod prepared;
+pub mod prepared;
 pub mod raw;
 pub mod schema;
 mod writer;

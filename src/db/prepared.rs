@@ -29,3 +29,158 @@ macro_rules! prepared_sqlite {
     };
 }
 pub(crate) use prepared_sqlite;
+
+/// An UPDATE that the connection keeps prepared. Diesel prepares every UPDATE anew, since a
+/// changeset can leave out a `None` field and so change the SQL; this one is written from its
+/// parts and names its statement by `Id`, a type of its own, in the connection's statement cache.
+/// Made by [`kept_update!`].
+pub struct KeptUpdate<Id, F, S, W> {
+    /// The table, as written in SQL.
+    table: F,
+    changes: S,
+    filter: W,
+    id: std::marker::PhantomData<Id>,
+}
+
+impl<Id, F, S, W> KeptUpdate<Id, F, S, W> {
+    pub fn new<T, V>(table: T, filter: W, changes: V) -> Self
+    where
+        T: diesel::Table<FromClause = F>,
+        V: diesel::AsChangeset<Target = T, Changeset = S>,
+    {
+        KeptUpdate {
+            table: table.from_clause(),
+            changes: changes.as_changeset(),
+            filter,
+            id: std::marker::PhantomData,
+        }
+    }
+}
+
+impl<Id: 'static, F, S, W> diesel::query_builder::QueryId for KeptUpdate<Id, F, S, W> {
+    type QueryId = Id;
+    const HAS_STATIC_QUERY_ID: bool = true;
+}
+
+impl<Id, F, S, W, DB> diesel::query_builder::QueryFragment<DB> for KeptUpdate<Id, F, S, W>
+where
+    DB: diesel::backend::Backend,
+    F: diesel::query_builder::QueryFragment<DB>,
+    S: diesel::query_builder::QueryFragment<DB>,
+    W: diesel::query_builder::QueryFragment<DB>,
+{
+    fn walk_ast<'b>(
+        &'b self,
+        mut out: diesel::query_builder::AstPass<'_, 'b, DB>,
+    ) -> diesel::QueryResult<()> {
+        out.push_sql("UPDATE ");
+        self.table.walk_ast(out.reborrow())?;
+        out.push_sql(" SET ");
+        self.changes.walk_ast(out.reborrow())?;
+        out.push_sql(" WHERE ");
+        self.filter.walk_ast(out.reborrow())
+    }
+}
+
+impl<Id, F, S, W, Conn> diesel::RunQueryDsl<Conn> for KeptUpdate<Id, F, S, W> {}
+
+/// `UPDATE $table SET $changes WHERE $filter`, kept prepared by the connection that runs it (see
+/// [`KeptUpdate`]). Each use names its statement by a type of its own: use it only where the SQL
+/// cannot change, with no `Option` in the changeset and not in a generic function.
+#[macro_export]
+macro_rules! kept_update {
+    ($table:expr, $filter:expr, $changes:expr) => {{
+        struct Statement;
+        $crate::db::prepared::KeptUpdate::<Statement, _, _, _>::new($table, $filter, $changes)
+    }};
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use diesel::connection::{Instrumentation, InstrumentationEvent, SimpleConnection};
+    use diesel::prelude::*;
+
+    diesel::table! {
+        counters (name) {
+            name -> Text,
+            n -> BigInt,
+        }
+    }
+
+    /// A connection with two counters, and how many statements it has prepared to keep.
+    fn counting_connection() -> (SqliteConnection, Arc<AtomicUsize>) {
+        let mut conn = SqliteConnection::establish(":memory:").unwrap();
+        conn.batch_execute(
+            "CREATE TABLE counters (name TEXT PRIMARY KEY, n INTEGER NOT NULL);
+             INSERT INTO counters VALUES ('a', 0), ('b', 0);",
+        )
+        .unwrap();
+        let kept = Arc::new(AtomicUsize::new(0));
+        let counted = kept.clone();
+        let counting: Box<dyn Instrumentation> =
+            Box::new(move |event: InstrumentationEvent<'_>| {
+                if let InstrumentationEvent::CacheQuery { .. } = event {
+                    counted.fetch_add(1, Ordering::SeqCst);
+                }
+            });
+        conn.set_instrumentation(counting);
+        (conn, kept)
+    }
+
+    fn count(conn: &mut SqliteConnection, name: &str) -> i64 {
+        counters::table
+            .find(name)
+            .select(counters::n)
+            .first(conn)
+            .unwrap()
+    }
+
+    #[test]
+    fn a_kept_update_is_prepared_once() {
+        let (mut conn, kept) = counting_connection();
+        for _ in 0..3 {
+            diesel::update(counters::table.find("a"))
+                .set(counters::n.eq(counters::n + 1))
+                .execute(&mut conn)
+                .unwrap();
+        }
+        assert_eq!(kept.load(Ordering::SeqCst), 0, "diesel keeps no UPDATE");
+        for _ in 0..3 {
+            crate::kept_update!(
+                counters::table,
+                counters::name.eq("a"),
+                counters::n.eq(counters::n + 1)
+            )
+            .execute(&mut conn)
+            .unwrap();
+        }
+        assert_eq!(kept.load(Ordering::SeqCst), 1);
+        assert_eq!(count(&mut conn, "a"), 6);
+    }
+
+    #[test]
+    fn each_kept_statement_runs_its_own_sql() {
+        let (mut conn, _) = counting_connection();
+        for _ in 0..2 {
+            crate::kept_update!(
+                counters::table,
+                counters::name.eq("a"),
+                counters::n.eq(counters::n + 1)
+            )
+            .execute(&mut conn)
+            .unwrap();
+            crate::kept_update!(
+                counters::table,
+                counters::name.eq("b"),
+                counters::n.eq(counters::n - 1)
+            )
+            .execute(&mut conn)
+            .unwrap();
+        }
+        assert_eq!(count(&mut conn, "a"), 2);
+        assert_eq!(count(&mut conn, "b"), -2);
+    }
+}

@@ -69,11 +69,10 @@ pub fn load(
     workspace_id: &str,
     id: &str,
 ) -> Result<StoredGroup, ScimError> {
-    scim_groups::table
+    let query = scim_groups::table
         .filter(scim_groups::workspace_id.eq(workspace_id))
-        .filter(scim_groups::id.eq(id))
-        .first(conn)
-        .optional()?
+        .filter(scim_groups::id.eq(id));
+    crate::with_backend!(conn, |conn| query.first(conn).optional())?
         .ok_or_else(|| ScimError::NotFound(format!("no Group with id {id}")))
 }
 
@@ -159,15 +158,19 @@ pub fn update(
         if changed.is_empty() && added.is_empty() && removed.is_empty() {
             return Ok(current);
         }
-        diesel::update(scim_groups::table.filter(scim_groups::id.eq(id)))
-            .set((
-                scim_groups::display_name.eq(&name),
-                scim_groups::external_id.eq(document.get("externalId").and_then(Value::as_str)),
-                scim_groups::document.eq(Value::Object(document.clone()).to_string()),
-                scim_groups::version.eq(current.version + 1),
-                scim_groups::updated_at.eq(crate::time::now()),
-            ))
-            .execute(conn)?;
+        let changes = (
+            scim_groups::display_name.eq(&name),
+            scim_groups::external_id.eq(document.get("externalId").and_then(Value::as_str)),
+            scim_groups::document.eq(Value::Object(document.clone()).to_string()),
+            scim_groups::version.eq(current.version + 1),
+            scim_groups::updated_at.eq(crate::time::now()),
+        );
+        crate::with_backend!(conn, |conn| crate::kept_update!(
+            scim_groups::table,
+            scim_groups::id.eq(id),
+            changes
+        )
+        .execute(conn))?;
         owner_check.after::<ScimError>(conn, workspace_id)?;
         if !changed.is_empty() {
             values::reindex(conn, workspace_id, ResourceKind::Group, id, &document)?;

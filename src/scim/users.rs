@@ -164,18 +164,22 @@ pub fn update(
         }
         let deactivating = current.active && !columns.active;
         let owner_check = OwnerCheck::before(conn, workspace_id, deactivating)?;
-        diesel::update(scim_users::table.filter(scim_users::id.eq(id)))
-            .set((
-                scim_users::user_name.eq(&columns.user_name),
-                scim_users::user_name_ci.eq(columns.user_name.to_lowercase()),
-                scim_users::external_id.eq(&columns.external_id),
-                scim_users::active.eq(columns.active),
-                scim_users::document.eq(Value::Object(document.clone()).to_string()),
-                scim_users::version.eq(current.version + 1),
-                scim_users::updated_at.eq(crate::time::now()),
-            ))
-            .execute(conn)
-            .map_err(unique(&columns.user_name))?;
+        let changes = (
+            scim_users::user_name.eq(&columns.user_name),
+            scim_users::user_name_ci.eq(columns.user_name.to_lowercase()),
+            scim_users::external_id.eq(&columns.external_id),
+            scim_users::active.eq(columns.active),
+            scim_users::document.eq(Value::Object(document.clone()).to_string()),
+            scim_users::version.eq(current.version + 1),
+            scim_users::updated_at.eq(crate::time::now()),
+        );
+        crate::with_backend!(conn, |conn| crate::kept_update!(
+            scim_users::table,
+            scim_users::id.eq(id),
+            changes
+        )
+        .execute(conn))
+        .map_err(unique(&columns.user_name))?;
         owner_check.after::<ScimError>(conn, workspace_id)?;
         values::reindex(conn, workspace_id, ResourceKind::User, id, &document)?;
         let (action, access) = match (current.active, columns.active) {
