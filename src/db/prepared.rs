@@ -138,6 +138,17 @@ mod tests {
             .unwrap()
     }
 
+    /// Adds one to a counter, by a kept statement.
+    fn raise(conn: &mut SqliteConnection, name: &str) {
+        crate::kept_update!(
+            counters::table,
+            counters::name.eq(name),
+            counters::n.eq(counters::n + 1)
+        )
+        .execute(conn)
+        .unwrap();
+    }
+
     #[test]
     fn a_kept_update_is_prepared_once() {
         let (mut conn, kept) = counting_connection();
@@ -149,13 +160,7 @@ mod tests {
         }
         assert_eq!(kept.load(Ordering::SeqCst), 0, "diesel keeps no UPDATE");
         for _ in 0..3 {
-            crate::kept_update!(
-                counters::table,
-                counters::name.eq("a"),
-                counters::n.eq(counters::n + 1)
-            )
-            .execute(&mut conn)
-            .unwrap();
+            raise(&mut conn, "a");
         }
         assert_eq!(kept.load(Ordering::SeqCst), 1);
         assert_eq!(count(&mut conn, "a"), 6);
@@ -165,13 +170,7 @@ mod tests {
     fn each_kept_statement_runs_its_own_sql() {
         let (mut conn, _) = counting_connection();
         for _ in 0..2 {
-            crate::kept_update!(
-                counters::table,
-                counters::name.eq("a"),
-                counters::n.eq(counters::n + 1)
-            )
-            .execute(&mut conn)
-            .unwrap();
+            raise(&mut conn, "a");
             crate::kept_update!(
                 counters::table,
                 counters::name.eq("b"),
