@@ -1,7 +1,7 @@
-//! SQLite statements of fixed text that a connection keeps prepared. Diesel prepares literal SQL
-//! (`batch_execute`, `sql_query`) anew on every call; a type with a static query id is prepared
-//! once per connection. For a short statement run on every request or write, the parse cost more
-//! than the statement.
+//! Statements a connection keeps prepared where diesel would prepare them anew. Diesel prepares
+//! literal SQL (`batch_execute`, `sql_query`) and every UPDATE on every call; a type with a static
+//! query id is prepared once per connection. For a short statement run on every request or
+//! write, the parse cost more than the statement.
 
 /// Declares `$name`, a unit struct that runs `$sql` on an `SqliteConnection` (`execute`, or with
 /// `-> SqlType`, `get_result`) from a statement the connection keeps.
@@ -47,6 +47,7 @@ impl<Id, F, S, W> KeptUpdate<Id, F, S, W> {
     where
         T: diesel::Table<FromClause = F>,
         V: diesel::AsChangeset<Target = T, Changeset = S>,
+        W: diesel::expression::AppearsOnTable<T, SqlType = diesel::sql_types::Bool>,
     {
         KeptUpdate {
             table: table.from_clause(),
