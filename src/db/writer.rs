@@ -465,7 +465,8 @@ mod tests {
     };
 
     struct Fixture {
-        dir: tempfile::TempDir,
+        /// Removed with the fixture, its database with it.
+        _dir: tempfile::TempDir,
         url: DatabaseUrl,
         writer: Arc<SqliteWriter>,
     }
@@ -479,11 +480,15 @@ mod tests {
             conn.batch_execute("CREATE TABLE rows (name TEXT PRIMARY KEY NOT NULL)")
                 .unwrap();
             let writer = SqliteWriter::open_with(&url, TEST_LIMITS).unwrap();
-            Fixture { dir, url, writer }
+            Fixture {
+                _dir: dir,
+                url,
+                writer,
+            }
         }
 
-        fn wal(&self) -> std::path::PathBuf {
-            self.dir.path().join("writer.db-wal")
+        fn wal(&self) -> &std::path::Path {
+            &self.writer.wal_path
         }
 
         /// Whether another connection sees the row: whether it is committed.
