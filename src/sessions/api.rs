@@ -98,22 +98,20 @@ async fn show(
     let session = session_of(&request, &store, keys, &clock).await?;
     let body = store
         .run(move |conn| {
-            let mut workspaces = Vec::with_capacity(session.memberships.len());
-            for (workspace, member) in &session.memberships {
-                workspaces.push(json!({
+            let workspace = &session.workspace;
+            // The session is good for its own workspace only, so that is the one listed.
+            Ok::<_, StoreError>(json!({
+                "email": session.email,
+                "member_id": session.member.id,
+                "workspace": workspace.slug,
+                "expires_at": crate::time::rfc3339(&session.expires_at),
+                "workspaces": [{
                     "slug": workspace.slug,
                     "name": workspace.name,
                     "hipaa": workspace.hipaa,
-                    "member_id": member.id,
-                    "roles": roles_of(conn, &workspace.id, member)?,
-                }));
-            }
-            Ok::<_, StoreError>(json!({
-                "email": session.email,
-                "member_id": session.member_id,
-                "workspace": session.workspace.slug,
-                "expires_at": crate::time::rfc3339(&session.expires_at),
-                "workspaces": workspaces,
+                    "member_id": session.member.id,
+                    "roles": roles_of(conn, &workspace.id, &session.member)?,
+                }],
             }))
         })
         .await?;
@@ -175,18 +173,13 @@ async fn verify(
     let (session, roles) = store
         .run(move |conn| {
             let session = super::authenticate(conn, &keys, &token, now)?;
-            let (workspace, member) = session
-                .memberships
-                .iter()
-                .find(|(_, m)| m.id == session.member_id)
-                .expect("authenticate finds the session's membership");
-            let roles = roles_of(conn, &workspace.id, member)?;
+            let roles = roles_of(conn, &session.workspace.id, &session.member)?;
             Ok::<_, SessionError>((session, roles))
         })
         .await?;
     let roles: Vec<&str> = roles.iter().map(|r| r.as_str()).collect();
     Ok(HttpResponse::Ok()
-        .insert_header(("X-Idgate-User", session.member_id.as_str()))
+        .insert_header(("X-Idgate-User", session.member.id.as_str()))
         .insert_header(("X-Idgate-Email", session.email.as_str()))
         .insert_header(("X-Idgate-Workspace", session.workspace.slug.as_str()))
         .insert_header(("X-Idgate-Roles", roles.join(",")))

@@ -3,7 +3,14 @@
 //! server-side record on every request, so a logout, a deprovisioning, or a workspace becoming
 //! HIPAA-eligible ends or shortens sessions that already exist.
 //!
-//! A person is their normalised email (trimmed, lower-case) across workspaces. An alias such as
+//! Trust: a session is good for one workspace, the one whose IdP signed the person in. Any workspace
+//! admin can point their IdP at a key they hold and assert any email, so an assertion never speaks
+//! for a membership in another workspace; being the same person there takes that workspace's own
+//! IdP (a login there, which gives a session of its own).
+//!
+//! The lifetime is the one place where other workspaces count: a person is their normalised email
+//! (trimmed, lower-case), and a membership in any HIPAA-eligible workspace shortens every session
+//! of theirs. That can only shorten a session, never lengthen or widen it. An alias such as
 //! `name+acme@example.com` is another person, so it keeps its own lifetime.
 
 pub mod api;
@@ -65,18 +72,16 @@ pub struct Issued {
 pub struct Active {
     pub session_id: String,
     pub email: String,
-    pub member_id: String,
+    /// The one workspace the session is good for: the one whose IdP signed the person in.
     pub workspace: Workspace,
+    /// The person's membership in that workspace.
+    pub member: Member,
     pub expires_at: NaiveDateTime,
-    /// Every active membership of this person, the session's own among them.
-    pub memberships: Vec<(Workspace, Member)>,
 }
 
-/// The active memberships of a person, by userName or by one of their SCIM emails.
-pub fn memberships_of(
-    conn: &mut DbConnection,
-    email: &str,
-) -> QueryResult<Vec<(Workspace, Member)>> {
+/// The active memberships of a person in every workspace, by userName or by one of their SCIM
+/// emails. Only for the lifetime rule: it says nothing about who the person may act as.
+fn memberships_of(conn: &mut DbConnection, email: &str) -> QueryResult<Vec<(Workspace, Member)>> {
     // Each lookup goes through an index that starts with the workspace, hence `workspace_id IN`
     // (one query with an `OR` of the two read every user on every session check).
     let mut ids: Vec<String> = scim_users::table
@@ -223,30 +228,36 @@ pub fn authenticate(
     type Row = (
         String,
         String,
+        String,
         NaiveDateTime,
         Option<NaiveDateTime>,
         Option<NaiveDateTime>,
     );
-    let (email, member_id, created_at, idp_expires_at, revoked_at): Row = sessions::table
-        .find(&claims.sid)
-        .select((
-            sessions::email,
-            sessions::member_id,
-            sessions::created_at,
-            sessions::idp_expires_at,
-            sessions::revoked_at,
-        ))
-        .first(conn)
-        .optional()?
-        .ok_or(SessionError::Invalid("no such session"))?;
+    let (email, workspace_id, member_id, created_at, idp_expires_at, revoked_at): Row =
+        sessions::table
+            .find(&claims.sid)
+            .select((
+                sessions::email,
+                sessions::workspace_id,
+                sessions::member_id,
+                sessions::created_at,
+                sessions::idp_expires_at,
+                sessions::revoked_at,
+            ))
+            .first(conn)
+            .optional()?
+            .ok_or(SessionError::Invalid("no such session"))?;
     if revoked_at.is_some() {
         return Err(SessionError::Invalid("logged out"));
     }
     let memberships = memberships_of(conn, &email)?;
-    let Some((workspace, _)) = memberships.iter().find(|(_, m)| m.id == member_id) else {
+    // The record's own workspace and member, never another membership of the same email.
+    let Some((workspace, member)) = memberships
+        .iter()
+        .find(|(workspace, member)| workspace.id == workspace_id && member.id == member_id)
+    else {
         return Err(SessionError::Invalid("the membership is no longer active"));
     };
-    let workspace = workspace.clone();
     let expires_at = ends_at(created_at, idp_expires_at, &memberships);
     if expires_at <= now {
         return Err(SessionError::Invalid("expired"));
@@ -254,10 +265,9 @@ pub fn authenticate(
     Ok(Active {
         session_id: claims.sid,
         email,
-        member_id,
-        workspace,
+        workspace: workspace.clone(),
+        member: member.clone(),
         expires_at,
-        memberships,
     })
 }
 

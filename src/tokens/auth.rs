@@ -223,11 +223,11 @@ async fn caller(request: &HttpRequest, slug: &str) -> Result<Caller, AuthError> 
             SessionError::Invalid(_) => AuthError::Session,
             SessionError::Store(error) => AuthError::Store(error),
         })?;
-    let (workspace, member) = session
-        .memberships
-        .into_iter()
-        .find(|(workspace, _)| workspace.slug == slug)
-        .ok_or(AuthError::OtherWorkspace)?;
+    // A session acts only in the workspace whose IdP signed the person in.
+    if session.workspace.slug != slug {
+        return Err(AuthError::OtherWorkspace);
+    }
+    let (workspace, member) = (session.workspace, session.member);
     let workspace_id = workspace.id.clone();
     let principal = store
         .run(move |conn| members::principal(conn, &workspace_id, &member).map_err(StoreError::from))

@@ -27,6 +27,7 @@ on_both_databases!(
     session_keys_rotate_and_stay_published_while_their_tokens_live,
     a_session_ended_through_one_replica_is_refused_by_another,
     a_session_never_outlives_the_idps_session,
+    a_workspaces_idp_speaks_for_no_one_in_another_workspace,
 );
 
 const IDP_ENTITY: &str = "http://www.okta.com/exk1test";
@@ -1110,4 +1111,126 @@ async fn a_session_never_outlives_the_idps_session(database: TestDatabase) {
     assert_eq!(sso.session(&token).await.0, 200);
     sso.app.clock.advance(TimeDelta::minutes(2));
     assert_eq!(sso.session(&token).await.0, 401);
+}
+
+/// The attack: the admin of `evil` points evil's IdP at a key they hold and asserts the email of
+/// victim's Owner. The session that gives is evil's alone; victim needs its own IdP's word.
+async fn a_workspaces_idp_speaks_for_no_one_in_another_workspace(database: TestDatabase) {
+    let sso = Sso::new(database).await;
+    let victim = sso
+        .app
+        .tenant("victim", "scim,workspace:read,workspace:write,audit:read");
+    let boss = json!({
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+        "userName": "boss@victim.example",
+        "emails": [{"value": "boss@victim.example", "type": "work"}],
+    });
+    let (status, body) = sso
+        .app
+        .send_json("POST", "/scim/v2/Users", &victim.token, &boss)
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let roles = "/api/v1/workspaces/victim/members/boss@victim.example/roles";
+    let owner = json!({"roles": ["owner"]});
+    let (status, body) = sso.app.send_json("PUT", roles, &victim.token, &owner).await;
+    assert_eq!(status, 200, "{body}");
+
+    // evil's IdP is a key the attacker holds (the test IdP's); it asserts victim's Owner.
+    connect(&sso.app, "evil", &sso.idp).await;
+    let forged = sso.log_in("evil", "boss@victim.example").await;
+    let none = json!({});
+    let victim_api = |path: &str| format!("/api/v1/workspaces/victim{path}");
+    for (method, path, body) in [
+        (
+            "POST",
+            victim_api("/tokens"),
+            json!({"scopes": ["workspace:read"]}),
+        ),
+        ("GET", victim_api("/audit"), none.clone()),
+        ("GET", victim_api(""), none.clone()),
+        ("PUT", roles.to_owned(), json!({"roles": ["member"]})),
+    ] {
+        let (status, answer) = as_person(&sso, method, &path, &forged, &body).await;
+        assert_eq!(status, 404, "{method} {path}: {answer}");
+    }
+    // Everything that describes the session names evil only.
+    let (status, me) = sso.session(&forged).await;
+    assert_eq!(status, 200, "{me}");
+    assert_eq!(me["workspace"], "evil");
+    let listed: Vec<&str> = me["workspaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["slug"].as_str().unwrap())
+        .collect();
+    assert_eq!(listed, ["evil"]);
+    let verified = sso
+        .with_cookie("GET", "/auth/verify", &forged)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(verified.status(), 200);
+    assert_eq!(header(&verified, "x-idgate-workspace"), "evil");
+    assert_eq!(header(&verified, "x-idgate-roles"), "");
+    let claims: Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(forged.split('.').nth(1).unwrap())
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(claims["ws"], "evil");
+    // Nothing happened in victim, least of all in its Owner's name.
+    let (_, log) = sso
+        .app
+        .get(&victim_api("/audit?limit=100"), &victim.token)
+        .await;
+    assert!(
+        log["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|event| event["actor"]["type"] != "person"),
+        "{log}"
+    );
+    let (_, members) = sso.app.get(&victim_api("/members"), &victim.token).await;
+    assert_eq!(members["members"][0]["user_name"], "boss@victim.example");
+    assert_eq!(
+        members["members"][0]["roles"][0]["role"], "owner",
+        "{members}"
+    );
+
+    // victim's own IdP is what speaks for its Owner there.
+    let victim_idp = TestIdp::new("https://idp.victim.example");
+    let body = json!({
+        "entity_id": victim_idp.entity_id,
+        "sso_url": "https://idp.victim.example/sso",
+        "certificates": [victim_idp.certificate_pem()],
+    });
+    let (status, shown) = sso
+        .app
+        .send_json("PUT", &victim_api("/idp"), &victim.token, &body)
+        .await;
+    assert_eq!(status, 200, "{shown}");
+    // evil's key is not victim's IdP: refused at victim's own ACS too.
+    let by_evil = sso
+        .idp
+        .response(&sso.login("victim", "boss@victim.example"), Signed::Both);
+    let (status, _, session, _) = sso.post_here("victim", &by_evil).await;
+    assert_eq!((status, session), (400, None));
+    let by_victim = victim_idp.response(&sso.login("victim", "boss@victim.example"), Signed::Both);
+    let (status, _, session, body) = sso.post_here("victim", &by_victim).await;
+    assert_eq!(status, 303, "{body}");
+    let real = session.unwrap();
+    let (status, token) = as_person(
+        &sso,
+        "POST",
+        &victim_api("/tokens"),
+        &real,
+        &json!({"scopes": ["workspace:read"]}),
+    )
+    .await;
+    assert_eq!(status, 201, "{token}");
+    // And that session is victim's only: evil stays out of its reach.
+    let (status, _) = as_person(&sso, "GET", "/api/v1/workspaces/evil", &real, &none).await;
+    assert_eq!(status, 404);
 }
