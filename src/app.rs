@@ -12,6 +12,7 @@ use tracing_actix_web::TracingLogger;
 
 use crate::config::Settings;
 use crate::db::{Store, StoreError};
+use crate::outbound::InternalAllowList;
 use crate::telemetry::{RootSpan, request_id_header};
 use crate::time::Clock;
 use crate::{access, audit, error, saml, scim, sessions, tokens, workspaces};
@@ -20,6 +21,7 @@ pub struct Application {
     server: Server,
     port: u16,
     store: Store,
+    allowed_internal_hosts: InternalAllowList,
 }
 
 impl Application {
@@ -44,6 +46,7 @@ impl Application {
         let session_keys = web::Data::new(sessions::keys::KeyRing::default());
         let rate_limiter = web::Data::new(crate::ratelimit::RateLimiter::new(settings.rate_limit));
         let clock = web::Data::new(clock);
+        let allowed_internal_hosts = web::Data::new(settings.allowed_internal_hosts.clone());
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(store.clone())
@@ -52,6 +55,7 @@ impl Application {
                 .app_data(session_keys.clone())
                 .app_data(rate_limiter.clone())
                 .app_data(clock.clone())
+                .app_data(allowed_internal_hosts.clone())
                 .app_data(public_base_url.clone())
                 .app_data(error::json_config())
                 .app_data(error::query_config())
@@ -89,6 +93,7 @@ impl Application {
             server,
             port: bound.port(),
             store: background_store,
+            allowed_internal_hosts: settings.allowed_internal_hosts.clone(),
         })
     }
 
@@ -99,7 +104,8 @@ impl Application {
     /// Serves until SIGINT or SIGTERM, then lets requests in flight finish. Background work (the
     /// hourly IdP metadata refresh) runs as long as the server does.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        let refresh = actix_web::rt::spawn(saml::refresh::run(self.store));
+        let refresh =
+            actix_web::rt::spawn(saml::refresh::run(self.store, self.allowed_internal_hosts));
         let stopped = self.server.await;
         refresh.abort();
         stopped

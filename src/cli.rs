@@ -16,6 +16,7 @@ use crate::app::Application;
 use crate::audit::AuditContext;
 use crate::config::{ConfigArgs, Settings};
 use crate::db::{self, DbConnection};
+use crate::outbound::InternalAllowList;
 use crate::saml::{
     self, SamlError,
     certificates::Certificate,
@@ -243,7 +244,11 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Healthcheck => healthcheck(&settings),
         Command::Workspace(command) => workspace(&mut open(&settings)?, command),
         Command::Token(command) => token(&mut open(&settings)?, command),
-        Command::Idp(command) => idp(&mut open(&settings)?, command),
+        Command::Idp(command) => idp(
+            &mut open(&settings)?,
+            command,
+            &settings.allowed_internal_hosts,
+        ),
         Command::Mapping(command) => mapping(&mut open(&settings)?, command),
         Command::Role(command) => role(&mut open(&settings)?, command),
         Command::Attributes(command) => attributes(&mut open(&settings)?, command),
@@ -387,7 +392,11 @@ fn token(conn: &mut DbConnection, command: TokenCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn idp(conn: &mut DbConnection, command: IdpCommand) -> anyhow::Result<()> {
+fn idp(
+    conn: &mut DbConnection,
+    command: IdpCommand,
+    allowed: &InternalAllowList,
+) -> anyhow::Result<()> {
     let connection = match command {
         IdpCommand::Show { workspace } => {
             let workspace = workspaces::find_by_slug(conn, &workspace)?;
@@ -410,7 +419,7 @@ fn idp(conn: &mut DbConnection, command: IdpCommand) -> anyhow::Result<()> {
         } => {
             let workspace = workspaces::find_by_slug(conn, &workspace)?;
             let source = match (metadata, entity_id, sso_url) {
-                (Some(location), _, _) => Some(metadata_source(&location)?),
+                (Some(location), _, _) => Some(metadata_source(&location, allowed)?),
                 (None, Some(entity_id), Some(sso_url)) => {
                     let mut certificates = Vec::new();
                     for path in &cert {
@@ -483,9 +492,10 @@ fn plain(value: &serde_json::Value) -> String {
 }
 
 /// Metadata from a file, or fetched when the location is an http(s) URL.
-fn metadata_source(location: &str) -> anyhow::Result<Source> {
+fn metadata_source(location: &str, allowed: &InternalAllowList) -> anyhow::Result<Source> {
     if location.starts_with("https://") || location.starts_with("http://") {
-        let xml = actix_web::rt::System::new().block_on(connection::fetch_metadata(location))?;
+        let xml =
+            actix_web::rt::System::new().block_on(connection::fetch_metadata(allowed, location))?;
         return Ok(Source::Metadata {
             xml,
             url: Some(location.to_owned()),

@@ -8,18 +8,20 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
 use crate::db::DatabaseUrl;
+use crate::outbound::InternalAllowList;
 
 /// Read from the working directory when `--config` is not given and the file exists.
 pub const DEFAULT_CONFIG_FILE: &str = "idgate.toml";
 
 /// The keys a config file or `IDGATE_*` variable may set. Other `IDGATE_*` variables (the test
 /// suite's `IDGATE_TEST_POSTGRES_URL`, say) are not settings and are left alone.
-const KEYS: [&str; 5] = [
+const KEYS: [&str; 6] = [
     "bind",
     "database_url",
     "base_url",
     "log_format",
     "rate_limit",
+    "allowed_internal_hosts",
 ];
 
 /// Requests a second each API token (or person with a session) may make, by default.
@@ -40,6 +42,10 @@ pub struct Settings {
     /// Requests a second per API token or session on the SCIM and admin APIs, with bursts of
     /// twice that; 0 turns limits off. Counted in each process.
     pub rate_limit: u32,
+    /// Host names and address ranges on an internal network that IdP metadata may be fetched
+    /// from; every other loopback, private, link-local or unique-local address is refused.
+    #[serde(default)]
+    pub allowed_internal_hosts: InternalAllowList,
 }
 
 impl Default for Settings {
@@ -51,6 +57,7 @@ impl Default for Settings {
             base_url: None,
             log_format: LogFormat::Pretty,
             rate_limit: DEFAULT_RATE_LIMIT,
+            allowed_internal_hosts: InternalAllowList::default(),
         }
     }
 }
@@ -130,6 +137,10 @@ pub struct ConfigArgs {
     #[arg(long, global = true, value_name = "PER_SECOND")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rate_limit: Option<u32>,
+    /// Internal hosts and ranges IdP metadata may come from, comma-separated: idp.corp.example,10.0.0.0/8 [default: none] [env: IDGATE_ALLOWED_INTERNAL_HOSTS]
+    #[arg(long, global = true, value_name = "HOSTS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub allowed_internal_hosts: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -10,6 +10,7 @@ pub mod config;
 pub mod db;
 pub mod error;
 pub mod limits;
+pub mod outbound;
 pub mod ratelimit;
 pub mod saml;
 pub mod scim;

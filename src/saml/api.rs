@@ -18,6 +18,7 @@ use super::sp::{self, Endpoints, Purpose};
 use super::{login, logout};
 use crate::config::BaseUrl;
 use crate::db::Store;
+use crate::outbound::InternalAllowList;
 use crate::sessions::{self, keys::KeyRing};
 use crate::time::Clock;
 use crate::tokens::auth::{Authorized, needs};
@@ -356,13 +357,16 @@ struct SetBody {
     options: OptionChanges,
 }
 
-async fn source_of(body: &mut SetBody) -> Result<Option<Source>, SamlError> {
+async fn source_of(
+    body: &mut SetBody,
+    allowed: &InternalAllowList,
+) -> Result<Option<Source>, SamlError> {
     let manual =
         body.entity_id.is_some() || body.sso_url.is_some() || !body.certificates.is_empty();
     match (body.metadata_xml.take(), body.metadata_url.take(), manual) {
         (Some(xml), None, false) => Ok(Some(Source::Metadata { xml, url: None })),
         (None, Some(url), false) => Ok(Some(Source::Metadata {
-            xml: connection::fetch_metadata(&url).await?,
+            xml: connection::fetch_metadata(allowed, &url).await?,
             url: Some(url),
         })),
         (None, None, true) => {
@@ -394,10 +398,11 @@ async fn source_of(body: &mut SetBody) -> Result<Option<Source>, SamlError> {
 async fn set(
     auth: Authorized<needs::WorkspaceWrite>,
     store: web::Data<Store>,
+    allowed: web::Data<InternalAllowList>,
     body: web::Json<SetBody>,
 ) -> Result<HttpResponse, SamlError> {
     let mut body = body.into_inner();
-    let source = source_of(&mut body).await?;
+    let source = source_of(&mut body, &allowed).await?;
     let workspace_id = auth.workspace.id;
     let audit = auth.audit;
     let options = body.options;

@@ -14,9 +14,11 @@ use super::metadata::{self, IdpMetadata};
 use crate::audit::{self, AuditContext, Event, Target};
 use crate::db::schema::{idp_certificates, idp_connections};
 use crate::db::{DbConnection, write_transaction};
+use crate::outbound::{self, InternalAllowList};
 
 /// The largest clock skew an admin may allow between idgate and the IdP.
 const MAX_CLOCK_SKEW_SECONDS: i32 = 600;
+
 const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -363,25 +365,18 @@ fn write(conn: &mut DbConnection, workspace_id: &str, connection: &Connection) -
     Ok(())
 }
 
-/// Fetches metadata from an http(s) URL, at most [`metadata::MAX_METADATA_BYTES`], in 10 seconds.
-pub async fn fetch_metadata(url: &str) -> Result<String, SamlError> {
-    let url = check_url("metadata URL", url)?;
-    let client = awc::Client::builder().timeout(FETCH_TIMEOUT).finish();
-    let mut response = client
-        .get(&url)
-        .send()
+/// Fetches metadata from an http(s) URL, at most [`metadata::MAX_METADATA_BYTES`], in 10 seconds,
+/// from a public address or one the operator allowed ([`crate::outbound`]).
+pub async fn fetch_metadata(allowed: &InternalAllowList, url: &str) -> Result<String, SamlError> {
+    let body = outbound::fetch(allowed, url, metadata::MAX_METADATA_BYTES, FETCH_TIMEOUT)
         .await
-        .map_err(|e| SamlError::Fetch(format!("{url}: {e}")))?;
-    if !response.status().is_success() {
-        return Err(SamlError::Fetch(format!(
-            "{url} answered {}",
-            response.status()
-        )));
-    }
-    let body = response
-        .body()
-        .limit(metadata::MAX_METADATA_BYTES)
-        .await
-        .map_err(|e| SamlError::Fetch(format!("{url}: {e}")))?;
-    String::from_utf8(body.to_vec()).map_err(|_| SamlError::Fetch(format!("{url}: not UTF-8")))
+        .map_err(|error| SamlError::Fetch(error.to_string()))?;
+    let xml = String::from_utf8(body).map_err(|_| SamlError::Fetch(format!("{url}: not UTF-8")))?;
+    // What the URL served is not repeated back: it may be a page of an internal service.
+    metadata::parse(&xml).map_err(|_| {
+        SamlError::Fetch(format!(
+            "{url} did not serve an IdP's SAML metadata (an md:EntityDescriptor with an IDPSSODescriptor and a signing certificate)"
+        ))
+    })?;
+    Ok(xml)
 }

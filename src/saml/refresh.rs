@@ -11,6 +11,7 @@ use super::connection::{self, OptionChanges, Source};
 use crate::audit::{self, Actor, AuditContext, Event, Target};
 use crate::db::schema::{audit_events, idp_connections, workspaces};
 use crate::db::{Store, StoreError, write_transaction};
+use crate::outbound::InternalAllowList;
 
 pub const INTERVAL: Duration = Duration::from_secs(3600);
 
@@ -24,7 +25,7 @@ pub enum Outcome {
 }
 
 /// One round over every connection; returns what happened to those with a metadata URL.
-pub async fn refresh_all(store: &Store) -> Vec<(String, Outcome)> {
+pub async fn refresh_all(store: &Store, allowed: &InternalAllowList) -> Vec<(String, Outcome)> {
     let listed = store
         .run(|conn| {
             idp_connections::table
@@ -48,7 +49,7 @@ pub async fn refresh_all(store: &Store) -> Vec<(String, Outcome)> {
     let mut outcomes = Vec::new();
     for (workspace_id, slug, metadata_url) in connections {
         if let Some(url) = metadata_url {
-            let outcome = refresh_one(store, &workspace_id, url).await;
+            let outcome = refresh_one(store, allowed, &workspace_id, url).await;
             if let Outcome::Kept(reason) = &outcome {
                 tracing::warn!(
                     workspace = slug.as_str(),
@@ -70,8 +71,13 @@ fn refresh_context() -> AuditContext {
     }
 }
 
-async fn refresh_one(store: &Store, workspace_id: &str, url: String) -> Outcome {
-    let xml = match connection::fetch_metadata(&url).await {
+async fn refresh_one(
+    store: &Store,
+    allowed: &InternalAllowList,
+    workspace_id: &str,
+    url: String,
+) -> Outcome {
+    let xml = match connection::fetch_metadata(allowed, &url).await {
         Ok(xml) => xml,
         Err(error) => return Outcome::Kept(error.to_string()),
     };
@@ -159,10 +165,10 @@ async fn warn_of_expiring_certificates(store: &Store, workspace_id: &str, slug: 
 }
 
 /// Runs [`refresh_all`] every [`INTERVAL`] until the server stops.
-pub async fn run(store: Store) {
+pub async fn run(store: Store, allowed: InternalAllowList) {
     let mut interval = actix_web::rt::time::interval(INTERVAL);
     loop {
         interval.tick().await;
-        refresh_all(&store).await;
+        refresh_all(&store, &allowed).await;
     }
 }

@@ -9,7 +9,7 @@ use diesel::connection::SimpleConnection;
 use diesel::{Connection, PgConnection};
 use idgate::app::Application;
 use idgate::audit::AuditContext;
-use idgate::config::{BaseUrl, LogFormat, Settings};
+use idgate::config::{BaseUrl, Settings};
 use idgate::db::{self, Backend, DatabaseUrl, DbConnection};
 use idgate::time::Clock;
 use idgate::tokens::{self, NewToken, Scopes};
@@ -142,13 +142,18 @@ impl TestApp {
     }
 
     pub async fn spawn_with_rate_limit(database: TestDatabase, rate_limit: u32) -> TestApp {
-        let settings = Settings {
+        Self::spawn_with(database, |settings| settings.rate_limit = rate_limit).await
+    }
+
+    /// A server with the test's settings changed as `change` says.
+    pub async fn spawn_with(database: TestDatabase, change: impl FnOnce(&mut Settings)) -> TestApp {
+        let mut settings = Settings {
             bind: SocketAddr::from(([127, 0, 0, 1], 0)),
             database_url: database.database_url(),
-            base_url: None,
-            log_format: LogFormat::Pretty,
-            rate_limit,
+            rate_limit: 0,
+            ..Settings::default()
         };
+        change(&mut settings);
         let clock = Clock::default();
         let app =
             Application::build_with_clock(&settings, clock.clone()).expect("the server starts");
@@ -169,8 +174,8 @@ impl TestApp {
             bind: SocketAddr::from(([127, 0, 0, 1], 0)),
             database_url: self.database.database_url(),
             base_url: Some(BaseUrl::parse(&self.url("")).expect("a valid base URL")),
-            log_format: LogFormat::Pretty,
             rate_limit: 0,
+            ..Settings::default()
         };
         let app = Application::build(&settings).expect("the replica starts");
         let port = app.port();

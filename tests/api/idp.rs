@@ -10,6 +10,8 @@ use openssl::pkey::PKey;
 use openssl::x509::X509;
 use serde_json::{Value, json};
 
+use idgate::outbound::InternalAllowList;
+
 use crate::helpers::{TestApp, TestDatabase, failure_line, stdout};
 use crate::on_both_databases;
 use crate::saml_idp::self_signed;
@@ -17,6 +19,7 @@ use crate::saml_idp::self_signed;
 on_both_databases!(
     a_connection_is_set_from_a_metadata_file_and_shown,
     a_connection_is_set_from_a_metadata_url,
+    metadata_urls_reach_no_internal_address_unless_the_operator_allows_it,
     a_connection_is_set_by_hand_through_the_api,
     unusable_metadata_and_settings_are_refused_with_the_reason,
     sp_metadata_carries_stable_keys_and_the_acs,
@@ -166,7 +169,7 @@ async fn a_connection_is_set_from_a_metadata_file_and_shown(database: TestDataba
     // The background round audits the certificate near its expiry, once however often it runs.
     let store = idgate::db::Store::open(&app.database.database_url()).unwrap();
     for _ in 0..2 {
-        idgate::saml::refresh::refresh_all(&store).await;
+        idgate::saml::refresh::refresh_all(&store, &InternalAllowList::default()).await;
     }
     let (_, log) = app
         .get(
@@ -187,7 +190,12 @@ async fn a_connection_is_set_from_a_metadata_url(database: TestDatabase) {
     use idgate::saml::refresh::{Outcome, refresh_all};
     use std::sync::{Arc, Mutex};
 
-    let app = TestApp::spawn(database).await;
+    // The IdP is on this machine, so the operator allows its address.
+    let allowed = InternalAllowList::parse("127.0.0.1/32").unwrap();
+    let app = TestApp::spawn_with(database, |settings| {
+        settings.allowed_internal_hosts = allowed.clone();
+    })
+    .await;
     let tenant = app.tenant("acme", "workspace:read,workspace:write,audit:read");
     // What the IdP serves; None stands for an IdP that answers 500.
     let served = Arc::new(Mutex::new(Some(entra_metadata(&certificate(
@@ -195,20 +203,50 @@ async fn a_connection_is_set_from_a_metadata_url(database: TestDatabase) {
         1095,
     )))));
     let shared = served.clone();
+    // A service on an address nobody allowed, and two redirects: to it, and to the metadata.
+    let internal = HttpServer::new(|| App::new().default_service(web::to(HttpResponse::Ok)))
+        .workers(1)
+        .bind("127.0.0.2:0")
+        .unwrap();
+    let internal_url = format!("http://{}/", internal.addrs()[0]);
+    actix_web::rt::spawn(internal.run());
     let server = HttpServer::new(move || {
         let shared = shared.clone();
-        App::new().route(
-            "/federationmetadata.xml",
-            web::get().to(move || {
-                let xml = shared.lock().unwrap().clone();
-                async move {
-                    match xml {
-                        Some(xml) => HttpResponse::Ok().content_type("application/xml").body(xml),
-                        None => HttpResponse::InternalServerError().finish(),
+        let internal_url = internal_url.clone();
+        App::new()
+            .route(
+                "/to-internal",
+                web::get().to(move || {
+                    let to = internal_url.clone();
+                    async move {
+                        HttpResponse::Found()
+                            .insert_header(("Location", to))
+                            .finish()
                     }
-                }
-            }),
-        )
+                }),
+            )
+            .route(
+                "/moved",
+                web::get().to(|| async {
+                    HttpResponse::Found()
+                        .insert_header(("Location", "/federationmetadata.xml"))
+                        .finish()
+                }),
+            )
+            .route(
+                "/federationmetadata.xml",
+                web::get().to(move || {
+                    let xml = shared.lock().unwrap().clone();
+                    async move {
+                        match xml {
+                            Some(xml) => {
+                                HttpResponse::Ok().content_type("application/xml").body(xml)
+                            }
+                            None => HttpResponse::InternalServerError().finish(),
+                        }
+                    }
+                }),
+            )
     })
     .workers(1)
     .bind("127.0.0.1:0")
@@ -232,7 +270,7 @@ async fn a_connection_is_set_from_a_metadata_url(database: TestDatabase) {
     *served.lock().unwrap() = Some(entra_metadata(&certificate("rolled over", 1095)));
     let store = idgate::db::Store::open(&app.database.database_url()).unwrap();
     assert_eq!(
-        refresh_all(&store).await,
+        refresh_all(&store, &allowed).await,
         [("acme".to_owned(), Outcome::Refreshed)]
     );
     let (_, refreshed) = app.get(IDP, &tenant.token).await;
@@ -247,17 +285,52 @@ async fn a_connection_is_set_from_a_metadata_url(database: TestDatabase) {
 
     // An IdP that fails, or serves something unusable, leaves the last good copy in place.
     *served.lock().unwrap() = None;
-    let outcomes = refresh_all(&store).await;
+    let outcomes = refresh_all(&store, &allowed).await;
     assert!(
         matches!(&outcomes[..], [(_, Outcome::Kept(reason))] if reason.contains("500")),
         "{outcomes:?}"
     );
     *served.lock().unwrap() = Some("<html>maintenance</html>".to_owned());
     assert!(matches!(
-        &refresh_all(&store).await[..],
+        &refresh_all(&store, &allowed).await[..],
         [(_, Outcome::Kept(_))]
     ));
     assert_eq!(app.get(IDP, &tenant.token).await.1, refreshed);
+    // Nor does the refresh reach past what the operator allowed.
+    assert!(matches!(
+        &refresh_all(&store, &InternalAllowList::default()).await[..],
+        [(_, Outcome::Kept(reason))] if reason.contains("internal address")
+    ));
+
+    // What a URL serves is never repeated back.
+    *served.lock().unwrap() = Some("<html>db password: hunter2</html>".to_owned());
+    let (status, refused) = app
+        .send_json("PUT", IDP, &tenant.token, &json!({"metadata_url": url}))
+        .await;
+    assert_eq!(status, 400, "{refused}");
+    assert!(!refused.to_string().contains("hunter2"), "{refused}");
+    *served.lock().unwrap() = Some(entra_metadata(&certificate("again", 1095)));
+
+    // Redirects are followed, and each hop is held to the same rule.
+    let moved = format!("http://{address}/moved");
+    let (status, body) = app
+        .send_json("PUT", IDP, &tenant.token, &json!({"metadata_url": moved}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let to_internal = format!("http://{address}/to-internal");
+    let (status, refused) = app
+        .send_json(
+            "PUT",
+            IDP,
+            &tenant.token,
+            &json!({"metadata_url": to_internal}),
+        )
+        .await;
+    assert_eq!(status, 400, "{refused}");
+    assert!(
+        refused["message"].as_str().unwrap().contains("127.0.0.2"),
+        "{refused}"
+    );
 
     let missing = format!("http://{address}/nothing-here");
     let (status, refused) = app
@@ -268,6 +341,71 @@ async fn a_connection_is_set_from_a_metadata_url(database: TestDatabase) {
         refused["message"].as_str().unwrap().contains("404"),
         "{refused}"
     );
+}
+
+/// Any workspace admin names the metadata URL, so by default it reaches no internal address: not
+/// by address, not by a name that resolves to one, not by another spelling of one.
+async fn metadata_urls_reach_no_internal_address_unless_the_operator_allows_it(
+    database: TestDatabase,
+) {
+    let app = TestApp::spawn(database).await;
+    let tenant = app.tenant("acme", "workspace:read,workspace:write,audit:read");
+    let entra = entra_metadata(&certificate("internal", 365));
+    let server = HttpServer::new(move || {
+        let xml = entra.clone();
+        App::new().default_service(web::to(move || {
+            let xml = xml.clone();
+            async move { HttpResponse::Ok().content_type("application/xml").body(xml) }
+        }))
+    })
+    .workers(1)
+    .bind("127.0.0.1:0")
+    .unwrap();
+    let port = server.addrs()[0].port();
+    actix_web::rt::spawn(server.run());
+    for host in [
+        "127.0.0.1".to_owned(),
+        "localhost".to_owned(),
+        "127.1".to_owned(),
+        "2130706433".to_owned(),
+        "[::ffff:127.0.0.1]".to_owned(),
+        "[::1]".to_owned(),
+        "0.0.0.0".to_owned(),
+    ] {
+        let url = format!("http://{host}:{port}/federationmetadata.xml");
+        let (status, refused) = app
+            .send_json("PUT", IDP, &tenant.token, &json!({"metadata_url": url}))
+            .await;
+        assert_eq!(status, 400, "{url}: {refused}");
+        assert!(
+            refused["message"]
+                .as_str()
+                .unwrap()
+                .contains("is an internal address"),
+            "{url}: {refused}"
+        );
+    }
+    assert_eq!(app.get(IDP, &tenant.token).await.0, 404, "nothing was set");
+
+    // The CLI holds to the same rule, and the operator's setting opens it.
+    let url = format!("http://127.0.0.1:{port}/federationmetadata.xml");
+    let refused = app
+        .cli(&["idp", "set", "--workspace", "acme", "--metadata", &url])
+        .await;
+    assert!(failure_line(&refused).contains("internal address"));
+    let allowed = app
+        .cli(&[
+            "idp",
+            "set",
+            "--workspace",
+            "acme",
+            "--metadata",
+            &url,
+            "--allowed-internal-hosts",
+            "127.0.0.0/8",
+        ])
+        .await;
+    assert!(allowed.status.success(), "{}", stdout(&allowed));
 }
 
 async fn a_connection_is_set_by_hand_through_the_api(database: TestDatabase) {
