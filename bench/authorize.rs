@@ -15,7 +15,7 @@ use idgate::access::authorize::{Check, decide_all};
 use idgate::access::cache::DecisionCache;
 use idgate::access::decide::Target;
 use idgate::access::grants::{self, NewGrant};
-use idgate::access::members;
+use idgate::access::members::{self, OwnerAuthority};
 use idgate::access::model::{Action, Level, ResourceKind, Role};
 use idgate::access::resources::{self, NewResource};
 use idgate::audit::AuditContext;
@@ -80,7 +80,14 @@ fn main() -> anyhow::Result<()> {
         } else {
             Role::Member
         };
-        members::set_roles(&mut conn, &ws, &id, &[role].into(), &context)?;
+        members::set_roles(
+            &mut conn,
+            &ws,
+            &id,
+            &[role].into(),
+            OwnerAuthority::Held,
+            &context,
+        )?;
         member_ids.push(id);
     }
     // Every member is in three groups, so each group has about 30 members.
@@ -96,7 +103,14 @@ fn main() -> anyhow::Result<()> {
         groups::create(&mut conn, &ws, document, group_members, &context)?;
         if g < 20 {
             let role = [Role::Admin, Role::Member, Role::ReadOnly][g % 3];
-            members::set_mapping(&mut conn, &ws, &format!("team-{g}"), role, &context)?;
+            members::set_mapping(
+                &mut conn,
+                &ws,
+                &format!("team-{g}"),
+                role,
+                OwnerAuthority::Held,
+                &context,
+            )?;
         }
     }
     let environments = ["production", "staging", "development"];

@@ -52,6 +52,7 @@ fn main() -> anyhow::Result<()> {
         name: Some("bench".into()),
         scopes: Scopes::parse("scim")?,
         lifetime: None,
+        minted_by: None,
     };
     std::fs::write(
         out.join("token"),
@@ -110,6 +111,7 @@ fn main() -> anyhow::Result<()> {
         name: Some("bench decisions".into()),
         scopes: Scopes::parse("workspace:read")?,
         lifetime: None,
+        minted_by: None,
     };
     std::fs::write(
         out.join("admin-token"),

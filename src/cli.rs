@@ -10,7 +10,7 @@ use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 
 use crate::access::attributes::{self, MappingChange};
-use crate::access::members;
+use crate::access::members::{self, OwnerAuthority};
 use crate::access::model::Role;
 use crate::app::Application;
 use crate::audit::AuditContext;
@@ -348,6 +348,7 @@ fn token(conn: &mut DbConnection, command: TokenCommand) -> anyhow::Result<()> {
                     .as_deref()
                     .map(tokens::parse_lifetime)
                     .transpose()?,
+                minted_by: None,
             };
             let issued = tokens::create(conn, &workspace, new, &context)?;
             let expiry = issued
@@ -516,7 +517,14 @@ fn mapping(conn: &mut DbConnection, command: MappingCommand) -> anyhow::Result<(
         } => {
             let workspace = workspaces::find_by_slug(conn, &workspace)?;
             let role = role.parse::<Role>().map_err(anyhow::Error::msg)?;
-            let mapping = members::set_mapping(conn, &workspace.id, &idp_group, role, &context)?;
+            let mapping = members::set_mapping(
+                conn,
+                &workspace.id,
+                &idp_group,
+                role,
+                OwnerAuthority::Held,
+                &context,
+            )?;
             eprintln!(
                 "IdP group {:?} now gives role {} in workspace {}",
                 mapping.idp_group, mapping.role, workspace.slug
@@ -533,7 +541,13 @@ fn mapping(conn: &mut DbConnection, command: MappingCommand) -> anyhow::Result<(
             idp_group,
         } => {
             let workspace = workspaces::find_by_slug(conn, &workspace)?;
-            members::remove_mapping(conn, &workspace.id, &idp_group, &context)?;
+            members::remove_mapping(
+                conn,
+                &workspace.id,
+                &idp_group,
+                OwnerAuthority::Held,
+                &context,
+            )?;
             eprintln!(
                 "IdP group {idp_group:?} no longer gives a role in {}",
                 workspace.slug
@@ -558,8 +572,14 @@ fn role(conn: &mut DbConnection, command: RoleCommand) -> anyhow::Result<()> {
                 .filter(|name| !name.is_empty())
                 .map(|name| name.parse::<Role>().map_err(anyhow::Error::msg))
                 .collect::<anyhow::Result<BTreeSet<Role>>>()?;
-            let (member, roles) =
-                members::set_roles(conn, &workspace.id, &member, &roles, &context)?;
+            let (member, roles) = members::set_roles(
+                conn,
+                &workspace.id,
+                &member,
+                &roles,
+                OwnerAuthority::Held,
+                &context,
+            )?;
             let names: Vec<&str> = roles.iter().map(|role| role.as_str()).collect();
             eprintln!(
                 "{} has direct roles [{}] in {}",

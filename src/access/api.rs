@@ -16,7 +16,7 @@ use super::authorize::{Check, decide_all};
 use super::cache::DecisionCache;
 use super::decide::{Decision, Principal, Resource, Target};
 use super::grants::{self, NewGrant};
-use super::members;
+use super::members::{self, OwnerAuthority};
 use super::model::{Action, Label, Level, ResourceKind, Role};
 use super::resources::{self, NewResource, ResourceChanges};
 use super::{AccessError, parse};
@@ -172,10 +172,12 @@ async fn set_roles(
 ) -> Result<HttpResponse, AccessError> {
     let (_, member) = path.into_inner();
     let roles: BTreeSet<Role> = body.into_inner().roles.into_iter().collect();
-    let workspace_id = auth.workspace.id;
-    let audit = auth.audit;
+    let (workspace_id, acting_for, audit) = (auth.workspace.id, auth.acting_for, auth.audit);
     let (member, roles) = store
-        .run(move |conn| members::set_roles(conn, &workspace_id, &member, &roles, &audit))
+        .run(move |conn| {
+            let authority = OwnerAuthority::of(conn, &workspace_id, acting_for.as_deref())?;
+            members::set_roles(conn, &workspace_id, &member, &roles, authority, &audit)
+        })
         .await?;
     Ok(HttpResponse::Ok()
         .json(json!({ "id": member.id, "user_name": member.user_name, "roles": roles })))
@@ -206,10 +208,12 @@ async fn set_mapping(
 ) -> Result<HttpResponse, AccessError> {
     let (_, group) = path.into_inner();
     let role = body.into_inner().role;
-    let workspace_id = auth.workspace.id;
-    let audit = auth.audit;
+    let (workspace_id, acting_for, audit) = (auth.workspace.id, auth.acting_for, auth.audit);
     let mapping = store
-        .run(move |conn| members::set_mapping(conn, &workspace_id, &group, role, &audit))
+        .run(move |conn| {
+            let authority = OwnerAuthority::of(conn, &workspace_id, acting_for.as_deref())?;
+            members::set_mapping(conn, &workspace_id, &group, role, authority, &audit)
+        })
         .await?;
     Ok(HttpResponse::Ok().json(mapping))
 }
@@ -220,10 +224,12 @@ async fn remove_mapping(
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, AccessError> {
     let (_, group) = path.into_inner();
-    let workspace_id = auth.workspace.id;
-    let audit = auth.audit;
+    let (workspace_id, acting_for, audit) = (auth.workspace.id, auth.acting_for, auth.audit);
     store
-        .run(move |conn| members::remove_mapping(conn, &workspace_id, &group, &audit))
+        .run(move |conn| {
+            let authority = OwnerAuthority::of(conn, &workspace_id, acting_for.as_deref())?;
+            members::remove_mapping(conn, &workspace_id, &group, authority, &audit)
+        })
         .await?;
     Ok(HttpResponse::NoContent().finish())
 }

@@ -349,12 +349,53 @@ pub fn principal(
     Ok(loaded.remove(0))
 }
 
+/// Whether a caller may give or take away the owner role: an Owner (signed in, or through a token
+/// they minted), or the operator (the CLI, or a token made with it). An Admin may not, so no Admin
+/// can make an Owner or lower one, by session or by a token they mint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OwnerAuthority {
+    Held,
+    NotHeld,
+}
+
+impl OwnerAuthority {
+    /// The authority of a caller acting for `member` (None: the operator).
+    pub fn of(
+        conn: &mut DbConnection,
+        workspace_id: &str,
+        acting_for: Option<&str>,
+    ) -> QueryResult<OwnerAuthority> {
+        let Some(member_id) = acting_for else {
+            return Ok(OwnerAuthority::Held);
+        };
+        let is_owner = roles(conn, workspace_id, member_id)?
+            .iter()
+            .any(|assignment| assignment.role == Role::Owner);
+        Ok(if is_owner {
+            OwnerAuthority::Held
+        } else {
+            OwnerAuthority::NotHeld
+        })
+    }
+
+    fn allows(self, touches_owner: bool) -> Result<(), AccessError> {
+        if touches_owner && self == OwnerAuthority::NotHeld {
+            return Err(AccessError::Forbidden(
+                "only an Owner signed in (or `idgate` at the command line) gives or takes away the owner role"
+                    .to_owned(),
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// Replaces a member's direct roles.
 pub fn set_roles(
     conn: &mut DbConnection,
     workspace_id: &str,
     id_or_email: &str,
     roles: &BTreeSet<Role>,
+    authority: OwnerAuthority,
     context: &AuditContext,
 ) -> Result<(Member, BTreeSet<Role>), AccessError> {
     write_transaction(conn, |conn| {
@@ -369,6 +410,7 @@ pub fn set_roles(
         if before == *roles {
             return Ok((member, before));
         }
+        authority.allows(before.contains(&Role::Owner) != roles.contains(&Role::Owner))?;
         keep_an_owner(conn, workspace_id, |conn| {
             diesel::delete(member_roles::table.filter(member_roles::member_id.eq(&member.id)))
                 .execute(conn)?;
@@ -459,6 +501,7 @@ pub fn set_mapping(
     workspace_id: &str,
     idp_group: &str,
     role: Role,
+    authority: OwnerAuthority,
     context: &AuditContext,
 ) -> Result<GroupMapping, AccessError> {
     let idp_group = validate_group_name(idp_group)?;
@@ -471,6 +514,10 @@ pub fn set_mapping(
         {
             return Ok(before.expect("checked above"));
         }
+        let was_owner = before
+            .as_ref()
+            .is_some_and(|m| m.role == Role::Owner.as_str());
+        authority.allows(was_owner != (role == Role::Owner))?;
         keep_an_owner(conn, workspace_id, |conn| {
             diesel::delete(group_mappings::table.find((workspace_id, &idp_group_ci)))
                 .execute(conn)?;
@@ -506,6 +553,7 @@ pub fn remove_mapping(
     conn: &mut DbConnection,
     workspace_id: &str,
     idp_group: &str,
+    authority: OwnerAuthority,
     context: &AuditContext,
 ) -> Result<(), AccessError> {
     let idp_group_ci = idp_group.trim().to_lowercase();
@@ -513,6 +561,7 @@ pub fn remove_mapping(
         let before = mapping(conn, workspace_id, &idp_group_ci)?.ok_or_else(|| {
             AccessError::NotFound(format!("no mapping for IdP group {idp_group:?}"))
         })?;
+        authority.allows(before.role == Role::Owner.as_str())?;
         keep_an_owner(conn, workspace_id, |conn| {
             diesel::delete(group_mappings::table.find((workspace_id, &idp_group_ci)))
                 .execute(conn)?;
@@ -663,8 +712,8 @@ fn maps_to_owner(
 }
 
 /// Deprovisioning: takes a member's direct roles and direct grants away (group roles go with the
-/// group memberships the IdP removes) and ends their sessions. Returns what was removed, for the
-/// audit event.
+/// group memberships the IdP removes), ends their sessions and revokes the tokens they minted.
+/// Returns what was removed, for the audit event.
 pub fn remove_direct_access(conn: &mut DbConnection, member_id: &str) -> QueryResult<Value> {
     let roles: Vec<String> = member_roles::table
         .filter(member_roles::member_id.eq(member_id))
@@ -673,8 +722,15 @@ pub fn remove_direct_access(conn: &mut DbConnection, member_id: &str) -> QueryRe
     diesel::delete(member_roles::table.filter(member_roles::member_id.eq(member_id)))
         .execute(conn)?;
     let grants = super::grants::forget_member(conn, member_id)?;
-    let sessions = crate::sessions::revoke_member(conn, member_id, crate::time::now())?;
-    Ok(json!({ "roles_removed": roles, "grants_removed": grants, "sessions_ended": sessions }))
+    let now = crate::time::now();
+    let sessions = crate::sessions::revoke_member(conn, member_id, now)?;
+    let tokens = crate::tokens::revoke_minted_by(conn, member_id, now)?;
+    Ok(json!({
+        "roles_removed": roles,
+        "grants_removed": grants,
+        "sessions_ended": sessions,
+        "tokens_revoked": tokens,
+    }))
 }
 
 /// Reactivation restores the least access, a direct Read-Only role; more must be granted again.

@@ -24,6 +24,7 @@ diesel::table! {
         expires_at -> Nullable<Timestamp>,
         revoked_at -> Nullable<Timestamp>,
         last_used_at -> Nullable<Timestamp>,
+        minted_by -> Nullable<Text>,
     }
 }
 

@@ -219,6 +219,7 @@ pub fn delete(
         let owner_check = OwnerCheck::before(conn, workspace_id, user.active)?;
         store::detach(conn, id)?;
         grants::forget_member(conn, id)?;
+        crate::tokens::revoke_minted_by(conn, id, crate::time::now())?;
         diesel::delete(scim_users::table.filter(scim_users::id.eq(id))).execute(conn)?;
         owner_check.after::<ScimError>(conn, workspace_id)?;
         audit::record(

@@ -81,10 +81,18 @@ async fn create(
         .as_deref()
         .map(super::parse_lifetime)
         .transpose()?;
+    // A token minted by a person is theirs: it carries their authority and, unless asked
+    // otherwise, expires.
+    let minted_by = auth.acting_for.clone();
+    let lifetime = match (lifetime, &minted_by) {
+        (None, Some(_)) => Some(super::MINTED_LIFETIME),
+        (lifetime, _) => lifetime,
+    };
     let new = NewToken {
         name: body.name,
         scopes,
         lifetime,
+        minted_by,
     };
     let (workspace, audit) = (auth.workspace, auth.audit);
     let issued = store

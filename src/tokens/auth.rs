@@ -64,6 +64,9 @@ pub struct Authorized<S> {
     pub scopes: Scopes,
     /// The person calling through a session, with their roles and grants; None for a token.
     pub person: Option<Principal>,
+    /// The member whose authority the caller carries: the person of a session, or whoever
+    /// minted the token through a session. None for a token the operator made.
+    pub acting_for: Option<String>,
     pub audit: AuditContext,
     scope: PhantomData<S>,
 }
@@ -191,6 +194,7 @@ struct Caller {
     workspace: Workspace,
     scopes: Scopes,
     person: Option<Principal>,
+    acting_for: Option<String>,
     actor: Actor,
 }
 
@@ -200,10 +204,15 @@ async fn caller(request: &HttpRequest, slug: &str) -> Result<Caller, AuthError> 
     let is_api_token = bearer_token(request).is_ok_and(|t| t.starts_with(super::PREFIX));
     if is_api_token || crate::sessions::api::presented(request).is_none() {
         let (token, workspace) = authenticate_request(request).await?;
+        let scopes = match &token.minted_by {
+            Some(member_id) => minter_scopes(request, &workspace, member_id, token.scopes).await?,
+            None => token.scopes,
+        };
         return Ok(Caller {
             workspace,
-            scopes: token.scopes,
+            scopes,
             person: None,
+            acting_for: token.minted_by,
             actor: Actor::Token(token.id),
         });
     }
@@ -237,8 +246,30 @@ async fn caller(request: &HttpRequest, slug: &str) -> Result<Caller, AuthError> 
         scopes: Scopes::held_by_person(&roles, workspace.tracking_plan_approval),
         workspace,
         actor: Actor::Person(principal.member_id.clone()),
+        acting_for: Some(principal.member_id.clone()),
         person: Some(principal),
     })
+}
+
+/// A token minted by a person holds no more than that person's roles give now.
+async fn minter_scopes(
+    request: &HttpRequest,
+    workspace: &Workspace,
+    member_id: &str,
+    scopes: Scopes,
+) -> Result<Scopes, AuthError> {
+    let store = request
+        .app_data::<web::Data<Store>>()
+        .expect("the app registers its Store");
+    let (workspace_id, member_id) = (workspace.id.clone(), member_id.to_owned());
+    let roles = store
+        .run(move |conn| {
+            let roles = members::roles(conn, &workspace_id, &member_id)?;
+            Ok::<_, StoreError>(roles.iter().map(|r| r.role).collect::<Vec<Role>>())
+        })
+        .await?;
+    let held = Scopes::held_by_person(&roles, workspace.tracking_plan_approval);
+    Ok(scopes.intersection(&held))
 }
 
 impl<S> Authorized<S> {
@@ -287,6 +318,7 @@ impl<S: RequiredScope + 'static> FromRequest for Authorized<S> {
                 workspace: caller.workspace,
                 scopes: caller.scopes,
                 person: caller.person,
+                acting_for: caller.acting_for,
                 audit: AuditContext {
                     actor: caller.actor,
                     request_id,

@@ -34,6 +34,8 @@ const SECRET_LEN: usize = 43;
 const NAME_MAX: usize = 100;
 const DEFAULT_NAME: &str = "api token";
 /// The longest lifetime a token may be given; "never" is asked for by giving none.
+/// How long a token minted through a person's session lives unless the request says otherwise.
+pub const MINTED_LIFETIME: Duration = Duration::from_secs(90 * 24 * 3600);
 const MAX_LIFETIME: Duration = Duration::from_secs(10 * 366 * 24 * 3600);
 /// `last_used_at` is written at most this often per token, so that authenticating a request
 /// is not a database write every time.
@@ -146,6 +148,10 @@ impl Scopes {
         self.0.contains(&scope)
     }
 
+    pub fn intersection(&self, other: &Scopes) -> Scopes {
+        Scopes(self.0.intersection(&other.0).copied().collect())
+    }
+
     pub fn is_subset(&self, other: &Scopes) -> bool {
         self.0.is_subset(&other.0)
     }
@@ -194,6 +200,8 @@ pub struct ApiToken {
     pub revoked_at: Option<NaiveDateTime>,
     #[serde(serialize_with = "crate::time::serialize_option")]
     pub last_used_at: Option<NaiveDateTime>,
+    /// The member whose session minted it, whose authority it carries; None for the operator's.
+    pub minted_by: Option<String>,
 }
 
 impl ApiToken {
@@ -218,6 +226,7 @@ type TokenColumns = (
     api_tokens::expires_at,
     api_tokens::revoked_at,
     api_tokens::last_used_at,
+    api_tokens::minted_by,
 );
 const TOKEN_COLUMNS: TokenColumns = (
     api_tokens::id,
@@ -228,6 +237,7 @@ const TOKEN_COLUMNS: TokenColumns = (
     api_tokens::expires_at,
     api_tokens::revoked_at,
     api_tokens::last_used_at,
+    api_tokens::minted_by,
 );
 
 type TokenRow = (
@@ -239,10 +249,21 @@ type TokenRow = (
     Option<NaiveDateTime>,
     Option<NaiveDateTime>,
     Option<NaiveDateTime>,
+    Option<String>,
 );
 
 fn from_row(row: TokenRow) -> Result<ApiToken, TokenError> {
-    let (id, workspace_id, name, scopes, created_at, expires_at, revoked_at, last_used_at) = row;
+    let (
+        id,
+        workspace_id,
+        name,
+        scopes,
+        created_at,
+        expires_at,
+        revoked_at,
+        last_used_at,
+        minted_by,
+    ) = row;
     // Scopes are written by this module, so a row that does not parse means the data was damaged.
     let scopes = Scopes::parse(&scopes).map_err(|_| TokenError::CorruptScopes(id.clone()))?;
     Ok(ApiToken {
@@ -254,6 +275,7 @@ fn from_row(row: TokenRow) -> Result<ApiToken, TokenError> {
         expires_at,
         revoked_at,
         last_used_at,
+        minted_by,
     })
 }
 
@@ -330,6 +352,9 @@ pub struct NewToken {
     pub name: Option<String>,
     pub scopes: Scopes,
     pub lifetime: Option<Duration>,
+    /// The member minting it through a session (or through a token they minted); None for the
+    /// operator.
+    pub minted_by: Option<String>,
 }
 
 /// A freshly made token and its secret, which exists nowhere else: show it once and drop it.
@@ -374,6 +399,7 @@ pub fn create(
         expires_at,
         revoked_at: None,
         last_used_at: None,
+        minted_by: new.minted_by,
     };
     write_transaction(conn, |conn| {
         diesel::insert_into(api_tokens::table)
@@ -385,6 +411,7 @@ pub fn create(
                 api_tokens::scopes.eq(token.scopes.to_string()),
                 api_tokens::created_at.eq(token.created_at),
                 api_tokens::expires_at.eq(token.expires_at),
+                api_tokens::minted_by.eq(&token.minted_by),
             ))
             .execute(conn)?;
         audit::record(
@@ -434,6 +461,21 @@ pub fn find(
         .optional()?
         .map(from_row)
         .transpose()
+}
+
+/// Ends every live token a member minted (their deprovisioning). Returns how many were live.
+pub fn revoke_minted_by(
+    conn: &mut DbConnection,
+    member_id: &str,
+    now: NaiveDateTime,
+) -> QueryResult<usize> {
+    diesel::update(
+        api_tokens::table
+            .filter(api_tokens::minted_by.eq(member_id))
+            .filter(api_tokens::revoked_at.is_null()),
+    )
+    .set(api_tokens::revoked_at.eq(now))
+    .execute(conn)
 }
 
 #[derive(Debug)]
@@ -675,6 +717,7 @@ mod tests {
             expires_at: None,
             revoked_at: None,
             last_used_at: Some(now),
+            minted_by: None,
         };
         change(&mut api_token);
         let workspace = Workspace {

@@ -1180,7 +1180,7 @@ async fn deprovisioning_removes_access_and_reactivation_restores_the_least(datab
         .await;
     assert_eq!(
         log["events"][0]["details"]["access"],
-        json!({"roles_removed": ["admin"], "grants_removed": 1, "sessions_ended": 0})
+        json!({"roles_removed": ["admin"], "grants_removed": 1, "sessions_ended": 0, "tokens_revoked": 0})
     );
 
     // A deleted member's grants are gone with them.

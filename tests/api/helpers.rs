@@ -213,6 +213,7 @@ impl TestApp {
             name: None,
             scopes: Scopes::parse(scopes).expect("valid scopes"),
             lifetime: None,
+            minted_by: None,
         };
         tokens::create(
             &mut self.database.connect(),

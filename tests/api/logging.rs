@@ -67,6 +67,7 @@ async fn json_logs_carry_request_ids_and_no_secrets() {
             name: None,
             scopes,
             lifetime: None,
+            minted_by: None,
         };
         idgate::tokens::create(&mut conn, &workspace, new, &context)
             .unwrap()

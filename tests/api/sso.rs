@@ -28,6 +28,7 @@ on_both_databases!(
     a_session_ended_through_one_replica_is_refused_by_another,
     a_session_never_outlives_the_idps_session,
     a_workspaces_idp_speaks_for_no_one_in_another_workspace,
+    only_an_owner_makes_or_lowers_owners_and_minted_tokens_are_their_minters,
 );
 
 const IDP_ENTITY: &str = "http://www.okta.com/exk1test";
@@ -1233,4 +1234,204 @@ async fn a_workspaces_idp_speaks_for_no_one_in_another_workspace(database: TestD
     // And that session is victim's only: evil stays out of its reach.
     let (status, _) = as_person(&sso, "GET", "/api/v1/workspaces/evil", &real, &none).await;
     assert_eq!(status, 404);
+}
+
+async fn only_an_owner_makes_or_lowers_owners_and_minted_tokens_are_their_minters(
+    database: TestDatabase,
+) {
+    let sso = Sso::new(database).await;
+    let api = |path: &str| format!("/api/v1/workspaces/acme{path}");
+    let operator = &sso.admin.token;
+    let (status, _) = sso
+        .app
+        .send_json(
+            "PUT",
+            &api("/group-mappings/Engineering"),
+            operator,
+            &json!({"role": "admin"}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let login = sso
+        .login("acme", "ada@example.com")
+        .attribute("groups", &["Engineering"]);
+    let (_, _, ada, _) = sso
+        .post_here("acme", &sso.idp.response(&login, Signed::Both))
+        .await;
+    let ada = ada.unwrap();
+    let olga = sso.log_in("acme", "olga@example.com").await;
+    sso.log_in("acme", "bob@example.com").await;
+    let owner = json!({"roles": ["owner"]});
+    let (status, body) = sso
+        .app
+        .send_json(
+            "PUT",
+            &api("/members/olga@example.com/roles"),
+            operator,
+            &owner,
+        )
+        .await;
+    assert_eq!(
+        status, 200,
+        "the operator's token makes the first Owner: {body}"
+    );
+
+    // Ada, an Admin, can neither make herself an Owner nor lower Olga, directly or by mappings.
+    let member = json!({"roles": ["member"]});
+    let to_owner = json!({"role": "owner"});
+    let attempts = [
+        ("PUT", api("/members/ada@example.com/roles"), owner.clone()),
+        (
+            "PUT",
+            api("/members/olga@example.com/roles"),
+            member.clone(),
+        ),
+        ("PUT", api("/group-mappings/Engineering"), to_owner.clone()),
+        ("PUT", api("/group-mappings/Founders"), to_owner.clone()),
+    ];
+    for (method, path, body) in &attempts {
+        let (status, answer) = as_person(&sso, method, path, &ada, body).await;
+        assert_eq!(status, 403, "{method} {path}: {answer}");
+    }
+    // Nor through a token she mints: it is hers, expires in 90 days, and carries her authority.
+    let (status, minted) = as_person(
+        &sso,
+        "POST",
+        &api("/tokens"),
+        &ada,
+        &json!({"scopes": ["workspace:read", "workspace:write"]}),
+    )
+    .await;
+    assert_eq!(status, 201, "{minted}");
+    let (_, me) = sso.session(&ada).await;
+    assert_eq!(minted["minted_by"], me["member_id"]);
+    let expires = chrono::DateTime::parse_from_rfc3339(minted["expires_at"].as_str().unwrap())
+        .unwrap()
+        .to_utc();
+    assert_eq!((expires - chrono::Utc::now()).num_days(), 89);
+    let ada_token = minted["secret"].as_str().unwrap().to_owned();
+    for (method, path, body) in &attempts {
+        let (status, answer) = sso.app.send_json(method, path, &ada_token, body).await;
+        assert_eq!(status, 403, "{method} {path} by Ada's token: {answer}");
+    }
+    // What does not touch the owner role, an Admin still does.
+    let (status, body) = as_person(
+        &sso,
+        "PUT",
+        &api("/members/bob@example.com/roles"),
+        &ada,
+        &json!({"roles": ["member"]}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let (_, members) = sso.app.get(&api("/members"), operator).await;
+    let roles_of = |email: &str| -> Vec<String> {
+        members["members"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["user_name"] == email)
+            .unwrap()["roles"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["role"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(roles_of("olga@example.com"), ["owner"]);
+    assert_eq!(roles_of("ada@example.com"), ["admin"]);
+
+    // Olga, an Owner, does all of it, signed in or through a token she mints.
+    let (status, body) = as_person(
+        &sso,
+        "PUT",
+        &api("/members/ada@example.com/roles"),
+        &olga,
+        &owner,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let (_, olga_token) = as_person(
+        &sso,
+        "POST",
+        &api("/tokens"),
+        &olga,
+        &json!({"scopes": ["workspace:write"], "expires_in": "1d"}),
+    )
+    .await;
+    let olga_token = olga_token["secret"].as_str().unwrap();
+    let (status, body) = sso
+        .app
+        .send_json(
+            "PUT",
+            &api("/group-mappings/Founders"),
+            olga_token,
+            &to_owner,
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = sso
+        .app
+        .send_json(
+            "PUT",
+            &api("/members/ada@example.com/roles"),
+            olga_token,
+            &member,
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+
+    // Ada's token holds what her roles give now: without the Admin mapping, no writes.
+    let (status, _) = sso
+        .app
+        .send_json(
+            "DELETE",
+            &api("/group-mappings/Engineering"),
+            olga_token,
+            &json!({}),
+        )
+        .await;
+    assert_eq!(status, 204);
+    let (status, answer) = sso
+        .app
+        .send_json(
+            "PUT",
+            &api("/group-mappings/Sales"),
+            &ada_token,
+            &json!({"role": "member"}),
+        )
+        .await;
+    assert_eq!(status, 403, "{answer}");
+    assert_eq!(sso.app.get(&api(""), &ada_token).await.0, 200);
+
+    // Deprovisioned, Ada's tokens end with her sessions.
+    let ada_id = me["member_id"].as_str().unwrap();
+    let deactivate = json!({
+        "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+        "Operations": [{"op": "replace", "path": "active", "value": false}],
+    });
+    let (status, body) = sso
+        .app
+        .send_json(
+            "PATCH",
+            &format!("/scim/v2/Users/{ada_id}"),
+            operator,
+            &deactivate,
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(sso.app.get(&api(""), &ada_token).await.0, 401);
+    let lister = sso
+        .app
+        .token_for(&sso.admin.workspace, "tokens:write")
+        .secret;
+    let (_, listed) = sso.app.get(&api("/tokens"), &lister).await;
+    let ada_tokens: Vec<&Value> = listed["tokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["minted_by"] == ada_id)
+        .collect();
+    assert_eq!(ada_tokens.len(), 1);
+    assert_eq!(ada_tokens[0]["status"], "revoked");
 }
