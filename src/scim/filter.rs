@@ -11,6 +11,9 @@ use std::fmt;
 const MAX_DEPTH: usize = 32;
 /// Longer filters are refused before parsing.
 pub const MAX_LENGTH: usize = 8 * 1024;
+/// More comparisons than this are refused: IdPs send one or two, and each costs a scan of the
+/// workspace's values.
+pub const MAX_TERMS: usize = 16;
 
 /// `[urn:]name[.sub]`, as written (names are resolved against the schema later).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -159,6 +162,8 @@ struct Parser {
     end: usize,
     /// Inside `attr[...]`, where another value filter may not start.
     in_value_filter: bool,
+    /// Comparisons (`pr` included) read so far.
+    terms: usize,
 }
 
 impl Parser {
@@ -174,6 +179,7 @@ impl Parser {
             next: 0,
             end: input.chars().count(),
             in_value_filter: false,
+            terms: 0,
         })
     }
 
@@ -306,6 +312,10 @@ impl Parser {
 
     fn comparison(&mut self, path: AttrPath) -> Result<Filter, SyntaxError> {
         let at = self.position();
+        self.terms += 1;
+        if self.terms > MAX_TERMS {
+            return Err(self.error_at(at, format!("more than {MAX_TERMS} comparisons")));
+        }
         let op = match self.peek() {
             Some(Token::Word(word)) if word.eq_ignore_ascii_case("pr") => {
                 self.next += 1;
@@ -670,6 +680,14 @@ mod tests {
                 .contains("nested")
         );
         assert!(parse_filter(&"a".repeat(MAX_LENGTH + 1)).is_err());
+        let terms = |n: usize| vec!["a pr"; n].join(" or ");
+        assert!(parse_filter(&terms(MAX_TERMS)).is_ok());
+        assert!(
+            parse_filter(&terms(MAX_TERMS + 1))
+                .unwrap_err()
+                .message
+                .contains("comparisons")
+        );
         // Every prefix of a valid filter either parses or errors, never panics.
         let filter = r#"userType eq "Employee" and not (emails[type eq "work" and value co "@x"].display pr or é eq "\u00e9")"#;
         for end in (0..=filter.len()).filter(|end| filter.is_char_boundary(*end)) {
