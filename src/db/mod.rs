@@ -4,6 +4,7 @@
 //! Storage code returns `QueryResult` or [`StoreError`]; each capability maps those to its own error
 //! type, so a database "not found" becomes that capability's 404 and pool exhaustion a 503.
 
+pub mod budget;
 pub mod memo;
 pub mod prepared;
 pub mod raw;
@@ -191,6 +192,7 @@ impl ManageConnection for ConnectionManager {
             Backend::Sqlite => {
                 let mut conn = diesel::SqliteConnection::establish(self.url.sqlite_path())?;
                 conn.batch_execute(SQLITE_PRAGMAS)
+                    .and_then(|()| budget::register(&mut conn))
                     .map_err(ConnectionError::CouldntSetupConfiguration)?;
                 Ok(DbConnection::Sqlite(conn))
             }
@@ -224,6 +226,14 @@ pub enum StoreError {
     /// A stored value that no longer reads (a key that will not parse): the detail is logged.
     #[error("stored data cannot be used")]
     Corrupt(String),
+    /// A query the client shaped ran past its time budget (see [`budget`]).
+    #[error(
+        "the query would take longer than this service allows: use fewer or simpler conditions"
+    )]
+    OverBudget,
+    /// The workspace already runs as many budgeted queries as it may at once.
+    #[error("this workspace already runs as many costly queries as it may at once: try again")]
+    CostlyQueriesRunning,
 }
 
 impl From<DieselError> for StoreError {
@@ -232,6 +242,13 @@ impl From<DieselError> for StoreError {
             DieselError::NotFound => StoreError::NotFound,
             DieselError::DatabaseError(DatabaseErrorKind::ClosedConnection, _) => {
                 StoreError::Unavailable(Box::new(error))
+            }
+            DieselError::DatabaseError(_, ref info)
+                if info
+                    .message()
+                    .contains("canceling statement due to statement timeout") =>
+            {
+                StoreError::OverBudget
             }
             // SQLite reports a busy timeout as a generic error; it is load, not a fault.
             DieselError::DatabaseError(_, ref info)
@@ -261,6 +278,8 @@ impl actix_web::ResponseError for StoreError {
         use actix_web::http::StatusCode;
         match self {
             StoreError::NotFound => StatusCode::NOT_FOUND,
+            StoreError::OverBudget => StatusCode::BAD_REQUEST,
+            StoreError::CostlyQueriesRunning => StatusCode::TOO_MANY_REQUESTS,
             StoreError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             StoreError::Query(_) | StoreError::TaskFailed | StoreError::Corrupt(_) => {
                 StatusCode::INTERNAL_SERVER_ERROR
@@ -271,6 +290,8 @@ impl actix_web::ResponseError for StoreError {
     fn error_response(&self) -> actix_web::HttpResponse {
         let code = match self {
             StoreError::NotFound => "not_found",
+            StoreError::OverBudget => "too_costly",
+            StoreError::CostlyQueriesRunning => "rate_limited",
             StoreError::Unavailable(_) => "unavailable",
             StoreError::Query(_) | StoreError::TaskFailed => "internal",
             StoreError::Corrupt(detail) => {

@@ -47,6 +47,10 @@ impl<ST> RawSql<ST> {
         self
     }
 
+    pub fn is_reusable(&self) -> bool {
+        self.reusable
+    }
+
     pub fn sql(mut self, sql: &'static str) -> Self {
         self.parts.push(Part::Sql(sql));
         self

@@ -17,9 +17,8 @@ use super::schema::ResourceKind;
 use super::store::etag;
 use super::users::{self, StoredUser};
 use crate::audit::{Actor, AuditContext};
-use crate::db::DbConnection;
-use crate::db::Store;
 use crate::db::memo::{DataVersion, Memo};
+use crate::db::{DbConnection, Store, budget};
 use crate::ratelimit::RateLimiter;
 use crate::tokens::auth::AuthError;
 use crate::tokens::{self, ApiToken, Scope};
@@ -721,7 +720,8 @@ pub async fn list(
                 page.offset = (page.offset - before.0).max(0);
                 page.limit -= before.1;
                 let limit = page.limit;
-                let (resources, total) = match kind {
+                let read = |conn: &mut DbConnection| -> Result<_, ScimError> {
+                    Ok(match kind {
                     ResourceKind::User => {
                         let (total, found) = users::list(conn, &t.workspace_id, &page)?;
                         let ids: Vec<String> = found.iter().map(|user| user.id.clone()).collect();
@@ -737,6 +737,12 @@ pub async fn list(
                         let (total, found) = groups::list(conn, &t.workspace_id, &page)?;
                         (Found::Groups(found), total)
                     }
+                    })
+                };
+                let (resources, total) = if page.is_budgeted() {
+                    budget::within(conn, &t.workspace_id, budget::QUERY_BUDGET, read)?
+                } else {
+                    read(conn)?
                 };
                 let found = Arc::new(FoundPage {
                     resources,

@@ -80,7 +80,9 @@ impl ScimError {
         match self {
             ScimError::BadRequest { scim_type, .. } => Some(*scim_type),
             ScimError::Conflict(_) => Some(ScimType::Uniqueness),
-            ScimError::PayloadTooLarge(_) => Some(ScimType::TooMany),
+            ScimError::PayloadTooLarge(_) | ScimError::Store(StoreError::OverBudget) => {
+                Some(ScimType::TooMany)
+            }
             _ => None,
         }
     }
@@ -138,6 +140,9 @@ impl ResponseError for ScimError {
         }
         if let ScimError::Auth(AuthError::RateLimited(seconds)) = self {
             response.insert_header((RETRY_AFTER, *seconds));
+        }
+        if let ScimError::Store(StoreError::CostlyQueriesRunning) = self {
+            response.insert_header((RETRY_AFTER, 1));
         }
         response.body(body.to_string())
     }

@@ -348,6 +348,7 @@ fn apply_plain(
                             existing.push(item);
                         }
                     }
+                    resource::check_value_count(top, existing.len())?;
                     settle_primary(existing, first_added);
                 }
                 // Adding to a single complex value merges its sub-attributes.

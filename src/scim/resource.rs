@@ -102,6 +102,24 @@ pub fn set_checked(
     Ok(())
 }
 
+/// The most values one multi-valued attribute may hold (group members aside, which live in a
+/// table of their own): each is a row of the value index that filters scan.
+pub const MAX_VALUES: usize = 100;
+
+/// Refuses a multi-valued attribute with more than [`MAX_VALUES`] values.
+pub fn check_value_count(attribute: &Attribute, count: usize) -> Result<(), ScimError> {
+    if count > MAX_VALUES && attribute.name != "members" {
+        return Err(ScimError::bad(
+            ScimType::TooMany,
+            format!(
+                "{} has {count} values; at most {MAX_VALUES} are kept",
+                attribute.name
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// The value as stored, or None for "no value" (null, an empty array, an empty object).
 pub fn coerce(attribute: &Attribute, value: &Value) -> Result<Option<Value>, ScimError> {
     if value.is_null() {
@@ -112,6 +130,7 @@ pub fn coerce(attribute: &Attribute, value: &Value) -> Result<Option<Value>, Sci
             Value::Array(items) => items.iter().collect(),
             single => vec![single],
         };
+        check_value_count(attribute, items.len())?;
         let mut values = Vec::new();
         for item in items {
             if let Some(value) = coerce_single(attribute, item)? {

@@ -88,6 +88,16 @@ pub struct Page {
     pub after: Option<i64>,
 }
 
+impl Page {
+    /// Whether the filter's cost is the client's to choose (anything but a one-`eq` lookup), so
+    /// that its query runs within [`crate::db::budget`].
+    pub fn is_budgeted(&self) -> bool {
+        self.condition
+            .as_ref()
+            .is_some_and(|condition| !condition.is_reusable())
+    }
+}
+
 /// Loads one page of a SCIM resource table (`scim_users` or `scim_groups`) in a workspace: the
 /// number of resources matching, then the page in the requested order, ties broken by creation.
 ///
@@ -104,6 +114,8 @@ macro_rules! list_page {
                     $crate::db::raw::RawSql::<diesel::sql_types::Bool>::default()
                         .sql("workspace_id || '' = ")
                         .text($workspace_id)
+                        .sql(" AND ")
+                        .sql($crate::db::budget::WITHIN_BUDGET)
                         .reusable(),
                 )
                 .filter(condition.clone())

@@ -9,7 +9,10 @@ use serde_json::{Value, json};
 use crate::helpers::{TestApp, TestDatabase};
 use crate::on_both_databases;
 
-on_both_databases!(hostile_bodies_get_a_4xx_and_change_nothing);
+on_both_databases!(
+    hostile_bodies_get_a_4xx_and_change_nothing,
+    costly_filters_are_refused_and_a_query_stops_at_its_budget,
+);
 
 /// What an endpoint answers errors with.
 #[derive(Clone, Copy, Debug)]
@@ -243,4 +246,141 @@ async fn a_client_that_never_finishes_its_body_is_cut_off() {
     let (status, users) = app.get("/scim/v2/Users", &tenant.token).await;
     assert_eq!(status, 200);
     assert_eq!(users["totalResults"], 0);
+}
+
+/// A filter's cost is the client's to choose: too many comparisons are refused before any query,
+/// value filters cost one lookup per element, and a query that runs long ends at its budget.
+async fn costly_filters_are_refused_and_a_query_stops_at_its_budget(database: TestDatabase) {
+    use idgate::db::StoreError;
+    use idgate::db::budget::{WITHIN_BUDGET, within};
+    use std::time::{Duration, Instant};
+
+    let app = TestApp::spawn(database).await;
+    let tenant = app.tenant("acme", "scim");
+    for n in 0..3 {
+        let user = json!({
+            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+            "userName": format!("user{n}"),
+            "emails": [{"value": format!("user{n}@example.com"), "type": "work"}],
+        });
+        let (status, body) = app
+            .send_json("POST", "/scim/v2/Users", &tenant.token, &user)
+            .await;
+        assert_eq!(status, 201, "{body}");
+    }
+    let list = |filter: String| {
+        let app = &app;
+        let token = tenant.token.clone();
+        async move {
+            let query: String = url::form_urlencoded::byte_serialize(filter.as_bytes()).collect();
+            app.get(&format!("/scim/v2/Users?filter={query}"), &token)
+                .await
+        }
+    };
+    // About 120 or-ed terms used to reach the database and fail there with a 500.
+    let many = (0..120)
+        .map(|n| format!("userName eq \"user{n}\""))
+        .collect::<Vec<_>>()
+        .join(" or ");
+    let (status, refused) = list(many).await;
+    assert_eq!(status, 400, "{refused}");
+    assert_eq!(refused["scimType"], "invalidFilter", "{refused}");
+    assert!(refused["detail"].as_str().unwrap().contains("comparisons"));
+    // Negated value filters, or-ed, answer correctly.
+    let negated = (0..3)
+        .map(|n| format!("emails[not (value co \"user{n}@\")]"))
+        .collect::<Vec<_>>()
+        .join(" and ");
+    let (status, none) = list(negated).await;
+    assert_eq!(
+        (status, none["totalResults"].clone()),
+        (200, json!(0)),
+        "{none}"
+    );
+    let (status, two) =
+        list("emails[not (value co \"user0@\")] or emails[not (value co \"user0@\")]".to_owned())
+            .await;
+    assert_eq!(
+        (status, two["totalResults"].clone()),
+        (200, json!(2)),
+        "{two}"
+    );
+
+    // A resource keeps at most 100 values of one attribute, however they arrive.
+    let emails = |range: std::ops::Range<usize>| -> Vec<Value> {
+        range
+            .map(|n| json!({"value": format!("alias{n}@example.com")}))
+            .collect()
+    };
+    let crowded = json!({
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+        "userName": "crowded",
+        "emails": emails(0..101),
+    });
+    let (status, refused) = app
+        .send_json("POST", "/scim/v2/Users", &tenant.token, &crowded)
+        .await;
+    assert_eq!(
+        (status, refused["scimType"].clone()),
+        (400, json!("tooMany"))
+    );
+    let mut full = crowded.clone();
+    full["emails"] = json!(emails(0..100));
+    let (status, created) = app
+        .send_json("POST", "/scim/v2/Users", &tenant.token, &full)
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let add_one = json!({
+        "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+        "Operations": [{"op": "add", "path": "emails", "value": emails(100..101)}],
+    });
+    let path = format!("/scim/v2/Users/{}", created["id"].as_str().unwrap());
+    let (status, refused) = app.send_json("PATCH", &path, &tenant.token, &add_one).await;
+    assert_eq!(
+        (status, refused["scimType"].clone()),
+        (400, json!("tooMany"))
+    );
+
+    // A query that would run for minutes ends at its budget, on either database.
+    let mut conn = app.database.connect();
+    let endless = match app.database.backend {
+        idgate::db::Backend::Sqlite => format!(
+            "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c \
+             WHERE x < 10000000000 AND {WITHIN_BUDGET}) SELECT count(*) FROM c"
+        ),
+        idgate::db::Backend::Postgres => {
+            format!("SELECT count(*) FROM generate_series(1, 10000000000) WHERE {WITHIN_BUDGET}")
+        }
+    };
+    let started = Instant::now();
+    let outcome = within(&mut conn, "acme", Duration::from_millis(200), |conn| {
+        diesel::RunQueryDsl::execute(diesel::sql_query(&endless), conn).map_err(StoreError::from)
+    });
+    assert!(
+        matches!(outcome, Err(StoreError::OverBudget)),
+        "{outcome:?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+
+    // One workspace runs at most three budgeted queries at once; others are not held up.
+    let budget = Duration::from_secs(1);
+    let nested = within(&mut conn, "busy", budget, |conn| {
+        within(conn, "busy", budget, |conn| {
+            within(conn, "busy", budget, |conn| {
+                let fourth = within(conn, "busy", budget, |_| Ok::<_, StoreError>(()));
+                let elsewhere = within(conn, "quiet", budget, |_| Ok::<_, StoreError>(()));
+                Ok::<_, StoreError>((fourth, elsewhere))
+            })
+        })
+    })
+    .unwrap();
+    assert!(
+        matches!(nested, (Err(StoreError::CostlyQueriesRunning), Ok(()))),
+        "{nested:?}"
+    );
+    assert!(within(&mut conn, "busy", budget, |_| Ok::<_, StoreError>(())).is_ok());
 }

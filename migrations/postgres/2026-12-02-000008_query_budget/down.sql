@@ -1,0 +1,1 @@
+DROP FUNCTION idgate_within_budget();
