@@ -110,19 +110,26 @@ async fn permissions(
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, AccessError> {
     let (_, member) = path.into_inner();
+    let viewer = Viewer::of(&auth);
     let workspace = auth.workspace;
     let body = store
         .run(move |conn| {
             let member = members::require(conn, &workspace.id, &member)?;
             let principal = members::principal(conn, &workspace.id, &member)?;
             let all = resources::list(conn, &workspace.id)?;
-            Ok::<_, AccessError>(explain(&workspace, &principal, &all))
+            Ok::<_, AccessError>(explain(&workspace, &principal, &all, &viewer))
         })
         .await?;
     Ok(HttpResponse::Ok().json(body))
 }
 
-fn explain(workspace: &Workspace, principal: &Principal, all: &[Resource]) -> Value {
+/// `principal`'s permissions, with the resources `viewer` may learn about.
+fn explain(
+    workspace: &Workspace,
+    principal: &Principal,
+    all: &[Resource],
+    viewer: &Viewer,
+) -> Value {
     let now = crate::time::now();
     let by_id: BTreeMap<&str, &Resource> = all.iter().map(|r| (r.id.as_str(), r)).collect();
     let matrix: BTreeMap<&str, Decision> = Action::ALL
@@ -136,11 +143,12 @@ fn explain(workspace: &Workspace, principal: &Principal, all: &[Resource]) -> Va
         .collect();
     let resources: Vec<Value> = all
         .iter()
-        .map(|resource| {
-            let target = target_of(resource, &by_id);
+        .map(|resource| target_of(resource, &by_id))
+        .filter(|target| viewer.sees(*target, now))
+        .map(|target| {
             let effective = principal.level_on(target, now);
             json!({
-                "resource": resource,
+                "resource": target.resource,
                 "level": effective.level,
                 "basis": effective.basis,
                 "grants": effective.grants,
@@ -269,6 +277,35 @@ fn resource_scope(kind: ResourceKind, write: bool) -> Scope {
     if write { change } else { read }
 }
 
+/// What of the workspace's resources a caller may learn about, whoever the answer concerns: the
+/// kinds its scopes read, and for a person only what their own levels do not hide (No Access).
+/// A resource outside that is not named to them, in lists, explanations or decisions.
+struct Viewer {
+    readable: BTreeSet<ResourceKind>,
+    person: Option<Principal>,
+}
+
+impl Viewer {
+    fn of<S>(auth: &Authorized<S>) -> Viewer {
+        Viewer {
+            readable: ResourceKind::ALL
+                .iter()
+                .copied()
+                .filter(|kind| auth.scopes.contains(resource_scope(*kind, false)))
+                .collect(),
+            person: auth.person.clone(),
+        }
+    }
+
+    fn sees(&self, target: Target<'_>, now: NaiveDateTime) -> bool {
+        self.readable.contains(&target.resource.kind)
+            && self
+                .person
+                .as_ref()
+                .is_none_or(|person| person.level_on(target, now).level > Level::NoAccess)
+    }
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ResourceQuery {
@@ -290,39 +327,37 @@ async fn list_resources(
         Some(kind) => vec![kind],
         None => ResourceKind::ALL.to_vec(),
     };
-    // A token sees the kinds its scopes let it read; asking for one it cannot read is a 403.
-    let readable: BTreeSet<ResourceKind> = kinds
-        .iter()
-        .copied()
-        .filter(|kind| auth.scopes.contains(resource_scope(*kind, false)))
-        .collect();
-    if readable.is_empty() {
+    // A caller sees the kinds its scopes let it read; asking for one it cannot read is a 403.
+    let viewer = Viewer::of(&auth);
+    if !kinds.iter().any(|kind| viewer.readable.contains(kind)) {
         auth.require(resource_scope(kinds[0], false))?;
     }
     let workspace_id = auth.workspace.id;
-    let person = auth.person;
     let listed = store
         .run(move |conn| {
             let all = resources::list(conn, &workspace_id)?;
-            // A person sees what their levels let them see, as `visible_to` would show.
-            let viewer = match (&query.visible_to, person) {
-                (Some(member), _) => {
+            // Whose levels to show: `visible_to`'s, else a person's own. Either way only what
+            // the caller may see is listed.
+            let subject = match &query.visible_to {
+                Some(member) => {
                     let member = members::require(conn, &workspace_id, member)?;
                     Some(members::principal(conn, &workspace_id, &member)?)
                 }
-                (None, person) => person,
+                None => viewer.person.clone(),
             };
             let now = crate::time::now();
             let by_id: BTreeMap<&str, &Resource> = all.iter().map(|r| (r.id.as_str(), r)).collect();
             let listed: Vec<Value> = all
                 .iter()
-                .filter(|r| readable.contains(&r.kind))
+                .filter(|r| kinds.contains(&r.kind))
                 .filter(|r| label.as_ref().is_none_or(|label| r.labels.contains(label)))
-                .filter_map(|r| match &viewer {
-                    None => Some(json!(r)),
-                    Some(viewer) => {
-                        let level = viewer.level_on(target_of(r, &by_id), now).level;
-                        let mut shown = json!(r);
+                .map(|r| target_of(r, &by_id))
+                .filter(|target| viewer.sees(*target, now))
+                .filter_map(|target| match &subject {
+                    None => Some(json!(target.resource)),
+                    Some(subject) => {
+                        let level = subject.level_on(target, now).level;
+                        let mut shown = json!(target.resource);
                         shown["level"] = json!(level);
                         (level > Level::NoAccess).then_some(shown)
                     }
@@ -610,26 +645,56 @@ async fn authorize(
                 .to_owned(),
         )
     })?;
+    let viewer = Viewer::of(&auth);
     let workspace = auth.workspace;
-    match body {
-        AuthorizeBody::One(check) => {
-            let mut decisions = store
-                .run(move |conn| decide_all(conn, &cache, &workspace.id, vec![check]))
-                .await?;
-            Ok(HttpResponse::Ok().json(decisions.remove(0)))
+    let (checks, batch) = match body {
+        AuthorizeBody::One(check) => (vec![check], false),
+        AuthorizeBody::Batch { checks } if checks.len() > MAX_CHECKS => {
+            return Err(AccessError::Invalid(format!(
+                "at most {MAX_CHECKS} checks per request"
+            )));
         }
-        AuthorizeBody::Batch { checks } => {
-            if checks.len() > MAX_CHECKS {
-                return Err(AccessError::Invalid(format!(
-                    "at most {MAX_CHECKS} checks per request"
-                )));
-            }
-            let decisions = store
-                .run(move |conn| decide_all(conn, &cache, &workspace.id, checks))
-                .await?;
-            Ok(HttpResponse::Ok().json(json!({ "results": decisions })))
+        AuthorizeBody::Batch { checks } => (checks, true),
+    };
+    let mut decisions = store
+        .run(move |conn| {
+            require_visible(conn, &workspace.id, &viewer, &checks)?;
+            decide_all(conn, &cache, &workspace.id, checks)
+        })
+        .await?;
+    Ok(if batch {
+        HttpResponse::Ok().json(json!({ "results": decisions }))
+    } else {
+        HttpResponse::Ok().json(decisions.remove(0))
+    })
+}
+
+/// Refuses checks about a resource the caller may not see as if it did not exist: a decision
+/// names the resource and says how the subject reaches it.
+fn require_visible(
+    conn: &mut DbConnection,
+    workspace_id: &str,
+    viewer: &Viewer,
+    checks: &[Check],
+) -> Result<(), AccessError> {
+    let named: BTreeSet<String> = checks.iter().filter_map(|c| c.resource.clone()).collect();
+    if named.is_empty() {
+        return Ok(());
+    }
+    let found = resources::load_with_sources(conn, workspace_id, &named)?;
+    let now = crate::time::now();
+    for id in &named {
+        let visible = found.get(id).is_some_and(|resource| {
+            let target = Target::with_source(resource, |source| found.get(source));
+            viewer.sees(target, now)
+        });
+        if !visible {
+            return Err(AccessError::Invalid(format!(
+                "no resource {id:?} in this workspace that you may read"
+            )));
         }
     }
+    Ok(())
 }
 
 /// The access review: every member with roles and grants (with justification, approver and review

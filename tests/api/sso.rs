@@ -29,6 +29,7 @@ on_both_databases!(
     a_session_never_outlives_the_idps_session,
     a_workspaces_idp_speaks_for_no_one_in_another_workspace,
     only_an_owner_makes_or_lowers_owners_and_minted_tokens_are_their_minters,
+    a_resource_hidden_from_someone_is_named_to_them_nowhere,
 );
 
 const IDP_ENTITY: &str = "http://www.okta.com/exk1test";
@@ -1434,4 +1435,124 @@ async fn only_an_owner_makes_or_lowers_owners_and_minted_tokens_are_their_minter
         .collect();
     assert_eq!(ada_tokens.len(), 1);
     assert_eq!(ada_tokens[0]["status"], "revoked");
+}
+
+/// No Access hides a resource from a person everywhere their view is shown: in lists of what
+/// others see, in explanations of others' permissions and in decisions about others. Callers
+/// without a resource kind's read scope learn nothing of its resources either.
+async fn a_resource_hidden_from_someone_is_named_to_them_nowhere(database: TestDatabase) {
+    let sso = Sso::new(database).await;
+    let api = |path: &str| format!("/api/v1/workspaces/acme{path}");
+    let token = &sso.admin.token;
+    let bob = sso.log_in("acme", "bob@example.com").await;
+    sso.log_in("acme", "ada@example.com").await;
+    for (email, role) in [("bob@example.com", "member"), ("ada@example.com", "admin")] {
+        let path = api(&format!("/members/{email}/roles"));
+        let (status, body) = sso
+            .app
+            .send_json("PUT", &path, token, &json!({ "roles": [role] }))
+            .await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let (_, prod) = sso
+        .app
+        .send_json(
+            "POST",
+            &api("/resources"),
+            token,
+            &json!({"kind": "source", "name": "prod-secret-name"}),
+        )
+        .await;
+    let prod = prod["id"].as_str().unwrap().to_owned();
+    let grant = json!({"member": "bob@example.com", "resource": prod, "level": "no_access"});
+    let (status, body) = sso
+        .app
+        .send_json("POST", &api("/grants"), token, &grant)
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let about_prod =
+        json!({"subject": "ada@example.com", "action": "sources.edit", "resource": prod});
+    let none = json!({});
+
+    // Bob, signed in: what Ada sees, her permissions, a decision about her. None names prod.
+    let (status, listed) = as_person(
+        &sso,
+        "GET",
+        &api("/resources?visible_to=ada@example.com"),
+        &bob,
+        &none,
+    )
+    .await;
+    assert_eq!(status, 200, "{listed}");
+    assert!(!listed.to_string().contains("prod-secret-name"), "{listed}");
+    let (status, explained) = as_person(
+        &sso,
+        "GET",
+        &api("/members/ada@example.com/permissions"),
+        &bob,
+        &none,
+    )
+    .await;
+    assert_eq!(status, 200, "{explained}");
+    assert!(
+        !explained.to_string().contains("prod-secret-name"),
+        "{explained}"
+    );
+    let (status, decided) = as_person(&sso, "POST", &api("/authorize"), &bob, &about_prod).await;
+    assert_eq!(status, 400, "{decided}");
+    assert!(
+        !decided.to_string().contains("prod-secret-name"),
+        "{decided}"
+    );
+    let batch = json!({"checks": [about_prod.clone()]});
+    let (status, decided) = as_person(&sso, "POST", &api("/authorize"), &bob, &batch).await;
+    assert_eq!(status, 400, "{decided}");
+
+    // A token that reads the workspace but not sources: the same.
+    let reader = sso
+        .app
+        .token_for(&sso.admin.workspace, "workspace:read")
+        .secret;
+    let (status, explained) = sso
+        .app
+        .get(&api("/members/ada@example.com/permissions"), &reader)
+        .await;
+    assert_eq!(status, 200, "{explained}");
+    assert_eq!(explained["resources"], json!([]), "{explained}");
+    let (status, decided) = sso
+        .app
+        .send_json("POST", &api("/authorize"), &reader, &about_prod)
+        .await;
+    assert_eq!(status, 400, "{decided}");
+    let about_team = json!({"subject": "ada@example.com", "action": "team.manage"});
+    let (status, decided) = sso
+        .app
+        .send_json("POST", &api("/authorize"), &reader, &about_team)
+        .await;
+    assert_eq!(
+        (status, decided["allowed"].clone()),
+        (200, json!(true)),
+        "{decided}"
+    );
+
+    // Whoever may see prod gets the whole answer.
+    let (status, decided) = sso
+        .app
+        .send_json("POST", &api("/authorize"), token, &about_prod)
+        .await;
+    assert_eq!(status, 200, "{decided}");
+    assert!(
+        decided["reason"]
+            .as_str()
+            .unwrap()
+            .contains("prod-secret-name")
+    );
+    let (_, explained) = sso
+        .app
+        .get(&api("/members/ada@example.com/permissions"), token)
+        .await;
+    assert!(
+        explained.to_string().contains("prod-secret-name"),
+        "{explained}"
+    );
 }
