@@ -390,8 +390,7 @@ async fn create_resource(
         // For a person, connecting a destination is editing its source.
         authorized_resource(&auth, &store, source_id.clone(), Level::ReadWrite).await?;
     }
-    let workspace_id = auth.workspace.id;
-    let audit = auth.audit;
+    let (workspace_id, person, audit) = (auth.workspace.id, auth.person, auth.audit);
     let new = NewResource {
         kind: body.kind,
         name: body.name,
@@ -399,13 +398,71 @@ async fn create_resource(
         labels: body.labels,
     };
     let (resource, write_key) = store
-        .run(move |conn| resources::create(conn, &workspace_id, new, &audit))
+        .run(move |conn| {
+            if let Some(person) = &person {
+                let unlabelled = Resource {
+                    id: String::new(),
+                    kind: new.kind,
+                    name: new.name.clone(),
+                    source_id: new.source_id.clone(),
+                    labels: Vec::new(),
+                };
+                check_labels(conn, &workspace_id, person, &unlabelled, &new.labels)?;
+            }
+            resources::create(conn, &workspace_id, new, &audit)
+        })
         .await?;
     let mut shown = json!(resource);
     if let Some(key) = write_key {
         shown["write_key"] = json!(key);
     }
     Ok(HttpResponse::Created().json(shown))
+}
+
+/// Labels grant access, so a person may give a resource only labels that give them no more on
+/// it than they hold now (Read & Write cannot move a source under a label where they have Full
+/// Access); and only an Owner brings a new label into use, as Owners manage the workspace's labels.
+fn check_labels(
+    conn: &mut DbConnection,
+    workspace_id: &str,
+    person: &Principal,
+    resource: &Resource,
+    labels: &BTreeSet<Label>,
+) -> Result<(), AccessError> {
+    let source = match &resource.source_id {
+        Some(source_id) => resources::find(conn, workspace_id, source_id)?,
+        None => None,
+    };
+    let now = crate::time::now();
+    let level = |resource: &Resource| {
+        let target = Target {
+            resource,
+            source: source.as_ref(),
+        };
+        person.level_on(target, now).level
+    };
+    let relabelled = Resource {
+        labels: labels.iter().cloned().collect(),
+        ..resource.clone()
+    };
+    let (before, after) = (level(resource), level(&relabelled));
+    if after > before {
+        return Err(AccessError::Forbidden(format!(
+            "these labels would give you {after} on the resource, where you hold {before}; \
+             changing labels needs the level they grant"
+        )));
+    }
+    let is_owner = person.roles.iter().any(|r| r.role == Role::Owner);
+    if !is_owner {
+        let in_use = resources::labels_in_use(conn, workspace_id)?;
+        if let Some(new) = labels.difference(&in_use).next() {
+            return Err(AccessError::Forbidden(format!(
+                "only an Owner brings a new label into use ({})",
+                new.as_str()
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Loads a resource and checks the caller may act on it with `needed`: a token by the scope of
@@ -474,16 +531,20 @@ async fn change_resource(
     body: web::Json<ResourceChangeBody>,
 ) -> Result<HttpResponse, AccessError> {
     let (_, id) = path.into_inner();
-    authorized_resource(&auth, &store, id.clone(), Level::ReadWrite).await?;
+    let current = authorized_resource(&auth, &store, id.clone(), Level::ReadWrite).await?;
     let body = body.into_inner();
     let changes = ResourceChanges {
         name: body.name,
         labels: body.labels,
     };
-    let workspace_id = auth.workspace.id;
-    let audit = auth.audit;
+    let (workspace_id, person, audit) = (auth.workspace.id, auth.person, auth.audit);
     let resource = store
-        .run(move |conn| resources::update(conn, &workspace_id, &id, changes, &audit))
+        .run(move |conn| {
+            if let (Some(person), Some(labels)) = (&person, &changes.labels) {
+                check_labels(conn, &workspace_id, person, &current, labels)?;
+            }
+            resources::update(conn, &workspace_id, &id, changes, &audit)
+        })
         .await?;
     Ok(HttpResponse::Ok().json(resource))
 }

@@ -8,9 +8,9 @@ use chrono::{NaiveDate, NaiveDateTime};
 use diesel::prelude::*;
 use serde_json::json;
 
-use super::AccessError;
 use super::decide::{Grant, GrantSubject, GrantTarget};
 use super::model::{Label, Level};
+use super::{AccessError, corrupt};
 use crate::audit::{self, AuditContext, Event, Target};
 use crate::db::schema::grants;
 use crate::db::{DbConnection, write_transaction};
@@ -56,10 +56,6 @@ const GRANT_COLUMNS: (
     grants::review_date,
     grants::created_at,
 );
-
-fn corrupt(what: String) -> diesel::result::Error {
-    diesel::result::Error::DeserializationError(what.into())
-}
 
 fn from_row(row: GrantRow) -> QueryResult<Grant> {
     let (

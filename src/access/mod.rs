@@ -81,3 +81,8 @@ impl ResponseError for AccessError {
 pub fn parse<T: std::str::FromStr<Err = String>>(raw: &str) -> Result<T, AccessError> {
     raw.parse().map_err(AccessError::Invalid)
 }
+
+/// A stored value of this room that no longer parses: the data was damaged.
+fn corrupt(what: String) -> diesel::result::Error {
+    diesel::result::Error::DeserializationError(what.into())
+}

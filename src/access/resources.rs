@@ -9,9 +9,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use diesel::prelude::*;
 use serde_json::json;
 
-use super::AccessError;
 use super::decide::Resource;
 use super::model::{Label, ResourceKind};
+use super::{AccessError, corrupt};
 use crate::audit::{self, AuditContext, Event, Target};
 use crate::db::schema::{resource_labels, resources};
 use crate::db::{DbConnection, write_transaction};
@@ -43,18 +43,14 @@ fn with_labels(conn: &mut DbConnection, rows: Vec<ResourceRow>) -> QueryResult<V
         .select((resource_labels::resource_id, resource_labels::label))
         .load::<(String, String)>(conn)?
     {
-        let label = label
-            .parse()
-            .map_err(|e: String| diesel::result::Error::DeserializationError(e.into()))?;
+        let label = label.parse().map_err(corrupt)?;
         labels.entry(id).or_default().push(label);
     }
     rows.into_iter()
         .map(|(id, kind, name, source_id)| {
             Ok(Resource {
                 labels: labels.remove(&id).unwrap_or_default(),
-                kind: kind
-                    .parse()
-                    .map_err(|e: String| diesel::result::Error::DeserializationError(e.into()))?,
+                kind: kind.parse().map_err(corrupt)?,
                 id,
                 name,
                 source_id,
@@ -97,6 +93,28 @@ pub fn list(conn: &mut DbConnection, workspace_id: &str) -> QueryResult<Vec<Reso
         .select(RESOURCE_COLUMNS)
         .load(conn)?;
     with_labels(conn, rows)
+}
+
+/// The labels in use in the workspace: on a resource, or named by a grant.
+pub fn labels_in_use(conn: &mut DbConnection, workspace_id: &str) -> QueryResult<BTreeSet<Label>> {
+    use crate::db::schema::grants;
+    let mut names: Vec<String> = resource_labels::table
+        .filter(resource_labels::workspace_id.eq(workspace_id))
+        .select(resource_labels::label)
+        .distinct()
+        .load(conn)?;
+    names.extend(
+        grants::table
+            .filter(grants::workspace_id.eq(workspace_id))
+            .filter(grants::label.is_not_null())
+            .select(grants::label.assume_not_null())
+            .distinct()
+            .load::<String>(conn)?,
+    );
+    names
+        .iter()
+        .map(|name| name.parse().map_err(corrupt))
+        .collect()
 }
 
 /// Resources by id, with the sources of any destinations among them, keyed by id; ids of other

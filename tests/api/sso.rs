@@ -30,6 +30,7 @@ on_both_databases!(
     a_workspaces_idp_speaks_for_no_one_in_another_workspace,
     only_an_owner_makes_or_lowers_owners_and_minted_tokens_are_their_minters,
     a_resource_hidden_from_someone_is_named_to_them_nowhere,
+    labels_grant_nothing_to_whoever_applies_them,
 );
 
 const IDP_ENTITY: &str = "http://www.okta.com/exk1test";
@@ -1555,4 +1556,83 @@ async fn a_resource_hidden_from_someone_is_named_to_them_nowhere(database: TestD
         explained.to_string().contains("prod-secret-name"),
         "{explained}"
     );
+}
+
+/// Read & Write on a source is not a way to Full Access through a label, and new labels are the
+/// Owners' to bring in.
+async fn labels_grant_nothing_to_whoever_applies_them(database: TestDatabase) {
+    let sso = Sso::new(database).await;
+    let api = |path: &str| format!("/api/v1/workspaces/acme{path}");
+    let token = &sso.admin.token;
+    let bob = sso.log_in("acme", "bob@example.com").await;
+    let ada = sso.log_in("acme", "ada@example.com").await;
+    for (email, role) in [("bob@example.com", "member"), ("ada@example.com", "admin")] {
+        let path = api(&format!("/members/{email}/roles"));
+        let (status, body) = sso
+            .app
+            .send_json("PUT", &path, token, &json!({ "roles": [role] }))
+            .await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let create =
+        |name: &str, labels: &[&str]| json!({"kind": "source", "name": name, "labels": labels});
+    let (_, dev) = sso
+        .app
+        .send_json("POST", &api("/resources"), token, &create("dev", &[]))
+        .await;
+    let (_, shared) = sso
+        .app
+        .send_json(
+            "POST",
+            &api("/resources"),
+            token,
+            &create("shared", &["env:shared"]),
+        )
+        .await;
+    assert_eq!(shared["labels"], json!(["env:shared"]), "{shared}");
+    let dev = api(&format!("/resources/{}", dev["id"].as_str().unwrap()));
+    for grant in [
+        json!({"member": "bob@example.com", "resource": dev.rsplit('/').next().unwrap(), "level": "read_write"}),
+        json!({"member": "bob@example.com", "label": "env:sandbox", "level": "full_access"}),
+    ] {
+        let (status, body) = sso
+            .app
+            .send_json("POST", &api("/grants"), token, &grant)
+            .await;
+        assert_eq!(status, 201, "{body}");
+    }
+    let labels = |labels: &[&str]| json!({ "labels": labels });
+
+    // Under env:sandbox Bob would hold Full Access on dev: refused, and dev stays his to edit only.
+    let (status, body) = as_person(&sso, "PATCH", &dev, &bob, &labels(&["env:sandbox"])).await;
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(
+        as_person(&sso, "DELETE", &dev, &bob, &json!({})).await.0,
+        403
+    );
+    // A label nobody uses yet is an Owner's to bring in, even for an Admin.
+    let (status, body) = as_person(&sso, "PATCH", &dev, &bob, &labels(&["team:new"])).await;
+    assert_eq!(status, 403, "{body}");
+    let (status, body) = as_person(&sso, "PATCH", &dev, &ada, &labels(&["team:new"])).await;
+    assert_eq!(status, 403, "{body}");
+    let (status, body) = as_person(
+        &sso,
+        "POST",
+        &api("/resources"),
+        &ada,
+        &create("fresh", &["team:new"]),
+    )
+    .await;
+    assert_eq!(status, 403, "{body}");
+    // A label in use that gives him nothing more, he may apply.
+    let (status, body) = as_person(&sso, "PATCH", &dev, &bob, &labels(&["env:shared"])).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["labels"], json!(["env:shared"]));
+
+    // The Owner brings the new label in.
+    let owner = json!({"roles": ["owner"]});
+    let path = api("/members/ada@example.com/roles");
+    assert_eq!(sso.app.send_json("PUT", &path, token, &owner).await.0, 200);
+    let (status, body) = as_person(&sso, "PATCH", &dev, &ada, &labels(&["team:new"])).await;
+    assert_eq!(status, 200, "{body}");
 }
