@@ -7,6 +7,7 @@ pub mod app;
 pub mod audit;
 pub mod cli;
 pub mod config;
+pub mod csv_export;
 pub mod db;
 pub mod error;
 pub mod limits;

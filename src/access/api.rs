@@ -20,6 +20,7 @@ use super::members::{self, OwnerAuthority};
 use super::model::{Action, Label, Level, ResourceKind, Role};
 use super::resources::{self, NewResource, ResourceChanges};
 use super::{AccessError, parse};
+use crate::csv_export::CsvExport;
 use crate::db::{DbConnection, Store};
 use crate::tokens::auth::{Authorized, needs};
 use crate::tokens::{self, Scope};
@@ -846,7 +847,7 @@ fn review(conn: &mut DbConnection, workspace: &Workspace) -> Result<Review, Acce
 
 /// One row per fact: a member's role, a grant (to a member or a group), or a token.
 fn review_csv(review: &Review) -> Vec<u8> {
-    let mut writer = csv::Writer::from_writer(Vec::new());
+    let mut csv = CsvExport::default();
     let header = [
         "record",
         "subject",
@@ -864,7 +865,7 @@ fn review_csv(review: &Review) -> Vec<u8> {
         "scopes",
         "created_at",
     ];
-    writer.write_record(header).expect("writing to memory");
+    csv.row(header);
     let time = |t: &Option<NaiveDateTime>| t.as_ref().map(crate::time::rfc3339).unwrap_or_default();
     let grant_row = |subject: &str,
                      subject_id: &str,
@@ -906,12 +907,10 @@ fn review_csv(review: &Review) -> Vec<u8> {
             row[3] = active.clone();
             row[4] = assignment.role.to_string();
             row[5] = via;
-            writer.write_record(&row).expect("writing to memory");
+            csv.row(&row);
         }
         for grant in &member.grants {
-            writer
-                .write_record(grant_row(&member.user_name, &member.id, &active, grant))
-                .expect("writing to memory");
+            csv.row(grant_row(&member.user_name, &member.id, &active, grant));
         }
     }
     for grant in &review.group_grants {
@@ -919,9 +918,7 @@ fn review_csv(review: &Review) -> Vec<u8> {
             super::decide::GrantSubject::Group(name)
             | super::decide::GrantSubject::Member(name) => name.as_str(),
         };
-        writer
-            .write_record(grant_row(&format!("group:{group}"), "", "", grant))
-            .expect("writing to memory");
+        csv.row(grant_row(&format!("group:{group}"), "", "", grant));
     }
     let now = crate::time::now();
     for token in &review.tokens {
@@ -933,9 +930,9 @@ fn review_csv(review: &Review) -> Vec<u8> {
         row[9] = time(&token.expires_at);
         row[13] = token.scopes.to_string();
         row[14] = crate::time::rfc3339(&token.created_at);
-        writer.write_record(&row).expect("writing to memory");
+        csv.row(&row);
     }
-    writer.into_inner().expect("writing to memory")
+    csv.into_bytes()
 }
 
 #[derive(Deserialize)]

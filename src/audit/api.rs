@@ -9,6 +9,7 @@ use futures_util::{StreamExt, stream};
 use serde::Deserialize;
 
 use super::{AuditEvent, EventView, Filter, KindAndId, Order};
+use crate::csv_export::CsvExport;
 use crate::db::{Store, StoreError};
 use crate::tokens::auth::{Authorized, needs};
 
@@ -171,7 +172,7 @@ fn encode(format: ExportFormat, events: Vec<AuditEvent>) -> Bytes {
             Bytes::from(out)
         }
         ExportFormat::Csv => {
-            let mut writer = csv::Writer::from_writer(Vec::new());
+            let mut csv = CsvExport::default();
             for event in events {
                 let time = crate::time::rfc3339(&event.occurred_at);
                 let record = [
@@ -186,11 +187,9 @@ fn encode(format: ExportFormat, events: Vec<AuditEvent>) -> Bytes {
                     event.details,
                     event.request_id.unwrap_or_default(),
                 ];
-                writer
-                    .write_record(&record)
-                    .expect("writing to memory succeeds");
+                csv.row(&record);
             }
-            Bytes::from(writer.into_inner().expect("flushing to memory succeeds"))
+            Bytes::from(csv.into_bytes())
         }
     }
 }

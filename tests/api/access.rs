@@ -838,6 +838,39 @@ async fn the_seeds_example_end_to_end(database: TestDatabase) {
         "{csv}"
     );
     assert!(!csv.contains(&tenant.token), "never a secret");
+
+    // A cell a client wrote is text to a spreadsheet, never a formula.
+    let formula = "=HYPERLINK(\"http://evil.example\",\"open\")";
+    grant(
+        &app,
+        &tenant,
+        json!({"member": "developer@company.com", "resource": ids[0], "level": "read_only", "justification": formula}),
+    )
+    .await;
+    let mut response = app
+        .client
+        .get(app.url(&api("/access-review?format=csv")))
+        .bearer_auth(&tenant.token)
+        .send()
+        .await
+        .unwrap();
+    let csv = String::from_utf8(response.body().await.unwrap().to_vec()).unwrap();
+    let mut reader = csv::Reader::from_reader(csv.as_bytes());
+    let cells: Vec<String> = reader
+        .records()
+        .flat_map(|record| {
+            record
+                .unwrap()
+                .iter()
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert!(
+        cells.iter().any(|cell| cell == &format!("'{formula}")),
+        "{csv}"
+    );
+    assert!(!cells.iter().any(|cell| cell.starts_with('=')), "{csv}");
 }
 
 async fn write_keys_send_only_to_their_own_source(database: TestDatabase) {
