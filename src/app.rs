@@ -4,7 +4,8 @@ use std::net::TcpListener;
 
 use actix_web::dev::{Server, ServiceResponse};
 use actix_web::http::StatusCode;
-use actix_web::middleware::{ErrorHandlerResponse, ErrorHandlers, from_fn};
+use actix_web::http::header;
+use actix_web::middleware::{DefaultHeaders, ErrorHandlerResponse, ErrorHandlers, from_fn};
 use actix_web::{App, HttpResponse, HttpServer, web};
 use anyhow::Context;
 use diesel::connection::SimpleConnection;
@@ -47,6 +48,7 @@ impl Application {
         let rate_limiter = web::Data::new(crate::ratelimit::RateLimiter::new(settings.rate_limit));
         let clock = web::Data::new(clock);
         let allowed_internal_hosts = web::Data::new(settings.allowed_internal_hosts.clone());
+        let https = base_url.as_str().starts_with("https://");
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(store.clone())
@@ -67,6 +69,7 @@ impl Application {
                 .wrap(from_fn(crate::limits::cut_off_slow_bodies))
                 .wrap(from_fn(crate::limits::cap_request_head))
                 .wrap(from_fn(request_id_header))
+                .wrap(security_headers(https))
                 .wrap(TracingLogger::<RootSpan>::new())
                 .route("/healthz", web::get().to(healthz))
                 .route("/readyz", web::get().to(readyz))
@@ -109,6 +112,19 @@ impl Application {
         let stopped = self.server.await;
         refresh.abort();
         stopped
+    }
+}
+
+/// Headers every answer carries: no content sniffing, no referrer (URLs carry SAML messages and
+/// relay paths), and behind an https base URL, HSTS.
+fn security_headers(https: bool) -> DefaultHeaders {
+    let headers = DefaultHeaders::new()
+        .add((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+        .add((header::REFERRER_POLICY, "no-referrer"));
+    if https {
+        headers.add((header::STRICT_TRANSPORT_SECURITY, "max-age=31536000"))
+    } else {
+        headers
     }
 }
 

@@ -190,6 +190,8 @@ impl ManageConnection for ConnectionManager {
     fn connect(&self) -> Result<DbConnection, ConnectionError> {
         match self.url.backend {
             Backend::Sqlite => {
+                create_private(self.url.sqlite_path())
+                    .map_err(|e| ConnectionError::BadConnection(e.to_string()))?;
                 let mut conn = diesel::SqliteConnection::establish(self.url.sqlite_path())?;
                 conn.batch_execute(SQLITE_PRAGMAS)
                     .and_then(|()| budget::register(&mut conn))
@@ -300,6 +302,22 @@ impl actix_web::ResponseError for StoreError {
             }
         };
         crate::error::json_error(self.status_code(), code, &self.to_string())
+    }
+}
+
+/// Creates the SQLite file readable and writable by its owner only, when it does not exist yet:
+/// it holds token hashes, session keys and the SP's private keys. SQLite gives its WAL and
+/// shared-memory files the database's permissions.
+fn create_private(path: &str) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        opened => opened.map(drop),
     }
 }
 

@@ -1,3 +1,5 @@
+use idgate::config::BaseUrl;
+
 use crate::helpers::{TestApp, TestDatabase, read};
 use crate::on_both_databases;
 
@@ -5,6 +7,57 @@ on_both_databases!(
     health_and_readiness_answer,
     unknown_paths_and_methods_get_json_errors
 );
+
+/// Every answer carries the headers that keep browsers from sniffing it or leaking its URL, and
+/// HSTS when the service is public over https; the SQLite file is its owner's alone.
+#[actix_web::test]
+async fn answers_and_the_store_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+
+    let database = TestDatabase::sqlite();
+    let file = database.url.strip_prefix("sqlite://").unwrap().to_owned();
+    let app = TestApp::spawn(database).await;
+    for path in ["/healthz", "/nothing-here", "/scim/v2/Users"] {
+        let response = app.client.get(app.url(path)).send().await.unwrap();
+        let headers = response.headers();
+        assert_eq!(
+            headers.get("x-content-type-options").unwrap(),
+            "nosniff",
+            "{path}"
+        );
+        assert_eq!(
+            headers.get("referrer-policy").unwrap(),
+            "no-referrer",
+            "{path}"
+        );
+        assert!(
+            headers.get("strict-transport-security").is_none(),
+            "{path}: plain http"
+        );
+    }
+    for suffix in ["", "-wal", "-shm"] {
+        let mode = std::fs::metadata(format!("{file}{suffix}"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{file}{suffix}: {mode:o}");
+    }
+
+    let https = TestApp::spawn_with(TestDatabase::sqlite(), |settings| {
+        settings.base_url = Some(BaseUrl::parse("https://idgate.example").unwrap());
+    })
+    .await;
+    let response = https
+        .client
+        .get(https.url("/healthz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        response.headers().get("strict-transport-security").unwrap(),
+        "max-age=31536000"
+    );
+}
 
 async fn health_and_readiness_answer(database: TestDatabase) {
     let app = TestApp::spawn(database).await;
