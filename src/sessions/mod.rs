@@ -191,6 +191,9 @@ pub fn create(
 pub enum SessionError {
     #[error("no valid session")]
     Invalid(&'static str),
+    /// A state-changing request from another origin carried the session cookie.
+    #[error("a request from another site cannot act with your session")]
+    CrossSite,
     #[error(transparent)]
     Store(#[from] StoreError),
 }

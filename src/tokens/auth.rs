@@ -87,6 +87,8 @@ pub enum AuthError {
     RolesDeny(Scope),
     #[error("no valid session: sign in again")]
     Session,
+    #[error("a request from another site cannot act with your session")]
+    CrossSite,
     /// Past the caller's rate limit; the seconds until a request is allowed again.
     #[error("too many requests: try again in {0} s")]
     RateLimited(u64),
@@ -117,7 +119,9 @@ impl ResponseError for AuthError {
             }
             AuthError::OtherWorkspace => StatusCode::NOT_FOUND,
             AuthError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
-            AuthError::MissingScope(_) | AuthError::RolesDeny(_) => StatusCode::FORBIDDEN,
+            AuthError::MissingScope(_) | AuthError::RolesDeny(_) | AuthError::CrossSite => {
+                StatusCode::FORBIDDEN
+            }
             AuthError::Store(error) => error.status_code(),
         }
     }
@@ -128,6 +132,7 @@ impl ResponseError for AuthError {
             AuthError::OtherWorkspace => "not_found",
             AuthError::RateLimited(_) => "rate_limited",
             AuthError::MissingScope(_) | AuthError::RolesDeny(_) => "forbidden",
+            AuthError::CrossSite => "cross_site",
             AuthError::Store(error) => return error.error_response(),
         };
         let mut response = crate::error::json_error(self.status_code(), code, &self.to_string());
@@ -230,6 +235,7 @@ async fn caller(request: &HttpRequest, slug: &str) -> Result<Caller, AuthError> 
         .await
         .map_err(|error| match error {
             SessionError::Invalid(_) => AuthError::Session,
+            SessionError::CrossSite => AuthError::CrossSite,
             SessionError::Store(error) => AuthError::Store(error),
         })?;
     // A session acts only in the workspace whose IdP signed the person in.

@@ -31,6 +31,7 @@ on_both_databases!(
     only_an_owner_makes_or_lowers_owners_and_minted_tokens_are_their_minters,
     a_resource_hidden_from_someone_is_named_to_them_nowhere,
     labels_grant_nothing_to_whoever_applies_them,
+    another_site_cannot_act_with_the_session_cookie,
 );
 
 const IDP_ENTITY: &str = "http://www.okta.com/exk1test";
@@ -1635,4 +1636,70 @@ async fn labels_grant_nothing_to_whoever_applies_them(database: TestDatabase) {
     assert_eq!(sso.app.send_json("PUT", &path, token, &owner).await.0, 200);
     let (status, body) = as_person(&sso, "PATCH", &dev, &ada, &labels(&["team:new"])).await;
     assert_eq!(status, 200, "{body}");
+}
+
+/// A page on another site (or a sibling subdomain) can make the browser send the cookie along; it
+/// must not change anything with it, not even by a bodiless POST.
+async fn another_site_cannot_act_with_the_session_cookie(database: TestDatabase) {
+    let sso = Sso::new(database).await;
+    let token = &sso.admin.token;
+    let path = "/api/v1/workspaces/acme/members/ada@example.com/roles";
+    let ada = sso.log_in("acme", "ada@example.com").await;
+    let (status, _) = sso
+        .app
+        .send_json("PUT", path, token, &json!({"roles": ["admin"]}))
+        .await;
+    assert_eq!(status, 200);
+    let own_origin = sso.app.url("");
+    let send = |method: &str, path: &str, headers: &[(&str, &str)]| {
+        let mut request = sso.with_cookie(method, path, &ada);
+        for (name, value) in headers {
+            request = request.insert_header((*name, *value));
+        }
+        async move {
+            request
+                .send_json(&json!({"scopes": ["workspace:read"]}))
+                .await
+                .unwrap()
+        }
+    };
+    let tokens = "/api/v1/workspaces/acme/tokens";
+    for headers in [
+        vec![("Origin", "https://evil.example")],
+        vec![("Sec-Fetch-Site", "cross-site")],
+        vec![
+            ("Sec-Fetch-Site", "same-site"),
+            ("Origin", own_origin.as_str()),
+        ],
+        vec![("Origin", "null")],
+    ] {
+        let response = send("POST", tokens, &headers).await;
+        assert_eq!(response.status(), 403, "{headers:?}");
+        let response = send("POST", "/api/v1/session/logout", &headers).await;
+        assert_eq!(response.status(), 403, "logout {headers:?}");
+    }
+    assert_eq!(sso.session(&ada).await.0, 200, "still signed in");
+    // Reading is not changing: a cross-site GET answers as usual.
+    let response = send(
+        "GET",
+        "/api/v1/workspaces/acme",
+        &[("Sec-Fetch-Site", "cross-site")],
+    )
+    .await;
+    assert_eq!(response.status(), 200);
+    // The service's own pages, and clients that are not browsers, act.
+    let response = send("POST", tokens, &[("Sec-Fetch-Site", "same-origin")]).await;
+    assert_eq!(response.status(), 201);
+    let response = send("POST", tokens, &[("Origin", own_origin.as_str())]).await;
+    assert_eq!(response.status(), 201);
+    let response = send("POST", tokens, &[]).await;
+    assert_eq!(response.status(), 201);
+    let response = send(
+        "POST",
+        "/api/v1/session/logout",
+        &[("Sec-Fetch-Site", "same-origin")],
+    )
+    .await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(sso.session(&ada).await.0, 401);
 }
