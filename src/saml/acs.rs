@@ -178,7 +178,13 @@ fn log_in(
             .into());
         }
     };
-    remember_assertion(conn, &connection.entity_id, verified, now)?;
+    remember_message(
+        conn,
+        &connection.entity_id,
+        &verified.assertion_id,
+        verified.valid_until.naive_utc(),
+        now,
+    )?;
 
     let mapping = attributes::get(conn, &workspace.id)?;
     let email = email_of(verified, &mapping)?;
@@ -309,11 +315,13 @@ fn use_request(
     Ok(relay_path)
 }
 
-/// The replay cache: an assertion is accepted once, by any replica, until it expires.
-fn remember_assertion(
+/// The replay cache: a signed message of an IdP (an assertion, a LogoutRequest) is accepted once,
+/// by any replica, until `expires_at`, after which it is refused as too old anyway.
+pub(super) fn remember_message(
     conn: &mut DbConnection,
     idp_entity_id: &str,
-    verified: &Verified,
+    message_id: &str,
+    expires_at: NaiveDateTime,
     now: NaiveDateTime,
 ) -> Result<(), AcsError> {
     diesel::delete(saml_assertions_seen::table.filter(saml_assertions_seen::expires_at.lt(now)))
@@ -321,8 +329,8 @@ fn remember_assertion(
     let inserted = diesel::insert_into(saml_assertions_seen::table)
         .values((
             saml_assertions_seen::idp_entity_id.eq(idp_entity_id),
-            saml_assertions_seen::assertion_id.eq(&verified.assertion_id),
-            saml_assertions_seen::expires_at.eq(verified.valid_until.naive_utc()),
+            saml_assertions_seen::assertion_id.eq(message_id),
+            saml_assertions_seen::expires_at.eq(expires_at),
         ))
         .execute(conn)
         .map_err(StoreError::from);
@@ -330,7 +338,7 @@ fn remember_assertion(
         Ok(_) => Ok(()),
         Err(error) if error.is_unique_violation() => Err(Refusal::new(
             Reason::Replay,
-            format!("assertion {} was already used", verified.assertion_id),
+            format!("message {message_id} was already used"),
         )
         .into()),
         Err(error) => Err(error.into()),

@@ -3,7 +3,7 @@
 //! IdP-initiated: a LogoutRequest whose signature verifies over the raw query ends the sessions it
 //! names in this workspace, and is answered with a signed LogoutResponse.
 
-use chrono::{DateTime, NaiveDateTime, Utc};
+use chrono::{DateTime, NaiveDateTime, TimeDelta, Utc};
 use diesel::prelude::*;
 use serde_json::json;
 
@@ -12,7 +12,8 @@ use super::acs::AcsError;
 use super::binding;
 use super::connection::{self, Connection};
 use super::response::{
-    ASSERTION, PROTOCOL, Reason, Refusal, SUCCESS, child, children, is, parse_strict,
+    ASSERTION, MAX_ASSERTION_AGE, PROTOCOL, Reason, Refusal, SUCCESS, child, children, is,
+    parse_strict,
 };
 use super::sp::{self, Endpoints, Purpose};
 use super::xml_escape;
@@ -70,6 +71,8 @@ pub fn request_url(
 /// What an IdP's LogoutRequest asks: whose sessions to end.
 struct LogoutRequest {
     id: String,
+    /// Until when the request would still be accepted, so until when its ID is remembered.
+    fresh_until: NaiveDateTime,
     name_id: String,
     session_indexes: Vec<String>,
 }
@@ -107,12 +110,38 @@ fn read_request(
             ));
         }
     }
+    // Checked like an assertion's: not from the future, not older than an assertion may be, and
+    // (by the caller) used once.
+    let id = root
+        .get_property("ID")
+        .filter(|id| !id.trim().is_empty())
+        .ok_or_else(|| Refusal::new(Reason::Malformed, "the LogoutRequest has no ID"))?;
+    let issued = root
+        .get_property("IssueInstant")
+        .and_then(|at| DateTime::parse_from_rfc3339(&at).ok())
+        .map(|at| at.with_timezone(&Utc).naive_utc())
+        .ok_or_else(|| Refusal::new(Reason::Malformed, "IssueInstant is missing or not a time"))?;
+    let skew = TimeDelta::seconds(connection.options.clock_skew_seconds.into());
+    if issued > now + skew {
+        return Err(Refusal::new(
+            Reason::IssuedInFuture,
+            "the LogoutRequest is issued in the future",
+        ));
+    }
+    let fresh_until = issued + MAX_ASSERTION_AGE + skew;
+    if fresh_until < now {
+        return Err(Refusal::new(
+            Reason::Expired,
+            "the LogoutRequest was issued too long ago",
+        ));
+    }
     let name_id = child(&root, ASSERTION, "NameID")
         .map(|n| n.get_content().trim().to_owned())
         .filter(|n| !n.is_empty())
         .ok_or_else(|| Refusal::new(Reason::NoSubject, "no NameID"))?;
     Ok(LogoutRequest {
-        id: root.get_property("ID").unwrap_or_default(),
+        id,
+        fresh_until,
         name_id,
         session_indexes: children(&root, PROTOCOL, "SessionIndex")
             .iter()
@@ -155,6 +184,13 @@ pub fn handle_request(
         }
     };
     let ended = write_transaction(conn, |conn| {
+        super::acs::remember_message(
+            conn,
+            &connection.entity_id,
+            &request.id,
+            request.fresh_until,
+            now,
+        )?;
         let mut matching = diesel::update(sessions::table)
             .filter(sessions::workspace_id.eq(&workspace.id))
             .filter(sessions::name_id.eq(&request.name_id))
@@ -181,7 +217,20 @@ pub fn handle_request(
             },
         )?;
         Ok::<_, AcsError>(ended)
-    })?;
+    });
+    let ended = match ended {
+        Err(AcsError::Refused(replayed)) => {
+            super::acs::record_refusal(
+                conn,
+                workspace,
+                &connection,
+                &replayed,
+                "saml.logout.refused",
+            )?;
+            return Err(AcsError::Refused(replayed));
+        }
+        ended => ended?,
+    };
     tracing::info!(
         workspace = workspace.slug.as_str(),
         ended,

@@ -31,7 +31,7 @@ use samael::schema::{Assertion, Response};
 /// The decoded XML a response may have; real ones are a few kilobytes.
 pub const MAX_RESPONSE_BYTES: usize = 256 * 1024;
 /// An assertion issued longer ago than this is stale, whatever its conditions say.
-const MAX_ASSERTION_AGE: TimeDelta = TimeDelta::minutes(10);
+pub(super) const MAX_ASSERTION_AGE: TimeDelta = TimeDelta::minutes(10);
 
 pub(crate) const PROTOCOL: &str = "urn:oasis:names:tc:SAML:2.0:protocol";
 pub(crate) const ASSERTION: &str = "urn:oasis:names:tc:SAML:2.0:assertion";

@@ -828,6 +828,50 @@ async fn single_logout_works_both_ways_and_refuses_forgeries(database: TestDatab
         assert_eq!(log["events"][0]["details"]["reason"], reason);
     }
     assert_eq!(sso.session(&bob).await.0, 200);
+
+    // A LogoutRequest is good once, and only while fresh: a replay, a stale one and one from the
+    // future end nothing.
+    let third = sso.log_in("acme", "ada@example.com").await;
+    let replayed = sso
+        .browser
+        .get(signed(&request, sso.idp.key()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(replayed.status(), 400);
+    let issued_at = |xml: &str, at: chrono::DateTime<chrono::Utc>| {
+        let start = xml.find("IssueInstant=\"").unwrap() + "IssueInstant=\"".len();
+        let end = start + xml[start..].find('"').unwrap();
+        let at = at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        format!("{}{at}{}", &xml[..start], &xml[end..])
+    };
+    let now = chrono::Utc::now();
+    for (xml, reason) in [
+        (issued_at(&bobs, now - TimeDelta::hours(1)), "expired"),
+        (
+            issued_at(&bobs, now + TimeDelta::hours(1)),
+            "issued_in_future",
+        ),
+    ] {
+        let response = sso
+            .browser
+            .get(signed(&xml, sso.idp.key()))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 400, "{reason}");
+    }
+    let path = "/api/v1/workspaces/acme/audit?action=saml.logout.refused&limit=3";
+    let (_, log) = sso.app.get(path, &sso.admin.token).await;
+    let reasons: Vec<&str> = log["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["details"]["reason"].as_str().unwrap())
+        .collect();
+    assert_eq!(reasons, ["issued_in_future", "expired", "replay"]);
+    assert_eq!(sso.session(&third).await.0, 200);
+    assert_eq!(sso.session(&bob).await.0, 200);
 }
 
 /// A request to the admin API with a session cookie instead of a token.
