@@ -633,7 +633,20 @@ pub fn has_owner(conn: &mut DbConnection, workspace_id: &str) -> QueryResult<boo
         .filter(scim_users::active.eq(true))
         .count()
         .get_result(conn)?;
-    Ok(through_groups > 0)
+    if through_groups > 0 {
+        return Ok(true);
+    }
+    // Groups asserted at SAML login count as SCIM groups do.
+    let asserted: Vec<String> = saml_member_groups::table
+        .inner_join(scim_users::table.on(scim_users::id.eq(saml_member_groups::member_id)))
+        .filter(scim_users::workspace_id.eq(workspace_id))
+        .filter(scim_users::active.eq(true))
+        .select(saml_member_groups::group_name)
+        .distinct()
+        .load(conn)?;
+    Ok(asserted
+        .iter()
+        .any(|group| owner_groups.contains(&group.to_lowercase())))
 }
 
 /// A change that would take a workspace's last Owner away.
@@ -702,7 +715,8 @@ impl OwnerCheck {
     }
 }
 
-fn maps_to_owner(
+/// Whether the IdP group `group_name` is mapped to the owner role.
+pub fn maps_to_owner(
     conn: &mut DbConnection,
     workspace_id: &str,
     group_name: &str,

@@ -468,16 +468,38 @@ fn replace_groups(
     if before == asserted {
         return Ok(());
     }
-    diesel::delete(saml_member_groups::table.filter(saml_member_groups::member_id.eq(&member.id)))
+    let had_owner = members::has_owner(conn, &workspace.id)?;
+    let mut kept = BTreeSet::new();
+    let write = |conn: &mut DbConnection, groups: &BTreeSet<String>| -> QueryResult<()> {
+        diesel::delete(
+            saml_member_groups::table.filter(saml_member_groups::member_id.eq(&member.id)),
+        )
         .execute(conn)?;
-    for group in &asserted {
-        diesel::insert_into(saml_member_groups::table)
-            .values((
-                saml_member_groups::member_id.eq(&member.id),
-                saml_member_groups::group_name.eq(group),
-            ))
-            .execute(conn)?;
+        for group in groups {
+            diesel::insert_into(saml_member_groups::table)
+                .values((
+                    saml_member_groups::member_id.eq(&member.id),
+                    saml_member_groups::group_name.eq(group),
+                ))
+                .execute(conn)?;
+        }
+        Ok(())
+    };
+    write(conn, &asserted)?;
+    // The last Owner keeps the group that makes them one until the workspace has another, as an
+    // admin could not take it away either.
+    if had_owner && !members::has_owner(conn, &workspace.id)? {
+        for group in before.difference(&asserted) {
+            if members::maps_to_owner(conn, &workspace.id, group)? {
+                kept.insert(group.clone());
+            }
+        }
+        write(conn, &asserted.union(&kept).cloned().collect())?;
     }
+    let removed: Vec<&String> = before
+        .difference(&asserted)
+        .filter(|g| !kept.contains(*g))
+        .collect();
     audit::record(
         conn,
         context,
@@ -490,7 +512,8 @@ fn replace_groups(
             },
             details: json!({
                 "added": asserted.difference(&before).collect::<Vec<_>>(),
-                "removed": before.difference(&asserted).collect::<Vec<_>>(),
+                "removed": removed,
+                "kept_for_the_last_owner": kept,
             }),
         },
     )?;

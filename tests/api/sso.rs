@@ -32,6 +32,7 @@ on_both_databases!(
     a_resource_hidden_from_someone_is_named_to_them_nowhere,
     labels_grant_nothing_to_whoever_applies_them,
     another_site_cannot_act_with_the_session_cookie,
+    a_login_never_takes_the_last_owners_owner_group,
 );
 
 const IDP_ENTITY: &str = "http://www.okta.com/exk1test";
@@ -1746,4 +1747,62 @@ async fn another_site_cannot_act_with_the_session_cookie(database: TestDatabase)
     .await;
     assert_eq!(response.status(), 200);
     assert_eq!(sso.session(&ada).await.0, 401);
+}
+
+/// Groups asserted at login replace the last ones, except the group that makes the workspace's
+/// last Owner one: losing it would leave nobody to administer the workspace.
+async fn a_login_never_takes_the_last_owners_owner_group(database: TestDatabase) {
+    let sso = Sso::new(database).await;
+    let api = |path: &str| format!("/api/v1/workspaces/acme{path}");
+    let token = &sso.admin.token;
+    let (status, _) = sso
+        .app
+        .send_json(
+            "PUT",
+            &api("/group-mappings/Owners"),
+            token,
+            &json!({"role": "owner"}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let log_in_with = |groups: &'static [&'static str]| {
+        let sso = &sso;
+        async move {
+            let login = sso
+                .login("acme", "ada@example.com")
+                .attribute("groups", groups);
+            let (status, _, session, body) = sso
+                .post_here("acme", &sso.idp.response(&login, Signed::Both))
+                .await;
+            assert_eq!(status, 303, "{body}");
+            let (_, me) = sso.session(&session.unwrap()).await;
+            me["workspaces"][0]["roles"].clone()
+        }
+    };
+    assert_eq!(log_in_with(&["Owners"]).await, json!(["owner"]));
+    // The IdP no longer says Owners: Ada is the only Owner, so the group stays.
+    assert_eq!(log_in_with(&["Staff"]).await, json!(["owner"]));
+    let (_, log) = sso
+        .app
+        .get(
+            &api("/audit?action=saml.member.groups_changed&limit=1"),
+            token,
+        )
+        .await;
+    let details = &log["events"][0]["details"];
+    assert_eq!(
+        details["kept_for_the_last_owner"],
+        json!(["Owners"]),
+        "{log}"
+    );
+    assert_eq!(details["removed"], json!([]), "{log}");
+    // With another Owner, the IdP's word holds.
+    sso.log_in("acme", "bob@example.com").await;
+    let path = api("/members/bob@example.com/roles");
+    let (status, _) = sso
+        .app
+        .send_json("PUT", &path, token, &json!({"roles": ["owner"]}))
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(log_in_with(&["Staff"]).await, json!([]));
 }
