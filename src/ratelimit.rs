@@ -4,6 +4,7 @@
 //! counted, so a burst of bad tokens (even ones naming a real token's id) never spends an honest
 //! caller's allowance. Counters live in each process: with several replicas, each allows the rate.
 
+use std::net::{IpAddr, Ipv6Addr};
 use std::num::NonZeroU32;
 
 use governor::clock::{Clock, DefaultClock};
@@ -20,9 +21,16 @@ const MAX_CALLERS: usize = 10_000;
 type Keyed<C> =
     Governor<String, DefaultKeyedStateStore<String>, C, NoOpMiddleware<<C as Clock>::Instant>>;
 
+/// Requests a second one client address may make to the SAML endpoints anyone may call (login
+/// starts, the ACS, single logout), with bursts of ten times that: an office behind one NAT
+/// signing in at nine stays far below it, a flood of forged responses does not.
+pub const PER_ADDRESS: u32 = 20;
+
 pub struct RateLimiter<C: Clock = DefaultClock> {
     /// None when limits are off.
     limiter: Option<Keyed<C>>,
+    /// Unauthenticated callers by client address (an IPv6 client by its /64); None when off.
+    addresses: Option<Keyed<C>>,
     clock: C,
 }
 
@@ -35,29 +43,55 @@ impl RateLimiter {
 
 impl<C: Clock + Clone> RateLimiter<C> {
     fn with_clock(per_second: u32, clock: C) -> Self {
-        let limiter = NonZeroU32::new(per_second).map(|rate| {
-            let burst = rate.saturating_mul(NonZeroU32::new(2).expect("two is not zero"));
+        let keyed = |rate: NonZeroU32, burst_factor: u32| {
+            let burst = rate.saturating_mul(NonZeroU32::new(burst_factor).expect("not zero"));
             let quota = Quota::per_second(rate).allow_burst(burst);
             Governor::new(quota, DefaultKeyedStateStore::default(), clock.clone())
-        });
-        RateLimiter { limiter, clock }
+        };
+        let on = per_second > 0;
+        RateLimiter {
+            limiter: NonZeroU32::new(per_second).map(|rate| keyed(rate, 2)),
+            addresses: NonZeroU32::new(PER_ADDRESS)
+                .filter(|_| on)
+                .map(|rate| keyed(rate, 10)),
+            clock,
+        }
     }
 
     /// Admits one request of an authenticated caller, or refuses it with the whole seconds
     /// (at least one) to wait, for `Retry-After`.
     pub fn admit(&self, caller: &Actor) -> Result<(), AuthError> {
-        let Some(limiter) = &self.limiter else {
+        let (kind, id) = caller.parts();
+        self.check(&self.limiter, format!("{kind}:{id}"))
+            .map_err(AuthError::RateLimited)
+    }
+
+    /// Admits one request from a client address to an endpoint anyone may call, or refuses it
+    /// with the seconds to wait.
+    pub fn admit_address(&self, address: IpAddr) -> Result<(), u64> {
+        let key = match address {
+            IpAddr::V4(v4) => v4.to_string(),
+            // One host of IPv6 holds a whole /64, so that is what one client is counted by.
+            IpAddr::V6(v6) => {
+                let prefix = u128::from(v6) & !((1u128 << 64) - 1);
+                Ipv6Addr::from(prefix).to_string()
+            }
+        };
+        self.check(&self.addresses, key)
+    }
+
+    fn check(&self, limiter: &Option<Keyed<C>>, key: String) -> Result<(), u64> {
+        let Some(limiter) = limiter else {
             return Ok(());
         };
-        let (kind, id) = caller.parts();
-        let outcome = limiter.check_key(&format!("{kind}:{id}"));
+        let outcome = limiter.check_key(&key);
         if limiter.len() > MAX_CALLERS {
             limiter.retain_recent();
             limiter.shrink_to_fit();
         }
         outcome.map_err(|not_until| {
             let wait = not_until.wait_time_from(self.clock.now());
-            AuthError::RateLimited((wait.as_secs_f64().ceil() as u64).max(1))
+            (wait.as_secs_f64().ceil() as u64).max(1)
         })
     }
 }
@@ -96,6 +130,33 @@ mod tests {
         clock.advance(Duration::from_millis(200));
         assert!(limiter.admit(&token("a")).is_ok(), "one more after 1/5 s");
         assert!(limiter.admit(&token("a")).is_err());
+    }
+
+    #[test]
+    fn client_addresses_are_limited_by_host_and_ipv6_by_its_64() {
+        let clock = FakeRelativeClock::default();
+        let limiter = RateLimiter::with_clock(100, clock.clone());
+        let burst = PER_ADDRESS as usize * 10;
+        let one: IpAddr = "203.0.113.7".parse().unwrap();
+        assert!((0..burst).all(|_| limiter.admit_address(one).is_ok()));
+        assert_eq!(limiter.admit_address(one), Err(1));
+        assert!(
+            limiter
+                .admit_address("203.0.113.8".parse().unwrap())
+                .is_ok()
+        );
+        let v6 = |host: &str| -> IpAddr { format!("2001:db8:1:2::{host}").parse().unwrap() };
+        assert!((0..burst).all(|n| limiter.admit_address(v6(&format!("{:x}", n + 1))).is_ok()));
+        assert!(
+            limiter.admit_address(v6("ffff")).is_err(),
+            "another host of the same /64"
+        );
+        clock.advance(Duration::from_millis(50));
+        assert!(limiter.admit_address(one).is_ok(), "one more after 1/20 s");
+        assert!(
+            RateLimiter::new(0).admit_address(one).is_ok(),
+            "limits off, addresses too"
+        );
     }
 
     #[test]

@@ -104,6 +104,26 @@ pub fn record(
     Ok(())
 }
 
+/// Whether the workspace's log holds at least `count` events of `action` since `since` (read
+/// from the newest back, so it costs `count` index entries however long the log is).
+pub fn at_least_since(
+    conn: &mut DbConnection,
+    workspace_id: &str,
+    action: &str,
+    count: i64,
+    since: NaiveDateTime,
+) -> QueryResult<bool> {
+    let nth_newest: Option<NaiveDateTime> = audit_events::table
+        .filter(audit_events::workspace_id.eq(workspace_id))
+        .filter(audit_events::action.eq(action))
+        .order(audit_events::id.desc())
+        .offset(count - 1)
+        .select(audit_events::occurred_at)
+        .first(conn)
+        .optional()?;
+    Ok(nth_newest.is_some_and(|at| at >= since))
+}
+
 /// Appends one event without raising the access version: only for a change that cannot alter a
 /// decision already made, such as a new user (no roles, groups or grants yet, and cached decisions
 /// are keyed by member id). Skipping the version there keeps concurrent provisioning from queueing

@@ -28,6 +28,8 @@ use crate::sessions::{self, Issued, NewSession};
 use crate::workspaces::Workspace;
 
 const GROUPS_MAX: usize = 1000;
+/// Refused messages of one kind a workspace's audit log records a minute.
+const REFUSALS_AUDITED_PER_MINUTE: i64 = 60;
 const GROUP_NAME_MAX: usize = 256;
 const EMAIL_MAX: usize = 254;
 
@@ -534,6 +536,18 @@ pub(crate) fn record_refusal(
         reason = refusal.reason.code(),
         "SAML message refused"
     );
+    // Anyone may post to the ACS: past a rate, refusals are logged but no longer audited, so a
+    // flood cannot grow the audit log without bound.
+    let minute_ago = crate::time::now() - TimeDelta::minutes(1);
+    if audit::at_least_since(
+        conn,
+        &workspace.id,
+        action,
+        REFUSALS_AUDITED_PER_MINUTE,
+        minute_ago,
+    )? {
+        return Ok(());
+    }
     write_transaction(conn, |conn| {
         audit::record_leaving_decisions_alone(
             conn,

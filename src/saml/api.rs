@@ -4,8 +4,8 @@
 use actix_web::cookie::time::Duration as CookieDuration;
 use actix_web::cookie::{Cookie, SameSite};
 use actix_web::http::StatusCode;
-use actix_web::http::header::LOCATION;
-use actix_web::{HttpResponse, ResponseError, web};
+use actix_web::http::header::{LOCATION, RETRY_AFTER};
+use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -19,6 +19,7 @@ use super::{login, logout};
 use crate::config::BaseUrl;
 use crate::db::Store;
 use crate::outbound::InternalAllowList;
+use crate::ratelimit::RateLimiter;
 use crate::sessions::{self, keys::KeyRing};
 use crate::time::Clock;
 use crate::tokens::auth::{Authorized, needs};
@@ -100,6 +101,20 @@ fn refused_page(reason: Reason) -> HttpResponse {
     text_page(status, text)
 }
 
+/// Counts a request from the client's address toward [`crate::ratelimit::PER_ADDRESS`]; past
+/// it, the page to answer with. The address is the peer's: behind a proxy that is the proxy's,
+/// which only loosens the limit (forwarded headers are not trusted, as anyone can send them).
+fn over_address_limit(request: &HttpRequest, limiter: &RateLimiter) -> Option<HttpResponse> {
+    let address = request.peer_addr()?.ip();
+    let wait = limiter.admit_address(address).err()?;
+    let mut page = text_page(
+        StatusCode::TOO_MANY_REQUESTS,
+        "Too many sign-in attempts from your network. Please wait a moment and try again.",
+    );
+    page.headers_mut().insert(RETRY_AFTER, wait.into());
+    Some(page)
+}
+
 fn request_cookie_path(slug: &str) -> String {
     format!("/saml/{slug}/acs")
 }
@@ -107,14 +122,18 @@ fn request_cookie_path(slug: &str) -> String {
 /// The ACS (HTTP-POST binding): on success the session cookie and a 303 to the path the login
 /// started from (or RelayState's, for an IdP-initiated login, when it is a same-origin path).
 async fn consume(
-    request: actix_web::HttpRequest,
+    request: HttpRequest,
     store: web::Data<Store>,
     base_url: web::Data<BaseUrl>,
     keys: web::Data<KeyRing>,
     clock: web::Data<Clock>,
+    limiter: web::Data<RateLimiter>,
     slug: web::Path<String>,
     body: web::Bytes,
 ) -> HttpResponse {
+    if let Some(refused) = over_address_limit(&request, &limiter) {
+        return refused;
+    }
     let mut saml_response = None;
     let mut relay_state = None;
     for (key, value) in url::form_urlencoded::parse(&body) {
@@ -172,12 +191,16 @@ async fn consume(
 /// Single logout, HTTP-Redirect binding: an IdP's LogoutRequest ends the sessions it names; an
 /// IdP's LogoutResponse (the end of a logout idgate started) just lands on the home page.
 async fn single_logout(
-    request: actix_web::HttpRequest,
+    request: HttpRequest,
     store: web::Data<Store>,
     base_url: web::Data<BaseUrl>,
     clock: web::Data<Clock>,
+    limiter: web::Data<RateLimiter>,
     slug: web::Path<String>,
 ) -> HttpResponse {
+    if let Some(refused) = over_address_limit(&request, &limiter) {
+        return refused;
+    }
     let raw_query = request.query_string().to_owned();
     let has = |name: &str| {
         raw_query
@@ -246,11 +269,16 @@ fn secure_context(base_url: &BaseUrl) -> bool {
 /// it can only be `Lax`, which browsers do not send with that POST, and SP-initiated logins fail
 /// there as answered by another browser: serve idgate over https.
 async fn login(
+    request: HttpRequest,
     store: web::Data<Store>,
     base_url: web::Data<BaseUrl>,
+    limiter: web::Data<RateLimiter>,
     slug: web::Path<String>,
     query: web::Query<LoginQuery>,
 ) -> HttpResponse {
+    if let Some(refused) = over_address_limit(&request, &limiter) {
+        return refused;
+    }
     let endpoints = Endpoints::new(base_url.as_str(), &slug);
     let acs_path = request_cookie_path(&slug);
     let secure = secure_context(&base_url);

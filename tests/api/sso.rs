@@ -33,6 +33,7 @@ on_both_databases!(
     labels_grant_nothing_to_whoever_applies_them,
     another_site_cannot_act_with_the_session_cookie,
     a_login_never_takes_the_last_owners_owner_group,
+    a_flood_of_forged_responses_is_slowed_and_audits_a_bounded_number,
 );
 
 const IDP_ENTITY: &str = "http://www.okta.com/exk1test";
@@ -1805,4 +1806,52 @@ async fn a_login_never_takes_the_last_owners_owner_group(database: TestDatabase)
         .await;
     assert_eq!(status, 200);
     assert_eq!(log_in_with(&["Staff"]).await, json!([]));
+}
+
+/// Anyone may post to the ACS or start a login. A flood from one address is answered 429 once past
+/// its burst, and however many refusals arrive, the audit log records a bounded number a minute.
+async fn a_flood_of_forged_responses_is_slowed_and_audits_a_bounded_number(database: TestDatabase) {
+    let app = TestApp::spawn_with_rate_limit(database, 100).await;
+    let idp = TestIdp::new(IDP_ENTITY);
+    let admin = connect(&app, "acme", &idp).await;
+    let browser = awc::Client::builder().disable_redirects().finish();
+    // Until the first 429: the burst, and what the rate added while it was spent.
+    let started = std::time::Instant::now();
+    let mut refused = 0;
+    loop {
+        let response = browser
+            .post(app.url("/saml/acme/acs"))
+            .send_form(&[("SAMLResponse", "bm90IFNBTUw=")])
+            .await
+            .unwrap();
+        match response.status().as_u16() {
+            400 => refused += 1,
+            429 => {
+                assert!(response.headers().contains_key("retry-after"));
+                break;
+            }
+            other => panic!("{other}"),
+        }
+        assert!(refused < 2000, "never slowed");
+    }
+    let allowed = 200.0 + 20.0 * started.elapsed().as_secs_f64() + 1.0;
+    assert!(
+        (200..=allowed as usize).contains(&refused),
+        "{refused} refused before a 429, at most {allowed}"
+    );
+    // Starting logins counts toward the same allowance.
+    let mut started = 0;
+    let login = || browser.get(app.url("/saml/acme/login")).send();
+    while login().await.unwrap().status() != 429 {
+        started += 1;
+        assert!(started < 2000, "logins never slowed");
+    }
+
+    let path = "/api/v1/workspaces/acme/audit?action=saml.login.refused&limit=1000";
+    let (_, log) = app.get(path, &admin.token).await;
+    assert_eq!(
+        log["events"].as_array().unwrap().len(),
+        60,
+        "a minute's worth"
+    );
 }
