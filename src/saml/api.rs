@@ -104,7 +104,10 @@ fn refused_page(reason: Reason) -> HttpResponse {
 /// Counts a request from the client's address toward [`crate::ratelimit::PER_ADDRESS`]; past
 /// it, the page to answer with. The address is the peer's: behind a proxy that is the proxy's,
 /// which only loosens the limit (forwarded headers are not trusted, as anyone can send them).
-fn over_address_limit(request: &HttpRequest, limiter: &RateLimiter) -> Option<HttpResponse> {
+fn over_address_limit(request: &HttpRequest) -> Option<HttpResponse> {
+    let limiter = request
+        .app_data::<web::Data<RateLimiter>>()
+        .expect("the app registers its RateLimiter");
     let address = request.peer_addr()?.ip();
     let wait = limiter.admit_address(address).err()?;
     let mut page = text_page(
@@ -127,11 +130,10 @@ async fn consume(
     base_url: web::Data<BaseUrl>,
     keys: web::Data<KeyRing>,
     clock: web::Data<Clock>,
-    limiter: web::Data<RateLimiter>,
     slug: web::Path<String>,
     body: web::Bytes,
 ) -> HttpResponse {
-    if let Some(refused) = over_address_limit(&request, &limiter) {
+    if let Some(refused) = over_address_limit(&request) {
         return refused;
     }
     let mut saml_response = None;
@@ -195,10 +197,9 @@ async fn single_logout(
     store: web::Data<Store>,
     base_url: web::Data<BaseUrl>,
     clock: web::Data<Clock>,
-    limiter: web::Data<RateLimiter>,
     slug: web::Path<String>,
 ) -> HttpResponse {
-    if let Some(refused) = over_address_limit(&request, &limiter) {
+    if let Some(refused) = over_address_limit(&request) {
         return refused;
     }
     let raw_query = request.query_string().to_owned();
@@ -272,11 +273,10 @@ async fn login(
     request: HttpRequest,
     store: web::Data<Store>,
     base_url: web::Data<BaseUrl>,
-    limiter: web::Data<RateLimiter>,
     slug: web::Path<String>,
     query: web::Query<LoginQuery>,
 ) -> HttpResponse {
-    if let Some(refused) = over_address_limit(&request, &limiter) {
+    if let Some(refused) = over_address_limit(&request) {
         return refused;
     }
     let endpoints = Endpoints::new(base_url.as_str(), &slug);

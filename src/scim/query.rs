@@ -408,7 +408,7 @@ fn value_path(scope: Scope<'_>, attr: &AttrPath, filter: &Filter) -> Result<RawS
     Ok(
         values_of(scope, &attribute, "id IN (SELECT v.resource_id", ALIASED)
             .sql(" AND (")
-            .append(element_condition(scope, &attribute, top, filter)?)
+            .append(element_condition(&attribute, top, filter)?)
             .sql("))"),
     )
 }
@@ -438,7 +438,6 @@ fn relative(filter: &Filter, attr: &AttrPath) -> Result<Filter, ScimError> {
 
 /// A condition on the element `v` of the multi-valued `attribute` (the rows of `scim_values` aliased `v`).
 fn element_condition(
-    scope: Scope<'_>,
     attribute: &str,
     parent: &Attribute,
     filter: &Filter,
@@ -471,18 +470,18 @@ fn element_condition(
     };
     match filter {
         Filter::And(l, r) => Ok(binary(
-            element_condition(scope, attribute, parent, l)?,
+            element_condition(attribute, parent, l)?,
             " AND ",
-            element_condition(scope, attribute, parent, r)?,
+            element_condition(attribute, parent, r)?,
         )),
         Filter::Or(l, r) => Ok(binary(
-            element_condition(scope, attribute, parent, l)?,
+            element_condition(attribute, parent, l)?,
             " OR ",
-            element_condition(scope, attribute, parent, r)?,
+            element_condition(attribute, parent, r)?,
         )),
         Filter::Not(inner) => Ok(RawSql::default()
             .sql("NOT (")
-            .append(element_condition(scope, attribute, parent, inner)?)
+            .append(element_condition(attribute, parent, inner)?)
             .sql(")")),
         Filter::Present(path) => Ok(element_matches(sub_attribute(path)?, None)),
         Filter::Compare { path, op, value } => {
