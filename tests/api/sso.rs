@@ -92,6 +92,28 @@ impl Sso {
         assert_eq!(status, 200, "{shown}");
     }
 
+    /// Gives a member of acme these direct roles, with the operator's token.
+    async fn set_roles(&self, email: &str, roles: &[&str]) {
+        let path = format!("/api/v1/workspaces/acme/members/{email}/roles");
+        let body = json!({ "roles": roles });
+        let (status, shown) = self
+            .app
+            .send_json("PUT", &path, &self.admin.token, &body)
+            .await;
+        assert_eq!(status, 200, "{shown}");
+    }
+
+    /// Maps an IdP group to a role in acme, with the operator's token.
+    async fn map_group(&self, group: &str, role: &str) {
+        let path = format!("/api/v1/workspaces/acme/group-mappings/{group}");
+        let body = json!({ "role": role });
+        let (status, shown) = self
+            .app
+            .send_json("PUT", &path, &self.admin.token, &body)
+            .await;
+        assert_eq!(status, 200, "{shown}");
+    }
+
     /// Starts an SP-initiated login as a browser would; returns the request's ID and the cookie
     /// that binds it to this browser.
     async fn start(&self, slug: &str, relay: &str) -> (String, String) {
@@ -1291,16 +1313,7 @@ async fn only_an_owner_makes_or_lowers_owners_and_minted_tokens_are_their_minter
     let sso = Sso::new(database).await;
     let api = |path: &str| format!("/api/v1/workspaces/acme{path}");
     let operator = &sso.admin.token;
-    let (status, _) = sso
-        .app
-        .send_json(
-            "PUT",
-            &api("/group-mappings/Engineering"),
-            operator,
-            &json!({"role": "admin"}),
-        )
-        .await;
-    assert_eq!(status, 200);
+    sso.map_group("Engineering", "admin").await;
     let login = sso
         .login("acme", "ada@example.com")
         .attribute("groups", &["Engineering"]);
@@ -1310,20 +1323,9 @@ async fn only_an_owner_makes_or_lowers_owners_and_minted_tokens_are_their_minter
     let ada = ada.unwrap();
     let olga = sso.log_in("acme", "olga@example.com").await;
     sso.log_in("acme", "bob@example.com").await;
+    // The operator's token makes the first Owner.
+    sso.set_roles("olga@example.com", &["owner"]).await;
     let owner = json!({"roles": ["owner"]});
-    let (status, body) = sso
-        .app
-        .send_json(
-            "PUT",
-            &api("/members/olga@example.com/roles"),
-            operator,
-            &owner,
-        )
-        .await;
-    assert_eq!(
-        status, 200,
-        "the operator's token makes the first Owner: {body}"
-    );
 
     // Ada, an Admin, can neither make herself an Owner nor lower Olga, directly or by mappings.
     let member = json!({"roles": ["member"]});
@@ -1494,14 +1496,8 @@ async fn a_resource_hidden_from_someone_is_named_to_them_nowhere(database: TestD
     let token = &sso.admin.token;
     let bob = sso.log_in("acme", "bob@example.com").await;
     sso.log_in("acme", "ada@example.com").await;
-    for (email, role) in [("bob@example.com", "member"), ("ada@example.com", "admin")] {
-        let path = api(&format!("/members/{email}/roles"));
-        let (status, body) = sso
-            .app
-            .send_json("PUT", &path, token, &json!({ "roles": [role] }))
-            .await;
-        assert_eq!(status, 200, "{body}");
-    }
+    sso.set_roles("bob@example.com", &["member"]).await;
+    sso.set_roles("ada@example.com", &["admin"]).await;
     let (_, prod) = sso
         .app
         .send_json(
@@ -1613,14 +1609,8 @@ async fn labels_grant_nothing_to_whoever_applies_them(database: TestDatabase) {
     let token = &sso.admin.token;
     let bob = sso.log_in("acme", "bob@example.com").await;
     let ada = sso.log_in("acme", "ada@example.com").await;
-    for (email, role) in [("bob@example.com", "member"), ("ada@example.com", "admin")] {
-        let path = api(&format!("/members/{email}/roles"));
-        let (status, body) = sso
-            .app
-            .send_json("PUT", &path, token, &json!({ "roles": [role] }))
-            .await;
-        assert_eq!(status, 200, "{body}");
-    }
+    sso.set_roles("bob@example.com", &["member"]).await;
+    sso.set_roles("ada@example.com", &["admin"]).await;
     let create =
         |name: &str, labels: &[&str]| json!({"kind": "source", "name": name, "labels": labels});
     let (_, dev) = sso
@@ -1677,9 +1667,7 @@ async fn labels_grant_nothing_to_whoever_applies_them(database: TestDatabase) {
     assert_eq!(body["labels"], json!(["env:shared"]));
 
     // The Owner brings the new label in.
-    let owner = json!({"roles": ["owner"]});
-    let path = api("/members/ada@example.com/roles");
-    assert_eq!(sso.app.send_json("PUT", &path, token, &owner).await.0, 200);
+    sso.set_roles("ada@example.com", &["owner"]).await;
     let (status, body) = as_person(&sso, "PATCH", &dev, &ada, &labels(&["team:new"])).await;
     assert_eq!(status, 200, "{body}");
 }
@@ -1688,14 +1676,8 @@ async fn labels_grant_nothing_to_whoever_applies_them(database: TestDatabase) {
 /// must not change anything with it, not even by a bodiless POST.
 async fn another_site_cannot_act_with_the_session_cookie(database: TestDatabase) {
     let sso = Sso::new(database).await;
-    let token = &sso.admin.token;
-    let path = "/api/v1/workspaces/acme/members/ada@example.com/roles";
     let ada = sso.log_in("acme", "ada@example.com").await;
-    let (status, _) = sso
-        .app
-        .send_json("PUT", path, token, &json!({"roles": ["admin"]}))
-        .await;
-    assert_eq!(status, 200);
+    sso.set_roles("ada@example.com", &["admin"]).await;
     let own_origin = sso.app.url("");
     let send = |method: &str, path: &str, headers: &[(&str, &str)]| {
         let mut request = sso.with_cookie(method, path, &ada);
@@ -1756,16 +1738,7 @@ async fn a_login_never_takes_the_last_owners_owner_group(database: TestDatabase)
     let sso = Sso::new(database).await;
     let api = |path: &str| format!("/api/v1/workspaces/acme{path}");
     let token = &sso.admin.token;
-    let (status, _) = sso
-        .app
-        .send_json(
-            "PUT",
-            &api("/group-mappings/Owners"),
-            token,
-            &json!({"role": "owner"}),
-        )
-        .await;
-    assert_eq!(status, 200);
+    sso.map_group("Owners", "owner").await;
     let log_in_with = |groups: &'static [&'static str]| {
         let sso = &sso;
         async move {
@@ -1799,12 +1772,7 @@ async fn a_login_never_takes_the_last_owners_owner_group(database: TestDatabase)
     assert_eq!(details["removed"], json!([]), "{log}");
     // With another Owner, the IdP's word holds.
     sso.log_in("acme", "bob@example.com").await;
-    let path = api("/members/bob@example.com/roles");
-    let (status, _) = sso
-        .app
-        .send_json("PUT", &path, token, &json!({"roles": ["owner"]}))
-        .await;
-    assert_eq!(status, 200);
+    sso.set_roles("bob@example.com", &["owner"]).await;
     assert_eq!(log_in_with(&["Staff"]).await, json!([]));
 }
 
