@@ -321,17 +321,24 @@ async fn sp_metadata(
     let endpoints = Endpoints::new(base_url.as_str(), &slug);
     let common_name = endpoints.entity_id.clone();
     let slug = slug.into_inner();
-    let (signing, encryption) = store
+    let (signing, encryption, want_assertions_signed) = store
         .run(move |conn| {
             let workspace = find_workspace(conn, &slug)?;
             let signing = sp::key(conn, &workspace.id, &common_name, Purpose::Signing)?;
             let encryption = sp::key(conn, &workspace.id, &common_name, Purpose::Encryption)?;
-            Ok::<_, SamlError>((signing, encryption))
+            let want_assertions_signed = connection::get(conn, &workspace.id)?
+                .is_some_and(|connection| connection.options.require_signed_assertion);
+            Ok::<_, SamlError>((signing, encryption, want_assertions_signed))
         })
         .await?;
     Ok(HttpResponse::Ok()
         .content_type("application/samlmetadata+xml")
-        .body(sp::metadata(&endpoints, &signing, &encryption)))
+        .body(sp::metadata(
+            &endpoints,
+            &signing,
+            &encryption,
+            want_assertions_signed,
+        )))
 }
 
 /// The connection with each certificate's status (`valid`, `expiring` within 30 days, `expired`).

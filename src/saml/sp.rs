@@ -145,7 +145,7 @@ pub fn key(
     })
 }
 
-/// Escapes text for an XML attribute or element.
+/// The KeyDescriptor of one SP key, with `extra` elements inside it.
 fn key_descriptor(purpose: Purpose, certificate: &X509, extra: &str) -> String {
     let der = certificate.to_der().expect("a parsed certificate encodes");
     format!(
@@ -159,8 +159,14 @@ fn key_descriptor(purpose: Purpose, certificate: &X509, extra: &str) -> String {
 }
 
 /// The SP metadata: entity ID, both keys, single logout (HTTP-Redirect), the NameID formats, the
-/// ACS (HTTP-POST).
-pub fn metadata(endpoints: &Endpoints, signing: &SpKey, encryption: &SpKey) -> String {
+/// ACS (HTTP-POST). `WantAssertionsSigned` says what the connection enforces, so an IdP that
+/// signs only the Response is told the truth about whether that will do.
+pub fn metadata(
+    endpoints: &Endpoints,
+    signing: &SpKey,
+    encryption: &SpKey,
+    want_assertions_signed: bool,
+) -> String {
     let encryption_methods: String = [
         "http://www.w3.org/2009/xmlenc11#aes256-gcm",
         "http://www.w3.org/2009/xmlenc11#aes128-gcm",
@@ -178,7 +184,7 @@ pub fn metadata(endpoints: &Endpoints, signing: &SpKey, encryption: &SpKey) -> S
     format!(
         r#"<?xml version="1.0" encoding="UTF-8"?>
 <md:EntityDescriptor xmlns:md="urn:oasis:names:tc:SAML:2.0:metadata" xmlns:ds="http://www.w3.org/2000/09/xmldsig#" entityID="{entity_id}">
-  <md:SPSSODescriptor AuthnRequestsSigned="true" WantAssertionsSigned="true" protocolSupportEnumeration="urn:oasis:names:tc:SAML:2.0:protocol">
+  <md:SPSSODescriptor AuthnRequestsSigned="true" WantAssertionsSigned="{want_assertions_signed}" protocolSupportEnumeration="urn:oasis:names:tc:SAML:2.0:protocol">
 {signing}{encryption}    <md:SingleLogoutService Binding="urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect" Location="{slo}"/>
 {formats}    <md:AssertionConsumerService Binding="urn:oasis:names:tc:SAML:2.0:bindings:HTTP-POST" Location="{acs}" index="0" isDefault="true"/>
   </md:SPSSODescriptor>

@@ -626,7 +626,11 @@ async fn sp_metadata_carries_stable_keys_and_the_acs(database: TestDatabase) {
     assert!(entity_id.ends_with("/saml/acme/metadata"), "{entity_id}");
     let sp = &descriptor.sp_sso_descriptors.as_ref().unwrap()[0];
     assert_eq!(sp.authn_requests_signed, Some(true));
-    assert_eq!(sp.want_assertions_signed, Some(true));
+    assert_eq!(
+        sp.want_assertions_signed,
+        Some(false),
+        "a Response signed on the outside will do by default"
+    );
     let acs = &sp.assertion_consumer_services[0];
     assert_eq!(
         acs.binding,

@@ -34,6 +34,7 @@ on_both_databases!(
     another_site_cannot_act_with_the_session_cookie,
     a_login_never_takes_the_last_owners_owner_group,
     a_flood_of_forged_responses_is_slowed_and_audits_a_bounded_number,
+    the_sp_metadata_says_whether_assertions_must_be_signed,
 );
 
 const IDP_ENTITY: &str = "http://www.okta.com/exk1test";
@@ -1822,4 +1823,41 @@ async fn a_flood_of_forged_responses_is_slowed_and_audits_a_bounded_number(datab
         60,
         "a minute's worth"
     );
+}
+
+/// An IdP reads `WantAssertionsSigned` to decide what to sign: it says what the connection enforces.
+async fn the_sp_metadata_says_whether_assertions_must_be_signed(database: TestDatabase) {
+    let sso = Sso::new(database).await;
+    let want = |sso: &Sso| {
+        let url = sso.app.url("/saml/acme/metadata");
+        let client = sso.app.client.clone();
+        async move {
+            let mut response = client.get(url).send().await.unwrap();
+            let xml = String::from_utf8(response.body().await.unwrap().to_vec()).unwrap();
+            let start = xml.find("WantAssertionsSigned=\"").unwrap() + 22;
+            xml[start..start + xml[start..].find('"').unwrap()].to_owned()
+        }
+    };
+    let outside_only = |sso: &Sso| {
+        sso.idp
+            .response(&sso.login("acme", "ada@example.com"), Signed::Response)
+    };
+    // By default a Response signed on the outside will do, and the metadata says so.
+    assert_eq!(want(&sso).await, "false");
+    let (status, _, _, body) = sso.post_here("acme", &outside_only(&sso)).await;
+    assert_eq!(status, 303, "{body}");
+    // Once the connection requires signed assertions, the metadata says that, and it holds.
+    sso.set_idp(&json!({"options": {"require_signed_assertion": true}}))
+        .await;
+    assert_eq!(want(&sso).await, "true");
+    let (status, _, session, _) = sso.post_here("acme", &outside_only(&sso)).await;
+    assert_eq!((status, session), (400, None));
+    assert_eq!(
+        sso.refusals("acme", &sso.admin).await[0],
+        "signature_policy"
+    );
+    let both = sso
+        .idp
+        .response(&sso.login("acme", "ada@example.com"), Signed::Both);
+    assert_eq!(sso.post_here("acme", &both).await.0, 303);
 }
