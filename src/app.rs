@@ -66,6 +66,7 @@ impl Application {
                     ErrorHandlers::new()
                         .handler(StatusCode::METHOD_NOT_ALLOWED, method_not_allowed),
                 )
+                .wrap(from_fn(scim::paths::canonical_paths))
                 .wrap(from_fn(crate::limits::cut_off_slow_bodies))
                 .wrap(from_fn(crate::limits::cap_request_head))
                 .wrap(from_fn(request_id_header))

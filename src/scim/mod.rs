@@ -3,10 +3,12 @@
 pub mod actions;
 pub mod api;
 pub mod bulk;
+pub mod elements;
 pub mod error;
 pub mod filter;
 pub mod groups;
 pub mod patch;
+pub mod paths;
 pub mod query;
 pub mod resource;
 pub mod schema;
