@@ -76,6 +76,10 @@ impl ScimError {
         Self::bad(ScimType::InvalidValue, detail)
     }
 
+    pub fn invalid_path(detail: impl Into<String>) -> Self {
+        Self::bad(ScimType::InvalidPath, detail)
+    }
+
     fn scim_type(&self) -> Option<ScimType> {
         match self {
             ScimError::BadRequest { scim_type, .. } => Some(*scim_type),

@@ -6,8 +6,9 @@
 
 use serde_json::{Map, Value};
 
+use super::elements;
 use super::error::{ScimError, ScimType};
-use super::filter::{AttrPath, CompValue, CompareOp, Filter, PatchPath, parse_path};
+use super::filter::{CompValue, CompareOp, Filter, PatchPath, parse_path};
 use super::resource::{self, Document, coerce};
 use super::schema::{Attribute, Mutability, ResourceKind, Type};
 
@@ -25,10 +26,6 @@ pub struct Operation {
     /// The path as the client wrote it, for messages.
     pub raw_path: Option<String>,
     pub value: Option<Value>,
-}
-
-fn invalid_path(detail: impl Into<String>) -> ScimError {
-    ScimError::bad(ScimType::InvalidPath, detail)
 }
 
 fn no_target(detail: impl Into<String>) -> ScimError {
@@ -83,12 +80,13 @@ pub fn parse_request(body: &Value, patch_schema: &str) -> Result<Vec<Operation>,
                 None | Some(Value::Null) => None,
                 Some(Value::String(path)) if path.trim().is_empty() => None,
                 Some(Value::String(path)) => Some(path.clone()),
-                Some(_) => return Err(invalid_path("path must be a string")),
+                Some(_) => return Err(ScimError::invalid_path("path must be a string")),
             };
             let path = raw_path
                 .as_deref()
                 .map(|path| {
-                    parse_path(path).map_err(|e| invalid_path(format!("invalid path {path:?} {e}")))
+                    parse_path(path)
+                        .map_err(|e| ScimError::invalid_path(format!("invalid path {path:?} {e}")))
                 })
                 .transpose()?;
             let value = operation.get("value").cloned();
@@ -161,7 +159,7 @@ fn apply_without_path(
                 .filter(|(name, _)| !name.eq_ignore_ascii_case("schemas"))
             {
                 let path = parse_path(&format!("{urn}:{name}"))
-                    .map_err(|e| invalid_path(format!("{urn}:{name}: {e}")))?;
+                    .map_err(|e| ScimError::invalid_path(format!("{urn}:{name}: {e}")))?;
                 apply_at(kind, document, op, &path, Some(value), true)?;
             }
             continue;
@@ -169,7 +167,7 @@ fn apply_without_path(
         if key.eq_ignore_ascii_case("schemas") {
             continue;
         }
-        let path = parse_path(key).map_err(|e| invalid_path(format!("{key}: {e}")))?;
+        let path = parse_path(key).map_err(|e| ScimError::invalid_path(format!("{key}: {e}")))?;
         apply_at(kind, document, op, &path, Some(value), true)?;
     }
     Ok(())
@@ -235,7 +233,7 @@ fn apply_at(
     }
     let (extension, top) = kind
         .top_level(path.attr.urn.as_deref(), &path.attr.name)
-        .map_err(invalid_path)?;
+        .map_err(ScimError::invalid_path)?;
     match top.mutability {
         // Okta repeats the id in a no-path value when it renames a group: nothing to change.
         Mutability::ReadOnly if lenient_read_only => return Ok(()),
@@ -258,10 +256,9 @@ fn apply_at(
     };
     let sub_name = path.attr.sub.as_deref().or(path.sub.as_deref());
     let sub = match sub_name {
-        Some(name) => Some(
-            top.sub_attribute(name)
-                .ok_or_else(|| invalid_path(format!("unknown attribute {}.{name}", top.name)))?,
-        ),
+        Some(name) => Some(top.sub_attribute(name).ok_or_else(|| {
+            ScimError::invalid_path(format!("unknown attribute {}.{name}", top.name))
+        })?),
         None => None,
     };
     if let Some(sub) = sub
@@ -424,7 +421,7 @@ fn apply_filtered(
     value: Option<&Value>,
 ) -> Result<(), ScimError> {
     if top.kind != Type::Complex {
-        return Err(invalid_path(format!(
+        return Err(ScimError::invalid_path(format!(
             "{} is not a complex attribute",
             top.name
         )));
@@ -433,14 +430,14 @@ fn apply_filtered(
         Some(Value::Array(items)) => {
             let mut matched = Vec::new();
             for (index, item) in items.iter().enumerate() {
-                if matches(filter, item, top)? {
+                if elements::matches(filter, item, top)? {
                     matched.push(index);
                 }
             }
             matched
         }
         Some(single @ Value::Object(_)) => {
-            if matches(filter, single, top)? {
+            if elements::matches(filter, single, top)? {
                 vec![0]
             } else {
                 Vec::new()
@@ -579,69 +576,6 @@ fn equalities(filter: &Filter, top: &Attribute) -> Option<Map<String, Value>> {
             Some(element)
         }
         _ => None,
-    }
-}
-
-/// Whether one complex value matches a value filter whose paths name its sub-attributes.
-fn matches(filter: &Filter, element: &Value, top: &Attribute) -> Result<bool, ScimError> {
-    Ok(match filter {
-        Filter::And(left, right) => matches(left, element, top)? && matches(right, element, top)?,
-        Filter::Or(left, right) => matches(left, element, top)? || matches(right, element, top)?,
-        Filter::Not(inner) => !matches(inner, element, top)?,
-        Filter::Present(path) => {
-            let sub = sub_of(top, path)?;
-            element.get(sub.name).is_some_and(|value| !value.is_null())
-        }
-        Filter::Compare { path, op, value } => {
-            let sub = sub_of(top, path)?;
-            compare(sub, element.get(sub.name), *op, value)
-        }
-        Filter::ValuePath { .. } => return Err(invalid_path("value filters cannot be nested")),
-    })
-}
-
-fn sub_of(top: &Attribute, path: &AttrPath) -> Result<&'static Attribute, ScimError> {
-    if path.urn.is_some() || path.sub.is_some() {
-        return Err(invalid_path(format!(
-            "{path} is not a sub-attribute of {}",
-            top.name
-        )));
-    }
-    top.sub_attribute(&path.name)
-        .ok_or_else(|| invalid_path(format!("unknown attribute {}.{}", top.name, path.name)))
-}
-
-fn compare(sub: &Attribute, actual: Option<&Value>, op: CompareOp, expected: &CompValue) -> bool {
-    let actual = actual.filter(|value| !value.is_null());
-    match (actual, expected) {
-        (None, CompValue::Null) => op == CompareOp::Eq,
-        (Some(_), CompValue::Null) => op == CompareOp::Ne,
-        (None, _) => op == CompareOp::Ne,
-        (Some(Value::Bool(flag)), CompValue::Bool(wanted)) => {
-            (flag == wanted) == (op == CompareOp::Eq)
-        }
-        (Some(Value::Bool(flag)), CompValue::String(text)) => {
-            (text.eq_ignore_ascii_case(&flag.to_string())) == (op == CompareOp::Eq)
-        }
-        (Some(Value::String(text)), CompValue::String(wanted)) => {
-            let (text, wanted) = if sub.case_exact {
-                (text.clone(), wanted.clone())
-            } else {
-                (text.to_lowercase(), wanted.to_lowercase())
-            };
-            match op {
-                CompareOp::Eq => text == wanted,
-                CompareOp::Ne => text != wanted,
-                CompareOp::Co => text.contains(&wanted),
-                CompareOp::Sw => text.starts_with(&wanted),
-                CompareOp::Ew => text.ends_with(&wanted),
-                CompareOp::Gt => text > wanted,
-                CompareOp::Ge => text >= wanted,
-                CompareOp::Lt => text < wanted,
-                CompareOp::Le => text <= wanted,
-            }
-        }
-        _ => false,
     }
 }
 

@@ -6,7 +6,9 @@
 
 use serde_json::{Map, Value};
 
+use super::elements;
 use super::error::{ScimError, ScimType};
+use super::filter::{Filter, parse_filter};
 use super::schema::{Attribute, Mutability, ResourceKind, Returned, Type};
 
 pub type Document = Map<String, Value>;
@@ -34,25 +36,23 @@ pub fn normalize(kind: ResourceKind, input: &Value) -> Result<Document, ScimErro
                 .iter()
                 .filter(|(name, _)| !name.eq_ignore_ascii_case("schemas"))
             {
-                let attribute = kind.attribute(Some(urn), name).ok_or_else(|| {
-                    ScimError::invalid_value(format!("unknown attribute {urn}:{name}"))
-                })?;
-                set_checked(&mut extension, attribute, value)?;
+                // Not defined here: nothing to store, and not an error (below).
+                if let Some(attribute) = kind.attribute(Some(urn), name) {
+                    set_checked(&mut extension, attribute, value)?;
+                }
             }
             if !extension.is_empty() {
                 document.insert(urn.to_owned(), Value::Object(extension));
             }
             continue;
         }
-        if key.starts_with("urn:") || key.starts_with("http://") || key.starts_with("https://") {
-            // An extension this server does not define (Entra's ADSCIM group schema, an Okta custom
-            // profile): nothing in it can be stored, so it is not an error.
-            continue;
+        // An attribute or extension the schema does not define (a custom one an IdP maps by
+        // default, Entra's ADSCIM group schema, an Okta custom profile) has nothing to store here:
+        // it is ignored, as Entra expects and RFC 7644 leaves to the service. A defined one with
+        // a malformed value is still refused.
+        if let Some(attribute) = kind.attribute(None, key) {
+            set_checked(&mut document, attribute, value)?;
         }
-        let attribute = kind
-            .attribute(None, key)
-            .ok_or_else(|| ScimError::invalid_value(format!("unknown attribute {key:?}")))?;
-        set_checked(&mut document, attribute, value)?;
     }
     Ok(document)
 }
@@ -228,22 +228,42 @@ pub struct Projection {
     pub only: Vec<String>,
     /// `excludedAttributes=`: all but these.
     pub excluded: Vec<String>,
+    /// `attributes=emails[type eq "work"]`, as Entra asks: of a multi-valued attribute, only the
+    /// values the filter selects.
+    selections: Vec<(String, Filter)>,
 }
 
 impl Projection {
     pub fn parse(attributes: Option<&str>, excluded: Option<&str>) -> Projection {
-        let split = |list: Option<&str>| {
+        let split = |list: Option<&str>| -> Vec<String> {
             list.map(|list| {
-                list.split(',')
-                    .map(|path| path.trim().to_ascii_lowercase())
+                split_outside_brackets(list)
+                    .map(|path| path.trim().to_owned())
                     .filter(|p| !p.is_empty())
                     .collect()
             })
             .unwrap_or_default()
         };
+        let mut selections = Vec::new();
+        let only = split(attributes)
+            .into_iter()
+            .map(|path| match parse_filter(&path) {
+                Ok(Filter::ValuePath { attr, filter }) if attr.sub.is_none() => {
+                    let name = attr.name.to_ascii_lowercase();
+                    selections.push((name.clone(), *filter));
+                    name
+                }
+                _ => path.to_ascii_lowercase(),
+            })
+            .collect();
+        let excluded = split(excluded)
+            .into_iter()
+            .map(|path| path.to_ascii_lowercase())
+            .collect();
         Projection {
-            only: split(attributes),
-            excluded: split(excluded),
+            only,
+            excluded,
+            selections,
         }
     }
 
@@ -295,9 +315,37 @@ impl Projection {
             if let Some(value) = document.get_mut(&key) {
                 trim(value, &only, &excluded);
             }
+            let selected = self.selections.iter().find(|(name, _)| *name == prefix);
+            if let (Some((_, filter)), Some(top), Some(Value::Array(values))) =
+                (selected, kind.attribute(None, &key), document.get_mut(&key))
+            {
+                // A filter that names no sub-attribute of this one selects nothing it could judge:
+                // the values stay.
+                values.retain(|value| elements::matches(filter, value, top).unwrap_or(true));
+            }
         }
         document
     }
+}
+
+/// The items of a comma-separated list, where a comma inside `[...]` or quotes is not a separator.
+fn split_outside_brackets(list: &str) -> impl Iterator<Item = &str> {
+    let (mut depth, mut quoted, mut start) = (0usize, false, 0);
+    let mut items = Vec::new();
+    for (index, c) in list.char_indices() {
+        match c {
+            '"' => quoted = !quoted,
+            '[' if !quoted => depth += 1,
+            ']' if !quoted => depth = depth.saturating_sub(1),
+            ',' if !quoted && depth == 0 => {
+                items.push(&list[start..index]);
+                start = index + 1;
+            }
+            _ => {}
+        }
+    }
+    items.push(&list[start..]);
+    items.into_iter()
 }
 
 fn always_returned(kind: ResourceKind, name: &str) -> bool {
@@ -356,7 +404,6 @@ mod tests {
         for input in [
             json!([]),
             json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"], "userName": "x"}),
-            json!({"userName": "x", "favouriteColour": "blue"}),
             json!({"userName": "x", "active": "yes"}),
             json!({"userName": ["x"]}),
             json!({"userName": "x", "name": "Ada"}),
@@ -365,6 +412,13 @@ mod tests {
         ] {
             assert!(normalize(ResourceKind::User, &input).is_err(), "{input}");
         }
+        let custom =
+            json!({"userName": "x", "favouriteColour": "blue", "urn:acme:custom": {"a": 1}});
+        assert_eq!(
+            Value::Object(normalize(ResourceKind::User, &custom).unwrap()),
+            json!({"userName": "x"}),
+            "what the schema does not define is ignored"
+        );
     }
 
     #[test]
