@@ -285,7 +285,11 @@ pub fn render_member(base: &str, member: &Member) -> Value {
     } else {
         ResourceKind::Group
     };
-    json!({ "value": member.member_id, "$ref": location(base, kind, &member.member_id), "type": member.member_type })
+    let mut shown = json!({ "value": member.member_id, "$ref": location(base, kind, &member.member_id), "type": member.member_type });
+    if let Some(display) = &member.display {
+        shown["display"] = json!(display);
+    }
+    shown
 }
 
 /// A group as returned; `members` holds membership rows, any group's. With `members` None the

@@ -14,7 +14,7 @@ use super::store::{self, Page, changed_attributes};
 use super::values;
 use crate::access::members::OwnerCheck;
 use crate::audit::{self, AuditContext, Event, Target};
-use crate::db::schema::{scim_group_members, scim_groups, scim_users};
+use crate::db::schema::{scim_group_members, scim_groups, scim_users, scim_values};
 use crate::db::{DbConnection, write_transaction};
 
 #[derive(Debug, Clone, Queryable)]
@@ -343,12 +343,14 @@ pub fn list(
 }
 
 /// One membership, as a group's `members` shows it.
-#[derive(Debug, Clone, Queryable)]
+#[derive(Debug, Clone)]
 pub struct Member {
     pub group_id: String,
     pub member_id: String,
     /// `User` or `Group`.
     pub member_type: String,
+    /// The member's displayName (a user's, when it has one; a group's), which Entra reads.
+    pub display: Option<String>,
 }
 
 /// The members of the groups named, ordered by group and member id; with `after`, only members
@@ -359,12 +361,24 @@ pub fn members_of(
     after: Option<&str>,
     limit: Option<i64>,
 ) -> QueryResult<Vec<Member>> {
+    // A user's displayName is its value-index row, found by the primary key; a group's is a
+    // column.
+    let user_display = scim_values::table.on(scim_values::resource_id
+        .eq(scim_group_members::member_id)
+        .and(scim_values::attribute.eq("displayname"))
+        .and(scim_values::element.eq(0))
+        .and(scim_values::sub.eq("")));
+    let group_display = scim_groups::table.on(scim_groups::id.eq(scim_group_members::member_id));
     let mut query = scim_group_members::table
+        .left_join(user_display)
+        .left_join(group_display)
         .filter(scim_group_members::group_id.eq_any(group_ids))
         .select((
             scim_group_members::group_id,
             scim_group_members::member_id,
             scim_group_members::member_type,
+            scim_values::value.nullable(),
+            scim_groups::display_name.nullable(),
         ))
         .order((
             scim_group_members::group_id.asc(),
@@ -377,5 +391,17 @@ pub fn members_of(
     if let Some(limit) = limit {
         query = query.limit(limit);
     }
-    query.load(conn)
+    type Row = (String, String, String, Option<String>, Option<String>);
+    let rows: Vec<Row> = query.load(conn)?;
+    Ok(rows
+        .into_iter()
+        .map(
+            |(group_id, member_id, member_type, user_display, group_display)| Member {
+                group_id,
+                member_id,
+                member_type,
+                display: user_display.or(group_display),
+            },
+        )
+        .collect())
 }

@@ -21,6 +21,7 @@ on_both_databases!(
     bad_requests_are_400_and_change_nothing,
     provisioning_is_audited,
     discovery_describes_the_service,
+    entra_validator_shapes_are_understood,
 );
 
 const USER: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
@@ -667,7 +668,7 @@ async fn bad_requests_are_400_and_change_nothing(database: TestDatabase) {
         (
             "POST",
             "/scim/v2/Users".to_owned(),
-            json!({"schemas": [USER], "userName": "x", "shoeSize": 9}),
+            json!({"schemas": [USER], "userName": "x", "shoeSize": 9, "active": "maybe"}),
             "invalidValue",
         ),
         (
@@ -1204,4 +1205,104 @@ async fn group_lists_stream_every_group_with_its_members(database: TestDatabase)
             .iter()
             .all(|group| group.get("members").is_none())
     );
+}
+
+/// What Microsoft's SCIM validator sends that the RFC allows: endpoint names in another case and
+/// with a trailing slash, attribute names in another case, a value filter in `attributes`, an
+/// attribute the schema does not define in a PUT; and a group read names each member.
+async fn entra_validator_shapes_are_understood(database: TestDatabase) {
+    let app = TestApp::spawn(database).await;
+    let tenant = app.tenant("acme", "scim");
+    let token = &tenant.token;
+    let user = json!({
+        "schemas": [USER],
+        "userName": "ada@example.com",
+        "displayName": "Ada Lovelace",
+        "emails": [
+            {"value": "ada@example.com", "type": "work", "primary": true},
+            {"value": "ada@home.example", "type": "home"},
+        ],
+    });
+    let (status, created) = app.send_json("POST", "/scim/v2/users", token, &user).await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["id"].as_str().unwrap().to_owned();
+    let (status, group) = app
+        .send_json(
+            "POST",
+            "/scim/v2/groups/",
+            token,
+            &json!({"schemas": [GROUP], "displayName": "Engineering", "members": [{"value": id}]}),
+        )
+        .await;
+    assert_eq!(status, 201, "{group}");
+    let group_id = group["id"].as_str().unwrap();
+
+    let filter = urlencode("DisplayName eq \"Engineering\"");
+    let (status, found) = app
+        .get(
+            &format!("/scim/v2/Groups/?filter={filter}&attributes=DisplayName"),
+            token,
+        )
+        .await;
+    assert_eq!(status, 200, "{found}");
+    assert_eq!(found["totalResults"], 1, "{found}");
+    assert_eq!(found["Resources"][0]["displayName"], "Engineering");
+    assert!(found["Resources"][0].get("members").is_none(), "{found}");
+    let filter = urlencode("USERNAME eq \"ADA@example.com\"");
+    let (status, found) = app
+        .get(&format!("/SCIM/V2/USERS?filter={filter}"), token)
+        .await;
+    assert_eq!(
+        (status, found["totalResults"].clone()),
+        (200, json!(1)),
+        "{found}"
+    );
+
+    // Only the work email, as the projection's value filter asks.
+    let attributes = urlencode("emails[type eq \"work\"]");
+    let (status, projected) = app
+        .get(
+            &format!("/scim/v2/Users/{id}?attributes={attributes}"),
+            token,
+        )
+        .await;
+    assert_eq!(status, 200, "{projected}");
+    assert_eq!(
+        projected["emails"],
+        json!([{"value": "ada@example.com", "type": "work", "primary": true}]),
+        "{projected}"
+    );
+    assert!(projected.get("displayName").is_none(), "{projected}");
+
+    // A group read names each member by the user's displayName.
+    let (status, read_group) = app
+        .get(&format!("/scim/v2/groups/{group_id}/"), token)
+        .await;
+    assert_eq!(status, 200, "{read_group}");
+    assert_eq!(read_group["members"][0]["value"], id.as_str());
+    assert_eq!(
+        read_group["members"][0]["display"], "Ada Lovelace",
+        "{read_group}"
+    );
+
+    // An attribute the schema does not define is ignored; a malformed one is still refused.
+    let mut replaced = user.clone();
+    replaced["displayName"] = json!("Ada King");
+    replaced["costCenter"] = json!("R&D");
+    let (status, body) = app
+        .send_json("PUT", &format!("/scim/v2/Users/{id}"), token, &replaced)
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["displayName"], "Ada King");
+    assert!(body.get("costCenter").is_none(), "{body}");
+    replaced["displayName"] = json!(["not", "one", "string"]);
+    let (status, body) = app
+        .send_json("PUT", &format!("/scim/v2/Users/{id}"), token, &replaced)
+        .await;
+    assert_eq!(status, 400, "{body}");
+
+    // The SCIM 1.1 name of the service's configuration.
+    let (status, config) = app.get("/scim/v2/serviceConfiguration", token).await;
+    assert_eq!(status, 200, "{config}");
+    assert!(config["patch"]["supported"].as_bool().unwrap());
 }
