@@ -71,29 +71,40 @@ pub enum IdpCommand {
     /// Set the IdP from its metadata (a file or an http(s) URL), or from --entity-id, --sso-url
     /// and --cert; options alone change the connection's options
     Set {
+        /// The workspace's slug
         #[arg(long, value_name = "SLUG")]
         workspace: String,
+        /// The IdP's SAML metadata: a file, or an http(s) URL fetched now and every hour
         #[arg(long, value_name = "FILE|URL", conflicts_with_all = ["entity_id", "sso_url", "cert"])]
         metadata: Option<String>,
+        /// The IdP's entity ID (its Issuer), without metadata
         #[arg(long, value_name = "ID")]
         entity_id: Option<String>,
+        /// The IdP's single sign-on URL (HTTP-Redirect binding), without metadata
         #[arg(long, value_name = "URL")]
         sso_url: Option<String>,
+        /// The IdP's single logout URL (HTTP-Redirect binding), without metadata
         #[arg(long, value_name = "URL")]
         slo_url: Option<String>,
         /// A PEM file of the IdP's signing certificate(s); repeat for rollover
         #[arg(long, value_name = "PEM_FILE")]
         cert: Vec<std::path::PathBuf>,
+        /// Accept responses the IdP sends unasked (IdP-initiated sign-in) [default: true]
         #[arg(long, value_name = "true|false")]
         allow_idp_initiated: Option<bool>,
+        /// Require the Response itself to be signed [default: false]
         #[arg(long, value_name = "true|false")]
         require_signed_response: Option<bool>,
+        /// Require the assertion to be signed; the SP metadata then says so [default: false]
         #[arg(long, value_name = "true|false")]
         require_signed_assertion: Option<bool>,
+        /// Clock difference to allow with the IdP, 0 to 600 [default: 120]
         #[arg(long, value_name = "SECONDS")]
         clock_skew: Option<i32>,
+        /// The NameID format to ask the IdP for [default: the IdP's choice]
         #[arg(long, value_name = "URI")]
         name_id_format: Option<String>,
+        /// Ask the IdP to sign the person in again even when it has a session
         #[arg(long, value_name = "true|false")]
         force_authn: Option<bool>,
         /// Give people the IdP vouches for a membership at first login
@@ -102,6 +113,7 @@ pub enum IdpCommand {
     },
     /// The connection: one `key<TAB>value` line per setting, one `certificate` line per certificate
     Show {
+        /// The workspace's slug
         #[arg(long, value_name = "SLUG")]
         workspace: String,
     },
@@ -111,22 +123,28 @@ pub enum IdpCommand {
 pub enum MappingCommand {
     /// Map an IdP group (a SCIM group's displayName or a SAML `groups` value) to a role
     Set {
+        /// The workspace's slug
         #[arg(long, value_name = "SLUG")]
         workspace: String,
+        /// The group's name as the IdP sends it (matched without case)
         #[arg(long, value_name = "NAME")]
         idp_group: String,
+        /// The role its members get
         #[arg(long, value_name = "owner|admin|member|read-only")]
         role: String,
     },
     /// One line per mapping: IdP group, role (tab-separated)
     List {
+        /// The workspace's slug
         #[arg(long, value_name = "SLUG")]
         workspace: String,
     },
     /// Remove a group's mapping: its members lose the role it gave
     Remove {
+        /// The workspace's slug
         #[arg(long, value_name = "SLUG")]
         workspace: String,
+        /// The group's name as the IdP sends it (matched without case)
         #[arg(long, value_name = "NAME")]
         idp_group: String,
     },
@@ -136,6 +154,7 @@ pub enum MappingCommand {
 pub enum RoleCommand {
     /// Replace a member's direct roles (an empty list removes them)
     Set {
+        /// The workspace's slug
         #[arg(long, value_name = "SLUG")]
         workspace: String,
         /// Member id, userName or email
@@ -147,10 +166,13 @@ pub enum RoleCommand {
     },
     /// Make another member the Owner in place of one who is an Owner directly
     TransferOwnership {
+        /// The workspace's slug
         #[arg(long, value_name = "SLUG")]
         workspace: String,
+        /// The Owner giving it up: member id, userName or email
         #[arg(long, value_name = "MEMBER")]
         from: String,
+        /// The member becoming Owner: member id, userName or email
         #[arg(long, value_name = "MEMBER")]
         to: String,
     },
@@ -160,24 +182,32 @@ pub enum RoleCommand {
 pub enum AttributesCommand {
     /// One line per field: field, attribute name (tab-separated)
     Show {
+        /// The workspace's slug
         #[arg(long, value_name = "SLUG")]
         workspace: String,
     },
     /// Start from a preset and/or override attribute names (an empty role or groups removes it)
     Set {
+        /// The workspace's slug
         #[arg(long, value_name = "SLUG")]
         workspace: String,
+        /// Start from this IdP's usual attribute names
         #[arg(long, value_name = "okta|entra|onelogin|google|ping")]
         preset: Option<String>,
-        #[arg(long)]
+        /// The attribute that carries the email (else an email NameID is used)
+        #[arg(long, value_name = "ATTRIBUTE")]
         email: Option<String>,
-        #[arg(long)]
+        /// The attribute that carries the given name
+        #[arg(long, value_name = "ATTRIBUTE")]
         first_name: Option<String>,
-        #[arg(long)]
+        /// The attribute that carries the family name
+        #[arg(long, value_name = "ATTRIBUTE")]
         last_name: Option<String>,
-        #[arg(long)]
+        /// The attribute that carries a role name
+        #[arg(long, value_name = "ATTRIBUTE")]
         role: Option<String>,
-        #[arg(long)]
+        /// The attribute that carries the groups, mapped to roles by `idgate mapping`
+        #[arg(long, value_name = "ATTRIBUTE")]
         groups: Option<String>,
     },
 }
@@ -186,7 +216,9 @@ pub enum AttributesCommand {
 pub enum WorkspaceCommand {
     /// Create a workspace; prints its id
     Create {
+        /// Short name used in URLs: lower-case letters, digits and hyphens
         slug: String,
+        /// Display name [default: the slug]
         #[arg(long)]
         name: Option<String>,
         /// Mark it HIPAA-eligible (15-minute sessions for its members)
@@ -197,9 +229,12 @@ pub enum WorkspaceCommand {
     List,
     /// Change a workspace's settings
     Set {
+        /// The workspace's slug
         slug: String,
+        /// HIPAA-eligible: 15-minute sessions for everyone in it
         #[arg(long, value_name = "true|false")]
         hipaa: Option<bool>,
+        /// New display name
         #[arg(long)]
         name: Option<String>,
     },
@@ -209,12 +244,14 @@ pub enum WorkspaceCommand {
 pub enum TokenCommand {
     /// Create a token; prints its secret once, on the last line
     Create {
+        /// The workspace's slug
         #[arg(long, value_name = "SLUG")]
         workspace: String,
         /// Comma-separated: scim, workspace:read, workspace:write, sources:read, sources:write,
         /// tracking_plan:read, tracking_plan:write, audit:read, tokens:write
         #[arg(long)]
         scopes: String,
+        /// A label for the token (shown in lists and the audit log) [default: api token]
         #[arg(long)]
         name: Option<String>,
         /// Lifetime such as 90d, 12h or 30m [default: no expiry]
@@ -223,11 +260,15 @@ pub enum TokenCommand {
     },
     /// One line per token: id, status, scopes, created, expires, last used, name (tab-separated)
     List {
+        /// The workspace's slug
         #[arg(long, value_name = "SLUG")]
         workspace: String,
     },
     /// Revoke a token at once
-    Revoke { token_id: String },
+    Revoke {
+        /// The token's id, as `token list` shows it
+        token_id: String,
+    },
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
@@ -675,4 +716,32 @@ fn local_address(bind: SocketAddr) -> SocketAddr {
         ip => ip,
     };
     SocketAddr::new(ip, bind.port())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::Cli;
+
+    /// Every argument of every command says what it is, and names its variable once.
+    #[test]
+    fn every_flag_says_what_it_does_once() {
+        fn check(command: &clap::Command, path: &str) {
+            for arg in command.get_arguments() {
+                let id = arg.get_id().as_str();
+                if matches!(id, "help" | "version") {
+                    continue;
+                }
+                let help = arg.get_help().map(ToString::to_string).unwrap_or_default();
+                assert!(!help.trim().is_empty(), "{path} {id} has no help");
+                let named = help.matches("[env:").count() + usize::from(arg.get_env().is_some());
+                assert!(named <= 1, "{path} {id} names its variable {named} times");
+            }
+            for sub in command.get_subcommands() {
+                check(sub, &format!("{path} {}", sub.get_name()));
+            }
+        }
+        check(&Cli::command(), "idgate");
+    }
 }

@@ -113,8 +113,14 @@ impl From<BaseUrl> for String {
 /// subcommand: `idgate workspace list --database-url postgres://...`.
 #[derive(Debug, Default, Clone, Serialize, clap::Args)]
 pub struct ConfigArgs {
-    /// Config file [default: ./idgate.toml when it exists] [env: IDGATE_CONFIG]
-    #[arg(long, global = true, env = "IDGATE_CONFIG", value_name = "FILE")]
+    /// Config file [default: ./idgate.toml when it exists]
+    #[arg(
+        long,
+        global = true,
+        env = "IDGATE_CONFIG",
+        hide_env_values = true,
+        value_name = "FILE"
+    )]
     #[serde(skip)]
     pub config: Option<PathBuf>,
     /// Address to listen on [default: 127.0.0.1:8080] [env: IDGATE_BIND]
