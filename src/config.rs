@@ -24,8 +24,9 @@ const KEYS: [&str; 6] = [
     "allowed_internal_hosts",
 ];
 
-/// Requests a second each API token (or person with a session) may make, by default.
-pub const DEFAULT_RATE_LIMIT: u32 = 100;
+/// Requests a second each API token (or person with a session) may make, by default, with a
+/// burst of [`crate::ratelimit::BURST_SECONDS`] of them.
+pub const DEFAULT_RATE_LIMIT: u32 = 200;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -39,8 +40,8 @@ pub struct Settings {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub base_url: Option<BaseUrl>,
     pub log_format: LogFormat,
-    /// Requests a second per API token or session on the SCIM and admin APIs, with bursts of
-    /// twice that; 0 turns limits off. Counted in each process.
+    /// Requests a second per API token or session on the SCIM and admin APIs, with a burst of
+    /// [`crate::ratelimit::BURST_SECONDS`] of them; 0 turns limits off. Counted in each process.
     pub rate_limit: u32,
     /// Host names and address ranges on an internal network that IdP metadata may be fetched
     /// from; every other loopback, private, link-local or unique-local address is refused.
@@ -139,7 +140,7 @@ pub struct ConfigArgs {
     #[arg(long, global = true, value_name = "FORMAT")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub log_format: Option<String>,
-    /// Requests a second per API token or session; 0 for none [default: 100] [env: IDGATE_RATE_LIMIT]
+    /// Requests a second per API token or session, bursts of 50 s of them; 0 for none [default: 200] [env: IDGATE_RATE_LIMIT]
     #[arg(long, global = true, value_name = "PER_SECOND")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rate_limit: Option<u32>,

@@ -1,10 +1,18 @@
-//! Per-caller rate limits for the SCIM and admin APIs, with governor's keyed GCRA limiter: each API
-//! token and each person with a session may make the configured rate, with bursts of twice that.
-//! A caller past its limit is answered 429 with `Retry-After`. Only authenticated callers are
-//! counted, so a burst of bad tokens (even ones naming a real token's id) never spends an honest
-//! caller's allowance. Counters live in each process: with several replicas, each allows the rate.
+//! Rate limits that stop abuse without pacing honest clients, with governor's keyed GCRA limiter.
+//! Each API token and each person with a session may make the configured rate with a burst of
+//! [`BURST_SECONDS`] of it: Okta and Entra send imports and pushes of thousands of requests back
+//! to back (Okta walks 100,000 people as 1,000 pages, and documents up to 75 concurrent
+//! transactions), and the public SCIM checkers fire without pause, so the burst holds a whole import
+//! while the rate still holds a leaked token to a few hundred requests a second. A `/Bulk`
+//! request counts once. Only authenticated callers are counted, so a burst of bad tokens (even
+//! ones naming a real token's id) never spends an honest caller's allowance. A caller past its
+//! limit is answered 429 with `Retry-After` and the IETF `RateLimit-Policy` and `RateLimit`
+//! headers. Counters live in each process: with several replicas, each allows the rate.
 
 use std::net::{IpAddr, Ipv6Addr};
+
+use actix_web::HttpResponse;
+use actix_web::http::header::{HeaderName, HeaderValue};
 use std::num::NonZeroU32;
 
 use governor::clock::{Clock, DefaultClock};
@@ -21,16 +29,61 @@ const MAX_CALLERS: usize = 10_000;
 type Keyed<C> =
     Governor<String, DefaultKeyedStateStore<String>, C, NoOpMiddleware<<C as Clock>::Instant>>;
 
+/// How many seconds of its rate a caller may spend at once.
+pub const BURST_SECONDS: u32 = 50;
+
+/// A refused request: when to come back, and the policy that refused it, for the headers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limited {
+    /// Whole seconds until a request is allowed again, at least one.
+    pub retry_after: u64,
+    /// The policy: `quota` requests at once, refilled over `window` seconds.
+    pub quota: u32,
+    pub window: u32,
+}
+
+impl Limited {
+    /// Adds [`Limited::headers`] to a refusal.
+    pub fn add_to(&self, response: &mut HttpResponse) {
+        for (name, value) in self.headers() {
+            response.headers_mut().insert(
+                HeaderName::from_static(name),
+                HeaderValue::from_str(&value).expect("digits and quotes"),
+            );
+        }
+    }
+
+    /// `Retry-After`, and the IETF RateLimit header fields (draft-ietf-httpapi-ratelimit-headers):
+    /// the policy, and that nothing remains until `retry_after`.
+    fn headers(&self) -> [(&'static str, String); 3] {
+        [
+            ("retry-after", self.retry_after.to_string()),
+            (
+                "ratelimit-policy",
+                format!("\"burst\";q={};w={}", self.quota, self.window),
+            ),
+            ("ratelimit", format!("\"burst\";r=0;t={}", self.retry_after)),
+        ]
+    }
+}
+
 /// Requests a second one client address may make to the SAML endpoints anyone may call (login
 /// starts, the ACS, single logout), with bursts of ten times that: an office behind one NAT
 /// signing in at nine stays far below it, a flood of forged responses does not.
 pub const PER_ADDRESS: u32 = 20;
 
+/// One keyed limiter and the policy it enforces.
+struct Policy<C: Clock> {
+    limiter: Keyed<C>,
+    quota: u32,
+    window: u32,
+}
+
 pub struct RateLimiter<C: Clock = DefaultClock> {
-    /// None when limits are off.
-    limiter: Option<Keyed<C>>,
+    /// Callers by token or person; None when limits are off.
+    callers: Option<Policy<C>>,
     /// Unauthenticated callers by client address (an IPv6 client by its /64); None when off.
-    addresses: Option<Keyed<C>>,
+    addresses: Option<Policy<C>>,
     clock: C,
 }
 
@@ -43,32 +96,35 @@ impl RateLimiter {
 
 impl<C: Clock + Clone> RateLimiter<C> {
     fn with_clock(per_second: u32, clock: C) -> Self {
-        let keyed = |rate: NonZeroU32, burst_factor: u32| {
-            let burst = rate.saturating_mul(NonZeroU32::new(burst_factor).expect("not zero"));
+        let policy = |rate: NonZeroU32, burst_seconds: u32| {
+            let burst = rate.saturating_mul(NonZeroU32::new(burst_seconds).expect("not zero"));
             let quota = Quota::per_second(rate).allow_burst(burst);
-            Governor::new(quota, DefaultKeyedStateStore::default(), clock.clone())
+            Policy {
+                limiter: Governor::new(quota, DefaultKeyedStateStore::default(), clock.clone()),
+                quota: burst.get(),
+                window: burst_seconds,
+            }
         };
         let on = per_second > 0;
         RateLimiter {
-            limiter: NonZeroU32::new(per_second).map(|rate| keyed(rate, 2)),
+            callers: NonZeroU32::new(per_second).map(|rate| policy(rate, BURST_SECONDS)),
             addresses: NonZeroU32::new(PER_ADDRESS)
                 .filter(|_| on)
-                .map(|rate| keyed(rate, 10)),
+                .map(|rate| policy(rate, 10)),
             clock,
         }
     }
 
-    /// Admits one request of an authenticated caller, or refuses it with the whole seconds
-    /// (at least one) to wait, for `Retry-After`.
+    /// Admits one request of an authenticated caller, or refuses it.
     pub fn admit(&self, caller: &Actor) -> Result<(), AuthError> {
         let (kind, id) = caller.parts();
-        self.check(&self.limiter, format!("{kind}:{id}"))
+        self.check(&self.callers, format!("{kind}:{id}"))
             .map_err(AuthError::RateLimited)
     }
 
     /// Admits one request from a client address to an endpoint anyone may call, or refuses it
     /// with the seconds to wait.
-    pub fn admit_address(&self, address: IpAddr) -> Result<(), u64> {
+    pub fn admit_address(&self, address: IpAddr) -> Result<(), Limited> {
         let key = match address {
             IpAddr::V4(v4) => v4.to_string(),
             // One host of IPv6 holds a whole /64, so that is what one client is counted by.
@@ -80,10 +136,11 @@ impl<C: Clock + Clone> RateLimiter<C> {
         self.check(&self.addresses, key)
     }
 
-    fn check(&self, limiter: &Option<Keyed<C>>, key: String) -> Result<(), u64> {
-        let Some(limiter) = limiter else {
+    fn check(&self, policy: &Option<Policy<C>>, key: String) -> Result<(), Limited> {
+        let Some(policy) = policy else {
             return Ok(());
         };
+        let limiter = &policy.limiter;
         let outcome = limiter.check_key(&key);
         if limiter.len() > MAX_CALLERS {
             limiter.retain_recent();
@@ -91,7 +148,11 @@ impl<C: Clock + Clone> RateLimiter<C> {
         }
         outcome.map_err(|not_until| {
             let wait = not_until.wait_time_from(self.clock.now());
-            (wait.as_secs_f64().ceil() as u64).max(1)
+            Limited {
+                retry_after: (wait.as_secs_f64().ceil() as u64).max(1),
+                quota: policy.quota,
+                window: policy.window,
+            }
         })
     }
 }
@@ -112,13 +173,25 @@ mod tests {
     fn a_caller_gets_a_burst_then_the_rate_and_others_are_untouched() {
         let clock = FakeRelativeClock::default();
         let limiter = RateLimiter::with_clock(5, clock.clone());
-        for _ in 0..10 {
+        for _ in 0..5 * BURST_SECONDS {
             assert!(limiter.admit(&token("a")).is_ok());
         }
+        let refused = Limited {
+            retry_after: 1,
+            quota: 5 * BURST_SECONDS,
+            window: BURST_SECONDS,
+        };
         assert!(matches!(
             limiter.admit(&token("a")),
-            Err(AuthError::RateLimited(1))
+            Err(AuthError::RateLimited(limited)) if limited == refused
         ));
+        assert_eq!(
+            refused.headers()[1..],
+            [
+                ("ratelimit-policy", "\"burst\";q=250;w=50".to_owned()),
+                ("ratelimit", "\"burst\";r=0;t=1".to_owned()),
+            ]
+        );
         assert!(
             limiter.admit(&token("b")).is_ok(),
             "b has its own allowance"
@@ -139,7 +212,7 @@ mod tests {
         let burst = PER_ADDRESS as usize * 10;
         let one: IpAddr = "203.0.113.7".parse().unwrap();
         assert!((0..burst).all(|_| limiter.admit_address(one).is_ok()));
-        assert_eq!(limiter.admit_address(one), Err(1));
+        assert_eq!(limiter.admit_address(one).unwrap_err().retry_after, 1);
         assert!(
             limiter
                 .admit_address("203.0.113.8".parse().unwrap())
@@ -174,7 +247,7 @@ mod tests {
         }
         clock.advance(Duration::from_secs(5));
         limiter.admit(&token("newcomer")).unwrap();
-        let remembered = limiter.limiter.as_ref().unwrap().len();
+        let remembered = limiter.callers.as_ref().unwrap().limiter.len();
         assert!(remembered <= 1, "{remembered} callers remembered");
     }
 }

@@ -4,7 +4,7 @@
 use actix_web::cookie::time::Duration as CookieDuration;
 use actix_web::cookie::{Cookie, SameSite};
 use actix_web::http::StatusCode;
-use actix_web::http::header::{LOCATION, RETRY_AFTER};
+use actix_web::http::header::LOCATION;
 use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -109,12 +109,12 @@ fn over_address_limit(request: &HttpRequest) -> Option<HttpResponse> {
         .app_data::<web::Data<RateLimiter>>()
         .expect("the app registers its RateLimiter");
     let address = request.peer_addr()?.ip();
-    let wait = limiter.admit_address(address).err()?;
+    let limited = limiter.admit_address(address).err()?;
     let mut page = text_page(
         StatusCode::TOO_MANY_REQUESTS,
         "Too many sign-in attempts from your network. Please wait a moment and try again.",
     );
-    page.headers_mut().insert(RETRY_AFTER, wait.into());
+    limited.add_to(&mut page);
     Some(page)
 }
 

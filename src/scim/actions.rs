@@ -36,7 +36,8 @@ pub struct Context {
     pub base: String,
     pub token: String,
     pub request_id: Option<String>,
-    pub limiter: actix_web::web::Data<RateLimiter>,
+    /// Counts each checked request; None once a `/Bulk` request was counted, for its operations.
+    pub limiter: Option<actix_web::web::Data<RateLimiter>>,
     pub memo: actix_web::web::Data<ScimMemo>,
 }
 
@@ -85,6 +86,13 @@ impl Context {
     /// before its operations).
     pub async fn check(&self) -> Result<(), ScimError> {
         self.run(|_, _| Ok(())).await
+    }
+
+    /// This context for the operations of a `/Bulk` request already checked and counted: the
+    /// request counts once against the rate limit (its size is capped), not once per operation.
+    pub fn counted(mut self) -> Context {
+        self.limiter = None;
+        self
     }
 
     /// Checks the token (valid, with the `scim` scope), then runs `work` for its workspace.
@@ -181,7 +189,9 @@ impl Context {
                 request_id: self.request_id.clone(),
             },
         };
-        self.limiter.admit(&tenant.audit.actor)?;
+        if let Some(limiter) = &self.limiter {
+            limiter.admit(&tenant.audit.actor)?;
+        }
         Ok(tenant)
     }
 }

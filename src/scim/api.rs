@@ -125,7 +125,7 @@ impl FromRequest for Context {
                 base,
                 token: token?,
                 request_id,
-                limiter,
+                limiter: Some(limiter),
                 memo,
             })
         })

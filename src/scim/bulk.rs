@@ -51,6 +51,7 @@ pub async fn bulk(ctx: Context, body: web::Bytes) -> Result<HttpResponse, ScimEr
             "at most {MAX_OPERATIONS} operations per bulk request"
         )));
     }
+    let ctx = ctx.counted();
     let fail_on_errors = request
         .fail_on_errors
         .filter(|n| *n > 0)

@@ -142,12 +142,13 @@ impl ResponseError for ScimError {
         {
             response.insert_header((WWW_AUTHENTICATE, challenge));
         }
-        if let ScimError::Auth(AuthError::RateLimited(seconds)) = self {
-            response.insert_header((RETRY_AFTER, *seconds));
-        }
         if let ScimError::Store(StoreError::CostlyQueriesRunning) = self {
             response.insert_header((RETRY_AFTER, 1));
         }
-        response.body(body.to_string())
+        let mut response = response.body(body.to_string());
+        if let ScimError::Auth(AuthError::RateLimited(limited)) = self {
+            limited.add_to(&mut response);
+        }
+        response
     }
 }

@@ -8,7 +8,7 @@ use std::marker::PhantomData;
 
 use actix_web::dev::Payload;
 use actix_web::http::StatusCode;
-use actix_web::http::header::{AUTHORIZATION, RETRY_AFTER, WWW_AUTHENTICATE};
+use actix_web::http::header::{AUTHORIZATION, WWW_AUTHENTICATE};
 use actix_web::{FromRequest, HttpMessage, HttpRequest, HttpResponse, ResponseError, web};
 use futures_util::future::LocalBoxFuture;
 use tracing_actix_web::RequestId;
@@ -19,7 +19,7 @@ use crate::access::members;
 use crate::access::model::Role;
 use crate::audit::{Actor, AuditContext};
 use crate::db::{Store, StoreError};
-use crate::ratelimit::RateLimiter;
+use crate::ratelimit::{Limited, RateLimiter};
 use crate::sessions::SessionError;
 use crate::sessions::keys::KeyRing;
 use crate::time::Clock;
@@ -89,9 +89,9 @@ pub enum AuthError {
     Session,
     #[error("a request from another site cannot act with your session")]
     CrossSite,
-    /// Past the caller's rate limit; the seconds until a request is allowed again.
-    #[error("too many requests: try again in {0} s")]
-    RateLimited(u64),
+    /// Past the caller's rate limit.
+    #[error("too many requests: try again in {} s", .0.retry_after)]
+    RateLimited(Limited),
     #[error(transparent)]
     Store(StoreError),
 }
@@ -142,10 +142,8 @@ impl ResponseError for AuthError {
                 challenge.parse().expect("a static header value"),
             );
         }
-        if let AuthError::RateLimited(seconds) = self {
-            response
-                .headers_mut()
-                .insert(RETRY_AFTER, (*seconds).into());
+        if let AuthError::RateLimited(limited) = self {
+            limited.add_to(&mut response);
         }
         response
     }

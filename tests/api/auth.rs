@@ -15,6 +15,7 @@ on_both_databases!(
     a_token_never_reaches_another_workspace,
     use_is_recorded_in_last_used_at,
     each_token_has_its_own_rate_limit_and_bad_tokens_spend_none,
+    an_import_never_meets_the_default_limit_and_a_bulk_request_counts_once,
 );
 
 const WORKSPACE: &str = "/api/v1/workspaces/acme";
@@ -203,7 +204,8 @@ async fn use_is_recorded_in_last_used_at(database: TestDatabase) {
 }
 
 async fn each_token_has_its_own_rate_limit_and_bad_tokens_spend_none(database: TestDatabase) {
-    let app = TestApp::spawn_with_rate_limit(database, 5).await;
+    // One request a second: a burst of 50, then 429.
+    let app = TestApp::spawn_with_rate_limit(database, 1).await;
     let noisy = app.tenant("acme", "workspace:read,scim");
     let honest = app
         .token_for(&noisy.workspace, "workspace:read,scim")
@@ -214,7 +216,8 @@ async fn each_token_has_its_own_rate_limit_and_bad_tokens_spend_none(database: T
         let forged = format!("idg_{id}_{}", "x".repeat(43));
         assert_eq!(app.get(WORKSPACE, &forged).await.0, 401);
     }
-    // Twice the rate passes as a burst; then 429 with Retry-After, on the admin API and SCIM.
+    // Fifty seconds of the rate pass as a burst; then 429 with Retry-After and the IETF
+    // RateLimit fields, on the admin API and SCIM.
     let statuses = |token: String, path: &'static str, count: usize| {
         let app = &app;
         async move {
@@ -236,14 +239,18 @@ async fn each_token_has_its_own_rate_limit_and_bad_tokens_spend_none(database: T
                         .to_str()
                         .unwrap();
                     assert!(retry.parse::<u64>().unwrap() >= 1, "{retry}");
+                    let field =
+                        |name: &str| response.headers().get(name).unwrap().to_str().unwrap();
+                    assert_eq!(field("ratelimit-policy"), "\"burst\";q=50;w=50");
+                    assert_eq!(field("ratelimit"), format!("\"burst\";r=0;t={retry}"));
                     break;
                 }
             }
             seen
         }
     };
-    let noisy_seen = statuses(noisy.token.clone(), WORKSPACE, 40).await;
-    assert_eq!(noisy_seen[..10], [200; 10], "{noisy_seen:?}");
+    let noisy_seen = statuses(noisy.token.clone(), WORKSPACE, 100).await;
+    assert_eq!(noisy_seen[..50], [200; 50], "{noisy_seen:?}");
     assert_eq!(noisy_seen.last(), Some(&429), "{noisy_seen:?}");
     let (status, body) = app.get("/scim/v2/Users", &noisy.token).await;
     assert_eq!(status, 429, "{body}");
@@ -255,4 +262,60 @@ async fn each_token_has_its_own_rate_limit_and_bad_tokens_spend_none(database: T
     );
     // The honest token still has its whole allowance.
     assert_eq!(statuses(honest, "/scim/v2/Users", 10).await, [200; 10]);
+}
+
+/// Okta and Entra send thousands of requests back to back during an import, over several
+/// connections: with the default settings none is refused. A `/Bulk` request counts once.
+async fn an_import_never_meets_the_default_limit_and_a_bulk_request_counts_once(
+    database: TestDatabase,
+) {
+    let default_rate = idgate::config::Settings::default().rate_limit;
+    let app = TestApp::spawn_with(database, |settings| settings.rate_limit = default_rate).await;
+    let tenant = app.tenant("acme", "scim");
+    let connection = |_| {
+        let (app, token) = (&app, tenant.token.clone());
+        async move {
+            let mut refused = 0;
+            for _ in 0..250 {
+                let (status, _) = app.get("/scim/v2/Users?count=1", &token).await;
+                assert!(matches!(status, 200 | 429), "{status}");
+                refused += usize::from(status == 429);
+            }
+            refused
+        }
+    };
+    let refused: Vec<usize> = futures_util::future::join_all((0..8).map(connection)).await;
+    assert_eq!(
+        refused, [0; 8],
+        "2,000 back-to-back requests from one token"
+    );
+
+    // At one request a second (a burst of 50), a Bulk of 100 operations is one request.
+    let database = app.database;
+    let app = TestApp::spawn_with_rate_limit(database, 1).await;
+    let operations: Vec<serde_json::Value> = (0..100)
+        .map(|n| {
+            serde_json::json!({
+                "method": "POST",
+                "path": "/Users",
+                "bulkId": format!("u{n}"),
+                "data": {"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": format!("bulk{n}")},
+            })
+        })
+        .collect();
+    let bulk = serde_json::json!({
+        "schemas": ["urn:ietf:params:scim:api:messages:2.0:BulkRequest"],
+        "Operations": operations,
+    });
+    let (status, answer) = app
+        .send_json("POST", "/scim/v2/Bulk", &tenant.token, &bulk)
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    let statuses: Vec<&str> = answer["Operations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|op| op["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(statuses, ["201"; 100]);
 }
