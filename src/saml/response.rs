@@ -254,6 +254,16 @@ pub fn validate(encoded: &str, expected: &Expected) -> Result<Verified, Refusal>
     } else {
         xml.as_str()
     };
+    // An encrypted assertion is read by `decrypt` below, never by samael: samael's schema wants
+    // the `ds` prefix declared on the assertion's KeyInfo itself, where xmlsec1's template (as
+    // pysaml2, Shibboleth and ADFS send it) declares it on the Response.
+    let without_encrypted;
+    let envelope_xml = if encrypted {
+        without_encrypted = without_encrypted_assertion(envelope_xml)?;
+        without_encrypted.as_str()
+    } else {
+        envelope_xml
+    };
     let envelope: Response = envelope_xml.parse().map_err(|e| {
         Refusal::new(
             Reason::Malformed,
@@ -717,6 +727,18 @@ fn bearer_confirmation(
     }))
 }
 
+/// The Response with its EncryptedAssertion taken out, for reading what the envelope says.
+fn without_encrypted_assertion(xml: &str) -> Result<String, Refusal> {
+    let document = parse_strict(xml)?;
+    let root = document
+        .get_root_element()
+        .ok_or_else(|| Refusal::new(Reason::Malformed, "an empty document"))?;
+    if let Some(mut encrypted) = child(&root, ASSERTION, "EncryptedAssertion") {
+        encrypted.unlink_node();
+    }
+    Ok(document.node_to_string(&root))
+}
+
 /// Decrypts an EncryptedAssertion and checks what it holds as carefully as a plain one: one
 /// assertion, no comments, and its own signature (if any) verified. Returns the assertion and
 /// whether it was signed.
@@ -860,8 +882,10 @@ fn decrypt(encrypted_assertion: &Node, key: &PKey<Private>) -> Result<Vec<u8>, R
         .unwrap_or_default();
     let (cipher, gcm) = match content_algorithm.as_str() {
         "http://www.w3.org/2009/xmlenc11#aes128-gcm" => (Cipher::aes_128_gcm(), true),
+        "http://www.w3.org/2009/xmlenc11#aes192-gcm" => (Cipher::aes_192_gcm(), true),
         "http://www.w3.org/2009/xmlenc11#aes256-gcm" => (Cipher::aes_256_gcm(), true),
         "http://www.w3.org/2001/04/xmlenc#aes128-cbc" => (Cipher::aes_128_cbc(), false),
+        "http://www.w3.org/2001/04/xmlenc#aes192-cbc" => (Cipher::aes_192_cbc(), false),
         "http://www.w3.org/2001/04/xmlenc#aes256-cbc" => (Cipher::aes_256_cbc(), false),
         other => return Err(decryption(format!("content encryption {other:?}"))),
     };

@@ -9,6 +9,8 @@ use base64::engine::general_purpose::STANDARD;
 use chrono::TimeDelta;
 use serde_json::{Value, json};
 
+use diesel::ExpressionMethods;
+
 use crate::helpers::{Tenant, TestApp, TestDatabase, read};
 use crate::on_both_databases;
 use crate::saml_idp::{Encryption, Login, Signed, TestIdp};
@@ -35,6 +37,7 @@ on_both_databases!(
     a_login_never_takes_the_last_owners_owner_group,
     a_flood_of_forged_responses_is_slowed_and_audits_a_bounded_number,
     the_sp_metadata_says_whether_assertions_must_be_signed,
+    an_assertion_xmlsec1_encrypted_as_real_idps_do_signs_in,
 );
 
 const IDP_ENTITY: &str = "http://www.okta.com/exk1test";
@@ -1860,4 +1863,71 @@ async fn the_sp_metadata_says_whether_assertions_must_be_signed(database: TestDa
         .idp
         .response(&sso.login("acme", "ada@example.com"), Signed::Both);
     assert_eq!(sso.post_here("acme", &both).await.0, 303);
+}
+
+/// A Response made by the xmlsec1 command (fixtures/saml/xmlsec1/make.sh), shaped as pysaml2,
+/// Shibboleth and ADFS send it: unsigned, the assertion signed and then encrypted from xmlsec1's
+/// template (AES-256-CBC, the key by RSA-OAEP inside ds:KeyInfo), `ds` declared on the root only.
+async fn an_assertion_xmlsec1_encrypted_as_real_idps_do_signs_in(database: TestDatabase) {
+    use diesel::RunQueryDsl;
+    use idgate::db::schema::sp_keys;
+
+    let fixture = |name: &str| {
+        std::fs::read_to_string(format!(
+            "{}/fixtures/saml/xmlsec1/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap()
+    };
+    let app = TestApp::spawn_with(database, |settings| {
+        settings.base_url = Some(idgate::config::BaseUrl::parse("http://idgate.test").unwrap());
+    })
+    .await;
+    let admin = app.tenant("acme", "workspace:read,workspace:write");
+    let body = json!({
+        "entity_id": "https://idp.xmlsec1.test",
+        "sso_url": "https://idp.xmlsec1.test/sso",
+        "certificates": [fixture("idp.crt")],
+    });
+    let (status, shown) = app
+        .send_json("PUT", "/api/v1/workspaces/acme/idp", &admin.token, &body)
+        .await;
+    assert_eq!(status, 200, "{shown}");
+    // The SP encryption key the fixture was made for, in place of the one idgate would make.
+    let certificate =
+        openssl::x509::X509::from_pem(fixture("sp-encryption.crt").as_bytes()).unwrap();
+    diesel::insert_into(sp_keys::table)
+        .values((
+            sp_keys::workspace_id.eq(&admin.workspace.id),
+            sp_keys::purpose.eq("encryption"),
+            sp_keys::private_key_pem.eq(fixture("sp-encryption.key")),
+            sp_keys::certificate_der.eq(certificate.to_der().unwrap()),
+            sp_keys::created_at.eq(idgate::time::now()),
+        ))
+        .execute(&mut app.database.connect())
+        .unwrap();
+    // The service's clock at a minute after the fixture was issued.
+    let issued = chrono::DateTime::parse_from_rfc3339("2026-12-02T04:31:00Z").unwrap();
+    app.clock
+        .advance(issued.to_utc() - app.clock.now().and_utc());
+
+    let browser = awc::Client::builder().disable_redirects().finish();
+    let response = browser
+        .post(app.url("/saml/acme/acs"))
+        .send_form(&[("SAMLResponse", STANDARD.encode(fixture("response.xml")))])
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 303);
+    let session = cookie_of(&response, "idgate_session").expect("a session");
+    let (status, me) = read(
+        app.client
+            .get(app.url("/api/v1/session"))
+            .insert_header((COOKIE, format!("idgate_session={session}")))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 200, "{me}");
+    assert_eq!(me["email"], "grace@example.com");
 }
