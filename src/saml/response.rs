@@ -830,7 +830,7 @@ fn method(encrypted: &Node) -> Option<Node> {
 }
 
 /// RSA-OAEP key transport (never PKCS#1 v1.5, whose padding oracle recovers keys), then the
-/// assertion with AES-GCM or AES-CBC.
+/// assertion with AES-GCM, AES-CBC or (as pysaml2 sends it) triple-DES-CBC.
 fn decrypt(encrypted_assertion: &Node, key: &PKey<Private>) -> Result<Vec<u8>, Refusal> {
     let data = child(encrypted_assertion, XENC, "EncryptedData")
         .ok_or_else(|| decryption("no single EncryptedData"))?;
@@ -887,6 +887,9 @@ fn decrypt(encrypted_assertion: &Node, key: &PKey<Private>) -> Result<Vec<u8>, R
         "http://www.w3.org/2001/04/xmlenc#aes128-cbc" => (Cipher::aes_128_cbc(), false),
         "http://www.w3.org/2001/04/xmlenc#aes192-cbc" => (Cipher::aes_192_cbc(), false),
         "http://www.w3.org/2001/04/xmlenc#aes256-cbc" => (Cipher::aes_256_cbc(), false),
+        // What pysaml2 (SATOSA, djangosaml2idp) encrypts with, and no setting changes. Only the
+        // assertion's confidentiality rests on it, and that was the IdP's choice to make.
+        "http://www.w3.org/2001/04/xmlenc#tripledes-cbc" => (Cipher::des_ede3_cbc(), false),
         other => return Err(decryption(format!("content encryption {other:?}"))),
     };
     if content_key.len() != cipher.key_len() {

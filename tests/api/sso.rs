@@ -38,6 +38,7 @@ on_both_databases!(
     a_flood_of_forged_responses_is_slowed_and_audits_a_bounded_number,
     the_sp_metadata_says_whether_assertions_must_be_signed,
     an_assertion_xmlsec1_encrypted_as_real_idps_do_signs_in,
+    an_assertion_pysaml2_encrypted_signs_in,
 );
 
 const IDP_ENTITY: &str = "http://www.okta.com/exk1test";
@@ -1865,35 +1866,31 @@ async fn the_sp_metadata_says_whether_assertions_must_be_signed(database: TestDa
     assert_eq!(sso.post_here("acme", &both).await.0, 303);
 }
 
-/// A Response made by the xmlsec1 command (fixtures/saml/xmlsec1/make.sh), shaped as pysaml2,
-/// Shibboleth and ADFS send it: unsigned, the assertion signed and then encrypted from xmlsec1's
-/// template (AES-256-CBC, the key by RSA-OAEP inside ds:KeyInfo), `ds` declared on the root only.
-async fn an_assertion_xmlsec1_encrypted_as_real_idps_do_signs_in(database: TestDatabase) {
+/// Signs in with a Response that another tool made (fixtures/saml/DIR, with its make script): the
+/// workspace's IdP is that tool's, its SP encryption key the one the fixture was made for, and the
+/// service's clock a minute after the fixture was issued.
+async fn sign_in_with_fixture(database: TestDatabase, dir: &str, idp: &str, issued: &str) -> Value {
     use diesel::RunQueryDsl;
     use idgate::db::schema::sp_keys;
 
     let fixture = |name: &str| {
-        std::fs::read_to_string(format!(
-            "{}/fixtures/saml/xmlsec1/{name}",
-            env!("CARGO_MANIFEST_DIR")
-        ))
-        .unwrap()
+        let path = format!("{}/fixtures/saml/{dir}/{name}", env!("CARGO_MANIFEST_DIR"));
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
     };
     let app = TestApp::spawn_with(database, |settings| {
         settings.base_url = Some(idgate::config::BaseUrl::parse("http://idgate.test").unwrap());
     })
     .await;
-    let admin = app.tenant("acme", "workspace:read,workspace:write");
+    let admin = app.tenant("acme", "workspace:read,workspace:write,audit:read");
     let body = json!({
-        "entity_id": "https://idp.xmlsec1.test",
-        "sso_url": "https://idp.xmlsec1.test/sso",
+        "entity_id": idp,
+        "sso_url": format!("{idp}/sso"),
         "certificates": [fixture("idp.crt")],
     });
     let (status, shown) = app
         .send_json("PUT", "/api/v1/workspaces/acme/idp", &admin.token, &body)
         .await;
     assert_eq!(status, 200, "{shown}");
-    // The SP encryption key the fixture was made for, in place of the one idgate would make.
     let certificate =
         openssl::x509::X509::from_pem(fixture("sp-encryption.crt").as_bytes()).unwrap();
     diesel::insert_into(sp_keys::table)
@@ -1906,10 +1903,9 @@ async fn an_assertion_xmlsec1_encrypted_as_real_idps_do_signs_in(database: TestD
         ))
         .execute(&mut app.database.connect())
         .unwrap();
-    // The service's clock at a minute after the fixture was issued.
-    let issued = chrono::DateTime::parse_from_rfc3339("2026-12-02T04:31:00Z").unwrap();
-    app.clock
-        .advance(issued.to_utc() - app.clock.now().and_utc());
+    let issued = chrono::DateTime::parse_from_rfc3339(issued.trim()).unwrap();
+    let at = issued.to_utc() + TimeDelta::minutes(1);
+    app.clock.advance(at - app.clock.now().and_utc());
 
     let browser = awc::Client::builder().disable_redirects().finish();
     let response = browser
@@ -1917,7 +1913,11 @@ async fn an_assertion_xmlsec1_encrypted_as_real_idps_do_signs_in(database: TestD
         .send_form(&[("SAMLResponse", STANDARD.encode(fixture("response.xml")))])
         .await
         .unwrap();
-    assert_eq!(response.status(), 303);
+    if response.status() != 303 {
+        let path = "/api/v1/workspaces/acme/audit?action=saml.login.refused";
+        let (_, log) = app.get(path, &admin.token).await;
+        panic!("{}: {}", response.status(), log["events"][0]["details"]);
+    }
     let session = cookie_of(&response, "idgate_session").expect("a session");
     let (status, me) = read(
         app.client
@@ -1929,5 +1929,32 @@ async fn an_assertion_xmlsec1_encrypted_as_real_idps_do_signs_in(database: TestD
     )
     .await;
     assert_eq!(status, 200, "{me}");
+    me
+}
+
+/// Made by the xmlsec1 command (fixtures/saml/xmlsec1/make.sh), shaped as pysaml2, Shibboleth and
+/// ADFS send it: unsigned, the assertion signed and then encrypted from xmlsec1's template
+/// (AES-256-CBC, the key by RSA-OAEP inside ds:KeyInfo), `ds` declared on the root only.
+async fn an_assertion_xmlsec1_encrypted_as_real_idps_do_signs_in(database: TestDatabase) {
+    let me = sign_in_with_fixture(
+        database,
+        "xmlsec1",
+        "https://idp.xmlsec1.test",
+        "2026-12-02T04:30:00Z",
+    )
+    .await;
     assert_eq!(me["email"], "grace@example.com");
+}
+
+/// Made by pysaml2 as an IdP with its defaults (fixtures/saml/pysaml2/make.py): the assertion
+/// signed, then encrypted with triple-DES-CBC (pysaml2's only choice), prefixes `ns0`/`ns1`
+/// meaning one namespace on the Response and another inside the encryption.
+async fn an_assertion_pysaml2_encrypted_signs_in(database: TestDatabase) {
+    let issued = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/fixtures/saml/pysaml2/issued.txt"
+    ))
+    .unwrap();
+    let me = sign_in_with_fixture(database, "pysaml2", "https://idp.pysaml2.test", &issued).await;
+    assert_eq!(me["email"], "linus@example.com");
 }
