@@ -834,11 +834,35 @@ fn method(encrypted: &Node) -> Option<Node> {
 fn decrypt(encrypted_assertion: &Node, key: &PKey<Private>) -> Result<Vec<u8>, Refusal> {
     let data = child(encrypted_assertion, XENC, "EncryptedData")
         .ok_or_else(|| decryption("no single EncryptedData"))?;
-    let encrypted_key = child(&data, DSIG, "KeyInfo")
-        .and_then(|info| child(&info, XENC, "EncryptedKey"))
-        .or_else(|| child(encrypted_assertion, XENC, "EncryptedKey"))
-        .ok_or_else(|| decryption("no EncryptedKey"))?;
-    let key_method = method(&encrypted_key).ok_or_else(|| decryption("no key EncryptionMethod"))?;
+    // The content key is in an EncryptedKey inside the data's KeyInfo, or beside the data (named
+    // there by RetrievalMethod, KeyName or CarriedKeyName); with several recipients, one of them
+    // is this SP's, so each is tried.
+    let candidates: Vec<Node> = child(&data, DSIG, "KeyInfo")
+        .map(|info| children(&info, XENC, "EncryptedKey"))
+        .unwrap_or_default()
+        .into_iter()
+        .chain(children(encrypted_assertion, XENC, "EncryptedKey"))
+        .collect();
+    if candidates.is_empty() {
+        return Err(decryption("no EncryptedKey"));
+    }
+    let mut refusal = None;
+    let content_key = candidates
+        .iter()
+        .find_map(|encrypted_key| match content_key(encrypted_key, key) {
+            Ok(content_key) => Some(content_key),
+            Err(why) => {
+                refusal.get_or_insert(why);
+                None
+            }
+        })
+        .ok_or_else(|| refusal.expect("at least one candidate"))?;
+    decrypt_content(&data, &content_key)
+}
+
+/// The content key an EncryptedKey carries, if it was encrypted to this SP's key.
+fn content_key(encrypted_key: &Node, key: &PKey<Private>) -> Result<Vec<u8>, Refusal> {
+    let key_method = method(encrypted_key).ok_or_else(|| decryption("no key EncryptionMethod"))?;
     let key_algorithm = key_method.get_property("Algorithm").unwrap_or_default();
     let digest_of = |node: Option<Node>, what: &str| -> Result<MessageDigest, Refusal> {
         match node.and_then(|n| n.get_property("Algorithm")).as_deref() {
@@ -864,8 +888,8 @@ fn decrypt(encrypted_assertion: &Node, key: &PKey<Private>) -> Result<Vec<u8>, R
             )));
         }
     };
-    let wrapped_key = cipher_value(&encrypted_key)?;
-    let content_key = (|| {
+    let wrapped_key = cipher_value(encrypted_key)?;
+    (|| {
         let mut decrypter = Decrypter::new(key)?;
         decrypter.set_rsa_padding(Padding::PKCS1_OAEP)?;
         decrypter.set_rsa_oaep_md(oaep_digest)?;
@@ -875,9 +899,12 @@ fn decrypt(encrypted_assertion: &Node, key: &PKey<Private>) -> Result<Vec<u8>, R
         out.truncate(length);
         Ok::<_, openssl::error::ErrorStack>(out)
     })()
-    .map_err(|_| decryption("the content key does not decrypt with this SP's key"))?;
+    .map_err(|_| decryption("the content key does not decrypt with this SP's key"))
+}
 
-    let content_algorithm = method(&data)
+/// The assertion the EncryptedData holds, decrypted with `content_key`.
+fn decrypt_content(data: &Node, content_key: &[u8]) -> Result<Vec<u8>, Refusal> {
+    let content_algorithm = method(data)
         .and_then(|m| m.get_property("Algorithm"))
         .unwrap_or_default();
     let (cipher, gcm) = match content_algorithm.as_str() {
@@ -895,7 +922,7 @@ fn decrypt(encrypted_assertion: &Node, key: &PKey<Private>) -> Result<Vec<u8>, R
     if content_key.len() != cipher.key_len() {
         return Err(decryption("the content key has the wrong length"));
     }
-    let ciphertext = cipher_value(&data)?;
+    let ciphertext = cipher_value(data)?;
     let iv_length = if gcm { 12 } else { cipher.block_size() };
     let tag_length = if gcm { 16 } else { 0 };
     if ciphertext.len() < iv_length + tag_length + 1 {
@@ -904,7 +931,7 @@ fn decrypt(encrypted_assertion: &Node, key: &PKey<Private>) -> Result<Vec<u8>, R
     let (iv, rest) = ciphertext.split_at(iv_length);
     let (body, tag) = rest.split_at(rest.len() - tag_length);
     let plaintext = (|| {
-        let mut crypter = Crypter::new(cipher, Mode::Decrypt, &content_key, Some(iv))?;
+        let mut crypter = Crypter::new(cipher, Mode::Decrypt, content_key, Some(iv))?;
         crypter.pad(false);
         let mut out = vec![0; body.len() + cipher.block_size()];
         let mut length = crypter.update(body, &mut out)?;

@@ -565,6 +565,51 @@ async fn an_encrypted_assertion_logs_in(database: TestDatabase) {
     let (status, _, session, page) = sso.post_here("acme", &encoded).await;
     assert_eq!(status, 303, "{page}");
     assert_eq!(sso.session(&session.unwrap()).await.0, 200);
+
+    // The key beside the data, named by RetrievalMethod, after another recipient's key.
+    let stranger =
+        openssl::pkey::PKey::from_rsa(openssl::rsa::Rsa::generate(2048).unwrap()).unwrap();
+    let stranger = crate::saml_idp::self_signed(&stranger, "another SP", 30);
+    let decoy = crate::saml_idp::encrypt("<x/>", &stranger, Encryption::Aes128Cbc);
+    let decoy = element(&decoy, "xenc:EncryptedKey");
+    let encoded = sso.idp.encrypted_response(
+        &sso.login("acme", "ada@example.com"),
+        Signed::Assertion,
+        &certificate,
+        Encryption::Aes128Cbc,
+    );
+    let xml = String::from_utf8(STANDARD.decode(&encoded).unwrap()).unwrap();
+    let ours = element(&xml, "xenc:EncryptedKey");
+    let declared = |key: &str, id: &str| {
+        key.replacen(
+            "<xenc:EncryptedKey>",
+            &format!("<xenc:EncryptedKey Id=\"{id}\" xmlns:xenc=\"http://www.w3.org/2001/04/xmlenc#\" xmlns:ds=\"http://www.w3.org/2000/09/xmldsig#\">"),
+            1,
+        )
+    };
+    let beside = xml
+        .replace(
+            &ours,
+            "<ds:RetrievalMethod URI=\"#k\" Type=\"http://www.w3.org/2001/04/xmlenc#EncryptedKey\"/>",
+        )
+        .replace(
+            "</xenc:EncryptedData>",
+            &format!(
+                "</xenc:EncryptedData>{}{}",
+                declared(&decoy, "other"),
+                declared(&ours, "k")
+            ),
+        );
+    let (status, _, _, page) = sso.post_here("acme", &STANDARD.encode(beside)).await;
+    assert_eq!(status, 303, "{page}");
+}
+
+/// The first `<name ...>...</name>` element of `xml`, as written.
+fn element(xml: &str, name: &str) -> String {
+    let start = xml.find(&format!("<{name}")).unwrap();
+    let close = format!("</{name}>");
+    let end = start + xml[start..].find(&close).unwrap() + close.len();
+    xml[start..end].to_owned()
 }
 
 async fn a_hipaa_membership_shortens_every_session_of_that_person(database: TestDatabase) {
