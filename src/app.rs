@@ -1,6 +1,7 @@
 //! The HTTP server: state, middleware and routes.
 
 use std::net::TcpListener;
+use std::sync::Arc;
 
 use actix_web::dev::{Server, ServiceResponse};
 use actix_web::http::StatusCode;
@@ -12,17 +13,20 @@ use diesel::connection::SimpleConnection;
 use tracing_actix_web::TracingLogger;
 
 use crate::config::Settings;
-use crate::db::{Store, StoreError};
+use crate::db::{Backend, Store, StoreError};
 use crate::outbound::InternalAllowList;
+use crate::ratelimit::RateLimiter;
 use crate::telemetry::{RootSpan, request_id_header};
 use crate::time::Clock;
-use crate::{access, audit, error, saml, scim, sessions, tokens, workspaces};
+use crate::{access, audit, error, replicas, saml, scim, sessions, tokens, workspaces};
 
 pub struct Application {
     server: Server,
     port: u16,
     store: Store,
     allowed_internal_hosts: InternalAllowList,
+    /// Set when replicas may share the database, so that they share rate limits too.
+    shared_limiter: Option<Arc<RateLimiter>>,
 }
 
 impl Application {
@@ -45,7 +49,9 @@ impl Application {
         let decision_cache = web::Data::new(access::cache::DecisionCache::default());
         let scim_memo = web::Data::new(scim::actions::ScimMemo::default());
         let session_keys = web::Data::new(sessions::keys::KeyRing::default());
-        let rate_limiter = web::Data::new(crate::ratelimit::RateLimiter::new(settings.rate_limit));
+        let rate_limiter = web::Data::new(RateLimiter::new(settings.rate_limit));
+        let shared_limiter = (settings.database_url.backend() == Backend::Postgres)
+            .then(|| rate_limiter.clone().into_inner());
         let clock = web::Data::new(clock);
         let allowed_internal_hosts = web::Data::new(settings.allowed_internal_hosts.clone());
         let https = base_url.as_str().starts_with("https://");
@@ -98,6 +104,7 @@ impl Application {
             port: bound.port(),
             store: background_store,
             allowed_internal_hosts: settings.allowed_internal_hosts.clone(),
+            shared_limiter,
         })
     }
 
@@ -106,12 +113,19 @@ impl Application {
     }
 
     /// Serves until SIGINT or SIGTERM, then lets requests in flight finish. Background work (the
-    /// hourly IdP metadata refresh) runs as long as the server does.
+    /// hourly IdP metadata refresh; on PostgreSQL, the replica heartbeat) runs as long as the
+    /// server does.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let heartbeat = self
+            .shared_limiter
+            .map(|limiter| actix_web::rt::spawn(replicas::run(self.store.clone(), limiter)));
         let refresh =
             actix_web::rt::spawn(saml::refresh::run(self.store, self.allowed_internal_hosts));
         let stopped = self.server.await;
         refresh.abort();
+        if let Some(heartbeat) = heartbeat {
+            heartbeat.abort();
+        }
         stopped
     }
 }
@@ -134,12 +148,18 @@ async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(serde_json::json!({ "status": "ok" }))
 }
 
-/// The database answers; 503 when it does not.
-async fn readyz(store: web::Data<Store>) -> Result<HttpResponse, StoreError> {
+/// The database answers; 503 when it does not. Says how many replicas this one counts.
+async fn readyz(
+    store: web::Data<Store>,
+    limiter: web::Data<RateLimiter>,
+) -> Result<HttpResponse, StoreError> {
     store
         .run(|conn| conn.batch_execute("SELECT 1").map_err(StoreError::from))
         .await?;
-    Ok(HttpResponse::Ok().json(serde_json::json!({ "status": "ready" })))
+    Ok(HttpResponse::Ok().json(serde_json::json!({
+        "status": "ready",
+        "replicas": limiter.replicas(),
+    })))
 }
 
 /// actix answers a known path with the wrong method with an empty 405; give it the JSON error body.

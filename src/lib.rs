@@ -13,6 +13,7 @@ pub mod error;
 pub mod limits;
 pub mod outbound;
 pub mod ratelimit;
+pub mod replicas;
 pub mod saml;
 pub mod scim;
 pub mod sessions;

@@ -7,13 +7,15 @@
 //! request counts once. Only authenticated callers are counted, so a burst of bad tokens (even
 //! ones naming a real token's id) never spends an honest caller's allowance. A caller past its
 //! limit is answered 429 with `Retry-After` and the IETF `RateLimit-Policy` and `RateLimit`
-//! headers. Counters live in each process: with several replicas, each allows the rate.
+//! headers. Counters live in each process, and replicas on one PostgreSQL share each allowance by
+//! charging a request as many cells as there are live replicas ([`crate::replicas`]).
 
 use std::net::{IpAddr, Ipv6Addr};
 
 use actix_web::HttpResponse;
 use actix_web::http::header::{HeaderName, HeaderValue};
 use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use governor::clock::{Clock, DefaultClock};
 use governor::middleware::NoOpMiddleware;
@@ -84,6 +86,8 @@ pub struct RateLimiter<C: Clock = DefaultClock> {
     callers: Option<Policy<C>>,
     /// Unauthenticated callers by client address (an IPv6 client by its /64); None when off.
     addresses: Option<Policy<C>>,
+    /// The replicas sharing each allowance (see [`crate::replicas`]): what one request costs.
+    replicas: AtomicU32,
     clock: C,
 }
 
@@ -111,8 +115,18 @@ impl<C: Clock + Clone> RateLimiter<C> {
             addresses: NonZeroU32::new(PER_ADDRESS)
                 .filter(|_| on)
                 .map(|rate| policy(rate, 10)),
+            replicas: AtomicU32::new(1),
             clock,
         }
+    }
+
+    /// How many replicas share each allowance now.
+    pub fn replicas(&self) -> u32 {
+        self.replicas.load(Ordering::Relaxed)
+    }
+
+    pub fn set_replicas(&self, alive: u32) {
+        self.replicas.store(alive.max(1), Ordering::Relaxed);
     }
 
     /// Admits one request of an authenticated caller, or refuses it.
@@ -141,7 +155,12 @@ impl<C: Clock + Clone> RateLimiter<C> {
             return Ok(());
         };
         let limiter = &policy.limiter;
-        let outcome = limiter.check_key(&key);
+        // Each replica charges a request as many cells as there are replicas, so that together
+        // they allow one allowance.
+        let cost = NonZeroU32::new(self.replicas().min(policy.quota)).expect("at least one");
+        let outcome = limiter
+            .check_key_n(&key, cost)
+            .expect("a cost within the burst always fits");
         if limiter.len() > MAX_CALLERS {
             limiter.retain_recent();
             limiter.shrink_to_fit();
@@ -230,6 +249,23 @@ mod tests {
             RateLimiter::new(0).admit_address(one).is_ok(),
             "limits off, addresses too"
         );
+    }
+
+    #[test]
+    fn replicas_share_one_allowance() {
+        let clock = FakeRelativeClock::default();
+        let limiter = RateLimiter::with_clock(1, clock.clone());
+        limiter.set_replicas(2);
+        let allowed = (0..BURST_SECONDS)
+            .take_while(|_| limiter.admit(&token("a")).is_ok())
+            .count();
+        assert_eq!(
+            allowed,
+            BURST_SECONDS as usize / 2,
+            "half the burst on each of two"
+        );
+        limiter.set_replicas(0);
+        assert_eq!(limiter.replicas(), 1, "never fewer than this one");
     }
 
     #[test]

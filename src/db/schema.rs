@@ -252,6 +252,13 @@ diesel::table! {
 }
 
 diesel::joinable!(api_tokens -> workspaces (workspace_id));
+diesel::table! {
+    replicas (id) {
+        id -> Text,
+        seen_at -> Timestamp,
+    }
+}
+
 diesel::allow_tables_to_appear_in_same_query!(
     workspaces,
     api_tokens,
@@ -274,4 +281,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     saml_member_groups,
     session_keys,
     sessions,
+    replicas,
 );

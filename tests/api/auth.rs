@@ -16,6 +16,7 @@ on_both_databases!(
     use_is_recorded_in_last_used_at,
     each_token_has_its_own_rate_limit_and_bad_tokens_spend_none,
     an_import_never_meets_the_default_limit_and_a_bulk_request_counts_once,
+    replicas_on_postgres_share_each_callers_allowance,
 );
 
 const WORKSPACE: &str = "/api/v1/workspaces/acme";
@@ -318,4 +319,60 @@ async fn an_import_never_meets_the_default_limit_and_a_bulk_request_counts_once(
         .map(|op| op["status"].as_str().unwrap())
         .collect();
     assert_eq!(statuses, ["201"; 100]);
+}
+
+/// Several `idgate serve` on one PostgreSQL are one service: a caller spreading requests over
+/// two replicas gets one allowance between them, not one from each. (On SQLite one process
+/// serves: it counts itself alone.)
+async fn replicas_on_postgres_share_each_callers_allowance(database: TestDatabase) {
+    let shared = database.backend == idgate::db::Backend::Postgres;
+    // One request a second: a burst of 50 for the whole service.
+    let app = TestApp::spawn_with_rate_limit(database, 1).await;
+    let tenant = app.tenant("acme", "scim");
+    let replica = app.spawn_replica_with_rate_limit(1).await;
+    let counted = |base: String| {
+        let client = app.client.clone();
+        async move {
+            let response = client.get(format!("{base}/readyz")).send().await.unwrap();
+            read(response).await.1["replicas"].as_u64().unwrap()
+        }
+    };
+    let expected = if shared { 2 } else { 1 };
+    // Each replica beats every two seconds: wait until both count each other.
+    let mut waited = 0;
+    while counted(app.url("")).await != expected || counted(replica.clone()).await != expected {
+        waited += 1;
+        assert!(waited < 100, "the replicas never counted {expected}");
+        actix_web::rt::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    if !shared {
+        return;
+    }
+    let mut accepted = 0;
+    let mut refused = [false, false];
+    let bases = [app.url(""), replica];
+    for turn in 0..400 {
+        let side = turn % 2;
+        let response = app
+            .client
+            .get(format!("{}/scim/v2/Users?count=1", bases[side]))
+            .bearer_auth(&tenant.token)
+            .send()
+            .await
+            .unwrap();
+        match response.status().as_u16() {
+            200 => accepted += 1,
+            429 => refused[side] = true,
+            other => panic!("{other}"),
+        }
+        if refused == [true, true] {
+            break;
+        }
+    }
+    assert_eq!(refused, [true, true], "both replicas refuse in the end");
+    // The burst of 50 between them, and the odd cell the rate refilled meanwhile.
+    assert!(
+        (50..=56).contains(&accepted),
+        "{accepted} accepted across two replicas"
+    );
 }

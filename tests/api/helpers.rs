@@ -170,11 +170,15 @@ impl TestApp {
     /// Starts a second server on this test's database, as a replica would run (behind the same
     /// public base URL as this one), and returns its own address.
     pub async fn spawn_replica(&self) -> String {
+        self.spawn_replica_with_rate_limit(0).await
+    }
+
+    pub async fn spawn_replica_with_rate_limit(&self, rate_limit: u32) -> String {
         let settings = Settings {
             bind: SocketAddr::from(([127, 0, 0, 1], 0)),
             database_url: self.database.database_url(),
             base_url: Some(BaseUrl::parse(&self.url("")).expect("a valid base URL")),
-            rate_limit: 0,
+            rate_limit,
             ..Settings::default()
         };
         let app = Application::build(&settings).expect("the replica starts");
