@@ -102,8 +102,11 @@ async fn send(
     (status, body, headers)
 }
 
+/// Replays an IdP's requests against a server with the default settings, rate limits included:
+/// an IdP sends them back to back.
 async fn replay(database: TestDatabase, fixture: &str) {
-    let app = TestApp::spawn(database).await;
+    let default_rate = idgate::config::Settings::default().rate_limit;
+    let app = TestApp::spawn_with(database, |settings| settings.rate_limit = default_rate).await;
     let tenant = app.tenant("acme", "scim");
     let path = format!("{}/fixtures/scim/{fixture}", env!("CARGO_MANIFEST_DIR"));
     let script: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
