@@ -25,7 +25,7 @@ const KEYS: [&str; 6] = [
 ];
 
 /// Requests a second each API token (or person with a session) may make, by default, with a
-/// burst of [`crate::ratelimit::BURST_SECONDS`] of them.
+/// burst of 50 seconds of them (the rate limiter's `BURST_SECONDS`).
 pub const DEFAULT_RATE_LIMIT: u32 = 200;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -41,7 +41,7 @@ pub struct Settings {
     pub base_url: Option<BaseUrl>,
     pub log_format: LogFormat,
     /// Requests a second per API token or session on the SCIM and admin APIs, with a burst of
-    /// [`crate::ratelimit::BURST_SECONDS`] of them; 0 turns limits off. Counted in each process.
+    /// 50 seconds of them; 0 turns limits off. Counted in each process.
     pub rate_limit: u32,
     /// Host names and address ranges on an internal network that IdP metadata may be fetched
     /// from; every other loopback, private, link-local or unique-local address is refused.

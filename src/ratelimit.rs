@@ -8,7 +8,7 @@
 //! ones naming a real token's id) never spends an honest caller's allowance. A caller past its
 //! limit is answered 429 with `Retry-After` and the IETF `RateLimit-Policy` and `RateLimit`
 //! headers. Counters live in each process, and replicas on one PostgreSQL share each allowance by
-//! charging a request as many cells as there are live replicas ([`crate::replicas`]).
+//! charging a request as many cells as there are live replicas (counted by `replicas.rs`).
 
 use std::net::{IpAddr, Ipv6Addr};
 
@@ -86,7 +86,7 @@ pub struct RateLimiter<C: Clock = DefaultClock> {
     callers: Option<Policy<C>>,
     /// Unauthenticated callers by client address (an IPv6 client by its /64); None when off.
     addresses: Option<Policy<C>>,
-    /// The replicas sharing each allowance (see [`crate::replicas`]): what one request costs.
+    /// The replicas sharing each allowance (counted by `replicas.rs`): what one request costs.
     replicas: AtomicU32,
     clock: C,
 }
