@@ -41,7 +41,7 @@ pub struct Settings {
     pub base_url: Option<BaseUrl>,
     pub log_format: LogFormat,
     /// Requests a second per API token or session on the SCIM and admin APIs, with a burst of
-    /// 50 seconds of them; 0 turns limits off. Counted in each process.
+    /// 50 seconds of them; 0 turns limits off. Replicas on one PostgreSQL share each allowance.
     pub rate_limit: u32,
     /// Host names and address ranges on an internal network that IdP metadata may be fetched
     /// from; every other loopback, private, link-local or unique-local address is refused.
