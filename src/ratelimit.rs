@@ -150,6 +150,19 @@ impl<C: Clock + Clone> RateLimiter<C> {
         self.check(&self.addresses, key)
     }
 
+    /// A refused API token counts against the client's address: a flood of bad tokens meets 429
+    /// once past [`PER_ADDRESS`], while a caller with a valid token never touches that allowance.
+    /// (Sessions are not counted: a reverse proxy asks about everyone's cookies from one address.)
+    pub fn refused(&self, client: IpAddr, error: AuthError) -> AuthError {
+        if !matches!(error, AuthError::Rejected(_)) {
+            return error;
+        }
+        match self.admit_address(client) {
+            Err(limited) => AuthError::RateLimited(limited),
+            Ok(()) => error,
+        }
+    }
+
     fn check(&self, policy: &Option<Policy<C>>, key: String) -> Result<(), Limited> {
         let Some(policy) = policy else {
             return Ok(());

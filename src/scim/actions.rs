@@ -19,6 +19,8 @@ use super::users::{self, StoredUser};
 use crate::audit::{Actor, AuditContext};
 use crate::db::memo::{DataVersion, Memo};
 use crate::db::{DbConnection, Store, budget};
+use std::net::IpAddr;
+
 use crate::ratelimit::RateLimiter;
 use crate::tokens::auth::AuthError;
 use crate::tokens::{self, ApiToken, Scope};
@@ -38,6 +40,8 @@ pub struct Context {
     pub request_id: Option<String>,
     /// Counts each checked request; None once a `/Bulk` request was counted, for its operations.
     pub limiter: Option<actix_web::web::Data<RateLimiter>>,
+    /// The client's address, which a refused token is counted against.
+    pub client: Option<IpAddr>,
     pub memo: actix_web::web::Data<ScimMemo>,
 }
 
@@ -120,7 +124,7 @@ impl Context {
                 let memo = version.map(|version| (&context.memo.credentials, version));
                 let (token, workspace) =
                     tokens::authenticate(conn, &context.token, crate::time::now(), memo)
-                        .map_err(AuthError::from)?;
+                        .map_err(|error| context.refused(AuthError::from(error)))?;
                 let tenant = context.tenant(token, workspace)?;
                 work(conn, &tenant)
             })
@@ -138,9 +142,17 @@ impl Context {
         )?;
         Some(
             checked
-                .map_err(|rejection| AuthError::Rejected(rejection).into())
+                .map_err(|rejection| self.refused(AuthError::Rejected(rejection)).into())
                 .and_then(|(token, workspace)| self.tenant(token, workspace)),
         )
+    }
+
+    /// A refused token counts against the client's address (see [`RateLimiter::refused`]).
+    fn refused(&self, error: AuthError) -> AuthError {
+        match (&self.limiter, self.client) {
+            (Some(limiter), Some(client)) => limiter.refused(client, error),
+            _ => error,
+        }
     }
 
     /// A read whose answer may be kept (see [`ScimMemo`]): `kept` looks for it in the memo, `read`

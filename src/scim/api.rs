@@ -119,6 +119,7 @@ impl FromRequest for Context {
             .app_data::<web::Data<ScimMemo>>()
             .expect("the app registers its ScimMemo")
             .clone();
+        let client = request.peer_addr().map(|address| address.ip());
         Box::pin(async move {
             Ok(Context {
                 store,
@@ -126,6 +127,7 @@ impl FromRequest for Context {
                 token: token?,
                 request_id,
                 limiter: Some(limiter),
+                client,
                 memo,
             })
         })

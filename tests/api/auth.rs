@@ -17,6 +17,7 @@ on_both_databases!(
     each_token_has_its_own_rate_limit_and_bad_tokens_spend_none,
     an_import_never_meets_the_default_limit_and_a_bulk_request_counts_once,
     replicas_on_postgres_share_each_callers_allowance,
+    a_flood_of_bad_tokens_from_one_address_is_slowed,
 );
 
 const WORKSPACE: &str = "/api/v1/workspaces/acme";
@@ -375,4 +376,34 @@ async fn replicas_on_postgres_share_each_callers_allowance(database: TestDatabas
         (50..=56).contains(&accepted),
         "{accepted} accepted across two replicas"
     );
+}
+
+/// Bad tokens are never counted against a real token, but a flood of them from one client address
+/// is: past the address's burst, 429. A valid token from the same address is not held up.
+async fn a_flood_of_bad_tokens_from_one_address_is_slowed(database: TestDatabase) {
+    let app = TestApp::spawn_with_rate_limit(database, 1).await;
+    let tenant = app.tenant("acme", "workspace:read,scim");
+    let forged = format!("idg_{}_{}", "0".repeat(32), "x".repeat(43));
+    let mut unauthorized = 0;
+    loop {
+        let (status, body) = app.get("/scim/v2/Users", &forged).await;
+        match status {
+            401 => unauthorized += 1,
+            429 => break,
+            other => panic!("{other}: {body}"),
+        }
+        assert!(unauthorized <= 1000, "never slowed");
+    }
+    assert!(
+        unauthorized >= 200,
+        "the address's burst is answered 401: {unauthorized}"
+    );
+    // The admin API counts against the same allowance; valid tokens are not held up anywhere.
+    let (status, body) = app.get(WORKSPACE, &forged).await;
+    assert_eq!(
+        (status, &body["error"]),
+        (429, &serde_json::json!("rate_limited"))
+    );
+    assert_eq!(app.get("/scim/v2/Users", &tenant.token).await.0, 200);
+    assert_eq!(app.get(WORKSPACE, &tenant.token).await.0, 200);
 }
