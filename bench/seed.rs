@@ -1,6 +1,7 @@
 //! Seeds a database for `bench/run`: a workspace with a SCIM token, USERS users, POOL more users
 //! to add to groups during the run, and one group per size given, its members taken from the users;
-//! a session for one user, a `workspace:read` token and a source to ask decisions about.
+//! a session for one user, a `workspace:read,sources:read` token and a source to ask decisions
+//! about (asking about a resource needs its kind's read scope).
 //! Writes what the load scripts need into OUT: token, user-id, user-name, pool-ids, group-SIZE,
 //! session, admin-token, source-id.
 //!
@@ -109,7 +110,7 @@ fn main() -> anyhow::Result<()> {
     std::fs::write(out.join("session"), session.token)?;
     let admin = NewToken {
         name: Some("bench decisions".into()),
-        scopes: Scopes::parse("workspace:read")?,
+        scopes: Scopes::parse("workspace:read,sources:read")?,
         lifetime: None,
         minted_by: None,
     };

@@ -720,8 +720,9 @@ async fn authorize(
     };
     let mut decisions = store
         .run(move |conn| {
-            require_visible(conn, &workspace.id, &viewer, &checks)?;
-            decide_all(conn, &cache, &workspace.id, checks)
+            let now = crate::time::now();
+            let visible = |target: Target<'_>| viewer.sees(target, now);
+            decide_all(conn, &cache, &workspace.id, checks, &visible)
         })
         .await?;
     Ok(if batch {
@@ -729,34 +730,6 @@ async fn authorize(
     } else {
         HttpResponse::Ok().json(decisions.remove(0))
     })
-}
-
-/// Refuses checks about a resource the caller may not see as if it did not exist: a decision
-/// names the resource and says how the subject reaches it.
-fn require_visible(
-    conn: &mut DbConnection,
-    workspace_id: &str,
-    viewer: &Viewer,
-    checks: &[Check],
-) -> Result<(), AccessError> {
-    let named: BTreeSet<String> = checks.iter().filter_map(|c| c.resource.clone()).collect();
-    if named.is_empty() {
-        return Ok(());
-    }
-    let found = resources::load_with_sources(conn, workspace_id, &named)?;
-    let now = crate::time::now();
-    for id in &named {
-        let visible = found.get(id).is_some_and(|resource| {
-            let target = Target::with_source(resource, |source| found.get(source));
-            viewer.sees(target, now)
-        });
-        if !visible {
-            return Err(AccessError::Invalid(format!(
-                "no resource {id:?} in this workspace that you may read"
-            )));
-        }
-    }
-    Ok(())
 }
 
 /// The access review: every member with roles and grants (with justification, approver and review

@@ -38,6 +38,7 @@ pub fn decide_all(
     cache: &DecisionCache,
     workspace_id: &str,
     checks: Vec<Check>,
+    visible: &dyn Fn(Target<'_>) -> bool,
 ) -> Result<Vec<Decision>, AccessError> {
     use diesel::prelude::*;
 
@@ -124,16 +125,16 @@ pub fn decide_all(
             found.resources.insert(id, Arc::new(resource));
         }
     }
-    if let Some(missing) = resource_ids
-        .iter()
-        .find(|id| !found.resources.contains_key(**id))
-    {
+    let resource_of = |id: &str| found.resources.get(id).map(|r| r.as_ref());
+    // A resource the caller may not see is answered as one that does not exist.
+    if let Some(missing) = resource_ids.iter().find(|id| {
+        resource_of(id).is_none_or(|resource| !visible(Target::with_source(resource, resource_of)))
+    }) {
         return Err(AccessError::Invalid(format!(
-            "no resource {missing:?} in this workspace"
+            "no resource {missing:?} in this workspace that you may read"
         )));
     }
 
-    let resource_of = |id: &str| found.resources.get(id).map(|r| r.as_ref());
     let now = crate::time::now();
     checks
         .iter()
