@@ -802,16 +802,18 @@ async fn the_seeds_example_end_to_end(database: TestDatabase) {
     assert_eq!(member["grants"].as_array().unwrap().len(), 3);
     assert_eq!(member["grants"][0]["approver"], "admin@company.com");
     assert_eq!(review["tokens"][0]["id"], tenant.token_id.as_str());
-    let response = app
-        .client
-        .get(app.url(&api("/access-review?format=csv")))
-        .bearer_auth(&tenant.token)
-        .send()
-        .await
-        .unwrap();
-    let mut response = response;
-    assert_eq!(response.status(), 200);
-    let csv = String::from_utf8(response.body().await.unwrap().to_vec()).unwrap();
+    let review_csv = || async {
+        let mut response = app
+            .client
+            .get(app.url(&api("/access-review?format=csv")))
+            .bearer_auth(&tenant.token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        String::from_utf8(response.body().await.unwrap().to_vec()).unwrap()
+    };
+    let csv = review_csv().await;
     let lines: Vec<&str> = csv.lines().collect();
     assert!(
         lines[0].starts_with("record,subject,subject_id,active,role,via,resource,label,level"),
@@ -847,14 +849,7 @@ async fn the_seeds_example_end_to_end(database: TestDatabase) {
         json!({"member": "developer@company.com", "resource": ids[0], "level": "read_only", "justification": formula}),
     )
     .await;
-    let mut response = app
-        .client
-        .get(app.url(&api("/access-review?format=csv")))
-        .bearer_auth(&tenant.token)
-        .send()
-        .await
-        .unwrap();
-    let csv = String::from_utf8(response.body().await.unwrap().to_vec()).unwrap();
+    let csv = review_csv().await;
     let mut reader = csv::Reader::from_reader(csv.as_bytes());
     let cells: Vec<String> = reader
         .records()
