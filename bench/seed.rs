@@ -93,20 +93,23 @@ fn main() -> anyhow::Result<()> {
     std::fs::write(out.join("pool-ids"), pool.join("\n") + "\n")?;
 
     let email = format!("user{middle:06}@example.com");
-    let session = sessions::create(
-        &mut conn,
-        &KeyRing::default(),
-        "http://127.0.0.1",
-        NewSession {
-            email: &email,
-            workspace: &workspace,
-            member_id: &ids[middle],
-            name_id: &email,
-            session_index: None,
-            idp_expires_at: None,
-        },
-        idgate::time::now(),
-    )?;
+    let signer = KeyRing::default().signing_key(&mut conn, idgate::time::now())?;
+    let session = conn.write(|tx| {
+        sessions::create(
+            tx,
+            &signer,
+            "http://127.0.0.1",
+            NewSession {
+                email: &email,
+                workspace: &workspace,
+                member_id: &ids[middle],
+                name_id: &email,
+                session_index: None,
+                idp_expires_at: None,
+            },
+            idgate::time::now(),
+        )
+    })?;
     std::fs::write(out.join("session"), session.token)?;
     let admin = NewToken {
         name: Some("bench decisions".into()),

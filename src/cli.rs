@@ -15,7 +15,7 @@ use crate::access::model::Role;
 use crate::app::Application;
 use crate::audit::AuditContext;
 use crate::config::{ConfigArgs, Settings};
-use crate::db::{self, DbConnection};
+use crate::db::{self, Conn};
 use crate::outbound::InternalAllowList;
 use crate::saml::{
     self, SamlError,
@@ -306,14 +306,14 @@ fn serve(settings: &Settings) -> anyhow::Result<()> {
 }
 
 /// A connection with the schema up to date, so that the admin commands work on a new database.
-fn open(settings: &Settings) -> anyhow::Result<DbConnection> {
+fn open(settings: &Settings) -> anyhow::Result<Conn> {
     let mut conn = db::connect(&settings.database_url)?;
     db::run_migrations(&mut conn)?;
     Ok(conn)
 }
 
 fn migrate(settings: &Settings) -> anyhow::Result<()> {
-    let applied = db::run_migrations(&mut db::connect(&settings.database_url)?)?;
+    let applied = db::run_migrations(&mut *db::connect(&settings.database_url)?)?;
     for name in &applied {
         println!("{name}");
     }
@@ -324,7 +324,7 @@ fn migrate(settings: &Settings) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn workspace(conn: &mut DbConnection, command: WorkspaceCommand) -> anyhow::Result<()> {
+fn workspace(conn: &mut Conn, command: WorkspaceCommand) -> anyhow::Result<()> {
     let context = AuditContext::cli();
     match command {
         WorkspaceCommand::Create { slug, name, hipaa } => {
@@ -372,7 +372,7 @@ fn hipaa_label(hipaa: bool) -> &'static str {
     if hipaa { "hipaa" } else { "standard" }
 }
 
-fn token(conn: &mut DbConnection, command: TokenCommand) -> anyhow::Result<()> {
+fn token(conn: &mut Conn, command: TokenCommand) -> anyhow::Result<()> {
     let context = AuditContext::cli();
     match command {
         TokenCommand::Create {
@@ -434,11 +434,7 @@ fn token(conn: &mut DbConnection, command: TokenCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn idp(
-    conn: &mut DbConnection,
-    command: IdpCommand,
-    allowed: &InternalAllowList,
-) -> anyhow::Result<()> {
+fn idp(conn: &mut Conn, command: IdpCommand, allowed: &InternalAllowList) -> anyhow::Result<()> {
     let connection = match command {
         IdpCommand::Show { workspace } => {
             let workspace = workspaces::find_by_slug(conn, &workspace)?;
@@ -548,7 +544,7 @@ fn metadata_source(location: &str, allowed: &InternalAllowList) -> anyhow::Resul
     Ok(Source::Metadata { xml, url: None })
 }
 
-fn mapping(conn: &mut DbConnection, command: MappingCommand) -> anyhow::Result<()> {
+fn mapping(conn: &mut Conn, command: MappingCommand) -> anyhow::Result<()> {
     let context = AuditContext::cli();
     match command {
         MappingCommand::Set {
@@ -598,7 +594,7 @@ fn mapping(conn: &mut DbConnection, command: MappingCommand) -> anyhow::Result<(
     Ok(())
 }
 
-fn role(conn: &mut DbConnection, command: RoleCommand) -> anyhow::Result<()> {
+fn role(conn: &mut Conn, command: RoleCommand) -> anyhow::Result<()> {
     let context = AuditContext::cli();
     match command {
         RoleCommand::Set {
@@ -646,7 +642,7 @@ fn role(conn: &mut DbConnection, command: RoleCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn attributes(conn: &mut DbConnection, command: AttributesCommand) -> anyhow::Result<()> {
+fn attributes(conn: &mut Conn, command: AttributesCommand) -> anyhow::Result<()> {
     let (workspace, mapping) = match command {
         AttributesCommand::Show { workspace } => {
             let workspace = workspaces::find_by_slug(conn, &workspace)?;

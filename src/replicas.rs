@@ -13,7 +13,7 @@ use chrono::TimeDelta;
 use diesel::prelude::*;
 
 use crate::db::schema::replicas;
-use crate::db::{DbConnection, Store, StoreError};
+use crate::db::{Store, StoreError, Tx};
 use crate::ratelimit::RateLimiter;
 
 /// How often a replica says it is alive.
@@ -22,17 +22,18 @@ pub const BEAT: Duration = Duration::from_secs(2);
 const GONE_AFTER: TimeDelta = TimeDelta::seconds(10);
 
 /// Records that `id` is alive, forgets replicas gone, and returns how many are alive.
-pub fn beat(conn: &mut DbConnection, id: &str, now: chrono::NaiveDateTime) -> QueryResult<u32> {
+pub fn beat(tx: &mut Tx<'_>, id: &str, now: chrono::NaiveDateTime) -> QueryResult<u32> {
     let updated = diesel::update(replicas::table.find(id))
         .set(replicas::seen_at.eq(now))
-        .execute(conn)?;
+        .execute(tx.conn())?;
     if updated == 0 {
         diesel::insert_into(replicas::table)
             .values((replicas::id.eq(id), replicas::seen_at.eq(now)))
-            .execute(conn)?;
+            .execute(tx.conn())?;
     }
-    diesel::delete(replicas::table.filter(replicas::seen_at.lt(now - GONE_AFTER))).execute(conn)?;
-    let alive: i64 = replicas::table.count().get_result(conn)?;
+    diesel::delete(replicas::table.filter(replicas::seen_at.lt(now - GONE_AFTER)))
+        .execute(tx.conn())?;
+    let alive: i64 = replicas::table.count().get_result(tx.conn())?;
     Ok(u32::try_from(alive).unwrap_or(u32::MAX).max(1))
 }
 
@@ -45,7 +46,7 @@ pub async fn run(store: Store, limiter: Arc<RateLimiter>) {
         interval.tick().await;
         let me = id.clone();
         let counted = store
-            .run(move |conn| beat(conn, &me, crate::time::now()).map_err(StoreError::from))
+            .write(move |tx| beat(tx, &me, crate::time::now()).map_err(StoreError::from))
             .await;
         match counted {
             Ok(alive) => limiter.set_replicas(alive),

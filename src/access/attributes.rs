@@ -9,7 +9,7 @@ use serde_json::json;
 use super::AccessError;
 use crate::audit::{self, AuditContext, Event, Target};
 use crate::db::schema::attribute_mappings;
-use crate::db::{DbConnection, write_transaction};
+use crate::db::{Conn, DbConnection};
 
 const NAME_MAX: usize = 512;
 
@@ -104,13 +104,13 @@ pub fn get(conn: &mut DbConnection, workspace_id: &str) -> QueryResult<Attribute
 }
 
 pub fn set(
-    conn: &mut DbConnection,
+    conn: &mut Conn,
     workspace_id: &str,
     change: MappingChange,
     context: &AuditContext,
 ) -> Result<AttributeMapping, AccessError> {
-    write_transaction(conn, |conn| {
-        let before = get(conn, workspace_id)?;
+    conn.write(|tx| {
+        let before = get(tx, workspace_id)?;
         let mut after = match &change.preset {
             Some(name) => preset(name).ok_or_else(|| {
                 AccessError::Invalid(format!(
@@ -144,7 +144,7 @@ pub fn set(
         diesel::delete(
             attribute_mappings::table.filter(attribute_mappings::workspace_id.eq(workspace_id)),
         )
-        .execute(conn)?;
+        .execute(tx.conn())?;
         diesel::insert_into(attribute_mappings::table)
             .values((
                 attribute_mappings::workspace_id.eq(workspace_id),
@@ -156,9 +156,9 @@ pub fn set(
                 attribute_mappings::groups.eq(&after.groups),
                 attribute_mappings::updated_at.eq(crate::time::now()),
             ))
-            .execute(conn)?;
+            .execute(tx.conn())?;
         audit::record(
-            conn,
+            tx,
             context,
             Event {
                 workspace_id: Some(workspace_id),

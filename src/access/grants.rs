@@ -13,7 +13,7 @@ use super::model::{Label, Level};
 use super::{AccessError, corrupt};
 use crate::audit::{self, AuditContext, Event, Target};
 use crate::db::schema::grants;
-use crate::db::{DbConnection, write_transaction};
+use crate::db::{Conn, DbConnection, Tx};
 
 const TEXT_MAX: usize = 1000;
 
@@ -158,7 +158,7 @@ fn optional_text(field: &str, value: Option<String>) -> Result<Option<String>, A
 }
 
 pub fn create(
-    conn: &mut DbConnection,
+    conn: &mut Conn,
     workspace_id: &str,
     new: NewGrant,
     context: &AuditContext,
@@ -179,13 +179,12 @@ pub fn create(
     }
     let justification = optional_text("justification", new.justification)?;
     let approver = optional_text("approver", new.approver)?;
-    write_transaction(conn, |conn| {
+    conn.write(|tx| {
         let subject = match (new.member, new.group) {
             (Some(member), None) => {
-                let member =
-                    super::members::find(conn, workspace_id, &member)?.ok_or_else(|| {
-                        AccessError::Invalid(format!("no member {member:?} in this workspace"))
-                    })?;
+                let member = super::members::find(tx, workspace_id, &member)?.ok_or_else(|| {
+                    AccessError::Invalid(format!("no member {member:?} in this workspace"))
+                })?;
                 GrantSubject::Member(member.id)
             }
             (None, Some(group)) if !group.trim().is_empty() => {
@@ -199,7 +198,7 @@ pub fn create(
         };
         let target = match (new.resource, new.label) {
             (Some(resource), None) => {
-                super::resources::find(conn, workspace_id, &resource)?.ok_or_else(|| {
+                super::resources::find(tx, workspace_id, &resource)?.ok_or_else(|| {
                     AccessError::Invalid(format!("no resource {resource:?} in this workspace"))
                 })?;
                 GrantTarget::Resource(resource)
@@ -245,9 +244,9 @@ pub fn create(
                 grants::review_date.eq(&grant.review_date),
                 grants::created_at.eq(grant.created_at),
             ))
-            .execute(conn)?;
+            .execute(tx.conn())?;
         audit::record(
-            conn,
+            tx,
             context,
             Event {
                 workspace_id: Some(workspace_id),
@@ -264,24 +263,24 @@ pub fn create(
 }
 
 pub fn revoke(
-    conn: &mut DbConnection,
+    conn: &mut Conn,
     workspace_id: &str,
     id: &str,
     context: &AuditContext,
 ) -> Result<(), AccessError> {
-    write_transaction(conn, |conn| {
+    conn.write(|tx| {
         let grant = from_rows(
             grants::table
                 .filter(grants::workspace_id.eq(workspace_id))
                 .filter(grants::id.eq(id))
                 .select(GRANT_COLUMNS)
-                .load(conn)?,
+                .load(tx.conn())?,
         )?
         .pop()
         .ok_or_else(|| AccessError::NotFound(format!("no grant {id:?} in this workspace")))?;
-        diesel::delete(grants::table.filter(grants::id.eq(id))).execute(conn)?;
+        diesel::delete(grants::table.filter(grants::id.eq(id))).execute(tx.conn())?;
         audit::record(
-            conn,
+            tx,
             context,
             Event {
                 workspace_id: Some(workspace_id),
@@ -295,11 +294,11 @@ pub fn revoke(
 }
 
 /// Removes a deleted member's grants: they would otherwise outlive the person they name.
-pub fn forget_member(conn: &mut DbConnection, member_id: &str) -> QueryResult<usize> {
+pub fn forget_member(tx: &mut Tx<'_>, member_id: &str) -> QueryResult<usize> {
     diesel::delete(
         grants::table
             .filter(grants::subject_type.eq("member"))
             .filter(grants::subject.eq(member_id)),
     )
-    .execute(conn)
+    .execute(tx.conn())
 }

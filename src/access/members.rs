@@ -17,7 +17,7 @@ use crate::db::schema::{
     group_mappings, member_roles, saml_member_groups, scim_group_members, scim_groups, scim_users,
     scim_values,
 };
-use crate::db::{DbConnection, write_transaction};
+use crate::db::{Conn, DbConnection, Tx};
 
 #[derive(Debug, Clone, PartialEq, Eq, Queryable, Serialize)]
 pub struct Member {
@@ -391,19 +391,19 @@ impl OwnerAuthority {
 
 /// Replaces a member's direct roles.
 pub fn set_roles(
-    conn: &mut DbConnection,
+    conn: &mut Conn,
     workspace_id: &str,
     id_or_email: &str,
     roles: &BTreeSet<Role>,
     authority: OwnerAuthority,
     context: &AuditContext,
 ) -> Result<(Member, BTreeSet<Role>), AccessError> {
-    write_transaction(conn, |conn| {
-        let member = require(conn, workspace_id, id_or_email)?;
+    conn.write(|tx| {
+        let member = require(tx, workspace_id, id_or_email)?;
         let before: BTreeSet<Role> = member_roles::table
             .filter(member_roles::member_id.eq(&member.id))
             .select(member_roles::role)
-            .load::<String>(conn)?
+            .load::<String>(tx.conn())?
             .iter()
             .map(|role| parse_role(role))
             .collect::<QueryResult<_>>()?;
@@ -411,9 +411,9 @@ pub fn set_roles(
             return Ok((member, before));
         }
         authority.allows(before.contains(&Role::Owner) != roles.contains(&Role::Owner))?;
-        keep_an_owner(conn, workspace_id, |conn| {
+        keep_an_owner(tx, workspace_id, |tx| {
             diesel::delete(member_roles::table.filter(member_roles::member_id.eq(&member.id)))
-                .execute(conn)?;
+                .execute(tx.conn())?;
             let now = crate::time::now();
             for role in roles {
                 diesel::insert_into(member_roles::table)
@@ -423,12 +423,12 @@ pub fn set_roles(
                         member_roles::role.eq(role.as_str()),
                         member_roles::created_at.eq(now),
                     ))
-                    .execute(conn)?;
+                    .execute(tx.conn())?;
             }
             Ok::<_, AccessError>(())
         })?;
         audit::record(
-            conn,
+            tx,
             context,
             Event {
                 workspace_id: Some(workspace_id),
@@ -497,7 +497,7 @@ fn validate_group_name(name: &str) -> Result<String, AccessError> {
 
 /// Maps an IdP group to a role, replacing the role it had.
 pub fn set_mapping(
-    conn: &mut DbConnection,
+    conn: &mut Conn,
     workspace_id: &str,
     idp_group: &str,
     role: Role,
@@ -506,8 +506,8 @@ pub fn set_mapping(
 ) -> Result<GroupMapping, AccessError> {
     let idp_group = validate_group_name(idp_group)?;
     let idp_group_ci = idp_group.to_lowercase();
-    write_transaction(conn, |conn| {
-        let before = mapping(conn, workspace_id, &idp_group_ci)?;
+    conn.write(|tx| {
+        let before = mapping(tx, workspace_id, &idp_group_ci)?;
         if before
             .as_ref()
             .is_some_and(|m| m.role == role.as_str() && m.idp_group == idp_group)
@@ -518,9 +518,9 @@ pub fn set_mapping(
             .as_ref()
             .is_some_and(|m| m.role == Role::Owner.as_str());
         authority.allows(was_owner != (role == Role::Owner))?;
-        keep_an_owner(conn, workspace_id, |conn| {
+        keep_an_owner(tx, workspace_id, |tx| {
             diesel::delete(group_mappings::table.find((workspace_id, &idp_group_ci)))
-                .execute(conn)?;
+                .execute(tx.conn())?;
             diesel::insert_into(group_mappings::table)
                 .values((
                     group_mappings::workspace_id.eq(workspace_id),
@@ -529,11 +529,11 @@ pub fn set_mapping(
                     group_mappings::role.eq(role.as_str()),
                     group_mappings::updated_at.eq(crate::time::now()),
                 ))
-                .execute(conn)?;
+                .execute(tx.conn())?;
             Ok::<_, AccessError>(())
         })?;
         audit::record(
-            conn,
+            tx,
             context,
             Event {
                 workspace_id: Some(workspace_id),
@@ -545,30 +545,30 @@ pub fn set_mapping(
                 details: json!({ "before": before.map(|m| m.role), "after": role }),
             },
         )?;
-        Ok(mapping(conn, workspace_id, &idp_group_ci)?.expect("just written"))
+        Ok(mapping(tx, workspace_id, &idp_group_ci)?.expect("just written"))
     })
 }
 
 pub fn remove_mapping(
-    conn: &mut DbConnection,
+    conn: &mut Conn,
     workspace_id: &str,
     idp_group: &str,
     authority: OwnerAuthority,
     context: &AuditContext,
 ) -> Result<(), AccessError> {
     let idp_group_ci = idp_group.trim().to_lowercase();
-    write_transaction(conn, |conn| {
-        let before = mapping(conn, workspace_id, &idp_group_ci)?.ok_or_else(|| {
+    conn.write(|tx| {
+        let before = mapping(tx, workspace_id, &idp_group_ci)?.ok_or_else(|| {
             AccessError::NotFound(format!("no mapping for IdP group {idp_group:?}"))
         })?;
         authority.allows(before.role == Role::Owner.as_str())?;
-        keep_an_owner(conn, workspace_id, |conn| {
+        keep_an_owner(tx, workspace_id, |tx| {
             diesel::delete(group_mappings::table.find((workspace_id, &idp_group_ci)))
-                .execute(conn)?;
+                .execute(tx.conn())?;
             Ok::<_, AccessError>(())
         })?;
         audit::record(
-            conn,
+            tx,
             context,
             Event {
                 workspace_id: Some(workspace_id),
@@ -663,16 +663,16 @@ impl From<LastOwner> for AccessError {
 /// Runs `change` and refuses it if the workspace had an Owner before and has none after. Call it
 /// inside the transaction of the change, so a refusal rolls the change back.
 pub fn keep_an_owner<T, E>(
-    conn: &mut DbConnection,
+    tx: &mut Tx<'_>,
     workspace_id: &str,
-    change: impl FnOnce(&mut DbConnection) -> Result<T, E>,
+    change: impl FnOnce(&mut Tx<'_>) -> Result<T, E>,
 ) -> Result<T, E>
 where
     E: From<diesel::result::Error> + From<LastOwner>,
 {
-    let check = OwnerCheck::before(conn, workspace_id, true)?;
-    let outcome = change(conn)?;
-    check.after::<E>(conn, workspace_id)?;
+    let check = OwnerCheck::before(tx, workspace_id, true)?;
+    let outcome = change(tx)?;
+    check.after::<E>(tx, workspace_id)?;
     Ok(outcome)
 }
 
@@ -728,17 +728,17 @@ pub fn maps_to_owner(
 /// Deprovisioning: takes a member's direct roles and direct grants away (group roles go with the
 /// group memberships the IdP removes), ends their sessions and revokes the tokens they minted.
 /// Returns what was removed, for the audit event.
-pub fn remove_direct_access(conn: &mut DbConnection, member_id: &str) -> QueryResult<Value> {
+pub fn remove_direct_access(tx: &mut Tx<'_>, member_id: &str) -> QueryResult<Value> {
     let roles: Vec<String> = member_roles::table
         .filter(member_roles::member_id.eq(member_id))
         .select(member_roles::role)
-        .load(conn)?;
+        .load(tx.conn())?;
     diesel::delete(member_roles::table.filter(member_roles::member_id.eq(member_id)))
-        .execute(conn)?;
-    let grants = super::grants::forget_member(conn, member_id)?;
+        .execute(tx.conn())?;
+    let grants = super::grants::forget_member(tx, member_id)?;
     let now = crate::time::now();
-    let sessions = crate::sessions::revoke_member(conn, member_id, now)?;
-    let tokens = crate::tokens::revoke_minted_by(conn, member_id, now)?;
+    let sessions = crate::sessions::revoke_member(tx, member_id, now)?;
+    let tokens = crate::tokens::revoke_minted_by(tx, member_id, now)?;
     Ok(json!({
         "roles_removed": roles,
         "grants_removed": grants,
@@ -749,14 +749,14 @@ pub fn remove_direct_access(conn: &mut DbConnection, member_id: &str) -> QueryRe
 
 /// Reactivation restores the least access, a direct Read-Only role; more must be granted again.
 pub fn restore_minimal_access(
-    conn: &mut DbConnection,
+    tx: &mut Tx<'_>,
     workspace_id: &str,
     member_id: &str,
 ) -> QueryResult<Value> {
     let direct: i64 = member_roles::table
         .filter(member_roles::member_id.eq(member_id))
         .count()
-        .get_result(conn)?;
+        .get_result(tx.conn())?;
     if direct > 0 {
         // Roles given while the member was deactivated stand.
         return Ok(json!({ "roles_added": [] }));
@@ -768,21 +768,21 @@ pub fn restore_minimal_access(
             member_roles::role.eq(Role::ReadOnly.as_str()),
             member_roles::created_at.eq(crate::time::now()),
         ))
-        .execute(conn)?;
+        .execute(tx.conn())?;
     Ok(json!({ "roles_added": [Role::ReadOnly] }))
 }
 
 /// Gives `to` a direct Owner role and takes it from `from`, who must hold it directly.
 pub fn transfer_ownership(
-    conn: &mut DbConnection,
+    conn: &mut Conn,
     workspace_id: &str,
     from: &str,
     to: &str,
     context: &AuditContext,
 ) -> Result<(Member, Member), AccessError> {
-    write_transaction(conn, |conn| {
-        let from = require(conn, workspace_id, from)?;
-        let to = require(conn, workspace_id, to)?;
+    conn.write(|tx| {
+        let from = require(tx, workspace_id, from)?;
+        let to = require(tx, workspace_id, to)?;
         if !to.active {
             return Err(AccessError::Invalid(format!(
                 "{} is deactivated and cannot become an Owner",
@@ -795,7 +795,7 @@ pub fn transfer_ownership(
                 .filter(member_roles::member_id.eq(&from.id))
                 .filter(member_roles::role.eq(owner)),
         )
-        .execute(conn)?;
+        .execute(tx.conn())?;
         if removed == 0 {
             return Err(AccessError::Invalid(format!(
                 "{} is not an Owner by direct assignment; only an Owner transfers ownership",
@@ -806,7 +806,7 @@ pub fn transfer_ownership(
             .filter(member_roles::member_id.eq(&to.id))
             .filter(member_roles::role.eq(owner))
             .count()
-            .get_result(conn)?;
+            .get_result(tx.conn())?;
         if already_owner == 0 {
             diesel::insert_into(member_roles::table)
                 .values((
@@ -815,10 +815,10 @@ pub fn transfer_ownership(
                     member_roles::role.eq(owner),
                     member_roles::created_at.eq(crate::time::now()),
                 ))
-                .execute(conn)?;
+                .execute(tx.conn())?;
         }
         audit::record(
-            conn,
+            tx,
             context,
             Event {
                 workspace_id: Some(workspace_id),

@@ -14,7 +14,7 @@ use super::model::{Label, ResourceKind};
 use super::{AccessError, corrupt};
 use crate::audit::{self, AuditContext, Event, Target};
 use crate::db::schema::{resource_labels, resources};
-use crate::db::{DbConnection, write_transaction};
+use crate::db::{Conn, DbConnection, Tx};
 
 const NAME_MAX: usize = 200;
 const WRITE_KEY_PREFIX: &str = "wk_";
@@ -167,13 +167,13 @@ fn check_labels(kind: ResourceKind, labels: &BTreeSet<Label>) -> Result<(), Acce
 }
 
 fn write_labels(
-    conn: &mut DbConnection,
+    tx: &mut Tx<'_>,
     workspace_id: &str,
     id: &str,
     labels: &BTreeSet<Label>,
 ) -> QueryResult<()> {
     diesel::delete(resource_labels::table.filter(resource_labels::resource_id.eq(id)))
-        .execute(conn)?;
+        .execute(tx.conn())?;
     for label in labels {
         diesel::insert_into(resource_labels::table)
             .values((
@@ -181,7 +181,7 @@ fn write_labels(
                 resource_labels::workspace_id.eq(workspace_id),
                 resource_labels::label.eq(label.as_str()),
             ))
-            .execute(conn)?;
+            .execute(tx.conn())?;
     }
     Ok(())
 }
@@ -203,7 +203,7 @@ fn new_write_key() -> (String, [u8; 32]) {
 
 /// Creates a resource; for a source, also returns its write key, shown this once.
 pub fn create(
-    conn: &mut DbConnection,
+    conn: &mut Conn,
     workspace_id: &str,
     new: NewResource,
     context: &AuditContext,
@@ -223,9 +223,9 @@ pub fn create(
         }
         _ => {}
     }
-    write_transaction(conn, |conn| {
+    conn.write(|tx| {
         if let Some(source_id) = &new.source_id {
-            find(conn, workspace_id, source_id)?
+            find(tx, workspace_id, source_id)?
                 .filter(|r| r.kind == ResourceKind::Source)
                 .ok_or_else(|| {
                     AccessError::Invalid(format!("no source {source_id:?} in this workspace"))
@@ -251,15 +251,15 @@ pub fn create(
                 resources::created_at.eq(now),
                 resources::updated_at.eq(now),
             ))
-            .execute(conn)?;
+            .execute(tx.conn())?;
         write_labels(
-            conn,
+            tx,
             workspace_id,
             &resource.id,
             &resource.labels.iter().cloned().collect(),
         )?;
         audit::record(
-            conn,
+            tx,
             context,
             Event {
                 workspace_id: Some(workspace_id),
@@ -282,15 +282,15 @@ pub struct ResourceChanges {
 }
 
 pub fn update(
-    conn: &mut DbConnection,
+    conn: &mut Conn,
     workspace_id: &str,
     id: &str,
     changes: ResourceChanges,
     context: &AuditContext,
 ) -> Result<Resource, AccessError> {
     let name = changes.name.as_deref().map(validate_name).transpose()?;
-    write_transaction(conn, |conn| {
-        let before = require(conn, workspace_id, id)?;
+    conn.write(|tx| {
+        let before = require(tx, workspace_id, id)?;
         let mut after = before.clone();
         if let Some(name) = name {
             after.name = name;
@@ -307,12 +307,12 @@ pub fn update(
                 resources::name.eq(&after.name),
                 resources::updated_at.eq(crate::time::now()),
             ))
-            .execute(conn)?;
+            .execute(tx.conn())?;
         if let Some(labels) = &changes.labels {
-            write_labels(conn, workspace_id, id, labels)?;
+            write_labels(tx, workspace_id, id, labels)?;
         }
         audit::record(
-            conn,
+            tx,
             context,
             Event {
                 workspace_id: Some(workspace_id),
@@ -330,20 +330,20 @@ pub fn update(
 
 /// Deletes a resource; a source takes its destinations with it, and grants on them go too.
 pub fn delete(
-    conn: &mut DbConnection,
+    conn: &mut Conn,
     workspace_id: &str,
     id: &str,
     context: &AuditContext,
 ) -> Result<(), AccessError> {
-    write_transaction(conn, |conn| {
-        let before = require(conn, workspace_id, id)?;
+    conn.write(|tx| {
+        let before = require(tx, workspace_id, id)?;
         let destinations: Vec<String> = resources::table
             .filter(resources::source_id.eq(id))
             .select(resources::id)
-            .load(conn)?;
-        diesel::delete(resources::table.filter(resources::id.eq(id))).execute(conn)?;
+            .load(tx.conn())?;
+        diesel::delete(resources::table.filter(resources::id.eq(id))).execute(tx.conn())?;
         audit::record(
-            conn,
+            tx,
             context,
             Event {
                 workspace_id: Some(workspace_id),
@@ -361,13 +361,13 @@ pub fn delete(
 
 /// Replaces a source's write key; the old one stops working at once.
 pub fn rotate_write_key(
-    conn: &mut DbConnection,
+    conn: &mut Conn,
     workspace_id: &str,
     id: &str,
     context: &AuditContext,
 ) -> Result<String, AccessError> {
-    write_transaction(conn, |conn| {
-        let source = require(conn, workspace_id, id)?;
+    conn.write(|tx| {
+        let source = require(tx, workspace_id, id)?;
         if source.kind != ResourceKind::Source {
             return Err(AccessError::Invalid(format!(
                 "only sources have write keys; {id} is a {}",
@@ -380,9 +380,9 @@ pub fn rotate_write_key(
                 resources::write_key_hash.eq(hash.to_vec()),
                 resources::updated_at.eq(crate::time::now()),
             ))
-            .execute(conn)?;
+            .execute(tx.conn())?;
         audit::record(
-            conn,
+            tx,
             context,
             Event {
                 workspace_id: Some(workspace_id),

@@ -9,7 +9,7 @@ use diesel::prelude::*;
 use serde::Serialize;
 
 use crate::db::schema::{audit_events, workspaces};
-use crate::db::{DbConnection, MultiBackend};
+use crate::db::{DbConnection, MultiBackend, Tx};
 
 /// Who made a change.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -86,15 +86,11 @@ struct NewEventRow<'a> {
 /// Appends one event, and raises the workspace's access version so that decisions cached at an
 /// older version are recomputed. Call it inside the transaction that makes the change: the version
 /// is then raised exactly when the change commits, and the row lock orders concurrent changes.
-pub fn record(
-    conn: &mut DbConnection,
-    context: &AuditContext,
-    event: Event<'_>,
-) -> QueryResult<()> {
+pub fn record(tx: &mut Tx<'_>, context: &AuditContext, event: Event<'_>) -> QueryResult<()> {
     let workspace_id = event.workspace_id;
-    record_leaving_decisions_alone(conn, context, event)?;
+    record_leaving_decisions_alone(tx, context, event)?;
     if let Some(workspace_id) = workspace_id {
-        crate::with_backend!(conn, |conn| crate::kept_update!(
+        crate::with_backend!(tx.conn(), |conn| crate::kept_update!(
             workspaces::table,
             workspaces::id.eq(workspace_id),
             workspaces::access_version.eq(workspaces::access_version + 1)
@@ -129,7 +125,7 @@ pub fn at_least_since(
 /// are keyed by member id). Skipping the version there keeps concurrent provisioning from queueing
 /// on the workspace's row (on PostgreSQL it halved creates per second).
 pub fn record_leaving_decisions_alone(
-    conn: &mut DbConnection,
+    tx: &mut Tx<'_>,
     context: &AuditContext,
     event: Event<'_>,
 ) -> QueryResult<()> {
@@ -145,7 +141,7 @@ pub fn record_leaving_decisions_alone(
         details: event.details.to_string(),
         request_id: context.request_id.as_deref(),
     });
-    crate::with_backend!(conn, |conn| insert.execute(conn))?;
+    crate::with_backend!(tx.conn(), |conn| insert.execute(conn))?;
     Ok(())
 }
 

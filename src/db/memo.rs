@@ -19,7 +19,7 @@ use diesel::prelude::*;
 use diesel::sql_types::BigInt;
 
 use super::prepared::prepared_sqlite;
-use super::{DatabaseUrl, DbConnection, connect};
+use super::{DatabaseUrl, DbConnection, open_connection};
 
 /// A state of the database: equal versions saw the same committed data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -40,7 +40,7 @@ pub struct ChangeWatch {
 
 impl ChangeWatch {
     pub fn open(url: &DatabaseUrl) -> anyhow::Result<ChangeWatch> {
-        let DbConnection::Sqlite(mut conn) = connect(url)? else {
+        let DbConnection::Sqlite(mut conn) = open_connection(url)? else {
             anyhow::bail!("only SQLite reports a data version");
         };
         // Asked on the request's own thread: never wait for a lock (then the request reads as if
@@ -149,7 +149,7 @@ mod tests {
     fn any_other_connections_commit_moves_the_version_and_reads_do_not() {
         let dir = tempfile::tempdir().unwrap();
         let url = sqlite(&dir);
-        let mut other = connect(&url).unwrap();
+        let mut other = open_connection(&url).unwrap();
         other
             .batch_execute("CREATE TABLE rows (name TEXT NOT NULL)")
             .unwrap();

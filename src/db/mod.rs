@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use diesel::connection::{AnsiTransactionManager, SimpleConnection, TransactionManager};
 use diesel::prelude::*;
-use diesel::r2d2::{ManageConnection, Pool, R2D2Connection};
+use diesel::r2d2::{ManageConnection, Pool, PooledConnection, R2D2Connection};
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 use serde::{Deserialize, Serialize};
@@ -333,7 +333,7 @@ pub struct Store {
 impl Store {
     /// Connects, applies pending migrations and builds the pool.
     pub fn open(url: &DatabaseUrl) -> anyhow::Result<Store> {
-        run_migrations(&mut connect(url)?)?;
+        run_migrations(&mut open_connection(url)?)?;
         let pool = Pool::builder()
             .max_size(POOL_SIZE)
             .min_idle(Some(1))
@@ -363,24 +363,54 @@ impl Store {
         self.change_watch.as_ref()?.version()
     }
 
-    /// Runs blocking storage code on actix's blocking thread pool.
+    /// Runs blocking storage code that reads and may then write (through [`Conn::write`]) on
+    /// actix's blocking thread pool.
     pub async fn run<T, E, F>(&self, work: F) -> Result<T, E>
+    where
+        F: FnOnce(&mut Conn) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+    {
+        let store = self.clone();
+        actix_web::web::block(move || work(&mut store.checkout()?))
+            .await
+            .map_err(|_| E::from(StoreError::TaskFailed))?
+    }
+
+    /// Runs blocking storage code that only reads, on actix's blocking thread pool.
+    pub async fn read<T, E, F>(&self, work: F) -> Result<T, E>
     where
         F: FnOnce(&mut DbConnection) -> Result<T, E> + Send + 'static,
         T: Send + 'static,
         E: From<StoreError> + Send + 'static,
     {
         let pool = self.pool.clone();
-        let sqlite_writer = self.sqlite_writer.clone();
-        actix_web::web::block(move || {
-            let _writes_go_through = sqlite_writer.as_ref().map(|writer| writer.enter());
-            let mut conn = pool
-                .get()
-                .map_err(|e| StoreError::Unavailable(Box::new(e)))?;
-            work(&mut conn)
+        actix_web::web::block(move || work(&mut *checkout(&pool)?))
+            .await
+            .map_err(|_| E::from(StoreError::TaskFailed))?
+    }
+
+    /// Runs `work` in a transaction that may write (see [`Conn::write`]) from actix's blocking
+    /// thread pool. On SQLite no pooled connection is taken: the writer has its own.
+    pub async fn write<T, E, F>(&self, work: F) -> Result<T, E>
+    where
+        F: FnOnce(&mut Tx<'_>) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: From<StoreError> + From<DieselError> + Send + 'static,
+    {
+        match self.sqlite_writer.clone() {
+            Some(writer) => actix_web::web::block(move || writer.write(work))
+                .await
+                .map_err(|_| E::from(StoreError::TaskFailed))?,
+            None => self.run(move |conn| conn.write(work)).await,
+        }
+    }
+
+    fn checkout(&self) -> Result<Conn, StoreError> {
+        Ok(Conn {
+            held: Held::Pooled(checkout(&self.pool)?),
+            writer: self.sqlite_writer.clone(),
         })
-        .await
-        .map_err(|_| E::from(StoreError::TaskFailed))?
     }
 
     /// Streams a large read in batches, each loaded in its own blocking task, so that neither the
@@ -405,7 +435,7 @@ impl Store {
             let (store, batch) = (store.clone(), batch.clone());
             async move {
                 let cursor = state?;
-                match store.run(move |conn| batch(conn, cursor)).await {
+                match store.read(move |conn| batch(conn, cursor)).await {
                     Ok((bytes, next)) => Some((Ok(bytes), next.map(Some))),
                     Err(error) => Some((Err(error), None)),
                 }
@@ -414,9 +444,23 @@ impl Store {
     }
 }
 
-/// Opens one connection, outside any pool (the CLI, and the pool's first check). The error says
-/// why: a bad path, an unreachable server, a refused login.
-pub fn connect(url: &DatabaseUrl) -> anyhow::Result<DbConnection> {
+fn checkout(
+    pool: &Pool<ConnectionManager>,
+) -> Result<PooledConnection<ConnectionManager>, StoreError> {
+    pool.get().map_err(|e| StoreError::Unavailable(Box::new(e)))
+}
+
+/// Opens one connection of its own, outside any pool and writer (the CLI, tools): its writes
+/// are transactions of their own. The error says why: a bad path, an unreachable server, a
+/// refused login.
+pub fn connect(url: &DatabaseUrl) -> anyhow::Result<Conn> {
+    Ok(Conn {
+        held: Held::Own(open_connection(url)?),
+        writer: None,
+    })
+}
+
+fn open_connection(url: &DatabaseUrl) -> anyhow::Result<DbConnection> {
     ConnectionManager { url: url.clone() }
         .connect()
         .map_err(|e| anyhow::anyhow!("cannot connect to database {url}: {}", one_line(&e)))
@@ -456,31 +500,104 @@ where
     Ok(applied)
 }
 
-/// Runs `work` in a transaction that may write, and returns once that transaction has committed
-/// (or `work`'s error once its changes are undone).
-///
-/// Inside [`Store::run`] on SQLite, the write runs on the store's writer thread (hence `Send`) and
-/// shares a commit with the writes queued beside it. Elsewhere (the CLI, PostgreSQL) it is a
-/// transaction of its own on `conn`; on SQLite it begins with `BEGIN IMMEDIATE`: a deferred
-/// transaction that reads and then writes fails at once with SQLITE_BUSY when another writer got
-/// in first (the busy timeout does not cover that upgrade), while an immediate one waits its turn.
-pub fn write_transaction<T, E, F>(conn: &mut DbConnection, work: F) -> Result<T, E>
+/// A connection held for one piece of work. It reads directly (it dereferences to the
+/// [`DbConnection`]) and writes only through [`Conn::write`], the one place a [`Tx`] is made
+/// outside the SQLite writer: so every function that writes says so by taking a `Tx`, and none
+/// can write around the writer.
+pub struct Conn {
+    held: Held,
+    /// On SQLite, inside a [`Store`]: the store's writer, which every write goes through.
+    writer: Option<Arc<writer::SqliteWriter>>,
+}
+
+enum Held {
+    Pooled(PooledConnection<ConnectionManager>),
+    Own(DbConnection),
+}
+
+impl std::ops::Deref for Conn {
+    type Target = DbConnection;
+    fn deref(&self) -> &DbConnection {
+        match &self.held {
+            Held::Pooled(conn) => conn,
+            Held::Own(conn) => conn,
+        }
+    }
+}
+
+impl std::ops::DerefMut for Conn {
+    fn deref_mut(&mut self) -> &mut DbConnection {
+        match &mut self.held {
+            Held::Pooled(conn) => conn,
+            Held::Own(conn) => conn,
+        }
+    }
+}
+
+impl Conn {
+    /// Runs `work` in a transaction that may write, and returns once that transaction has
+    /// committed (or `work`'s error once its changes are undone).
+    ///
+    /// Inside a [`Store`] on SQLite, the write runs on the store's writer thread (hence `Send`)
+    /// and shares a commit with the writes queued beside it. Elsewhere (the CLI, PostgreSQL) it is
+    /// a transaction of its own on this connection; on SQLite it begins with `BEGIN IMMEDIATE`: a
+    /// deferred transaction that reads and then writes fails at once with SQLITE_BUSY when
+    /// another writer got in first (the busy timeout does not cover that upgrade), while an
+    /// immediate one waits its turn.
+    pub fn write<T, E, F>(&mut self, work: F) -> Result<T, E>
+    where
+        F: FnOnce(&mut Tx<'_>) -> Result<T, E> + Send,
+        T: Send,
+        E: From<DieselError> + Send,
+    {
+        match &self.writer {
+            Some(writer) => writer.write(work),
+            None => own_transaction(self, work),
+        }
+    }
+}
+
+/// A connection inside a transaction that may write. Only this module makes one (through
+/// [`Conn::write`], [`Store::write`] or the SQLite writer); a function that writes takes
+/// `&mut Tx`, and reads on it as on any connection, by dereference.
+pub struct Tx<'c> {
+    conn: &'c mut DbConnection,
+}
+
+impl Tx<'_> {
+    /// The connection, for diesel's query methods (which do not dereference).
+    pub fn conn(&mut self) -> &mut DbConnection {
+        self.conn
+    }
+}
+
+impl std::ops::Deref for Tx<'_> {
+    type Target = DbConnection;
+    fn deref(&self) -> &DbConnection {
+        self.conn
+    }
+}
+
+impl std::ops::DerefMut for Tx<'_> {
+    fn deref_mut(&mut self) -> &mut DbConnection {
+        self.conn
+    }
+}
+
+/// A transaction of its own on `conn`, committed when `work` succeeds.
+fn own_transaction<T, E, F>(conn: &mut DbConnection, work: F) -> Result<T, E>
 where
-    F: FnOnce(&mut DbConnection) -> Result<T, E> + Send,
-    T: Send,
-    E: From<DieselError> + Send,
+    F: FnOnce(&mut Tx<'_>) -> Result<T, E>,
+    E: From<DieselError>,
 {
     type Manager = <DbConnection as diesel::Connection>::TransactionManager;
     match conn {
         DbConnection::Sqlite(inner) => {
-            if let Some(writer) = writer::current() {
-                return writer.write(work);
-            }
-            AnsiTransactionManager::begin_transaction_sql(inner, "BEGIN IMMEDIATE")?;
+            AnsiTransactionManager::begin_transaction_sql(inner, "BEGIN IMMEDIATE")?
         }
         DbConnection::Postgres(_) => Manager::begin_transaction(conn)?,
     }
-    match work(conn) {
+    match work(&mut Tx { conn: &mut *conn }) {
         Ok(value) => {
             Manager::commit_transaction(conn)?;
             Ok(value)

@@ -31,7 +31,6 @@
 //! [`WalLimits::wait_past`] (a disk so slow that one checkpoint outlasts that much writing) makes
 //! the writer wait for the checkpoint thread, so that the file stops growing somewhere.
 
-use std::cell::RefCell;
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
@@ -42,7 +41,7 @@ use diesel::connection::{AnsiTransactionManager, SimpleConnection, TransactionMa
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 
 use super::prepared::prepared_sqlite;
-use super::{DatabaseUrl, DbConnection, connect};
+use super::{DatabaseUrl, DbConnection, Tx, open_connection};
 
 /// The most writes one transaction takes: a bound on how long the first of them waits for the
 /// commit.
@@ -147,27 +146,6 @@ impl CommitFailure {
     }
 }
 
-thread_local! {
-    /// The writer of the store whose work runs on this thread, set by [`SqliteWriter::enter`].
-    static CURRENT: RefCell<Option<Arc<SqliteWriter>>> = const { RefCell::new(None) };
-}
-
-/// While alive, [`current`] on this thread is the writer it was made with.
-pub struct Entered {
-    previous: Option<Arc<SqliteWriter>>,
-}
-
-impl Drop for Entered {
-    fn drop(&mut self) {
-        CURRENT.with(|current| *current.borrow_mut() = self.previous.take());
-    }
-}
-
-/// The writer of the store whose work runs on this thread, if it has one.
-pub fn current() -> Option<Arc<SqliteWriter>> {
-    CURRENT.with(|current| current.borrow().clone())
-}
-
 impl SqliteWriter {
     /// Opens the writer's connection and starts its thread and its checkpoint thread, which end
     /// with the writer.
@@ -177,7 +155,7 @@ impl SqliteWriter {
 
     fn open_with(url: &DatabaseUrl, wal_limits: WalLimits) -> anyhow::Result<Arc<SqliteWriter>> {
         let conn = open_writer_connection(url, wal_limits)?;
-        let checkpoints = connect(url)?;
+        let checkpoints = open_connection(url)?;
         let (checkpoint_due, due) = sync_channel(1);
         let checkpointing = Arc::new(Mutex::new(()));
         let thread_checkpointing = checkpointing.clone();
@@ -205,18 +183,11 @@ impl SqliteWriter {
         }))
     }
 
-    /// Makes this the writer [`super::write_transaction`] uses on this thread, until the
-    /// returned guard is dropped.
-    pub fn enter(self: &Arc<Self>) -> Entered {
-        let previous = CURRENT.with(|current| current.borrow_mut().replace(self.clone()));
-        Entered { previous }
-    }
-
     /// Runs `work` inside the writer's transaction and returns once that transaction has ended:
     /// `work`'s value if it committed, `work`'s error (its changes rolled back) if it failed.
     pub fn write<T, E, F>(&self, work: F) -> Result<T, E>
     where
-        F: FnOnce(&mut DbConnection) -> Result<T, E> + Send,
+        F: FnOnce(&mut Tx<'_>) -> Result<T, E> + Send,
         T: Send,
         E: From<DieselError> + Send,
     {
@@ -242,7 +213,7 @@ impl SqliteWriter {
     /// (opening one if none is), and commits the group unless more writes are queued behind it.
     fn run_in_group<T, E, F>(&self, work: F) -> Result<(Arc<Group>, Outcome<T, E>), E>
     where
-        F: FnOnce(&mut DbConnection) -> Result<T, E>,
+        F: FnOnce(&mut Tx<'_>) -> Result<T, E>,
         E: From<DieselError>,
     {
         let mut state = self.lock();
@@ -374,7 +345,7 @@ fn open_writer_connection(
     url: &DatabaseUrl,
     wal_limits: WalLimits,
 ) -> anyhow::Result<DbConnection> {
-    let mut conn = connect(url)?;
+    let mut conn = open_connection(url)?;
     conn.batch_execute(&format!(
         "PRAGMA wal_autocheckpoint = 0; PRAGMA journal_size_limit = {}; PRAGMA temp_store = MEMORY;",
         wal_limits.rewind_past
@@ -419,10 +390,10 @@ prepared_sqlite!(
 /// of the connection stays at the group's transaction, so a `transaction` inside `work` nests.
 fn savepoint<T, E, F>(conn: &mut DbConnection, work: F) -> Result<Outcome<T, E>, DieselError>
 where
-    F: FnOnce(&mut DbConnection) -> Result<T, E>,
+    F: FnOnce(&mut Tx<'_>) -> Result<T, E>,
 {
     BeginWrite.execute(sqlite(conn))?;
-    let outcome = match catch_unwind(AssertUnwindSafe(|| work(conn))) {
+    let outcome = match catch_unwind(AssertUnwindSafe(|| work(&mut Tx { conn: &mut *conn }))) {
         Ok(Ok(value)) => {
             KeepWrite.execute(sqlite(conn))?;
             return Ok(Ok(value));
@@ -476,7 +447,7 @@ mod tests {
             let dir = tempfile::tempdir().unwrap();
             let url = DatabaseUrl::parse(&format!("sqlite://{}/writer.db", dir.path().display()))
                 .unwrap();
-            let mut conn = connect(&url).unwrap();
+            let mut conn = open_connection(&url).unwrap();
             conn.batch_execute("CREATE TABLE rows (name TEXT PRIMARY KEY NOT NULL)")
                 .unwrap();
             let writer = SqliteWriter::open_with(&url, TEST_LIMITS).unwrap();
@@ -495,7 +466,7 @@ mod tests {
         fn committed(&self, name: &str) -> bool {
             diesel::sql_query("SELECT count(*) AS n FROM rows WHERE name = ?")
                 .bind::<diesel::sql_types::Text, _>(name)
-                .get_result::<Count>(&mut connect(&self.url).unwrap())
+                .get_result::<Count>(&mut open_connection(&self.url).unwrap())
                 .unwrap()
                 .n
                 == 1
@@ -513,7 +484,7 @@ mod tests {
     /// row was committed by the time it returned.
     fn group_of_two(
         fixture: &Arc<Fixture>,
-        second: impl FnOnce(&mut DbConnection) -> QueryResult<usize> + Send + 'static,
+        second: impl FnOnce(&mut Tx<'_>) -> QueryResult<usize> + Send + 'static,
     ) -> (QueryResult<usize>, bool, thread::Result<QueryResult<usize>>) {
         let (running, first_is_running) = mpsc::channel();
         let first = {
@@ -634,7 +605,7 @@ mod tests {
         let fixture = Fixture::new();
         fixture.writer.write(|conn| insert(conn, "first")).unwrap();
         // A reader (a backup, an operator's sqlite3 shell) keeps a snapshot that needs the WAL.
-        let mut reader = connect(&fixture.url).unwrap();
+        let mut reader = open_connection(&fixture.url).unwrap();
         reader
             .batch_execute("BEGIN; SELECT count(*) FROM rows;")
             .unwrap();

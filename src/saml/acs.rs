@@ -20,10 +20,10 @@ use crate::access::attributes::{self, AttributeMapping};
 use crate::access::members::{self, Member};
 use crate::audit::{self, Actor, AuditContext, Event, Target};
 use crate::db::schema::{saml_assertions_seen, saml_member_groups, saml_requests};
-use crate::db::{DbConnection, StoreError, write_transaction};
+use crate::db::{Conn, StoreError, Tx};
 use crate::scim::resource::normalize;
 use crate::scim::schema::ResourceKind;
-use crate::sessions::keys::KeyRing;
+use crate::sessions::keys::{KeyRing, Signer};
 use crate::sessions::{self, Issued, NewSession};
 use crate::workspaces::Workspace;
 
@@ -82,7 +82,7 @@ fn acs_context() -> AuditContext {
 
 /// Checks a posted response and, when it passes, logs the person in.
 pub fn consume(
-    conn: &mut DbConnection,
+    conn: &mut Conn,
     keys: &KeyRing,
     base_url: &str,
     workspace: &Workspace,
@@ -93,10 +93,11 @@ pub fn consume(
     let endpoints = Endpoints::new(base_url, &workspace.slug);
     let outcome =
         verified(conn, &connection, &endpoints, workspace, &posted, now).and_then(|verified| {
-            write_transaction(conn, |conn| {
+            let signer = keys.signing_key(conn, now)?;
+            conn.write(|tx| {
                 log_in(
-                    conn,
-                    keys,
+                    tx,
+                    &signer,
                     base_url,
                     &connection,
                     workspace,
@@ -113,7 +114,7 @@ pub fn consume(
 }
 
 fn verified(
-    conn: &mut DbConnection,
+    conn: &mut Conn,
     connection: &Connection,
     endpoints: &Endpoints,
     workspace: &Workspace,
@@ -158,8 +159,8 @@ fn verified(
 
 #[allow(clippy::too_many_arguments)]
 fn log_in(
-    conn: &mut DbConnection,
-    keys: &KeyRing,
+    tx: &mut Tx<'_>,
+    signer: &Signer,
     base_url: &str,
     connection: &Connection,
     workspace: &Workspace,
@@ -168,7 +169,7 @@ fn log_in(
     now: NaiveDateTime,
 ) -> Result<LoggedIn, AcsError> {
     let relay_path = match &verified.in_response_to {
-        Some(request_id) => use_request(conn, workspace, request_id, posted, now)?,
+        Some(request_id) => use_request(tx, workspace, request_id, posted, now)?,
         None if connection.options.allow_idp_initiated => {
             same_origin_path(posted.relay_state.as_deref())
         }
@@ -181,20 +182,20 @@ fn log_in(
         }
     };
     remember_message(
-        conn,
+        tx,
         &connection.entity_id,
         &verified.assertion_id,
         verified.valid_until.naive_utc(),
         now,
     )?;
 
-    let mapping = attributes::get(conn, &workspace.id)?;
+    let mapping = attributes::get(tx, &workspace.id)?;
     let email = email_of(verified, &mapping)?;
     let context = AuditContext {
         actor: Actor::Idp(connection.entity_id.clone()),
         request_id: None,
     };
-    let member = match members::find(conn, &workspace.id, &email)? {
+    let member = match members::find(tx, &workspace.id, &email)? {
         Some(member) if !member.active => {
             return Err(Refusal::new(
                 Reason::Deactivated,
@@ -204,7 +205,7 @@ fn log_in(
         }
         Some(member) => member,
         None if connection.options.jit => {
-            provision(conn, workspace, &email, verified, &mapping, &context)?
+            provision(tx, workspace, &email, verified, &mapping, &context)?
         }
         None => {
             return Err(Refusal::new(
@@ -216,7 +217,7 @@ fn log_in(
     };
     if let Some(attribute) = &mapping.groups {
         replace_groups(
-            conn,
+            tx,
             workspace,
             &member,
             asserted_groups(verified, attribute),
@@ -224,8 +225,8 @@ fn log_in(
         )?;
     }
     let session = sessions::create(
-        conn,
-        keys,
+        tx,
+        signer,
         base_url,
         NewSession {
             email: &email,
@@ -238,7 +239,7 @@ fn log_in(
         now,
     )?;
     audit::record_leaving_decisions_alone(
-        conn,
+        tx,
         &context,
         Event {
             workspace_id: Some(&workspace.id),
@@ -263,7 +264,7 @@ fn log_in(
 /// Uses up the AuthnRequest a response answers: it must be ours, for this workspace, unexpired,
 /// unused, and started by this browser. Returns the path the login started from.
 fn use_request(
-    conn: &mut DbConnection,
+    tx: &mut Tx<'_>,
     workspace: &Workspace,
     request_id: &str,
     posted: &Posted,
@@ -279,7 +280,7 @@ fn use_request(
             saml_requests::expires_at,
             saml_requests::used_at,
         ))
-        .first(conn)
+        .first(tx.conn())
         .optional()?
         .ok_or_else(|| {
             Refusal::new(
@@ -310,7 +311,7 @@ fn use_request(
             .filter(saml_requests::used_at.is_null()),
     )
     .set(saml_requests::used_at.eq(now))
-    .execute(conn)?;
+    .execute(tx.conn())?;
     if used != 1 {
         return Err(Refusal::new(Reason::RequestReused, "the request was already answered").into());
     }
@@ -320,21 +321,21 @@ fn use_request(
 /// The replay cache: a signed message of an IdP (an assertion, a LogoutRequest) is accepted once,
 /// by any replica, until `expires_at`, after which it is refused as too old anyway.
 pub(super) fn remember_message(
-    conn: &mut DbConnection,
+    tx: &mut Tx<'_>,
     idp_entity_id: &str,
     message_id: &str,
     expires_at: NaiveDateTime,
     now: NaiveDateTime,
 ) -> Result<(), AcsError> {
     diesel::delete(saml_assertions_seen::table.filter(saml_assertions_seen::expires_at.lt(now)))
-        .execute(conn)?;
+        .execute(tx.conn())?;
     let inserted = diesel::insert_into(saml_assertions_seen::table)
         .values((
             saml_assertions_seen::idp_entity_id.eq(idp_entity_id),
             saml_assertions_seen::assertion_id.eq(message_id),
             saml_assertions_seen::expires_at.eq(expires_at),
         ))
-        .execute(conn)
+        .execute(tx.conn())
         .map_err(StoreError::from);
     match inserted {
         Ok(_) => Ok(()),
@@ -390,7 +391,7 @@ fn email_of(verified: &Verified, mapping: &AttributeMapping) -> Result<String, R
 /// Just-in-time provisioning: a member with the IdP's name for them and no direct role; their
 /// roles come from the group mappings.
 fn provision(
-    conn: &mut DbConnection,
+    tx: &mut Tx<'_>,
     workspace: &Workspace,
     email: &str,
     verified: &Verified,
@@ -417,21 +418,16 @@ fn provision(
     }
     let document = normalize(ResourceKind::User, &user)
         .map_err(|e| Refusal::new(Reason::NoSubject, format!("cannot provision {email}: {e}")))?;
-    let stored = crate::scim::users::insert(
-        conn,
-        &workspace.id,
-        document,
-        context,
-        "saml.member.created",
-    )
-    .map_err(|e| match e {
-        crate::scim::error::ScimError::Store(error) => AcsError::from(error),
-        other => Refusal::new(
-            Reason::NoSubject,
-            format!("cannot provision {email}: {other}"),
-        )
-        .into(),
-    })?;
+    let stored =
+        crate::scim::users::insert(tx, &workspace.id, document, context, "saml.member.created")
+            .map_err(|e| match e {
+                crate::scim::error::ScimError::Store(error) => AcsError::from(error),
+                other => Refusal::new(
+                    Reason::NoSubject,
+                    format!("cannot provision {email}: {other}"),
+                )
+                .into(),
+            })?;
     Ok(Member {
         id: stored.id,
         user_name: stored.user_name,
@@ -455,7 +451,7 @@ fn asserted_groups(verified: &Verified, attribute: &str) -> BTreeSet<String> {
 /// The IdP is the authority on groups at each login: what it asserts replaces what it asserted
 /// last time. A change is an access change, so it is audited and raises the access version.
 fn replace_groups(
-    conn: &mut DbConnection,
+    tx: &mut Tx<'_>,
     workspace: &Workspace,
     member: &Member,
     asserted: BTreeSet<String>,
@@ -464,46 +460,46 @@ fn replace_groups(
     let before: BTreeSet<String> = saml_member_groups::table
         .filter(saml_member_groups::member_id.eq(&member.id))
         .select(saml_member_groups::group_name)
-        .load::<String>(conn)?
+        .load::<String>(tx.conn())?
         .into_iter()
         .collect();
     if before == asserted {
         return Ok(());
     }
-    let had_owner = members::has_owner(conn, &workspace.id)?;
+    let had_owner = members::has_owner(tx, &workspace.id)?;
     let mut kept = BTreeSet::new();
-    let write = |conn: &mut DbConnection, groups: &BTreeSet<String>| -> QueryResult<()> {
+    let write = |tx: &mut Tx<'_>, groups: &BTreeSet<String>| -> QueryResult<()> {
         diesel::delete(
             saml_member_groups::table.filter(saml_member_groups::member_id.eq(&member.id)),
         )
-        .execute(conn)?;
+        .execute(tx.conn())?;
         for group in groups {
             diesel::insert_into(saml_member_groups::table)
                 .values((
                     saml_member_groups::member_id.eq(&member.id),
                     saml_member_groups::group_name.eq(group),
                 ))
-                .execute(conn)?;
+                .execute(tx.conn())?;
         }
         Ok(())
     };
-    write(conn, &asserted)?;
+    write(tx, &asserted)?;
     // The last Owner keeps the group that makes them one until the workspace has another, as an
     // admin could not take it away either.
-    if had_owner && !members::has_owner(conn, &workspace.id)? {
+    if had_owner && !members::has_owner(tx, &workspace.id)? {
         for group in before.difference(&asserted) {
-            if members::maps_to_owner(conn, &workspace.id, group)? {
+            if members::maps_to_owner(tx, &workspace.id, group)? {
                 kept.insert(group.clone());
             }
         }
-        write(conn, &asserted.union(&kept).cloned().collect())?;
+        write(tx, &asserted.union(&kept).cloned().collect())?;
     }
     let removed: Vec<&String> = before
         .difference(&asserted)
         .filter(|g| !kept.contains(*g))
         .collect();
     audit::record(
-        conn,
+        tx,
         context,
         Event {
             workspace_id: Some(&workspace.id),
@@ -524,7 +520,7 @@ fn replace_groups(
 
 /// Audits a refused SAML message as `action`, with the reason code and its detail.
 pub(crate) fn record_refusal(
-    conn: &mut DbConnection,
+    conn: &mut Conn,
     workspace: &Workspace,
     connection: &Connection,
     refusal: &Refusal,
@@ -548,9 +544,9 @@ pub(crate) fn record_refusal(
     )? {
         return Ok(());
     }
-    write_transaction(conn, |conn| {
+    conn.write(|tx| {
         audit::record_leaving_decisions_alone(
-            conn,
+            tx,
             &acs_context(),
             Event {
                 workspace_id: Some(&workspace.id),

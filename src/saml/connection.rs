@@ -13,7 +13,7 @@ use super::certificates::Certificate;
 use super::metadata::{self, IdpMetadata};
 use crate::audit::{self, AuditContext, Event, Target};
 use crate::db::schema::{idp_certificates, idp_connections};
-use crate::db::{DbConnection, write_transaction};
+use crate::db::{Conn, DbConnection, Tx};
 use crate::outbound::{self, InternalAllowList};
 
 /// The largest clock skew an admin may allow between idgate and the IdP.
@@ -279,15 +279,15 @@ fn summary(connection: &Connection) -> serde_json::Value {
 /// Sets the connection's IdP (when `source` is given) and options. The first time, a source is
 /// required; after that, options can change alone.
 pub fn set(
-    conn: &mut DbConnection,
+    conn: &mut Conn,
     workspace_id: &str,
     source: Option<Source>,
     changes: OptionChanges,
     context: &AuditContext,
 ) -> Result<Connection, SamlError> {
     let identity = source.map(identity).transpose()?;
-    write_transaction(conn, |conn| {
-        let before = get(conn, workspace_id)?;
+    conn.write(|tx| {
+        let before = get(tx, workspace_id)?;
         let mut after = match (&before, identity) {
             (_, Some((idp, metadata_url))) => Connection {
                 entity_id: idp.entity_id,
@@ -312,9 +312,9 @@ pub fn set(
             return Ok(before.expect("checked above"));
         }
         after.updated_at = crate::time::now();
-        write(conn, workspace_id, &after)?;
+        write(tx, workspace_id, &after)?;
         audit::record(
-            conn,
+            tx,
             context,
             Event {
                 workspace_id: Some(workspace_id),
@@ -330,8 +330,8 @@ pub fn set(
     })
 }
 
-fn write(conn: &mut DbConnection, workspace_id: &str, connection: &Connection) -> QueryResult<()> {
-    diesel::delete(idp_connections::table.find(workspace_id)).execute(conn)?;
+fn write(tx: &mut Tx<'_>, workspace_id: &str, connection: &Connection) -> QueryResult<()> {
+    diesel::delete(idp_connections::table.find(workspace_id)).execute(tx.conn())?;
     let options = &connection.options;
     diesel::insert_into(idp_connections::table)
         .values((
@@ -350,7 +350,7 @@ fn write(conn: &mut DbConnection, workspace_id: &str, connection: &Connection) -
             idp_connections::jit.eq(options.jit),
             idp_connections::updated_at.eq(connection.updated_at),
         ))
-        .execute(conn)?;
+        .execute(tx.conn())?;
     for certificate in &connection.certificates {
         diesel::insert_into(idp_certificates::table)
             .values((
@@ -360,7 +360,7 @@ fn write(conn: &mut DbConnection, workspace_id: &str, connection: &Connection) -
                 idp_certificates::not_after.eq(certificate.not_after),
                 idp_certificates::der.eq(&certificate.der),
             ))
-            .execute(conn)?;
+            .execute(tx.conn())?;
     }
     Ok(())
 }

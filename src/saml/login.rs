@@ -9,8 +9,8 @@ use super::binding;
 use super::connection::{self, Connection};
 use super::sp::{self, Endpoints, Purpose};
 use super::{SamlError, xml_escape};
+use crate::db::Conn;
 use crate::db::schema::saml_requests;
-use crate::db::{DbConnection, write_transaction};
 
 /// The cookie that binds a pending login to the browser that started it.
 pub const REQUEST_COOKIE: &str = "idgate_saml_request";
@@ -69,7 +69,7 @@ fn authn_request(id: &str, endpoints: &Endpoints, connection: &Connection) -> St
 
 /// Stores a new request and builds the redirect to the IdP.
 pub fn start(
-    conn: &mut DbConnection,
+    conn: &mut Conn,
     workspace_id: &str,
     endpoints: &Endpoints,
     relay_state: Option<&str>,
@@ -84,11 +84,11 @@ pub fn start(
         .collect();
     let browser_secret = crate::tokens::random_secret();
     let now = crate::time::now();
-    write_transaction(conn, |conn| {
+    conn.write(|tx| {
         // Requests past their expiry can never be answered: each new one clears them away, so
         // the table holds at most ten minutes of logins.
         diesel::delete(saml_requests::table.filter(saml_requests::expires_at.lt(now)))
-            .execute(conn)?;
+            .execute(tx.conn())?;
         diesel::insert_into(saml_requests::table)
             .values((
                 saml_requests::id.eq(&id),
@@ -97,7 +97,7 @@ pub fn start(
                 saml_requests::relay_path.eq(same_origin_path(relay_state)),
                 saml_requests::expires_at.eq(now + REQUEST_LIFETIME),
             ))
-            .execute(conn)
+            .execute(tx.conn())
     })?;
 
     // RelayState carries the request ID: the path to return to stays on the server.

@@ -18,8 +18,8 @@ use super::response::{
 use super::sp::{self, Endpoints, Purpose};
 use super::xml_escape;
 use crate::audit::{self, Actor, AuditContext, Event, Target};
+use crate::db::Conn;
 use crate::db::schema::sessions;
-use crate::db::{DbConnection, write_transaction};
 use crate::workspaces::Workspace;
 
 fn new_id() -> String {
@@ -32,7 +32,7 @@ fn instant(now: NaiveDateTime) -> String {
 
 /// The URL of the IdP's single logout for an ended session, when the connection has one.
 pub fn request_url(
-    conn: &mut DbConnection,
+    conn: &mut Conn,
     workspace: &Workspace,
     endpoints: &Endpoints,
     session_id: &str,
@@ -47,7 +47,7 @@ pub fn request_url(
     let (name_id, session_index): (String, Option<String>) = sessions::table
         .find(session_id)
         .select((sessions::name_id, sessions::session_index))
-        .first(conn)?;
+        .first(&mut **conn)?;
     let session_index = session_index
         .map(|index| {
             format!(
@@ -153,7 +153,7 @@ fn read_request(
 /// Handles an IdP's LogoutRequest (the raw query of `GET /saml/{ws}/slo`). Returns where to send
 /// the browser: the IdP's SLO URL with a signed LogoutResponse, or None when it has none.
 pub fn handle_request(
-    conn: &mut DbConnection,
+    conn: &mut Conn,
     workspace: &Workspace,
     endpoints: &Endpoints,
     raw_query: &str,
@@ -183,9 +183,9 @@ pub fn handle_request(
             return Err(refusal.into());
         }
     };
-    let ended = write_transaction(conn, |conn| {
+    let ended = conn.write(|tx| {
         super::acs::remember_message(
-            conn,
+            tx,
             &connection.entity_id,
             &request.id,
             request.fresh_until,
@@ -199,9 +199,11 @@ pub fn handle_request(
         if !request.session_indexes.is_empty() {
             matching = matching.filter(sessions::session_index.eq_any(&request.session_indexes));
         }
-        let ended = matching.set(sessions::revoked_at.eq(now)).execute(conn)?;
+        let ended = matching
+            .set(sessions::revoked_at.eq(now))
+            .execute(tx.conn())?;
         audit::record_leaving_decisions_alone(
-            conn,
+            tx,
             &AuditContext {
                 actor: Actor::Idp(connection.entity_id.clone()),
                 request_id: None,

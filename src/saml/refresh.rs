@@ -10,7 +10,7 @@ use serde_json::json;
 use super::connection::{self, OptionChanges, Source};
 use crate::audit::{self, Actor, AuditContext, Event, Target};
 use crate::db::schema::{audit_events, idp_connections, workspaces};
-use crate::db::{Store, StoreError, write_transaction};
+use crate::db::{Store, StoreError};
 use crate::outbound::InternalAllowList;
 
 pub const INTERVAL: Duration = Duration::from_secs(3600);
@@ -27,7 +27,7 @@ pub enum Outcome {
 /// One round over every connection; returns what happened to those with a metadata URL.
 pub async fn refresh_all(store: &Store, allowed: &InternalAllowList) -> Vec<(String, Outcome)> {
     let listed = store
-        .run(|conn| {
+        .read(|conn| {
             idp_connections::table
                 .inner_join(workspaces::table.on(workspaces::id.eq(idp_connections::workspace_id)))
                 .select((
@@ -134,11 +134,11 @@ async fn warn_of_expiring_certificates(store: &Store, workspace_id: &str, slug: 
                     .filter(audit_events::action.eq(&action))
                     .filter(audit_events::target_id.eq(&certificate.fingerprint))
                     .count()
-                    .get_result(conn)?;
+                    .get_result(&mut **conn)?;
                 if already == 0 {
-                    write_transaction(conn, |conn| {
+                    conn.write(|tx| {
                         audit::record_leaving_decisions_alone(
-                            conn,
+                            tx,
                             &refresh_context(),
                             Event {
                                 workspace_id: Some(&workspace_id),

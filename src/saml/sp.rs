@@ -14,7 +14,7 @@ use openssl::x509::{X509, X509NameBuilder};
 
 use super::{SamlError, xml_escape};
 use crate::db::schema::sp_keys;
-use crate::db::{DbConnection, StoreError};
+use crate::db::{Conn, DbConnection, StoreError};
 
 const RSA_BITS: u32 = 2048;
 const CERTIFICATE_DAYS: u32 = 3650;
@@ -107,7 +107,7 @@ fn load(
 /// The workspace's key for `purpose`, made and stored the first time. Two replicas making one at
 /// once both end up with the one that was stored first.
 pub fn key(
-    conn: &mut DbConnection,
+    conn: &mut Conn,
     workspace_id: &str,
     common_name: &str,
     purpose: Purpose,
@@ -117,15 +117,18 @@ pub fn key(
         None => {
             let (pem, der) = generate(common_name)
                 .map_err(|e| SamlError::Internal(format!("making an SP key: {e}")))?;
-            let inserted = diesel::insert_into(sp_keys::table)
-                .values((
-                    sp_keys::workspace_id.eq(workspace_id),
-                    sp_keys::purpose.eq(purpose.as_str()),
-                    sp_keys::private_key_pem.eq(&pem),
-                    sp_keys::certificate_der.eq(&der),
-                    sp_keys::created_at.eq(crate::time::now()),
-                ))
-                .execute(conn)
+            let inserted = conn
+                .write(|tx| {
+                    diesel::insert_into(sp_keys::table)
+                        .values((
+                            sp_keys::workspace_id.eq(workspace_id),
+                            sp_keys::purpose.eq(purpose.as_str()),
+                            sp_keys::private_key_pem.eq(&pem),
+                            sp_keys::certificate_der.eq(&der),
+                            sp_keys::created_at.eq(crate::time::now()),
+                        ))
+                        .execute(tx.conn())
+                })
                 .map_err(StoreError::from);
             match inserted {
                 Ok(_) => (pem, der),

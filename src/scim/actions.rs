@@ -18,7 +18,7 @@ use super::store::etag;
 use super::users::{self, StoredUser};
 use crate::audit::{Actor, AuditContext};
 use crate::db::memo::{DataVersion, Memo};
-use crate::db::{DbConnection, Store, budget};
+use crate::db::{Conn, DbConnection, Store, budget};
 use std::net::IpAddr;
 
 use crate::ratelimit::RateLimiter;
@@ -102,7 +102,7 @@ impl Context {
     /// Checks the token (valid, with the `scim` scope), then runs `work` for its workspace.
     pub async fn run<T, F>(&self, work: F) -> Result<T, ScimError>
     where
-        F: FnOnce(&mut DbConnection, &Tenant) -> Result<T, ScimError> + Send + 'static,
+        F: FnOnce(&mut Conn, &Tenant) -> Result<T, ScimError> + Send + 'static,
         T: Send + 'static,
     {
         self.run_at(self.store.data_version(), work).await
@@ -111,7 +111,7 @@ impl Context {
     /// [`Context::run`] for a caller that read the data version itself, before anything else.
     async fn run_at<T, F>(&self, version: Option<DataVersion>, work: F) -> Result<T, ScimError>
     where
-        F: FnOnce(&mut DbConnection, &Tenant) -> Result<T, ScimError> + Send + 'static,
+        F: FnOnce(&mut Conn, &Tenant) -> Result<T, ScimError> + Send + 'static,
         T: Send + 'static,
     {
         if let Some(tenant) = version.and_then(|version| self.tenant_from_memo(version)) {
@@ -174,7 +174,7 @@ impl Context {
     {
         let version = self.store.data_version();
         let memo = self.memo.clone();
-        let read = move |conn: &mut DbConnection, tenant: &Tenant| {
+        let read = move |conn: &mut Conn, tenant: &Tenant| {
             read(conn, tenant, version.map(|version| (&**memo, version)))
         };
         if let Some(version) = version
@@ -468,7 +468,7 @@ fn membership_operations(
 /// The user `work` returns, with every group row for it.
 async fn user_with_groups(
     ctx: &Context,
-    work: impl FnOnce(&mut DbConnection, &Tenant) -> Result<StoredUser, ScimError> + Send + 'static,
+    work: impl FnOnce(&mut Conn, &Tenant) -> Result<StoredUser, ScimError> + Send + 'static,
 ) -> Result<(StoredUser, Vec<(String, String, String)>), ScimError> {
     ctx.run(move |conn, tenant| {
         let user = work(conn, tenant)?;
@@ -508,7 +508,7 @@ async fn user_by_id(ctx: &Context, id: String) -> Result<Arc<ReadUser>, ScimErro
 /// The group `work` returns, with its members.
 async fn group_with_members(
     ctx: &Context,
-    work: impl FnOnce(&mut DbConnection, &Tenant) -> Result<StoredGroup, ScimError> + Send + 'static,
+    work: impl FnOnce(&mut Conn, &Tenant) -> Result<StoredGroup, ScimError> + Send + 'static,
 ) -> Result<(StoredGroup, Vec<Member>), ScimError> {
     ctx.run(move |conn, tenant| {
         let group = work(conn, tenant)?;

@@ -15,7 +15,7 @@ use super::values;
 use crate::access::members::OwnerCheck;
 use crate::audit::{self, AuditContext, Event, Target};
 use crate::db::schema::{scim_group_members, scim_groups, scim_users, scim_values};
-use crate::db::{DbConnection, write_transaction};
+use crate::db::{Conn, DbConnection, Tx};
 
 #[derive(Debug, Clone, Queryable)]
 pub struct StoredGroup {
@@ -77,7 +77,7 @@ pub fn load(
 }
 
 pub fn create(
-    conn: &mut DbConnection,
+    conn: &mut Conn,
     workspace_id: &str,
     document: Document,
     members: Vec<String>,
@@ -86,7 +86,7 @@ pub fn create(
     let name = display_name(&document)?;
     let id = store::new_id();
     let now = crate::time::now();
-    write_transaction(conn, |conn| {
+    conn.write(|tx| {
         diesel::insert_into(scim_groups::table)
             .values((
                 scim_groups::id.eq(&id),
@@ -98,11 +98,11 @@ pub fn create(
                 scim_groups::created_at.eq(now),
                 scim_groups::updated_at.eq(now),
             ))
-            .execute(conn)?;
-        values::index(conn, workspace_id, ResourceKind::Group, &id, &document)?;
-        let added = add_members(conn, workspace_id, &id, &members)?;
+            .execute(tx.conn())?;
+        values::index(tx, workspace_id, ResourceKind::Group, &id, &document)?;
+        let added = add_members(tx, workspace_id, &id, &members)?;
         audit::record(
-            conn,
+            tx,
             context,
             Event {
                 workspace_id: Some(workspace_id),
@@ -114,47 +114,47 @@ pub fn create(
                 details: json!({ "displayName": name, "members_added": added }),
             },
         )?;
-        load(conn, workspace_id, &id)
+        load(tx, workspace_id, &id)
     })
 }
 
 /// Changes a group's attributes and members in one transaction; `change` computes them from the
 /// stored group, so concurrent PATCHes apply one after the other and none is lost.
 pub fn update(
-    conn: &mut DbConnection,
+    conn: &mut Conn,
     workspace_id: &str,
     id: &str,
     expected_version: Option<&str>,
     context: &AuditContext,
     change: impl FnOnce(&StoredGroup) -> Result<(Document, MemberChange), ScimError> + Send,
 ) -> Result<StoredGroup, ScimError> {
-    write_transaction(conn, |conn| {
-        store::lock_row!(conn, scim_groups, workspace_id, id);
-        let current = load(conn, workspace_id, id)?;
+    conn.write(|tx| {
+        store::lock_row!(tx, scim_groups, workspace_id, id)?;
+        let current = load(tx, workspace_id, id)?;
         store::check_version(expected_version, current.version)?;
         let before = current.document();
         let (document, members) = change(&current)?;
         let name = display_name(&document)?;
         // Members leaving an Owner group, or its renaming, can take the last Owner away.
-        let owner_check = OwnerCheck::for_group(conn, workspace_id, &current.display_name)?;
+        let owner_check = OwnerCheck::for_group(tx, workspace_id, &current.display_name)?;
         let changed = changed_attributes(&before, &document);
         let mut removed = Vec::new();
         let mut added = Vec::new();
         if let Some(replacement) = &members.replace {
             let keep: BTreeSet<&String> = replacement.iter().collect();
-            let leaving: Vec<String> = member_ids(conn, id)?
+            let leaving: Vec<String> = member_ids(tx, id)?
                 .into_iter()
                 .filter(|m| !keep.contains(m))
                 .collect();
-            removed.extend(remove_members(conn, id, &leaving)?);
-            added.extend(add_members(conn, workspace_id, id, replacement)?);
+            removed.extend(remove_members(tx, id, &leaving)?);
+            added.extend(add_members(tx, workspace_id, id, replacement)?);
         }
         if members.remove_all {
-            let everyone = member_ids(conn, id)?;
-            removed.extend(remove_members(conn, id, &everyone)?);
+            let everyone = member_ids(tx, id)?;
+            removed.extend(remove_members(tx, id, &everyone)?);
         }
-        added.extend(add_members(conn, workspace_id, id, &members.add)?);
-        removed.extend(remove_members(conn, id, &members.remove)?);
+        added.extend(add_members(tx, workspace_id, id, &members.add)?);
+        removed.extend(remove_members(tx, id, &members.remove)?);
         if changed.is_empty() && added.is_empty() && removed.is_empty() {
             return Ok(current);
         }
@@ -165,18 +165,18 @@ pub fn update(
             scim_groups::version.eq(current.version + 1),
             scim_groups::updated_at.eq(crate::time::now()),
         );
-        crate::with_backend!(conn, |conn| crate::kept_update!(
+        crate::with_backend!(tx.conn(), |conn| crate::kept_update!(
             scim_groups::table,
             scim_groups::id.eq(id),
             changes
         )
         .execute(conn))?;
-        owner_check.after::<ScimError>(conn, workspace_id)?;
+        owner_check.after::<ScimError>(tx, workspace_id)?;
         if !changed.is_empty() {
-            values::reindex(conn, workspace_id, ResourceKind::Group, id, &document)?;
+            values::reindex(tx, workspace_id, ResourceKind::Group, id, &document)?;
         }
         audit::record(
-            conn,
+            tx,
             context,
             Event {
                 workspace_id: Some(workspace_id),
@@ -185,26 +185,26 @@ pub fn update(
                 details: json!({ "displayName": name, "changed": changed, "members_added": added, "members_removed": removed }),
             },
         )?;
-        load(conn, workspace_id, id)
+        load(tx, workspace_id, id)
     })
 }
 
 pub fn delete(
-    conn: &mut DbConnection,
+    conn: &mut Conn,
     workspace_id: &str,
     id: &str,
     context: &AuditContext,
 ) -> Result<(), ScimError> {
-    write_transaction(conn, |conn| {
-        let group = load(conn, workspace_id, id)?;
-        let owner_check = OwnerCheck::for_group(conn, workspace_id, &group.display_name)?;
+    conn.write(|tx| {
+        let group = load(tx, workspace_id, id)?;
+        let owner_check = OwnerCheck::for_group(tx, workspace_id, &group.display_name)?;
         diesel::delete(scim_group_members::table.filter(scim_group_members::group_id.eq(id)))
-            .execute(conn)?;
-        store::detach(conn, id)?;
-        diesel::delete(scim_groups::table.filter(scim_groups::id.eq(id))).execute(conn)?;
-        owner_check.after::<ScimError>(conn, workspace_id)?;
+            .execute(tx.conn())?;
+        store::detach(tx, id)?;
+        diesel::delete(scim_groups::table.filter(scim_groups::id.eq(id))).execute(tx.conn())?;
+        owner_check.after::<ScimError>(tx, workspace_id)?;
         audit::record(
-            conn,
+            tx,
             context,
             Event {
                 workspace_id: Some(workspace_id),
@@ -227,7 +227,7 @@ fn member_ids(conn: &mut DbConnection, group_id: &str) -> QueryResult<Vec<String
 /// Adds the ids not already members; each must be a user or group of the workspace.
 /// Returns the ids added.
 fn add_members(
-    conn: &mut DbConnection,
+    tx: &mut Tx<'_>,
     workspace_id: &str,
     group_id: &str,
     ids: &[String],
@@ -245,15 +245,17 @@ fn add_members(
         let users = scim_users::table
             .filter(scim_users::workspace_id.eq(workspace_id))
             .select(scim_users::id);
-        let users: BTreeSet<String> = crate::load_where_in!(conn, users, scim_users::id, chunk)?
-            .into_iter()
-            .collect();
+        let users: BTreeSet<String> =
+            crate::load_where_in!(tx.conn(), users, scim_users::id, chunk)?
+                .into_iter()
+                .collect();
         let groups = scim_groups::table
             .filter(scim_groups::workspace_id.eq(workspace_id))
             .select(scim_groups::id);
-        let groups: BTreeSet<String> = crate::load_where_in!(conn, groups, scim_groups::id, chunk)?
-            .into_iter()
-            .collect();
+        let groups: BTreeSet<String> =
+            crate::load_where_in!(tx.conn(), groups, scim_groups::id, chunk)?
+                .into_iter()
+                .collect();
         for id in chunk {
             match (users.contains(*id), groups.contains(*id)) {
                 (true, _) => kinds.push((id, "User")),
@@ -277,7 +279,7 @@ fn add_members(
     let mut added = Vec::new();
     for chunk in kinds.chunks(ID_CHUNK) {
         let ids: Vec<&String> = chunk.iter().map(|(id, _)| *id).collect();
-        let present: BTreeSet<String> = members_among(conn, group_id, &ids)?.into_iter().collect();
+        let present: BTreeSet<String> = members_among(tx, group_id, &ids)?.into_iter().collect();
         for (id, member_type) in chunk.iter().filter(|(id, _)| !present.contains(*id)) {
             diesel::insert_into(scim_group_members::table)
                 .values((
@@ -285,7 +287,7 @@ fn add_members(
                     scim_group_members::member_id.eq(*id),
                     scim_group_members::member_type.eq(*member_type),
                 ))
-                .execute(conn)?;
+                .execute(tx.conn())?;
             added.push((*id).clone());
         }
     }
@@ -293,15 +295,11 @@ fn add_members(
 }
 
 /// Removes exactly the ids named (those that are members); returns the ids removed.
-fn remove_members(
-    conn: &mut DbConnection,
-    group_id: &str,
-    ids: &[String],
-) -> QueryResult<Vec<String>> {
+fn remove_members(tx: &mut Tx<'_>, group_id: &str, ids: &[String]) -> QueryResult<Vec<String>> {
     let mut removed = Vec::new();
     for chunk in ids.chunks(ID_CHUNK) {
         let chunk: Vec<&String> = chunk.iter().collect();
-        let present = members_among(conn, group_id, &chunk)?;
+        let present = members_among(tx, group_id, &chunk)?;
         let of_group = diesel::delete(scim_group_members::table)
             .filter(scim_group_members::group_id.eq(group_id));
         // One id, the usual remove, as `=`: a statement with an IN list is prepared every time.
@@ -309,12 +307,12 @@ fn remove_members(
             [] => {}
             [id] => {
                 let one = of_group.filter(scim_group_members::member_id.eq(id));
-                crate::with_backend!(conn, |conn| one.execute(conn))?;
+                crate::with_backend!(tx.conn(), |conn| one.execute(conn))?;
             }
             many => {
                 of_group
                     .filter(scim_group_members::member_id.eq_any(many))
-                    .execute(conn)?;
+                    .execute(tx.conn())?;
             }
         }
         removed.extend(present);
@@ -339,7 +337,7 @@ pub fn list(
     workspace_id: &str,
     page: &Page,
 ) -> Result<(i64, Vec<StoredGroup>), ScimError> {
-    store::list_page!(conn, scim_groups, workspace_id, page)
+    Ok(store::list_page!(conn, scim_groups, workspace_id, page)?)
 }
 
 /// One membership, as a group's `members` shows it.

@@ -7,7 +7,7 @@ use diesel::prelude::*;
 
 use super::error::ScimError;
 use super::resource::Document;
-use crate::db::DbConnection;
+use crate::db::Tx;
 use crate::db::raw::RawSql;
 use crate::db::schema::scim_group_members;
 
@@ -24,10 +24,10 @@ pub fn parse_document(text: &str) -> Document {
 
 /// Removes what refers to a user or group being deleted: its memberships in groups and its
 /// value-index rows.
-pub fn detach(conn: &mut DbConnection, id: &str) -> QueryResult<()> {
+pub fn detach(tx: &mut Tx<'_>, id: &str) -> QueryResult<()> {
     diesel::delete(scim_group_members::table.filter(scim_group_members::member_id.eq(id)))
-        .execute(conn)?;
-    super::values::remove(conn, id)
+        .execute(tx.conn())?;
+    super::values::remove(tx, id)
 }
 
 /// A new user's or group's id: a UUID whose leading bits are the time (version 7, RFC 9562), so
@@ -106,7 +106,7 @@ impl Page {
 /// by row and test the filter on each, where the filter's own index lookup finds the few rows that
 /// match (`userName eq` at 100,000 users went from one request in 6 ms to a lookup).
 macro_rules! list_page {
-    ($conn:expr, $table:ident, $workspace_id:expr, $page:expr) => {{
+    ($conn:expr, $table:ident, $workspace_id:expr, $page:expr) => {(|| -> diesel::QueryResult<_> {
         let page: &$crate::scim::store::Page = $page;
         let base = || match &page.condition {
             Some(condition) => $table::table
@@ -149,7 +149,7 @@ macro_rules! list_page {
                 base().count().get_result($conn)?
             };
         Ok((total, found))
-    }};
+    })()};
 }
 pub(crate) use list_page;
 
@@ -158,17 +158,20 @@ pub(crate) use list_page;
 /// document and the later write losing the earlier change. SQLite lets one writer in at a time
 /// (`BEGIN IMMEDIATE`, or the store's one writer), so there it would only cost a statement.
 macro_rules! lock_row {
-    ($conn:expr, $table:ident, $workspace_id:expr, $id:expr) => {
-        if matches!($conn, $crate::db::DbConnection::Postgres(_)) {
-            diesel::update(
+    ($tx:expr, $table:ident, $workspace_id:expr, $id:expr) => {{
+        let tx: &mut $crate::db::Tx<'_> = $tx;
+        match tx.conn() {
+            conn @ $crate::db::DbConnection::Postgres(_) => diesel::update(
                 $table::table
                     .filter($table::workspace_id.eq($workspace_id))
                     .filter($table::id.eq($id)),
             )
             .set($table::version.eq($table::version))
-            .execute($conn)?;
+            .execute(conn)
+            .map(drop),
+            $crate::db::DbConnection::Sqlite(_) => Ok(()),
         }
-    };
+    }};
 }
 pub(crate) use lock_row;
 

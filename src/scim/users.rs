@@ -13,7 +13,7 @@ use crate::access::grants;
 use crate::access::members::{self, OwnerCheck};
 use crate::audit::{self, AuditContext, Event, Target};
 use crate::db::schema::{scim_group_members, scim_users};
-use crate::db::{DbConnection, StoreError, write_transaction};
+use crate::db::{Conn, DbConnection, StoreError, Tx};
 
 #[derive(Debug, Clone, Queryable)]
 pub struct StoredUser {
@@ -87,20 +87,18 @@ pub fn load(
 }
 
 pub fn create(
-    conn: &mut DbConnection,
+    conn: &mut Conn,
     workspace_id: &str,
     document: Document,
     context: &AuditContext,
 ) -> Result<StoredUser, ScimError> {
-    write_transaction(conn, |conn| {
-        insert(conn, workspace_id, document, context, "scim.user.created")
-    })
+    conn.write(|tx| insert(tx, workspace_id, document, context, "scim.user.created"))
 }
 
 /// Stores a new user inside the caller's transaction and records `action` for it: a SCIM create,
 /// or a person's first SAML login.
 pub fn insert(
-    conn: &mut DbConnection,
+    tx: &mut Tx<'_>,
     workspace_id: &str,
     document: Document,
     context: &AuditContext,
@@ -121,11 +119,11 @@ pub fn insert(
         scim_users::created_at.eq(now),
         scim_users::updated_at.eq(now),
     ));
-    let user = crate::with_backend!(conn, |conn| insert.get_result::<StoredUser>(conn))
+    let user = crate::with_backend!(tx.conn(), |conn| insert.get_result::<StoredUser>(conn))
         .map_err(unique(&columns.user_name))?;
-    values::index(conn, workspace_id, ResourceKind::User, &id, &document)?;
+    values::index(tx, workspace_id, ResourceKind::User, &id, &document)?;
     audit::record_leaving_decisions_alone(
-        conn,
+        tx,
         context,
         Event {
             workspace_id: Some(workspace_id),
@@ -144,16 +142,16 @@ pub fn insert(
 /// `change` computes the new document from the stored one inside the transaction, so concurrent
 /// changes to one user apply one after the other and none is lost.
 pub fn update(
-    conn: &mut DbConnection,
+    conn: &mut Conn,
     workspace_id: &str,
     id: &str,
     expected_version: Option<&str>,
     context: &AuditContext,
     change: impl FnOnce(&StoredUser) -> Result<Document, ScimError> + Send,
 ) -> Result<StoredUser, ScimError> {
-    write_transaction(conn, |conn| {
-        store::lock_row!(conn, scim_users, workspace_id, id);
-        let current = load(conn, workspace_id, id)?;
+    conn.write(|tx| {
+        store::lock_row!(tx, scim_users, workspace_id, id)?;
+        let current = load(tx, workspace_id, id)?;
         store::check_version(expected_version, current.version)?;
         let before = current.document();
         let document = change(&current)?;
@@ -163,7 +161,7 @@ pub fn update(
             return Ok(current);
         }
         let deactivating = current.active && !columns.active;
-        let owner_check = OwnerCheck::before(conn, workspace_id, deactivating)?;
+        let owner_check = OwnerCheck::before(tx, workspace_id, deactivating)?;
         let changes = (
             scim_users::user_name.eq(&columns.user_name),
             scim_users::user_name_ci.eq(columns.user_name.to_lowercase()),
@@ -173,28 +171,28 @@ pub fn update(
             scim_users::version.eq(current.version + 1),
             scim_users::updated_at.eq(crate::time::now()),
         );
-        crate::with_backend!(conn, |conn| crate::kept_update!(
+        crate::with_backend!(tx.conn(), |conn| crate::kept_update!(
             scim_users::table,
             scim_users::id.eq(id),
             changes
         )
         .execute(conn))
         .map_err(unique(&columns.user_name))?;
-        owner_check.after::<ScimError>(conn, workspace_id)?;
-        values::reindex(conn, workspace_id, ResourceKind::User, id, &document)?;
+        owner_check.after::<ScimError>(tx, workspace_id)?;
+        values::reindex(tx, workspace_id, ResourceKind::User, id, &document)?;
         let (action, access) = match (current.active, columns.active) {
             (true, false) => (
                 "scim.user.deactivated",
-                members::remove_direct_access(conn, id)?,
+                members::remove_direct_access(tx, id)?,
             ),
             (false, true) => (
                 "scim.user.reactivated",
-                members::restore_minimal_access(conn, workspace_id, id)?,
+                members::restore_minimal_access(tx, workspace_id, id)?,
             ),
             _ => ("scim.user.updated", Value::Null),
         };
         audit::record(
-            conn,
+            tx,
             context,
             Event {
                 workspace_id: Some(workspace_id),
@@ -203,27 +201,27 @@ pub fn update(
                 details: json!({ "userName": columns.user_name, "changed": changed, "access": access }),
             },
         )?;
-        load(conn, workspace_id, id)
+        load(tx, workspace_id, id)
     })
 }
 
 /// Removes the user from the workspace: their record, index rows and group memberships.
 pub fn delete(
-    conn: &mut DbConnection,
+    conn: &mut Conn,
     workspace_id: &str,
     id: &str,
     context: &AuditContext,
 ) -> Result<(), ScimError> {
-    write_transaction(conn, |conn| {
-        let user = load(conn, workspace_id, id)?;
-        let owner_check = OwnerCheck::before(conn, workspace_id, user.active)?;
-        store::detach(conn, id)?;
-        grants::forget_member(conn, id)?;
-        crate::tokens::revoke_minted_by(conn, id, crate::time::now())?;
-        diesel::delete(scim_users::table.filter(scim_users::id.eq(id))).execute(conn)?;
-        owner_check.after::<ScimError>(conn, workspace_id)?;
+    conn.write(|tx| {
+        let user = load(tx, workspace_id, id)?;
+        let owner_check = OwnerCheck::before(tx, workspace_id, user.active)?;
+        store::detach(tx, id)?;
+        grants::forget_member(tx, id)?;
+        crate::tokens::revoke_minted_by(tx, id, crate::time::now())?;
+        diesel::delete(scim_users::table.filter(scim_users::id.eq(id))).execute(tx.conn())?;
+        owner_check.after::<ScimError>(tx, workspace_id)?;
         audit::record(
-            conn,
+            tx,
             context,
             Event {
                 workspace_id: Some(workspace_id),
@@ -241,7 +239,7 @@ pub fn list(
     workspace_id: &str,
     page: &Page,
 ) -> Result<(i64, Vec<StoredUser>), ScimError> {
-    store::list_page!(conn, scim_users, workspace_id, page)
+    Ok(store::list_page!(conn, scim_users, workspace_id, page)?)
 }
 
 /// The groups each user belongs to, as (user id, group id, group display name).

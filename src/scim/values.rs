@@ -6,8 +6,8 @@ use serde_json::Value;
 
 use super::resource::Document;
 use super::schema::ResourceKind;
-use crate::db::DbConnection;
 use crate::db::schema::scim_values;
+use crate::db::{DbConnection, Tx};
 
 #[derive(Debug, Clone, PartialEq, Eq, Insertable)]
 #[diesel(table_name = scim_values)]
@@ -117,19 +117,19 @@ pub fn scalar_text(value: &Value) -> Option<String> {
 
 /// Replaces the index rows of one resource with those of its new document.
 pub fn reindex(
-    conn: &mut DbConnection,
+    tx: &mut Tx<'_>,
     workspace_id: &str,
     kind: ResourceKind,
     resource_id: &str,
     document: &Document,
 ) -> QueryResult<()> {
-    remove(conn, resource_id)?;
-    index(conn, workspace_id, kind, resource_id, document)
+    remove(tx, resource_id)?;
+    index(tx, workspace_id, kind, resource_id, document)
 }
 
 /// Writes the index rows of a resource that has none yet.
 pub fn index(
-    conn: &mut DbConnection,
+    tx: &mut Tx<'_>,
     workspace_id: &str,
     kind: ResourceKind,
     resource_id: &str,
@@ -151,7 +151,7 @@ pub fn index(
     if rows.is_empty() {
         return Ok(());
     }
-    match conn {
+    match tx.conn() {
         // Diesel runs a multi-row insert on SQLite as one insert per row in a savepoint of its
         // own, rendering each row's SQL anew: a tenth of a create's time in the writer. One
         // single-row statement, kept prepared, does the same inserts without either.
@@ -172,9 +172,9 @@ pub fn index(
     Ok(())
 }
 
-pub fn remove(conn: &mut DbConnection, resource_id: &str) -> QueryResult<()> {
+pub fn remove(tx: &mut Tx<'_>, resource_id: &str) -> QueryResult<()> {
     diesel::delete(scim_values::table.filter(scim_values::resource_id.eq(resource_id)))
-        .execute(conn)?;
+        .execute(tx.conn())?;
     Ok(())
 }
 

@@ -175,7 +175,7 @@ async fn logout(
     let endpoints = Endpoints::new(base_url.as_str(), &session.workspace.slug);
     let idp_logout_url = store
         .run(move |conn| {
-            super::revoke(conn, &session.session_id, now)?;
+            conn.write(|tx| super::revoke(tx, &session.session_id, now))?;
             logout::request_url(
                 conn,
                 &session.workspace,

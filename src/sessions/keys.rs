@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 
 use super::MAX_LIFETIME;
 use crate::db::schema::session_keys;
-use crate::db::{DbConnection, StoreError};
+use crate::db::{Conn, DbConnection, StoreError};
 
 /// How long one key signs new tokens.
 const SIGNING_PERIOD: TimeDelta = TimeDelta::days(1);
@@ -60,17 +60,24 @@ fn published(kid: &str, created_at: NaiveDateTime, pem: &str) -> Result<Publishe
     })
 }
 
+/// The key a session token is signed with, and its id.
+pub struct Signer {
+    pub kid: String,
+    pub key: EncodingKey,
+}
+
 impl KeyRing {
-    /// The key to sign with now: the newest if it is less than a day old, else a new one.
-    pub fn signing_key(
-        &self,
-        conn: &mut DbConnection,
-        now: NaiveDateTime,
-    ) -> Result<(String, EncodingKey), StoreError> {
+    /// The key to sign with now: the newest if it is less than a day old, else a new one. Asked
+    /// before the login's write, so that a new key is made (an RSA key takes tens of
+    /// milliseconds) outside it and stored in a write of its own.
+    pub fn signing_key(&self, conn: &mut Conn, now: NaiveDateTime) -> Result<Signer, StoreError> {
         if let Some((kid, created_at, key)) = &*self.signing.lock().expect("not poisoned")
             && *created_at > now - SIGNING_PERIOD
         {
-            return Ok((kid.clone(), key.clone()));
+            return Ok(Signer {
+                kid: kid.clone(),
+                key: key.clone(),
+            });
         }
         let newest: Option<(String, String, NaiveDateTime)> = session_keys::table
             .filter(session_keys::created_at.gt(now - SIGNING_PERIOD))
@@ -80,7 +87,7 @@ impl KeyRing {
                 session_keys::private_key_pem,
                 session_keys::created_at,
             ))
-            .first(conn)
+            .first(&mut **conn)
             .optional()?;
         let (kid, pem, created_at) = match newest {
             Some(newest) => newest,
@@ -89,13 +96,13 @@ impl KeyRing {
         let key = EncodingKey::from_rsa_pem(pem.as_bytes())
             .map_err(|e| StoreError::Corrupt(format!("session key {kid}: {e}")))?;
         *self.signing.lock().expect("not poisoned") = Some((kid.clone(), created_at, key.clone()));
-        Ok((kid, key))
+        Ok(Signer { kid, key })
     }
 
-    /// Stores a new key and forgets the ones no token can need any more. Two replicas rotating
-    /// at once each add one; both are published, and the newer signs.
+    /// Makes and stores a new key, and forgets the ones no token can need any more. Two replicas
+    /// rotating at once each add one; both are published, and the newer signs.
     fn make_key(
-        conn: &mut DbConnection,
+        conn: &mut Conn,
         now: NaiveDateTime,
     ) -> Result<(String, String, NaiveDateTime), StoreError> {
         let pem = Rsa::generate(RSA_BITS)
@@ -104,17 +111,19 @@ impl KeyRing {
             .map_err(|e| StoreError::Corrupt(format!("making a session key: {e}")))?;
         let pem = String::from_utf8(pem).expect("PEM is ASCII");
         let kid = crate::tokens::random_secret()[..22].to_owned();
-        diesel::delete(
-            session_keys::table.filter(session_keys::created_at.lt(published_since(now))),
-        )
-        .execute(conn)?;
-        diesel::insert_into(session_keys::table)
-            .values((
-                session_keys::kid.eq(&kid),
-                session_keys::private_key_pem.eq(&pem),
-                session_keys::created_at.eq(now),
-            ))
-            .execute(conn)?;
+        conn.write(|tx| {
+            diesel::delete(
+                session_keys::table.filter(session_keys::created_at.lt(published_since(now))),
+            )
+            .execute(tx.conn())?;
+            diesel::insert_into(session_keys::table)
+                .values((
+                    session_keys::kid.eq(&kid),
+                    session_keys::private_key_pem.eq(&pem),
+                    session_keys::created_at.eq(now),
+                ))
+                .execute(tx.conn())
+        })?;
         Ok((kid, pem, now))
     }
 

@@ -23,9 +23,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::access::members::Member;
 use crate::db::schema::{scim_users, scim_values, sessions, workspaces};
-use crate::db::{DbConnection, StoreError};
+use crate::db::{DbConnection, StoreError, Tx};
 use crate::workspaces::Workspace;
-use keys::KeyRing;
+use keys::{KeyRing, Signer};
 
 /// The session of a Team Member.
 pub const MAX_LIFETIME: TimeDelta = TimeDelta::days(7);
@@ -144,8 +144,8 @@ fn ends_at(
 
 /// Records a session and signs its token, inside the login's transaction.
 pub fn create(
-    conn: &mut DbConnection,
-    keys: &KeyRing,
+    tx: &mut Tx<'_>,
+    signer: &Signer,
     issuer: &str,
     new: NewSession,
     now: NaiveDateTime,
@@ -162,10 +162,9 @@ pub fn create(
             sessions::created_at.eq(now),
             sessions::idp_expires_at.eq(new.idp_expires_at),
         ))
-        .execute(conn)?;
-    let memberships = memberships_of(conn, new.email)?;
+        .execute(tx.conn())?;
+    let memberships = memberships_of(tx, new.email)?;
     let expires_at = ends_at(now, new.idp_expires_at, &memberships);
-    let (kid, key) = keys.signing_key(conn, now)?;
     let claims = Claims {
         iss: issuer.to_owned(),
         sub: new.member_id.to_owned(),
@@ -176,8 +175,8 @@ pub fn create(
         exp: expires_at.and_utc().timestamp(),
     };
     let mut header = Header::new(Algorithm::RS256);
-    header.kid = Some(kid);
-    let token = jsonwebtoken::encode(&header, &claims, &key)
+    header.kid = Some(signer.kid.clone());
+    let token = jsonwebtoken::encode(&header, &claims, &signer.key)
         .map_err(|e| StoreError::Corrupt(format!("signing a session token: {e}")))?;
     Ok(Issued {
         session_id,
@@ -275,28 +274,24 @@ pub fn authenticate(
 }
 
 /// Ends a session. Returns false when it was already ended.
-pub fn revoke(conn: &mut DbConnection, session_id: &str, now: NaiveDateTime) -> QueryResult<bool> {
+pub fn revoke(tx: &mut Tx<'_>, session_id: &str, now: NaiveDateTime) -> QueryResult<bool> {
     let ended = diesel::update(
         sessions::table
             .find(session_id)
             .filter(sessions::revoked_at.is_null()),
     )
     .set(sessions::revoked_at.eq(now))
-    .execute(conn)?;
+    .execute(tx.conn())?;
     Ok(ended == 1)
 }
 
 /// Ends every session of a membership (its deprovisioning). Returns how many were live.
-pub fn revoke_member(
-    conn: &mut DbConnection,
-    member_id: &str,
-    now: NaiveDateTime,
-) -> QueryResult<usize> {
+pub fn revoke_member(tx: &mut Tx<'_>, member_id: &str, now: NaiveDateTime) -> QueryResult<usize> {
     diesel::update(
         sessions::table
             .filter(sessions::member_id.eq(member_id))
             .filter(sessions::revoked_at.is_null()),
     )
     .set(sessions::revoked_at.eq(now))
-    .execute(conn)
+    .execute(tx.conn())
 }

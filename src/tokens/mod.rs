@@ -23,7 +23,7 @@ use crate::access::model::{Action, Role};
 use crate::audit::{self, AuditContext, Event, Target};
 use crate::db::memo::{DataVersion, Memo};
 use crate::db::schema::{api_tokens, workspaces};
-use crate::db::{DbConnection, StoreError, write_transaction};
+use crate::db::{Conn, DbConnection, StoreError, Tx};
 use crate::workspaces::Workspace;
 
 pub(crate) const PREFIX: &str = "idg_";
@@ -372,7 +372,7 @@ impl fmt::Debug for IssuedToken {
 }
 
 pub fn create(
-    conn: &mut DbConnection,
+    conn: &mut Conn,
     workspace: &Workspace,
     new: NewToken,
     context: &AuditContext,
@@ -401,7 +401,7 @@ pub fn create(
         last_used_at: None,
         minted_by: new.minted_by,
     };
-    write_transaction(conn, |conn| {
+    conn.write(|tx| {
         diesel::insert_into(api_tokens::table)
             .values((
                 api_tokens::id.eq(&token.id),
@@ -413,9 +413,9 @@ pub fn create(
                 api_tokens::expires_at.eq(token.expires_at),
                 api_tokens::minted_by.eq(&token.minted_by),
             ))
-            .execute(conn)?;
+            .execute(tx.conn())?;
         audit::record(
-            conn,
+            tx,
             context,
             Event {
                 workspace_id: Some(&workspace.id),
@@ -465,7 +465,7 @@ pub fn find(
 
 /// Ends every live token a member minted (their deprovisioning). Returns how many were live.
 pub fn revoke_minted_by(
-    conn: &mut DbConnection,
+    tx: &mut Tx<'_>,
     member_id: &str,
     now: NaiveDateTime,
 ) -> QueryResult<usize> {
@@ -475,7 +475,7 @@ pub fn revoke_minted_by(
             .filter(api_tokens::revoked_at.is_null()),
     )
     .set(api_tokens::revoked_at.eq(now))
-    .execute(conn)
+    .execute(tx.conn())
 }
 
 #[derive(Debug)]
@@ -487,16 +487,16 @@ pub enum Revocation {
 /// Revokes a token. With `workspace_id`, a token of another workspace is reported as not found.
 /// Revoking twice is not an error and records nothing the second time.
 pub fn revoke(
-    conn: &mut DbConnection,
+    conn: &mut Conn,
     token_id: &str,
     workspace_id: Option<&str>,
     context: &AuditContext,
 ) -> Result<Revocation, TokenError> {
-    write_transaction(conn, |conn| {
+    conn.write(|tx| {
         let row = api_tokens::table
             .find(token_id)
             .select(TOKEN_COLUMNS)
-            .first::<TokenRow>(conn)
+            .first::<TokenRow>(tx.conn())
             .optional()?;
         let mut token = match row {
             Some(row) => from_row(row)?,
@@ -511,10 +511,10 @@ pub fn revoke(
         let now = crate::time::now();
         diesel::update(api_tokens::table.find(token_id))
             .set(api_tokens::revoked_at.eq(now))
-            .execute(conn)?;
+            .execute(tx.conn())?;
         token.revoked_at = Some(now);
         audit::record(
-            conn,
+            tx,
             context,
             Event {
                 workspace_id: Some(&token.workspace_id),
@@ -582,7 +582,7 @@ pub const CREDENTIALS_KEPT: usize = 1024;
 /// memo and the data version read before this call, the credential read is kept for
 /// [`authenticate_from_memo`].
 pub fn authenticate(
-    conn: &mut DbConnection,
+    conn: &mut Conn,
     presented: &str,
     now: NaiveDateTime,
     memo: Option<(&CredentialMemo, DataVersion)>,
@@ -596,7 +596,7 @@ pub fn authenticate(
             TOKEN_COLUMNS,
             workspaces::all_columns,
         ));
-    let found = crate::with_backend!(conn, |conn| query
+    let found = crate::with_backend!(&mut **conn, |conn| query
         .first::<(Vec<u8>, TokenRow, Workspace)>(conn)
         .optional())?;
     let Some((secret_hash, row, workspace)) = found else {
@@ -613,9 +613,12 @@ pub fn authenticate(
     };
     check(&credential, presented, now)?;
     if needs_last_use_recorded(&credential.token, now) {
-        diesel::update(api_tokens::table.find(&credential.token.id))
-            .set(api_tokens::last_used_at.eq(now))
-            .execute(conn)?;
+        let id = &credential.token.id;
+        conn.write(|tx| {
+            diesel::update(api_tokens::table.find(id))
+                .set(api_tokens::last_used_at.eq(now))
+                .execute(tx.conn())
+        })?;
         // Not kept: the row has just changed.
         return Ok((credential.token, credential.workspace));
     }

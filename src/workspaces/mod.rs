@@ -9,7 +9,7 @@ use serde_json::json;
 
 use crate::audit::{self, AuditContext, Event, Target};
 use crate::db::schema::workspaces;
-use crate::db::{DbConnection, StoreError, write_transaction};
+use crate::db::{Conn, DbConnection, StoreError};
 
 const SLUG_MAX: usize = 63;
 const NAME_MAX: usize = 200;
@@ -108,7 +108,7 @@ pub struct NewWorkspace {
 }
 
 pub fn create(
-    conn: &mut DbConnection,
+    conn: &mut Conn,
     new: NewWorkspace,
     context: &AuditContext,
 ) -> Result<Workspace, WorkspaceError> {
@@ -125,7 +125,7 @@ pub fn create(
         tracking_plan_approval: true,
         access_version: 0,
     };
-    write_transaction(conn, |conn| {
+    conn.write(|tx| {
         diesel::insert_into(workspaces::table)
             .values((
                 workspaces::id.eq(&workspace.id),
@@ -135,7 +135,7 @@ pub fn create(
                 workspaces::created_at.eq(workspace.created_at),
                 workspaces::updated_at.eq(workspace.updated_at),
             ))
-            .execute(conn)
+            .execute(tx.conn())
             .map_err(|error| match StoreError::from(error) {
                 error if error.is_unique_violation() => {
                     WorkspaceError::SlugTaken(workspace.slug.clone())
@@ -143,7 +143,7 @@ pub fn create(
                 error => error.into(),
             })?;
         audit::record(
-            conn,
+            tx,
             context,
             Event {
                 workspace_id: Some(&workspace.id),
@@ -181,14 +181,14 @@ pub struct WorkspaceChanges {
 
 /// Applies the changes and records what actually changed; a change to the same values records nothing.
 pub fn update(
-    conn: &mut DbConnection,
+    conn: &mut Conn,
     slug: &str,
     changes: WorkspaceChanges,
     context: &AuditContext,
 ) -> Result<Workspace, WorkspaceError> {
     let name = changes.name.as_deref().map(validate_name).transpose()?;
-    write_transaction(conn, |conn| {
-        let mut workspace = find_by_slug(conn, slug)?;
+    conn.write(|tx| {
+        let mut workspace = find_by_slug(tx, slug)?;
         let mut changed = serde_json::Map::new();
         if let Some(name) = name.filter(|name| *name != workspace.name) {
             changed.insert(
@@ -225,9 +225,9 @@ pub fn update(
                 workspaces::tracking_plan_approval.eq(workspace.tracking_plan_approval),
                 workspaces::updated_at.eq(workspace.updated_at),
             ))
-            .execute(conn)?;
+            .execute(tx.conn())?;
         audit::record(
-            conn,
+            tx,
             context,
             Event {
                 workspace_id: Some(&workspace.id),

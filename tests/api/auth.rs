@@ -98,7 +98,7 @@ async fn expired_tokens_are_401(database: TestDatabase) {
     let past = idgate::time::now() - chrono::TimeDelta::seconds(1);
     diesel::update(api_tokens::table.find(&tenant.token_id))
         .set(api_tokens::expires_at.eq(past))
-        .execute(&mut app.database.connect())
+        .execute(&mut *app.database.connect())
         .unwrap();
     let (status, body) = app.get(WORKSPACE, &tenant.token).await;
     assert_eq!(

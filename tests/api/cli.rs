@@ -18,7 +18,7 @@ fn count_events(database: &TestDatabase, action: &str) -> i64 {
     audit_events::table
         .filter(audit_events::action.eq(action))
         .count()
-        .get_result(&mut database.connect())
+        .get_result(&mut *database.connect())
         .unwrap()
 }
 

@@ -10,7 +10,7 @@ use diesel::{Connection, PgConnection};
 use idgate::app::Application;
 use idgate::audit::AuditContext;
 use idgate::config::{BaseUrl, Settings};
-use idgate::db::{self, Backend, DatabaseUrl, DbConnection};
+use idgate::db::{self, Backend, Conn, DatabaseUrl};
 use idgate::time::Clock;
 use idgate::tokens::{self, NewToken, Scopes};
 use idgate::workspaces::{self, NewWorkspace, Workspace};
@@ -98,7 +98,7 @@ impl TestDatabase {
     }
 
     /// A connection with migrations applied, for setting up and inspecting state.
-    pub fn connect(&self) -> DbConnection {
+    pub fn connect(&self) -> Conn {
         let mut conn = db::connect(&self.database_url()).expect("connect to the test database");
         db::run_migrations(&mut conn).expect("migrations apply");
         conn

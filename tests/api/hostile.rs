@@ -103,10 +103,10 @@ async fn hostile_bodies_get_a_4xx_and_change_nothing(database: TestDatabase) {
         let mut conn = app.database.connect();
         use diesel::prelude::*;
         use idgate::db::schema::{audit_events, workspaces};
-        let events: i64 = audit_events::table.count().get_result(&mut conn).unwrap();
+        let events: i64 = audit_events::table.count().get_result(&mut *conn).unwrap();
         let version: i64 = workspaces::table
             .select(workspaces::access_version)
-            .first(&mut conn)
+            .first(&mut *conn)
             .unwrap();
         (events, version)
     };

@@ -826,7 +826,7 @@ async fn sp_initiated_login_redirects_with_a_signed_request(database: TestDataba
     let (path, hash): (String, Vec<u8>) = saml_requests::table
         .find(&id)
         .select((saml_requests::relay_path, saml_requests::browser_hash))
-        .first(&mut conn)
+        .first(&mut *conn)
         .unwrap();
     assert_eq!(path, "/dashboard?tab=1");
     assert_eq!(
@@ -843,7 +843,7 @@ async fn sp_initiated_login_redirects_with_a_signed_request(database: TestDataba
                 .and_hms_opt(0, 0, 0)
                 .unwrap()),
         )
-        .execute(&mut conn)
+        .execute(&mut *conn)
         .unwrap();
 
     // A RelayState that leaves the site is kept as the home page.
@@ -859,13 +859,13 @@ async fn sp_initiated_login_redirects_with_a_signed_request(database: TestDataba
     let path: String = saml_requests::table
         .find(&id)
         .select(saml_requests::relay_path)
-        .first(&mut conn)
+        .first(&mut *conn)
         .unwrap();
     assert_eq!(path, "/");
     let expired: i64 = saml_requests::table
         .filter(saml_requests::id.eq(&expired_id))
         .count()
-        .get_result(&mut conn)
+        .get_result(&mut *conn)
         .unwrap();
     assert_eq!(expired, 0, "the expired request is gone");
 

@@ -1946,7 +1946,7 @@ async fn sign_in_with_fixture(database: TestDatabase, dir: &str, idp: &str, issu
             sp_keys::certificate_der.eq(certificate.to_der().unwrap()),
             sp_keys::created_at.eq(idgate::time::now()),
         ))
-        .execute(&mut app.database.connect())
+        .execute(&mut *app.database.connect())
         .unwrap();
     let issued = chrono::DateTime::parse_from_rfc3339(issued.trim()).unwrap();
     let at = issued.to_utc() + TimeDelta::minutes(1);
