@@ -11,15 +11,16 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{Context, bail};
-use idgate::access::model::ResourceKind as AccessKind;
 use idgate::access::resources::{self, NewResource};
 use idgate::audit::AuditContext;
 use idgate::db::{self, DatabaseUrl};
+use idgate::permissions::ResourceKind as AccessKind;
+use idgate::permissions::Scopes;
 use idgate::scim::resource::normalize;
 use idgate::scim::schema::ResourceKind;
 use idgate::scim::{groups, users};
 use idgate::sessions::{self, NewSession, keys::KeyRing};
-use idgate::tokens::{self, NewToken, Scopes};
+use idgate::tokens::{self, NewToken};
 use idgate::workspaces::{self, NewWorkspace};
 use serde_json::json;
 

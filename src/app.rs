@@ -12,13 +12,13 @@ use anyhow::Context;
 use diesel::connection::SimpleConnection;
 use tracing_actix_web::TracingLogger;
 
+use crate::auth::ratelimit::RateLimiter;
 use crate::config::Settings;
 use crate::db::{Backend, Store, StoreError};
 use crate::outbound::InternalAllowList;
-use crate::ratelimit::RateLimiter;
 use crate::telemetry::{RootSpan, request_id_header};
 use crate::time::Clock;
-use crate::{access, audit, error, replicas, saml, scim, sessions, tokens, workspaces};
+use crate::{access, api, error, replicas, saml, scim, sessions};
 
 pub struct Application {
     server: Server,
@@ -82,16 +82,16 @@ impl Application {
                 .route("/readyz", web::get().to(readyz))
                 .service(
                     web::scope("/api/v1")
-                        .configure(workspaces::api::routes)
-                        .configure(tokens::api::routes)
-                        .configure(audit::api::routes)
-                        .configure(access::api::routes)
-                        .configure(saml::api::routes)
-                        .configure(sessions::api::routes),
+                        .configure(api::workspaces::routes)
+                        .configure(api::tokens::routes)
+                        .configure(api::audit::routes)
+                        .configure(api::access::routes)
+                        .configure(api::saml::routes)
+                        .configure(api::sessions::routes),
                 )
-                .configure(sessions::api::public_routes)
+                .configure(api::sessions::public_routes)
                 .configure(scim::api::routes)
-                .configure(saml::api::sp_routes)
+                .configure(api::saml::sp_routes)
                 .default_service(web::to(error::not_found))
         })
         .client_request_timeout(crate::limits::REQUEST_HEAD_TIMEOUT)

@@ -11,18 +11,19 @@ use clap::{Parser, Subcommand};
 
 use crate::access::attributes::{self, MappingChange};
 use crate::access::members::{self, OwnerAuthority};
-use crate::access::model::Role;
 use crate::app::Application;
 use crate::audit::AuditContext;
 use crate::config::{ConfigArgs, Settings};
 use crate::db::{self, Conn};
 use crate::outbound::InternalAllowList;
+use crate::permissions::Role;
+use crate::permissions::Scopes;
 use crate::saml::{
-    self, SamlError,
+    SamlError,
     certificates::Certificate,
     connection::{self, OptionChanges, Source},
 };
-use crate::tokens::{self, NewToken, Revocation, Scopes};
+use crate::tokens::{self, NewToken, Revocation};
 use crate::workspaces::{self, NewWorkspace, WorkspaceChanges};
 
 #[derive(Debug, Parser)]
@@ -493,7 +494,7 @@ fn idp(conn: &mut Conn, command: IdpCommand, allowed: &InternalAllowList) -> any
             connection
         }
     };
-    let view = saml::api::view(&connection);
+    let view = crate::api::saml::view(&connection);
     for key in [
         "entity_id",
         "sso_url",

@@ -10,6 +10,8 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, ResponseError};
 use serde::Serialize;
 
+use crate::db::StoreError;
+
 #[derive(Serialize)]
 struct ErrorBody<'a> {
     error: &'a str,
@@ -28,6 +30,36 @@ pub fn json_error(status: StatusCode, code: &str, message: &str) -> HttpResponse
         error: code,
         message,
     })
+}
+
+impl ResponseError for StoreError {
+    fn status_code(&self) -> actix_web::http::StatusCode {
+        use actix_web::http::StatusCode;
+        match self {
+            StoreError::NotFound => StatusCode::NOT_FOUND,
+            StoreError::OverBudget => StatusCode::BAD_REQUEST,
+            StoreError::CostlyQueriesRunning => StatusCode::TOO_MANY_REQUESTS,
+            StoreError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            StoreError::Query(_) | StoreError::TaskFailed | StoreError::Corrupt(_) => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
+        }
+    }
+
+    fn error_response(&self) -> actix_web::HttpResponse {
+        let code = match self {
+            StoreError::NotFound => "not_found",
+            StoreError::OverBudget => "too_costly",
+            StoreError::CostlyQueriesRunning => "rate_limited",
+            StoreError::Unavailable(_) => "unavailable",
+            StoreError::Query(_) | StoreError::TaskFailed => "internal",
+            StoreError::Corrupt(detail) => {
+                tracing::error!(detail = detail.as_str(), "unusable stored data");
+                "internal"
+            }
+        };
+        json_error(self.status_code(), code, &self.to_string())
+    }
 }
 
 /// A client's malformed request (bad JSON body, path segment or query string).

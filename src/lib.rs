@@ -3,8 +3,10 @@
 //! Organised by capability; each module holds its own wire types, logic and storage.
 
 pub mod access;
+pub mod api;
 pub mod app;
 pub mod audit;
+pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod csv_export;
@@ -12,10 +14,11 @@ pub mod db;
 pub mod error;
 pub mod limits;
 pub mod outbound;
-pub mod ratelimit;
+pub mod permissions;
 pub mod replicas;
 pub mod saml;
 pub mod scim;
+pub mod secrets;
 pub mod sessions;
 pub mod telemetry;
 pub mod time;

@@ -12,9 +12,9 @@ use std::time::Duration;
 use chrono::TimeDelta;
 use diesel::prelude::*;
 
+use crate::auth::ratelimit::RateLimiter;
 use crate::db::schema::replicas;
 use crate::db::{Store, StoreError, Tx};
-use crate::ratelimit::RateLimiter;
 
 /// How often a replica says it is alive.
 pub const BEAT: Duration = Duration::from_secs(2);

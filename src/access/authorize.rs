@@ -10,10 +10,10 @@ use serde::Deserialize;
 use super::AccessError;
 use super::cache::DecisionCache;
 use super::decide::{Decision, Target, decide_for_token};
-use super::model::Action;
 use super::{members, parse, resources};
 use crate::db::DbConnection;
 use crate::db::schema::workspaces;
+use crate::permissions::Action;
 use crate::tokens::{self, ApiToken};
 
 #[derive(Debug, Clone, Deserialize)]

@@ -16,8 +16,8 @@
 use chrono::NaiveDateTime;
 use serde::Serialize;
 
-use super::model::{Action, Label, Level, ResourceKind, Role};
-use crate::tokens::Scopes;
+use crate::permissions::Scopes;
+use crate::permissions::{Action, Label, Level, ResourceKind, Role};
 
 /// Where a role comes from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

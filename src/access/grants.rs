@@ -9,11 +9,11 @@ use diesel::prelude::*;
 use serde_json::json;
 
 use super::decide::{Grant, GrantSubject, GrantTarget};
-use super::model::{Label, Level};
 use super::{AccessError, corrupt};
 use crate::audit::{self, AuditContext, Event, Target};
 use crate::db::schema::grants;
 use crate::db::{Conn, DbConnection, Tx};
+use crate::permissions::{Label, Level};
 
 const TEXT_MAX: usize = 1000;
 

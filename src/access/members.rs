@@ -11,13 +11,13 @@ use serde_json::{Value, json};
 
 use super::AccessError;
 use super::decide::{Grant, GrantSubject, Principal, RoleAssignment, RoleSource};
-use super::model::Role;
 use crate::audit::{self, AuditContext, Event, Target};
 use crate::db::schema::{
     group_mappings, member_roles, saml_member_groups, scim_group_members, scim_groups, scim_users,
     scim_values,
 };
 use crate::db::{Conn, DbConnection, Tx};
+use crate::permissions::Role;
 
 #[derive(Debug, Clone, PartialEq, Eq, Queryable, Serialize)]
 pub struct Member {

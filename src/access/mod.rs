@@ -3,14 +3,12 @@
 //! them. The rule itself is documented in [`decide`]; storage is in [`members`], [`resources`],
 //! [`grants`] and [`attributes`].
 
-pub mod api;
 pub mod attributes;
 pub mod authorize;
 pub mod cache;
 pub mod decide;
 pub mod grants;
 pub mod members;
-pub mod model;
 pub mod resources;
 
 use actix_web::http::StatusCode;
@@ -18,7 +16,6 @@ use actix_web::{HttpResponse, ResponseError};
 
 use crate::db::StoreError;
 use crate::tokens::TokenError;
-use crate::tokens::auth::AuthError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AccessError {
@@ -35,8 +32,6 @@ pub enum AccessError {
         "this change would leave the workspace without an Owner; make someone else an Owner first"
     )]
     LastOwner,
-    #[error(transparent)]
-    Auth(#[from] AuthError),
     #[error(transparent)]
     Token(#[from] TokenError),
     #[error(transparent)]
@@ -56,7 +51,6 @@ impl ResponseError for AccessError {
             AccessError::NotFound(_) => StatusCode::NOT_FOUND,
             AccessError::Conflict(_) | AccessError::LastOwner => StatusCode::CONFLICT,
             AccessError::Forbidden(_) => StatusCode::FORBIDDEN,
-            AccessError::Auth(error) => error.status_code(),
             AccessError::Token(error) => error.status_code(),
             AccessError::Store(error) => error.status_code(),
         }
@@ -69,7 +63,6 @@ impl ResponseError for AccessError {
             AccessError::Conflict(_) => "conflict",
             AccessError::Forbidden(_) => "forbidden",
             AccessError::LastOwner => "last_owner",
-            AccessError::Auth(error) => return error.error_response(),
             AccessError::Token(error) => return error.error_response(),
             AccessError::Store(error) => return error.error_response(),
         };

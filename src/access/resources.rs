@@ -10,11 +10,11 @@ use diesel::prelude::*;
 use serde_json::json;
 
 use super::decide::Resource;
-use super::model::{Label, ResourceKind};
 use super::{AccessError, corrupt};
 use crate::audit::{self, AuditContext, Event, Target};
 use crate::db::schema::{resource_labels, resources};
 use crate::db::{Conn, DbConnection, Tx};
+use crate::permissions::{Label, ResourceKind};
 
 const NAME_MAX: usize = 200;
 const WRITE_KEY_PREFIX: &str = "wk_";
@@ -196,8 +196,8 @@ pub struct NewResource {
 
 /// A new write key and the hash stored for it.
 fn new_write_key() -> (String, [u8; 32]) {
-    let key = format!("{WRITE_KEY_PREFIX}{}", crate::tokens::random_secret());
-    let hash = crate::tokens::hash(&key);
+    let key = format!("{WRITE_KEY_PREFIX}{}", crate::secrets::random_secret());
+    let hash = crate::secrets::hash(&key);
     (key, hash)
 }
 
@@ -402,7 +402,7 @@ pub fn source_of_write_key(conn: &mut DbConnection, key: &str) -> QueryResult<Op
         return Ok(None);
     }
     resources::table
-        .filter(resources::write_key_hash.eq(crate::tokens::hash(key).to_vec()))
+        .filter(resources::write_key_hash.eq(crate::secrets::hash(key).to_vec()))
         .select(resources::id)
         .first(conn)
         .optional()

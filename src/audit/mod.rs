@@ -2,8 +2,6 @@
 //! same transaction as the change, so a change that fails leaves no entry and an entry never
 //! describes a change that did not happen. The database refuses UPDATE and DELETE on the table.
 
-pub mod api;
-
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 use serde::Serialize;

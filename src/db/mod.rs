@@ -275,36 +275,6 @@ impl StoreError {
     }
 }
 
-impl actix_web::ResponseError for StoreError {
-    fn status_code(&self) -> actix_web::http::StatusCode {
-        use actix_web::http::StatusCode;
-        match self {
-            StoreError::NotFound => StatusCode::NOT_FOUND,
-            StoreError::OverBudget => StatusCode::BAD_REQUEST,
-            StoreError::CostlyQueriesRunning => StatusCode::TOO_MANY_REQUESTS,
-            StoreError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            StoreError::Query(_) | StoreError::TaskFailed | StoreError::Corrupt(_) => {
-                StatusCode::INTERNAL_SERVER_ERROR
-            }
-        }
-    }
-
-    fn error_response(&self) -> actix_web::HttpResponse {
-        let code = match self {
-            StoreError::NotFound => "not_found",
-            StoreError::OverBudget => "too_costly",
-            StoreError::CostlyQueriesRunning => "rate_limited",
-            StoreError::Unavailable(_) => "unavailable",
-            StoreError::Query(_) | StoreError::TaskFailed => "internal",
-            StoreError::Corrupt(detail) => {
-                tracing::error!(detail = detail.as_str(), "unusable stored data");
-                "internal"
-            }
-        };
-        crate::error::json_error(self.status_code(), code, &self.to_string())
-    }
-}
-
 /// Creates the SQLite file readable and writable by its owner only, when it does not exist yet:
 /// it holds token hashes, session keys and the SP's private keys. SQLite gives its WAL and
 /// shared-memory files the database's permissions.

@@ -297,7 +297,7 @@ fn use_request(
     let presented = posted
         .browser_secret
         .as_deref()
-        .map(|secret| crate::tokens::hash(secret).to_vec());
+        .map(|secret| crate::secrets::hash(secret).to_vec());
     if presented.as_deref() != Some(browser_hash.as_slice()) {
         return Err(Refusal::new(
             Reason::BrowserMismatch,

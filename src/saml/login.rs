@@ -82,7 +82,7 @@ pub fn start(
     let id: String = std::iter::once("_".to_owned())
         .chain(random.iter().map(|b| format!("{b:02x}")))
         .collect();
-    let browser_secret = crate::tokens::random_secret();
+    let browser_secret = crate::secrets::random_secret();
     let now = crate::time::now();
     conn.write(|tx| {
         // Requests past their expiry can never be answered: each new one clears them away, so
@@ -93,7 +93,7 @@ pub fn start(
             .values((
                 saml_requests::id.eq(&id),
                 saml_requests::workspace_id.eq(workspace_id),
-                saml_requests::browser_hash.eq(crate::tokens::hash(&browser_secret).to_vec()),
+                saml_requests::browser_hash.eq(crate::secrets::hash(&browser_secret).to_vec()),
                 saml_requests::relay_path.eq(same_origin_path(relay_state)),
                 saml_requests::expires_at.eq(now + REQUEST_LIFETIME),
             ))

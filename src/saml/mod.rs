@@ -3,7 +3,6 @@
 //! provider's keys and metadata; SP-initiated login; the hourly refresh of URL metadata.
 
 pub mod acs;
-pub mod api;
 pub mod binding;
 pub mod certificates;
 pub mod connection;

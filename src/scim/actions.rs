@@ -21,9 +21,10 @@ use crate::db::memo::{DataVersion, Memo};
 use crate::db::{Conn, DbConnection, Store, budget};
 use std::net::IpAddr;
 
-use crate::ratelimit::RateLimiter;
-use crate::tokens::auth::AuthError;
-use crate::tokens::{self, ApiToken, Scope};
+use crate::auth::AuthError;
+use crate::auth::ratelimit::RateLimiter;
+use crate::permissions::Scope;
+use crate::tokens::{self, ApiToken};
 use crate::workspaces::Workspace;
 
 pub const PATCH_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";

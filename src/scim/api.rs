@@ -1,6 +1,6 @@
 //! The SCIM HTTP endpoints under `/scim/v2`. The bearer token (scope `scim`) decides the workspace.
 
-use crate::ratelimit::RateLimiter;
+use crate::auth::ratelimit::RateLimiter;
 use actix_web::dev::{Payload, ServiceResponse};
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderMap};
@@ -23,9 +23,9 @@ use super::query;
 use super::resource::{self, Projection};
 use super::schema::{self, ResourceKind};
 use super::store::{Page, etag, matches_version};
+use crate::auth::bearer_token;
 use crate::config::BaseUrl;
 use crate::db::Store;
-use crate::tokens::auth::bearer_token;
 
 const LIST_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:ListResponse";
 const SEARCH_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:SearchRequest";

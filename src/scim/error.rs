@@ -6,8 +6,8 @@ use actix_web::http::header::{RETRY_AFTER, WWW_AUTHENTICATE};
 use actix_web::{HttpResponse, ResponseError};
 use serde_json::json;
 
+use crate::auth::AuthError;
 use crate::db::StoreError;
-use crate::tokens::auth::AuthError;
 
 pub const ERROR_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:Error";
 pub const MEDIA_TYPE: &str = "application/scim+json";

@@ -110,7 +110,7 @@ impl KeyRing {
             .and_then(|key| key.private_key_to_pem_pkcs8())
             .map_err(|e| StoreError::Corrupt(format!("making a session key: {e}")))?;
         let pem = String::from_utf8(pem).expect("PEM is ASCII");
-        let kid = crate::tokens::random_secret()[..22].to_owned();
+        let kid = crate::secrets::random_secret()[..22].to_owned();
         conn.write(|tx| {
             diesel::delete(
                 session_keys::table.filter(session_keys::created_at.lt(published_since(now))),

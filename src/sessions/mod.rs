@@ -13,7 +13,6 @@
 //! of theirs. That can only shorten a session, never lengthen or widen it. An alias such as
 //! `name+acme@example.com` is another person, so it keeps its own lifetime.
 
-pub mod api;
 pub mod keys;
 
 use chrono::{NaiveDateTime, TimeDelta};
@@ -150,7 +149,7 @@ pub fn create(
     new: NewSession,
     now: NaiveDateTime,
 ) -> Result<Issued, StoreError> {
-    let session_id = crate::tokens::random_secret();
+    let session_id = crate::secrets::random_secret();
     diesel::insert_into(sessions::table)
         .values((
             sessions::id.eq(&session_id),

@@ -4,10 +4,6 @@
 //! secret is 256 random bits. Only the SHA-256 of the whole token is stored: the secret's entropy makes
 //! a slow password hash pointless, and the hash is compared in constant time.
 
-pub mod api;
-pub mod auth;
-
-use std::collections::BTreeSet;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,19 +12,19 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::json;
 
-use crate::access::model::{Action, Role};
 use crate::audit::{self, AuditContext, Event, Target};
 use crate::db::memo::{DataVersion, Memo};
 use crate::db::schema::{api_tokens, workspaces};
 use crate::db::{Conn, DbConnection, StoreError, Tx};
+use crate::permissions::{ScopeError, Scopes};
+use crate::secrets::{hash, random_secret};
 use crate::workspaces::Workspace;
 
 pub(crate) const PREFIX: &str = "idg_";
 const ID_LEN: usize = 32;
-const SECRET_BYTES: usize = 32;
 /// base64url without padding of 32 bytes.
 const SECRET_LEN: usize = 43;
 const NAME_MAX: usize = 100;
@@ -40,150 +36,6 @@ const MAX_LIFETIME: Duration = Duration::from_secs(10 * 366 * 24 * 3600);
 /// `last_used_at` is written at most this often per token, so that authenticating a request
 /// is not a database write every time.
 const LAST_USED_RESOLUTION: chrono::TimeDelta = chrono::TimeDelta::seconds(60);
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub enum Scope {
-    #[serde(rename = "scim")]
-    Scim,
-    #[serde(rename = "workspace:read")]
-    WorkspaceRead,
-    #[serde(rename = "workspace:write")]
-    WorkspaceWrite,
-    #[serde(rename = "sources:read")]
-    SourcesRead,
-    #[serde(rename = "sources:write")]
-    SourcesWrite,
-    #[serde(rename = "tracking_plan:read")]
-    TrackingPlanRead,
-    #[serde(rename = "tracking_plan:write")]
-    TrackingPlanWrite,
-    #[serde(rename = "audit:read")]
-    AuditRead,
-    #[serde(rename = "tokens:write")]
-    TokensWrite,
-}
-
-impl Scope {
-    pub const ALL: [Scope; 9] = [
-        Scope::Scim,
-        Scope::WorkspaceRead,
-        Scope::WorkspaceWrite,
-        Scope::SourcesRead,
-        Scope::SourcesWrite,
-        Scope::TrackingPlanRead,
-        Scope::TrackingPlanWrite,
-        Scope::AuditRead,
-        Scope::TokensWrite,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Scope::Scim => "scim",
-            Scope::WorkspaceRead => "workspace:read",
-            Scope::WorkspaceWrite => "workspace:write",
-            Scope::SourcesRead => "sources:read",
-            Scope::SourcesWrite => "sources:write",
-            Scope::TrackingPlanRead => "tracking_plan:read",
-            Scope::TrackingPlanWrite => "tracking_plan:write",
-            Scope::AuditRead => "audit:read",
-            Scope::TokensWrite => "tokens:write",
-        }
-    }
-
-    pub fn parse(raw: &str) -> Result<Scope, TokenError> {
-        Scope::ALL
-            .into_iter()
-            .find(|scope| scope.as_str() == raw)
-            .ok_or_else(|| TokenError::UnknownScope(raw.to_owned()))
-    }
-}
-
-impl fmt::Display for Scope {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// A non-empty set of scopes, written `scim,audit:read`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Scopes(BTreeSet<Scope>);
-
-impl Scopes {
-    pub fn from_list<'a>(names: impl IntoIterator<Item = &'a str>) -> Result<Scopes, TokenError> {
-        let scopes = names
-            .into_iter()
-            .map(str::trim)
-            .filter(|name| !name.is_empty())
-            .map(Scope::parse)
-            .collect::<Result<BTreeSet<_>, _>>()?;
-        if scopes.is_empty() {
-            return Err(TokenError::NoScopes);
-        }
-        Ok(Scopes(scopes))
-    }
-
-    /// The scopes a person's roles give them on the admin API; unlike a token's, possibly none.
-    pub fn held_by_person(roles: &[Role], tracking_plan_approval: bool) -> Scopes {
-        Scopes(
-            Scope::ALL
-                .into_iter()
-                .filter(|scope| {
-                    let actions = scope.person_actions();
-                    !actions.is_empty()
-                        && actions.iter().all(|action| {
-                            roles
-                                .iter()
-                                .any(|role| role.allows(*action, tracking_plan_approval))
-                        })
-                })
-                .collect(),
-        )
-    }
-
-    pub fn parse(comma_separated: &str) -> Result<Scopes, TokenError> {
-        Scopes::from_list(comma_separated.split(','))
-    }
-
-    pub fn contains(&self, scope: Scope) -> bool {
-        self.0.contains(&scope)
-    }
-
-    pub fn intersection(&self, other: &Scopes) -> Scopes {
-        Scopes(self.0.intersection(&other.0).copied().collect())
-    }
-
-    pub fn is_subset(&self, other: &Scopes) -> bool {
-        self.0.is_subset(&other.0)
-    }
-
-    pub fn iter(&self) -> impl Iterator<Item = Scope> + '_ {
-        self.0.iter().copied()
-    }
-}
-
-impl Scope {
-    /// What a person's roles must allow to act with this scope through a session: the actions of
-    /// the seed's matrix the scope's endpoints perform. SCIM is for IdPs, never for a person.
-    fn person_actions(self) -> &'static [Action] {
-        match self {
-            Scope::Scim => &[],
-            Scope::WorkspaceRead | Scope::TrackingPlanRead => &[Action::WorkspaceView],
-            Scope::WorkspaceWrite => &[Action::TeamManage, Action::SettingsModify],
-            Scope::SourcesRead => &[Action::SourcesView],
-            Scope::SourcesWrite => &[Action::SourcesCreate],
-            Scope::TrackingPlanWrite => &[Action::TrackingPlansManage],
-            Scope::AuditRead => &[Action::TeamManage],
-            Scope::TokensWrite => &[Action::TokensManage],
-        }
-    }
-}
-
-impl fmt::Display for Scopes {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let names: Vec<&str> = self.iter().map(Scope::as_str).collect();
-        f.write_str(&names.join(","))
-    }
-}
 
 /// A token as stored, less its hash.
 #[derive(Debug, Clone, Serialize)]
@@ -281,12 +133,8 @@ fn from_row(row: TokenRow) -> Result<ApiToken, TokenError> {
 
 #[derive(Debug, thiserror::Error)]
 pub enum TokenError {
-    #[error(
-        "unknown scope {0:?}; scopes are: scim, workspace:read, workspace:write, sources:read, sources:write, tracking_plan:read, tracking_plan:write, audit:read, tokens:write"
-    )]
-    UnknownScope(String),
-    #[error("a token needs at least one scope")]
-    NoScopes,
+    #[error(transparent)]
+    Scopes(#[from] ScopeError),
     #[error("a token cannot be given scopes its creator lacks: {0}")]
     ScopeEscalation(String),
     #[error("token name must be 1 to 100 characters")]
@@ -311,10 +159,9 @@ impl actix_web::ResponseError for TokenError {
     fn status_code(&self) -> actix_web::http::StatusCode {
         use actix_web::http::StatusCode;
         match self {
-            TokenError::UnknownScope(_)
-            | TokenError::NoScopes
-            | TokenError::InvalidName
-            | TokenError::InvalidExpiry(_) => StatusCode::BAD_REQUEST,
+            TokenError::Scopes(_) | TokenError::InvalidName | TokenError::InvalidExpiry(_) => {
+                StatusCode::BAD_REQUEST
+            }
             TokenError::ScopeEscalation(_) => StatusCode::FORBIDDEN,
             TokenError::NotFound(_) => StatusCode::NOT_FOUND,
             TokenError::CorruptScopes(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -324,7 +171,7 @@ impl actix_web::ResponseError for TokenError {
 
     fn error_response(&self) -> actix_web::HttpResponse {
         let code = match self {
-            TokenError::UnknownScope(_) | TokenError::NoScopes => "invalid_scopes",
+            TokenError::Scopes(_) => "invalid_scopes",
             TokenError::ScopeEscalation(_) => "forbidden",
             TokenError::InvalidName | TokenError::InvalidExpiry(_) => "invalid_request",
             TokenError::NotFound(_) => "not_found",
@@ -675,13 +522,6 @@ fn generate_secret(id: &str) -> String {
     format!("{PREFIX}{id}_{}", random_secret())
 }
 
-/// 256 random bits as base64url: the secret part of tokens and source write keys.
-pub(crate) fn random_secret() -> String {
-    let mut random = [0u8; SECRET_BYTES];
-    openssl::rand::rand_bytes(&mut random).expect("the system random generator is available");
-    URL_SAFE_NO_PAD.encode(random)
-}
-
 /// The id part of a well-formed token. The secret may itself contain `_`, so the parts are taken
 /// by position rather than by splitting.
 fn parse_id(presented: &str) -> Option<&str> {
@@ -693,14 +533,6 @@ fn parse_id(presented: &str) -> Option<&str> {
         .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
     let secret_ok = secret.len() == SECRET_LEN && URL_SAFE_NO_PAD.decode(secret).is_ok();
     (id_ok && secret_ok).then_some(id)
-}
-
-pub(crate) fn hash(presented: &str) -> [u8; 32] {
-    // The streaming hasher, not `openssl::sha::sha256`: OpenSSL 3 answers the one-shot call by
-    // looking the algorithm up again each time, which cost more than hashing a token.
-    let mut hasher = openssl::sha::Sha256::new();
-    hasher.update(presented.as_bytes());
-    hasher.finish()
 }
 
 #[cfg(test)]
@@ -812,21 +644,6 @@ mod tests {
             format!("idg_{id}_{}é", "A".repeat(SECRET_LEN - 2)),
         ] {
             assert_eq!(parse_id(&bad), None, "{bad}");
-        }
-    }
-
-    #[test]
-    fn scopes_parse_and_print_in_a_stable_order() {
-        let scopes = Scopes::parse("audit:read, scim,scim").unwrap();
-        assert_eq!(scopes.to_string(), "scim,audit:read");
-        assert!(scopes.contains(Scope::Scim) && !scopes.contains(Scope::TokensWrite));
-        assert!(
-            matches!(Scopes::parse("scim,admin"), Err(TokenError::UnknownScope(s)) if s == "admin")
-        );
-        assert!(matches!(Scopes::parse(" , "), Err(TokenError::NoScopes)));
-        for scope in Scope::ALL {
-            assert_eq!(Scope::parse(scope.as_str()).unwrap(), scope);
-            assert_eq!(serde_json::to_value(scope).unwrap(), scope.as_str());
         }
     }
 

@@ -1,7 +1,5 @@
 //! Workspaces: the tenants. Everything else in idgate belongs to exactly one.
 
-pub mod api;
-
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 use serde::Serialize;

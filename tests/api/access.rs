@@ -2,7 +2,7 @@
 //! IdP groups, resources, labels and grants, effective permissions, decisions, and the rules that
 //! protect the last Owner and keep workspaces apart.
 
-use idgate::access::model::{Action, Role};
+use idgate::permissions::{Action, Role};
 use serde_json::{Value, json};
 
 use crate::helpers::{Tenant, TestApp, TestDatabase, failure_line, stdout};

@@ -11,8 +11,9 @@ use idgate::app::Application;
 use idgate::audit::AuditContext;
 use idgate::config::{BaseUrl, Settings};
 use idgate::db::{self, Backend, Conn, DatabaseUrl};
+use idgate::permissions::Scopes;
 use idgate::time::Clock;
-use idgate::tokens::{self, NewToken, Scopes};
+use idgate::tokens::{self, NewToken};
 use idgate::workspaces::{self, NewWorkspace, Workspace};
 use serde_json::Value;
 

@@ -62,7 +62,7 @@ async fn json_logs_carry_request_ids_and_no_secrets() {
             hipaa: false,
         };
         let workspace = idgate::workspaces::create(&mut conn, new, &context).unwrap();
-        let scopes = idgate::tokens::Scopes::parse("workspace:read").unwrap();
+        let scopes = idgate::permissions::Scopes::parse("workspace:read").unwrap();
         let new = idgate::tokens::NewToken {
             name: None,
             scopes,

@@ -1,11 +1,10 @@
 //! The vocabulary of the access model and the seed's Role Permissions Matrix, as data.
 
+use std::collections::BTreeSet;
 use std::fmt;
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
-
-use crate::tokens::Scope;
 
 /// Names a value of one of the enums below, for the error when a name is unknown.
 macro_rules! wire_names {
@@ -267,9 +266,177 @@ impl<'de> Deserialize<'de> for Label {
     }
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Scope {
+    #[serde(rename = "scim")]
+    Scim,
+    #[serde(rename = "workspace:read")]
+    WorkspaceRead,
+    #[serde(rename = "workspace:write")]
+    WorkspaceWrite,
+    #[serde(rename = "sources:read")]
+    SourcesRead,
+    #[serde(rename = "sources:write")]
+    SourcesWrite,
+    #[serde(rename = "tracking_plan:read")]
+    TrackingPlanRead,
+    #[serde(rename = "tracking_plan:write")]
+    TrackingPlanWrite,
+    #[serde(rename = "audit:read")]
+    AuditRead,
+    #[serde(rename = "tokens:write")]
+    TokensWrite,
+}
+
+impl Scope {
+    pub const ALL: [Scope; 9] = [
+        Scope::Scim,
+        Scope::WorkspaceRead,
+        Scope::WorkspaceWrite,
+        Scope::SourcesRead,
+        Scope::SourcesWrite,
+        Scope::TrackingPlanRead,
+        Scope::TrackingPlanWrite,
+        Scope::AuditRead,
+        Scope::TokensWrite,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::Scim => "scim",
+            Scope::WorkspaceRead => "workspace:read",
+            Scope::WorkspaceWrite => "workspace:write",
+            Scope::SourcesRead => "sources:read",
+            Scope::SourcesWrite => "sources:write",
+            Scope::TrackingPlanRead => "tracking_plan:read",
+            Scope::TrackingPlanWrite => "tracking_plan:write",
+            Scope::AuditRead => "audit:read",
+            Scope::TokensWrite => "tokens:write",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Result<Scope, ScopeError> {
+        Scope::ALL
+            .into_iter()
+            .find(|scope| scope.as_str() == raw)
+            .ok_or_else(|| ScopeError::Unknown(raw.to_owned()))
+    }
+}
+
+impl fmt::Display for Scope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A non-empty set of scopes, written `scim,audit:read`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Scopes(BTreeSet<Scope>);
+
+impl Scopes {
+    pub fn from_list<'a>(names: impl IntoIterator<Item = &'a str>) -> Result<Scopes, ScopeError> {
+        let scopes = names
+            .into_iter()
+            .map(str::trim)
+            .filter(|name| !name.is_empty())
+            .map(Scope::parse)
+            .collect::<Result<BTreeSet<_>, _>>()?;
+        if scopes.is_empty() {
+            return Err(ScopeError::None);
+        }
+        Ok(Scopes(scopes))
+    }
+
+    /// The scopes a person's roles give them on the admin API; unlike a token's, possibly none.
+    pub fn held_by_person(roles: &[Role], tracking_plan_approval: bool) -> Scopes {
+        Scopes(
+            Scope::ALL
+                .into_iter()
+                .filter(|scope| {
+                    let actions = scope.person_actions();
+                    !actions.is_empty()
+                        && actions.iter().all(|action| {
+                            roles
+                                .iter()
+                                .any(|role| role.allows(*action, tracking_plan_approval))
+                        })
+                })
+                .collect(),
+        )
+    }
+
+    pub fn parse(comma_separated: &str) -> Result<Scopes, ScopeError> {
+        Scopes::from_list(comma_separated.split(','))
+    }
+
+    pub fn contains(&self, scope: Scope) -> bool {
+        self.0.contains(&scope)
+    }
+
+    pub fn intersection(&self, other: &Scopes) -> Scopes {
+        Scopes(self.0.intersection(&other.0).copied().collect())
+    }
+
+    pub fn is_subset(&self, other: &Scopes) -> bool {
+        self.0.is_subset(&other.0)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = Scope> + '_ {
+        self.0.iter().copied()
+    }
+}
+
+impl Scope {
+    /// What a person's roles must allow to act with this scope through a session: the actions of
+    /// the seed's matrix the scope's endpoints perform. SCIM is for IdPs, never for a person.
+    fn person_actions(self) -> &'static [Action] {
+        match self {
+            Scope::Scim => &[],
+            Scope::WorkspaceRead | Scope::TrackingPlanRead => &[Action::WorkspaceView],
+            Scope::WorkspaceWrite => &[Action::TeamManage, Action::SettingsModify],
+            Scope::SourcesRead => &[Action::SourcesView],
+            Scope::SourcesWrite => &[Action::SourcesCreate],
+            Scope::TrackingPlanWrite => &[Action::TrackingPlansManage],
+            Scope::AuditRead => &[Action::TeamManage],
+            Scope::TokensWrite => &[Action::TokensManage],
+        }
+    }
+}
+
+impl fmt::Display for Scopes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let names: Vec<&str> = self.iter().map(Scope::as_str).collect();
+        f.write_str(&names.join(","))
+    }
+}
+
+/// A list of scopes that does not parse.
+#[derive(Debug, thiserror::Error)]
+pub enum ScopeError {
+    #[error(
+        "unknown scope {0:?}; scopes are: scim, workspace:read, workspace:write, sources:read, sources:write, tracking_plan:read, tracking_plan:write, audit:read, tokens:write"
+    )]
+    Unknown(String),
+    #[error("a token needs at least one scope")]
+    None,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn scopes_parse_and_print_in_a_stable_order() {
+        let scopes = Scopes::parse("audit:read, scim,scim").unwrap();
+        assert_eq!(scopes.to_string(), "scim,audit:read");
+        assert!(scopes.contains(Scope::Scim) && !scopes.contains(Scope::TokensWrite));
+        assert!(matches!(Scopes::parse("scim,admin"), Err(ScopeError::Unknown(s)) if s == "admin"));
+        assert!(matches!(Scopes::parse(" , "), Err(ScopeError::None)));
+        for scope in Scope::ALL {
+            assert_eq!(Scope::parse(scope.as_str()).unwrap(), scope);
+            assert_eq!(serde_json::to_value(scope).unwrap(), scope.as_str());
+        }
+    }
 
     /// The seed's Role Permissions Matrix, row by row: Owner, Admin, Member, Read-Only.
     const MATRIX: &[(&str, [bool; 4])] = &[

@@ -2,21 +2,21 @@
 //! proxy's forward-auth) and `GET /.well-known/jwks.json`.
 
 use actix_web::cookie::Cookie;
-use actix_web::http::header::{CACHE_CONTROL, ORIGIN};
-use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
+use actix_web::http::header::CACHE_CONTROL;
+use actix_web::{HttpRequest, HttpResponse, web};
 use serde_json::json;
 
-use super::keys::KeyRing;
-use super::{Active, COOKIE, SessionError};
 use crate::access::members;
-use crate::access::model::Role;
+use crate::auth::session::{presented, session_of};
 use crate::config::BaseUrl;
 use crate::db::{DbConnection, Store, StoreError};
+use crate::permissions::Role;
 use crate::saml::SamlError;
 use crate::saml::logout;
 use crate::saml::sp::Endpoints;
+use crate::sessions::keys::KeyRing;
+use crate::sessions::{COOKIE, SessionError};
 use crate::time::Clock;
-use crate::tokens::auth::bearer_token;
 
 pub fn routes(config: &mut web::ServiceConfig) {
     config
@@ -28,85 +28,6 @@ pub fn public_routes(config: &mut web::ServiceConfig) {
     config
         .service(web::resource("/auth/verify").get(verify))
         .service(web::resource("/.well-known/jwks.json").get(jwks));
-}
-
-impl ResponseError for SessionError {
-    fn status_code(&self) -> actix_web::http::StatusCode {
-        match self {
-            SessionError::Invalid(_) => actix_web::http::StatusCode::UNAUTHORIZED,
-            SessionError::CrossSite => actix_web::http::StatusCode::FORBIDDEN,
-            SessionError::Store(error) => error.status_code(),
-        }
-    }
-
-    fn error_response(&self) -> HttpResponse {
-        match self {
-            SessionError::Invalid(_) => crate::error::json_error(
-                self.status_code(),
-                "unauthenticated",
-                "no valid session: sign in again",
-            ),
-            SessionError::CrossSite => {
-                crate::error::json_error(self.status_code(), "cross_site", &self.to_string())
-            }
-            SessionError::Store(error) => error.error_response(),
-        }
-    }
-}
-
-/// The session token of a request: the cookie, or a bearer token shaped like a JWT (API tokens
-/// are not, so they are never mistaken for one).
-pub fn presented(request: &HttpRequest) -> Option<String> {
-    if let Some(cookie) = request.cookie(COOKIE) {
-        return Some(cookie.value().to_owned());
-    }
-    bearer_token(request)
-        .ok()
-        .filter(|bearer| bearer.split('.').count() == 3)
-}
-
-/// Whether a request that carries the session cookie may change anything with it: a browser
-/// says where a request comes from (`Sec-Fetch-Site`, or else `Origin`), and only this service's
-/// own origin may. A request with neither header is not a browser's, which a cookie could not be
-/// ridden by. Reading (GET, HEAD) is always allowed; SameSite=Lax already keeps the cookie off
-/// most cross-site requests, and this covers sibling subdomains and older browsers too.
-fn check_same_origin(request: &HttpRequest) -> Result<(), SessionError> {
-    if request.cookie(COOKIE).is_none() || request.method().is_safe() {
-        return Ok(());
-    }
-    let headers = request.headers();
-    if let Some(site) = headers.get("sec-fetch-site") {
-        return match site.as_bytes() {
-            b"same-origin" | b"none" => Ok(()),
-            _ => Err(SessionError::CrossSite),
-        };
-    }
-    let Some(origin) = headers.get(ORIGIN) else {
-        return Ok(());
-    };
-    let base_url = request
-        .app_data::<web::Data<BaseUrl>>()
-        .expect("the app registers its BaseUrl");
-    let own = url::Url::parse(base_url.as_str()).map(|url| url.origin().ascii_serialization());
-    match (origin.to_str(), own) {
-        (Ok(origin), Ok(own)) if origin == own => Ok(()),
-        _ => Err(SessionError::CrossSite),
-    }
-}
-
-/// The request's session, checked now.
-pub async fn session_of(
-    request: &HttpRequest,
-    store: &Store,
-    keys: web::Data<KeyRing>,
-    clock: &Clock,
-) -> Result<Active, SessionError> {
-    check_same_origin(request)?;
-    let token = presented(request).ok_or(SessionError::Invalid("no session token"))?;
-    let now = clock.now();
-    store
-        .run(move |conn| super::authenticate(conn, &keys, &token, now))
-        .await
 }
 
 /// The roles a member holds in a workspace, strongest first.
@@ -175,7 +96,7 @@ async fn logout(
     let endpoints = Endpoints::new(base_url.as_str(), &session.workspace.slug);
     let idp_logout_url = store
         .run(move |conn| {
-            conn.write(|tx| super::revoke(tx, &session.session_id, now))?;
+            conn.write(|tx| crate::sessions::revoke(tx, &session.session_id, now))?;
             logout::request_url(
                 conn,
                 &session.workspace,
@@ -206,7 +127,7 @@ async fn verify(
     // One trip to the pool for both: a reverse proxy asks this on every request it forwards.
     let (session, roles) = store
         .run(move |conn| {
-            let session = super::authenticate(conn, &keys, &token, now)?;
+            let session = crate::sessions::authenticate(conn, &keys, &token, now)?;
             let roles = roles_of(conn, &session.workspace.id, &session.member)?;
             Ok::<_, SessionError>((session, roles))
         })

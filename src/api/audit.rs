@@ -8,10 +8,10 @@ use actix_web::{HttpResponse, ResponseError, web};
 use futures_util::{StreamExt, stream};
 use serde::Deserialize;
 
-use super::{AuditEvent, EventView, Filter, KindAndId, Order};
+use crate::audit::{AuditEvent, EventView, Filter, KindAndId, Order};
+use crate::auth::{Authorized, needs};
 use crate::csv_export::CsvExport;
 use crate::db::{Store, StoreError};
-use crate::tokens::auth::{Authorized, needs};
 
 const DEFAULT_PAGE: i64 = 100;
 const MAX_PAGE: i64 = 1000;
@@ -121,7 +121,7 @@ async fn list(
     let workspace_id = auth.workspace.id;
     let events = store
         .run(move |conn| {
-            super::page(
+            crate::audit::page(
                 conn,
                 &workspace_id,
                 &filter,
@@ -225,7 +225,7 @@ async fn export(
 
     // Each batch starts after the last id sent; a short batch is the last.
     let batches = store.stream_batches(move |conn, after: Option<i64>| {
-        let events = super::page(
+        let events = crate::audit::page(
             conn,
             &workspace_id,
             &filter,

@@ -3,9 +3,10 @@
 use actix_web::{HttpResponse, web};
 use serde::{Deserialize, Serialize};
 
-use super::auth::{Authorized, needs};
-use super::{ApiToken, NewToken, Scopes, TokenError};
+use crate::auth::{Authorized, needs};
 use crate::db::Store;
+use crate::permissions::Scopes;
+use crate::tokens::{ApiToken, NewToken, TokenError};
 
 pub fn routes(config: &mut web::ServiceConfig) {
     config
@@ -37,7 +38,7 @@ async fn list(
 ) -> Result<HttpResponse, TokenError> {
     let workspace_id = auth.workspace.id;
     let tokens = store
-        .run(move |conn| super::list(conn, &workspace_id))
+        .run(move |conn| crate::tokens::list(conn, &workspace_id))
         .await?;
     let tokens: Vec<TokenView> = tokens.into_iter().map(TokenView::from).collect();
     Ok(HttpResponse::Ok().json(serde_json::json!({ "tokens": tokens })))
@@ -79,13 +80,13 @@ async fn create(
     let lifetime = body
         .expires_in
         .as_deref()
-        .map(super::parse_lifetime)
+        .map(crate::tokens::parse_lifetime)
         .transpose()?;
     // A token minted by a person is theirs: it carries their authority and, unless asked
     // otherwise, expires.
     let minted_by = auth.acting_for.clone();
     let lifetime = match (lifetime, &minted_by) {
-        (None, Some(_)) => Some(super::MINTED_LIFETIME),
+        (None, Some(_)) => Some(crate::tokens::MINTED_LIFETIME),
         (lifetime, _) => lifetime,
     };
     let new = NewToken {
@@ -96,7 +97,7 @@ async fn create(
     };
     let (workspace, audit) = (auth.workspace, auth.audit);
     let issued = store
-        .run(move |conn| super::create(conn, &workspace, new, &audit))
+        .run(move |conn| crate::tokens::create(conn, &workspace, new, &audit))
         .await?;
     Ok(HttpResponse::Created().json(CreatedView {
         token: issued.token.into(),
@@ -113,7 +114,7 @@ async fn revoke(
     let (workspace_id, audit) = (auth.workspace.id, auth.audit);
     // Revoking twice is not an error: the client's intent holds either way.
     store
-        .run(move |conn| super::revoke(conn, &token_id, Some(&workspace_id), &audit))
+        .run(move |conn| crate::tokens::revoke(conn, &token_id, Some(&workspace_id), &audit))
         .await?;
     Ok(HttpResponse::NoContent().finish())
 }

@@ -11,19 +11,20 @@ use chrono::NaiveDateTime;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::attributes::{self, MappingChange};
-use super::authorize::{Check, decide_all};
-use super::cache::DecisionCache;
-use super::decide::{Decision, Principal, Resource, Target};
-use super::grants::{self, NewGrant};
-use super::members::{self, OwnerAuthority};
-use super::model::{Action, Label, Level, ResourceKind, Role};
-use super::resources::{self, NewResource, ResourceChanges};
-use super::{AccessError, parse};
+use crate::access::attributes::{self, MappingChange};
+use crate::access::authorize::{Check, decide_all};
+use crate::access::cache::DecisionCache;
+use crate::access::decide::{Decision, Principal, Resource, Target};
+use crate::access::grants::{self, NewGrant};
+use crate::access::members::{self, OwnerAuthority};
+use crate::access::resources::{self, NewResource, ResourceChanges};
+use crate::access::{AccessError, parse};
+use crate::auth::{Authorized, needs};
 use crate::csv_export::CsvExport;
 use crate::db::{DbConnection, Store};
-use crate::tokens::auth::{Authorized, needs};
-use crate::tokens::{self, Scope};
+use crate::permissions::Scope;
+use crate::permissions::{Action, Label, Level, ResourceKind, Role};
+use crate::tokens;
 use crate::workspaces::Workspace;
 
 /// The most checks one `/authorize` request may carry.
@@ -74,7 +75,7 @@ struct MemberView<'a> {
     id: &'a str,
     user_name: &'a str,
     active: bool,
-    roles: &'a [super::decide::RoleAssignment],
+    roles: &'a [crate::access::decide::RoleAssignment],
 }
 
 impl<'a> MemberView<'a> {
@@ -91,7 +92,7 @@ impl<'a> MemberView<'a> {
 async fn list_members(
     auth: Authorized<needs::WorkspaceRead>,
     store: web::Data<Store>,
-) -> Result<HttpResponse, AccessError> {
+) -> actix_web::Result<HttpResponse> {
     let workspace_id = auth.workspace.id;
     let principals = store
         .run(move |conn| {
@@ -109,7 +110,7 @@ async fn permissions(
     auth: Authorized<needs::WorkspaceRead>,
     store: web::Data<Store>,
     path: web::Path<(String, String)>,
-) -> Result<HttpResponse, AccessError> {
+) -> actix_web::Result<HttpResponse> {
     let (_, member) = path.into_inner();
     let viewer = Viewer::of(&auth);
     let workspace = auth.workspace;
@@ -178,7 +179,7 @@ async fn set_roles(
     store: web::Data<Store>,
     path: web::Path<(String, String)>,
     body: web::Json<RolesBody>,
-) -> Result<HttpResponse, AccessError> {
+) -> actix_web::Result<HttpResponse> {
     let (_, member) = path.into_inner();
     let roles: BTreeSet<Role> = body.into_inner().roles.into_iter().collect();
     let (workspace_id, acting_for, audit) = (auth.workspace.id, auth.acting_for, auth.audit);
@@ -195,7 +196,7 @@ async fn set_roles(
 async fn list_mappings(
     auth: Authorized<needs::WorkspaceRead>,
     store: web::Data<Store>,
-) -> Result<HttpResponse, AccessError> {
+) -> actix_web::Result<HttpResponse> {
     let workspace_id = auth.workspace.id;
     let mappings = store
         .run(move |conn| Ok::<_, AccessError>(members::mappings(conn, &workspace_id)?))
@@ -214,7 +215,7 @@ async fn set_mapping(
     store: web::Data<Store>,
     path: web::Path<(String, String)>,
     body: web::Json<MappingBody>,
-) -> Result<HttpResponse, AccessError> {
+) -> actix_web::Result<HttpResponse> {
     let (_, group) = path.into_inner();
     let role = body.into_inner().role;
     let (workspace_id, acting_for, audit) = (auth.workspace.id, auth.acting_for, auth.audit);
@@ -231,7 +232,7 @@ async fn remove_mapping(
     auth: Authorized<needs::WorkspaceWrite>,
     store: web::Data<Store>,
     path: web::Path<(String, String)>,
-) -> Result<HttpResponse, AccessError> {
+) -> actix_web::Result<HttpResponse> {
     let (_, group) = path.into_inner();
     let (workspace_id, acting_for, audit) = (auth.workspace.id, auth.acting_for, auth.audit);
     store
@@ -246,7 +247,7 @@ async fn remove_mapping(
 async fn show_attributes(
     auth: Authorized<needs::WorkspaceRead>,
     store: web::Data<Store>,
-) -> Result<HttpResponse, AccessError> {
+) -> actix_web::Result<HttpResponse> {
     let workspace_id = auth.workspace.id;
     let mapping = store
         .run(move |conn| Ok::<_, AccessError>(attributes::get(conn, &workspace_id)?))
@@ -262,7 +263,7 @@ async fn set_attributes(
     auth: Authorized<needs::WorkspaceWrite>,
     store: web::Data<Store>,
     body: web::Json<MappingChange>,
-) -> Result<HttpResponse, AccessError> {
+) -> actix_web::Result<HttpResponse> {
     let workspace_id = auth.workspace.id;
     let audit = auth.audit;
     let change = body.into_inner();
@@ -320,7 +321,7 @@ async fn list_resources(
     auth: Authorized<needs::AnyScope>,
     store: web::Data<Store>,
     query: web::Query<ResourceQuery>,
-) -> Result<HttpResponse, AccessError> {
+) -> actix_web::Result<HttpResponse> {
     let query = query.into_inner();
     let kind: Option<ResourceKind> = query.kind.as_deref().map(parse).transpose()?;
     let label: Option<Label> = query.label.as_deref().map(parse).transpose()?;
@@ -384,7 +385,7 @@ async fn create_resource(
     auth: Authorized<needs::AnyScope>,
     store: web::Data<Store>,
     body: web::Json<NewResourceBody>,
-) -> Result<HttpResponse, AccessError> {
+) -> actix_web::Result<HttpResponse> {
     let body = body.into_inner();
     auth.require(resource_scope(body.kind, true))?;
     if let (Some(_), Some(source_id)) = (&auth.person, &body.source_id) {
@@ -474,7 +475,7 @@ async fn authorized_resource<S>(
     store: &Store,
     id: String,
     needed: Level,
-) -> Result<Resource, AccessError> {
+) -> actix_web::Result<Resource> {
     let workspace_id = auth.workspace.id.clone();
     let person = auth.person.clone();
     let resource = store
@@ -512,7 +513,7 @@ async fn show_resource(
     auth: Authorized<needs::AnyScope>,
     store: web::Data<Store>,
     path: web::Path<(String, String)>,
-) -> Result<HttpResponse, AccessError> {
+) -> actix_web::Result<HttpResponse> {
     let (_, id) = path.into_inner();
     let resource = authorized_resource(&auth, &store, id, Level::ReadOnly).await?;
     Ok(HttpResponse::Ok().json(resource))
@@ -530,7 +531,7 @@ async fn change_resource(
     store: web::Data<Store>,
     path: web::Path<(String, String)>,
     body: web::Json<ResourceChangeBody>,
-) -> Result<HttpResponse, AccessError> {
+) -> actix_web::Result<HttpResponse> {
     let (_, id) = path.into_inner();
     let current = authorized_resource(&auth, &store, id.clone(), Level::ReadWrite).await?;
     let body = body.into_inner();
@@ -554,7 +555,7 @@ async fn delete_resource(
     auth: Authorized<needs::AnyScope>,
     store: web::Data<Store>,
     path: web::Path<(String, String)>,
-) -> Result<HttpResponse, AccessError> {
+) -> actix_web::Result<HttpResponse> {
     let (_, id) = path.into_inner();
     authorized_resource(&auth, &store, id.clone(), Level::FullAccess).await?;
     let workspace_id = auth.workspace.id;
@@ -569,7 +570,7 @@ async fn rotate_write_key(
     auth: Authorized<needs::SourcesWrite>,
     store: web::Data<Store>,
     path: web::Path<(String, String)>,
-) -> Result<HttpResponse, AccessError> {
+) -> actix_web::Result<HttpResponse> {
     let (_, id) = path.into_inner();
     authorized_resource(&auth, &store, id.clone(), Level::ReadWrite).await?;
     let workspace_id = auth.workspace.id;
@@ -591,7 +592,7 @@ struct VerifyBody {
 async fn verify_write_key(
     store: web::Data<Store>,
     body: web::Json<VerifyBody>,
-) -> Result<HttpResponse, AccessError> {
+) -> actix_web::Result<HttpResponse> {
     let VerifyBody {
         write_key,
         source_id,
@@ -605,7 +606,7 @@ async fn verify_write_key(
 async fn list_grants(
     auth: Authorized<needs::WorkspaceRead>,
     store: web::Data<Store>,
-) -> Result<HttpResponse, AccessError> {
+) -> actix_web::Result<HttpResponse> {
     let workspace_id = auth.workspace.id;
     let grants = store
         .run(move |conn| Ok::<_, AccessError>(grants::list(conn, &workspace_id)?))
@@ -653,7 +654,7 @@ async fn create_grant(
     auth: Authorized<needs::WorkspaceWrite>,
     store: web::Data<Store>,
     body: web::Json<GrantBody>,
-) -> Result<HttpResponse, AccessError> {
+) -> actix_web::Result<HttpResponse> {
     let body = body.into_inner();
     let new = NewGrant {
         expires_at: expiry(&body)?,
@@ -678,7 +679,7 @@ async fn revoke_grant(
     auth: Authorized<needs::WorkspaceWrite>,
     store: web::Data<Store>,
     path: web::Path<(String, String)>,
-) -> Result<HttpResponse, AccessError> {
+) -> actix_web::Result<HttpResponse> {
     let (_, id) = path.into_inner();
     let workspace_id = auth.workspace.id;
     let audit = auth.audit;
@@ -700,7 +701,7 @@ async fn authorize(
     store: web::Data<Store>,
     cache: web::Data<DecisionCache>,
     body: web::Json<Value>,
-) -> Result<HttpResponse, AccessError> {
+) -> actix_web::Result<HttpResponse> {
     let body: AuthorizeBody = serde_json::from_value(body.into_inner()).map_err(|_| {
         AccessError::Invalid(
             "the body is {\"subject\", \"action\", \"resource\"?} or {\"checks\": [...]} of those"
@@ -712,9 +713,9 @@ async fn authorize(
     let (checks, batch) = match body {
         AuthorizeBody::One(check) => (vec![check], false),
         AuthorizeBody::Batch { checks } if checks.len() > MAX_CHECKS => {
-            return Err(AccessError::Invalid(format!(
-                "at most {MAX_CHECKS} checks per request"
-            )));
+            return Err(
+                AccessError::Invalid(format!("at most {MAX_CHECKS} checks per request")).into(),
+            );
         }
         AuthorizeBody::Batch { checks } => (checks, true),
     };
@@ -738,14 +739,14 @@ async fn access_review(
     auth: Authorized<needs::AuditRead>,
     store: web::Data<Store>,
     query: web::Query<ReviewQuery>,
-) -> Result<HttpResponse, AccessError> {
+) -> actix_web::Result<HttpResponse> {
     let csv = match query.into_inner().format.as_deref() {
         None | Some("json") => false,
         Some("csv") => true,
         Some(other) => {
-            return Err(AccessError::Invalid(format!(
-                "format {other:?} must be json or csv"
-            )));
+            return Err(
+                AccessError::Invalid(format!("format {other:?} must be json or csv")).into(),
+            );
         }
     };
     let workspace = auth.workspace;
@@ -775,7 +776,7 @@ struct Review {
     #[serde(serialize_with = "crate::time::serialize")]
     generated_at: NaiveDateTime,
     members: Vec<ReviewedMember>,
-    group_grants: Vec<super::decide::Grant>,
+    group_grants: Vec<crate::access::decide::Grant>,
     tokens: Vec<tokens::ApiToken>,
 }
 
@@ -784,8 +785,8 @@ struct ReviewedMember {
     id: String,
     user_name: String,
     active: bool,
-    roles: Vec<super::decide::RoleAssignment>,
-    grants: Vec<super::decide::Grant>,
+    roles: Vec<crate::access::decide::RoleAssignment>,
+    grants: Vec<crate::access::decide::Grant>,
 }
 
 fn review(conn: &mut DbConnection, workspace: &Workspace) -> Result<Review, AccessError> {
@@ -793,7 +794,7 @@ fn review(conn: &mut DbConnection, workspace: &Workspace) -> Result<Review, Acce
     let principals = members::principals(conn, &workspace.id, &everyone)?;
     let group_grants = grants::list(conn, &workspace.id)?
         .into_iter()
-        .filter(|g| matches!(g.subject, super::decide::GrantSubject::Group(_)))
+        .filter(|g| matches!(g.subject, crate::access::decide::GrantSubject::Group(_)))
         .collect();
     let tokens = tokens::list(conn, &workspace.id)?;
     Ok(Review {
@@ -805,7 +806,7 @@ fn review(conn: &mut DbConnection, workspace: &Workspace) -> Result<Review, Acce
                 grants: p
                     .grants
                     .into_iter()
-                    .filter(|g| matches!(g.subject, super::decide::GrantSubject::Member(_)))
+                    .filter(|g| matches!(g.subject, crate::access::decide::GrantSubject::Member(_)))
                     .collect(),
                 id: p.member_id,
                 user_name: p.user_name,
@@ -840,38 +841,38 @@ fn review_csv(review: &Review) -> Vec<u8> {
     ];
     csv.row(header);
     let time = |t: &Option<NaiveDateTime>| t.as_ref().map(crate::time::rfc3339).unwrap_or_default();
-    let grant_row = |subject: &str,
-                     subject_id: &str,
-                     active: &str,
-                     grant: &super::decide::Grant| {
-        let (resource, label) = match &grant.target {
-            super::decide::GrantTarget::Resource(id) => (id.clone(), String::new()),
-            super::decide::GrantTarget::Label(label) => (String::new(), label.as_str().to_owned()),
+    let grant_row =
+        |subject: &str, subject_id: &str, active: &str, grant: &crate::access::decide::Grant| {
+            let (resource, label) = match &grant.target {
+                crate::access::decide::GrantTarget::Resource(id) => (id.clone(), String::new()),
+                crate::access::decide::GrantTarget::Label(label) => {
+                    (String::new(), label.as_str().to_owned())
+                }
+            };
+            [
+                "grant".to_owned(),
+                subject.to_owned(),
+                subject_id.to_owned(),
+                active.to_owned(),
+                String::new(),
+                String::new(),
+                resource,
+                label,
+                grant.level.to_string(),
+                time(&grant.expires_at),
+                grant.justification.clone().unwrap_or_default(),
+                grant.approver.clone().unwrap_or_default(),
+                grant.review_date.clone().unwrap_or_default(),
+                String::new(),
+                crate::time::rfc3339(&grant.created_at),
+            ]
         };
-        [
-            "grant".to_owned(),
-            subject.to_owned(),
-            subject_id.to_owned(),
-            active.to_owned(),
-            String::new(),
-            String::new(),
-            resource,
-            label,
-            grant.level.to_string(),
-            time(&grant.expires_at),
-            grant.justification.clone().unwrap_or_default(),
-            grant.approver.clone().unwrap_or_default(),
-            grant.review_date.clone().unwrap_or_default(),
-            String::new(),
-            crate::time::rfc3339(&grant.created_at),
-        ]
-    };
     for member in &review.members {
         let active = member.active.to_string();
         for assignment in &member.roles {
             let via = match &assignment.source {
-                super::decide::RoleSource::Direct => "direct".to_owned(),
-                super::decide::RoleSource::Group { group } => format!("group:{group}"),
+                crate::access::decide::RoleSource::Direct => "direct".to_owned(),
+                crate::access::decide::RoleSource::Group { group } => format!("group:{group}"),
             };
             let mut row: [String; 15] = Default::default();
             row[0] = "role".to_owned();
@@ -888,8 +889,8 @@ fn review_csv(review: &Review) -> Vec<u8> {
     }
     for grant in &review.group_grants {
         let group = match &grant.subject {
-            super::decide::GrantSubject::Group(name)
-            | super::decide::GrantSubject::Member(name) => name.as_str(),
+            crate::access::decide::GrantSubject::Group(name)
+            | crate::access::decide::GrantSubject::Member(name) => name.as_str(),
         };
         csv.row(grant_row(&format!("group:{group}"), "", "", grant));
     }
@@ -920,12 +921,12 @@ async fn transfer_ownership(
     auth: Authorized<needs::AnyScope>,
     store: web::Data<Store>,
     body: web::Json<TransferBody>,
-) -> Result<HttpResponse, AccessError> {
+) -> actix_web::Result<HttpResponse> {
     let Some(person) = auth.person else {
         return Err(AccessError::Forbidden(
             "ownership is transferred by an Owner signed in, or with `idgate role transfer-ownership`"
                 .to_owned(),
-        ));
+        ).into());
     };
     let decision = person
         .decide(
@@ -936,7 +937,7 @@ async fn transfer_ownership(
         )
         .map_err(|e| AccessError::Invalid(e.to_string()))?;
     if !decision.allowed {
-        return Err(AccessError::Forbidden(decision.reason));
+        return Err(AccessError::Forbidden(decision.reason).into());
     }
     let workspace_id = auth.workspace.id;
     let audit = auth.audit;

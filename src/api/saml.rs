@@ -9,20 +9,20 @@ use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::SamlError;
-use super::acs::{self, AcsError, Posted};
-use super::certificates::Certificate;
-use super::connection::{self, Connection, OptionChanges, Source};
-use super::response::Reason;
-use super::sp::{self, Endpoints, Purpose};
-use super::{login, logout};
+use crate::auth::ratelimit::RateLimiter;
+use crate::auth::{Authorized, needs};
 use crate::config::BaseUrl;
 use crate::db::Store;
 use crate::outbound::InternalAllowList;
-use crate::ratelimit::RateLimiter;
+use crate::saml::SamlError;
+use crate::saml::acs::{self, AcsError, Posted};
+use crate::saml::certificates::Certificate;
+use crate::saml::connection::{self, Connection, OptionChanges, Source};
+use crate::saml::response::Reason;
+use crate::saml::sp::{self, Endpoints, Purpose};
+use crate::saml::{login, logout};
 use crate::sessions::{self, keys::KeyRing};
 use crate::time::Clock;
-use crate::tokens::auth::{Authorized, needs};
 use crate::workspaces::{self, WorkspaceError};
 
 pub fn routes(config: &mut web::ServiceConfig) {
@@ -41,7 +41,7 @@ pub fn sp_routes(config: &mut web::ServiceConfig) {
         );
 }
 
-/// The ACS form: a response of at most [`super::response::MAX_RESPONSE_BYTES`], base64, and
+/// The ACS form: a response of at most [`crate::saml::response::MAX_RESPONSE_BYTES`], base64, and
 /// a RelayState.
 const MAX_ACS_FORM_BYTES: usize = 512 * 1024;
 
@@ -101,7 +101,7 @@ fn refused_page(reason: Reason) -> HttpResponse {
     text_page(status, text)
 }
 
-/// Counts a request from the client's address toward [`crate::ratelimit::PER_ADDRESS`]; past
+/// Counts a request from the client's address toward [`crate::auth::ratelimit::PER_ADDRESS`]; past
 /// it, the page to answer with. The address is the peer's: behind a proxy that is the proxy's,
 /// which only loosens the limit (forwarded headers are not trusted, as anyone can send them).
 fn over_address_limit(request: &HttpRequest) -> Option<HttpResponse> {
@@ -229,12 +229,12 @@ async fn single_logout(
     match outcome {
         Ok(Some(location)) => HttpResponse::SeeOther()
             .insert_header((LOCATION, location))
-            .cookie(sessions::api::cleared_cookie())
+            .cookie(crate::api::sessions::cleared_cookie())
             .finish(),
         Ok(None) => {
             let mut signed_out = text_page(StatusCode::OK, "You are signed out.");
             signed_out
-                .add_cookie(&sessions::api::cleared_cookie())
+                .add_cookie(&crate::api::sessions::cleared_cookie())
                 .expect("a valid cookie");
             signed_out
         }

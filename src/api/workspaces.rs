@@ -4,9 +4,9 @@
 use actix_web::{HttpResponse, web};
 use serde::Deserialize;
 
-use super::{WorkspaceChanges, WorkspaceError};
+use crate::auth::{Authorized, needs};
 use crate::db::Store;
-use crate::tokens::auth::{Authorized, needs};
+use crate::workspaces::{WorkspaceChanges, WorkspaceError};
 
 pub fn routes(config: &mut web::ServiceConfig) {
     config.service(web::resource("/workspaces/{ws}").get(show).patch(change));
@@ -38,7 +38,7 @@ async fn change(
     let slug = auth.workspace.slug;
     let audit = auth.audit;
     let workspace = store
-        .run(move |conn| super::update(conn, &slug, changes, &audit))
+        .run(move |conn| crate::workspaces::update(conn, &slug, changes, &audit))
         .await?;
     Ok(HttpResponse::Ok().json(workspace))
 }

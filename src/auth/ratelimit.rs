@@ -23,7 +23,7 @@ use governor::state::keyed::DefaultKeyedStateStore;
 use governor::{Quota, RateLimiter as Governor};
 
 use crate::audit::Actor;
-use crate::tokens::auth::AuthError;
+use crate::auth::AuthError;
 
 /// Callers remembered at most before those at rest are forgotten.
 const MAX_CALLERS: usize = 10_000;

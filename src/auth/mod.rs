@@ -4,6 +4,9 @@
 //! with a session who is a member of that workspace (the scopes their roles give, see
 //! [`Scopes::held_by_person`]; resource handlers also apply the person's resource levels).
 
+pub mod ratelimit;
+pub mod session;
+
 use std::marker::PhantomData;
 
 use actix_web::dev::Payload;
@@ -13,17 +16,18 @@ use actix_web::{FromRequest, HttpMessage, HttpRequest, HttpResponse, ResponseErr
 use futures_util::future::LocalBoxFuture;
 use tracing_actix_web::RequestId;
 
-use super::{ApiToken, AuthenticationError, Rejection, Scope, Scopes};
 use crate::access::decide::Principal;
 use crate::access::members;
-use crate::access::model::Role;
 use crate::audit::{Actor, AuditContext};
 use crate::db::{Store, StoreError};
-use crate::ratelimit::{Limited, RateLimiter};
+use crate::permissions::Role;
+use crate::permissions::{Scope, Scopes};
 use crate::sessions::SessionError;
 use crate::sessions::keys::KeyRing;
 use crate::time::Clock;
+use crate::tokens::{ApiToken, AuthenticationError, Rejection};
 use crate::workspaces::Workspace;
+use ratelimit::{Limited, RateLimiter};
 
 pub trait RequiredScope {
     /// None: any valid token of the workspace; the handler checks a scope that depends on the request.
@@ -188,7 +192,7 @@ pub async fn authenticate_request(
         .clone();
     let now = crate::time::now();
     Ok(store
-        .run(move |conn| super::authenticate(conn, &presented, now, None))
+        .run(move |conn| crate::tokens::authenticate(conn, &presented, now, None))
         .await?)
 }
 
@@ -204,8 +208,8 @@ struct Caller {
 /// An API token in the Authorization header decides; otherwise a session (cookie or bearer JWT)
 /// of a member of the workspace `slug`.
 async fn caller(request: &HttpRequest, slug: &str) -> Result<Caller, AuthError> {
-    let is_api_token = bearer_token(request).is_ok_and(|t| t.starts_with(super::PREFIX));
-    if is_api_token || crate::sessions::api::presented(request).is_none() {
+    let is_api_token = bearer_token(request).is_ok_and(|t| t.starts_with(crate::tokens::PREFIX));
+    if is_api_token || session::presented(request).is_none() {
         let (token, workspace) = authenticate_request(request).await?;
         let scopes = match &token.minted_by {
             Some(member_id) => minter_scopes(request, &workspace, member_id, token.scopes).await?,
@@ -229,7 +233,7 @@ async fn caller(request: &HttpRequest, slug: &str) -> Result<Caller, AuthError> 
     let clock = request
         .app_data::<web::Data<Clock>>()
         .expect("the app registers its Clock");
-    let session = crate::sessions::api::session_of(request, store, keys, clock)
+    let session = session::session_of(request, store, keys, clock)
         .await
         .map_err(|error| match error {
             SessionError::Invalid(_) => AuthError::Session,
