@@ -273,7 +273,7 @@ fn main() -> anyhow::Result<()> {
     }
 
     // 2. Decisions alone, over every member loaded once.
-    let everyone = members::list(&mut conn, &ws)?;
+    let everyone = idgate::directory::list(&mut conn, &ws)?;
     let principals = members::principals(&mut conn, &ws, &everyone)?;
     let all_resources = resources::list(&mut conn, &ws)?;
     let by_id: std::collections::BTreeMap<&str, &idgate::access::decide::Resource> =

@@ -11,6 +11,7 @@ pub mod cli;
 pub mod config;
 pub mod csv_export;
 pub mod db;
+pub mod directory;
 pub mod error;
 pub mod limits;
 pub mod outbound;

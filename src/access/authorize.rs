@@ -69,7 +69,7 @@ pub fn decide_all(
         resource_ids.iter().copied(),
     );
     let unresolved: BTreeSet<&str> = found.missing_subjects.iter().map(String::as_str).collect();
-    let people = members::find_many(conn, workspace_id, &unresolved)?;
+    let people = crate::directory::find_many(conn, workspace_id, &unresolved)?;
 
     let mut loaded_resources = HashMap::new();
     if !found.missing_resources.is_empty() {
@@ -87,7 +87,7 @@ pub fn decide_all(
             [],
         );
         found.principals.extend(by_id.principals);
-        let mut missing: Vec<members::Member> = people
+        let mut missing: Vec<crate::directory::Member> = people
             .values()
             .filter(|member| !found.principals.contains_key(&member.id))
             .cloned()

@@ -182,9 +182,10 @@ pub fn create(
     conn.write(|tx| {
         let subject = match (new.member, new.group) {
             (Some(member), None) => {
-                let member = super::members::find(tx, workspace_id, &member)?.ok_or_else(|| {
-                    AccessError::Invalid(format!("no member {member:?} in this workspace"))
-                })?;
+                let member =
+                    crate::directory::find(tx, workspace_id, &member)?.ok_or_else(|| {
+                        AccessError::Invalid(format!("no member {member:?} in this workspace"))
+                    })?;
                 GrantSubject::Member(member.id)
             }
             (None, Some(group)) if !group.trim().is_empty() => {

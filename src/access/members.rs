@@ -12,192 +12,10 @@ use serde_json::{Value, json};
 use super::AccessError;
 use super::decide::{Grant, GrantSubject, Principal, RoleAssignment, RoleSource};
 use crate::audit::{self, AuditContext, Event, Target};
-use crate::db::schema::{
-    group_mappings, member_roles, saml_member_groups, scim_group_members, scim_groups, scim_users,
-    scim_values,
-};
+use crate::db::schema::{group_mappings, member_roles};
 use crate::db::{Conn, DbConnection, Tx};
+use crate::directory::{self, Member};
 use crate::permissions::Role;
-
-#[derive(Debug, Clone, PartialEq, Eq, Queryable, Serialize)]
-pub struct Member {
-    pub id: String,
-    pub user_name: String,
-    pub active: bool,
-}
-
-const MEMBER_COLUMNS: (scim_users::id, scim_users::user_name, scim_users::active) =
-    (scim_users::id, scim_users::user_name, scim_users::active);
-
-/// Finds a member of the workspace by id, userName or email address (case-insensitive).
-pub fn find(
-    conn: &mut DbConnection,
-    workspace_id: &str,
-    id_or_email: &str,
-) -> QueryResult<Option<Member>> {
-    let lower = id_or_email.to_lowercase();
-    let direct = scim_users::table
-        .filter(scim_users::workspace_id.eq(workspace_id))
-        .filter(
-            scim_users::id
-                .eq(id_or_email)
-                .or(scim_users::user_name_ci.eq(&lower)),
-        )
-        .select(MEMBER_COLUMNS)
-        .first(conn)
-        .optional()?;
-    match direct {
-        Some(member) => Ok(Some(member)),
-        None => find_by_email(conn, workspace_id, id_or_email),
-    }
-}
-
-/// A member one of whose SCIM `emails` is this address (case-insensitive).
-fn find_by_email(
-    conn: &mut DbConnection,
-    workspace_id: &str,
-    email: &str,
-) -> QueryResult<Option<Member>> {
-    if !email.contains('@') {
-        return Ok(None);
-    }
-    let by_email = scim_values::table
-        .filter(scim_values::workspace_id.eq(workspace_id))
-        .filter(scim_values::resource_type.eq("User"))
-        .filter(scim_values::attribute.eq("emails"))
-        .filter(scim_values::sub.eq("value"))
-        .filter(scim_values::value_ci.eq(email.to_lowercase()))
-        .select(scim_values::resource_id)
-        .first::<String>(conn)
-        .optional()?;
-    match by_email {
-        Some(id) => scim_users::table
-            .filter(scim_users::id.eq(id))
-            .select(MEMBER_COLUMNS)
-            .first(conn)
-            .optional(),
-        None => Ok(None),
-    }
-}
-
-/// [`find`] for many names at once: ids and userNames in a query each, emails one by one.
-pub fn find_many<'a>(
-    conn: &mut DbConnection,
-    workspace_id: &str,
-    names: &BTreeSet<&'a str>,
-) -> QueryResult<BTreeMap<&'a str, Member>> {
-    let mut found = BTreeMap::new();
-    for chunk in names
-        .iter()
-        .copied()
-        .collect::<Vec<_>>()
-        .chunks(MEMBER_CHUNK)
-    {
-        // Member ids are UUIDs: only names of that shape are looked up as ids.
-        let (ids, others): (Vec<&str>, Vec<&str>) = chunk
-            .iter()
-            .partition(|name| uuid::Uuid::try_parse(name).is_ok());
-        let ids: Vec<String> = ids.into_iter().map(str::to_owned).collect();
-        let lower: Vec<String> = others.iter().map(|name| name.to_lowercase()).collect();
-        let by_id: BTreeMap<String, Member> =
-            load_members(conn, workspace_id, MemberKey::Id, &ids)?
-                .into_iter()
-                .map(|m| (m.id.clone(), m))
-                .collect();
-        let by_name: BTreeMap<String, Member> =
-            load_members(conn, workspace_id, MemberKey::UserName, &lower)?
-                .into_iter()
-                .map(|m| (m.user_name.to_lowercase(), m))
-                .collect();
-        for name in chunk {
-            let known = by_id
-                .get(*name)
-                .or_else(|| by_name.get(&name.to_lowercase()));
-            let member = match known {
-                Some(member) => Some(member.clone()),
-                // A UUID-shaped name may still be a userName; any other was asked as one already.
-                None if uuid::Uuid::try_parse(name).is_ok() => find(conn, workspace_id, name)?,
-                None => find_by_email(conn, workspace_id, name)?,
-            };
-            if let Some(member) = member {
-                found.insert(*name, member);
-            }
-        }
-    }
-    Ok(found)
-}
-
-#[derive(Clone, Copy)]
-enum MemberKey {
-    Id,
-    UserName,
-}
-
-/// The workspace's members whose id (or lower-case userName) is one of `values`. [`find_many`]
-/// asks by id and by userName in two queries on one index each: one query with an OR of both
-/// answered about half as fast on SQLite.
-fn load_members(
-    conn: &mut DbConnection,
-    workspace_id: &str,
-    key: MemberKey,
-    values: &[String],
-) -> QueryResult<Vec<Member>> {
-    if values.is_empty() {
-        return Ok(Vec::new());
-    }
-    let query = scim_users::table
-        .filter(scim_users::workspace_id.eq(workspace_id))
-        .select(MEMBER_COLUMNS)
-        .into_boxed();
-    let query = match key {
-        MemberKey::Id => query.filter(scim_users::id.eq_any(values)),
-        MemberKey::UserName => query.filter(scim_users::user_name_ci.eq_any(values)),
-    };
-    query.load(conn)
-}
-
-pub fn require(
-    conn: &mut DbConnection,
-    workspace_id: &str,
-    id_or_email: &str,
-) -> Result<Member, AccessError> {
-    find(conn, workspace_id, id_or_email)?.ok_or_else(|| {
-        AccessError::NotFound(format!("no member {id_or_email:?} in this workspace"))
-    })
-}
-
-pub fn list(conn: &mut DbConnection, workspace_id: &str) -> QueryResult<Vec<Member>> {
-    scim_users::table
-        .filter(scim_users::workspace_id.eq(workspace_id))
-        .order(scim_users::seq.asc())
-        .select(MEMBER_COLUMNS)
-        .load(conn)
-}
-
-/// The IdP groups (display names) each member belongs to, as (member id, group name).
-/// (member id, group name) for each group the members are in: SCIM groups, and the groups the
-/// IdP asserted at their latest SAML login.
-pub fn group_names_of(
-    conn: &mut DbConnection,
-    member_ids: &[String],
-) -> QueryResult<Vec<(String, String)>> {
-    let scim_groups = scim_group_members::table
-        .inner_join(scim_groups::table.on(scim_groups::id.eq(scim_group_members::group_id)))
-        .select((scim_group_members::member_id, scim_groups::display_name));
-    let mut names: Vec<(String, String)> =
-        crate::load_where_in!(conn, scim_groups, scim_group_members::member_id, member_ids)?;
-    let saml_groups = saml_member_groups::table.select((
-        saml_member_groups::member_id,
-        saml_member_groups::group_name,
-    ));
-    let asserted: Vec<(String, String)> =
-        crate::load_where_in!(conn, saml_groups, saml_member_groups::member_id, member_ids)?;
-    names.extend(asserted);
-    // A group can reach a member both ways; it counts once.
-    names.sort_by_cached_key(|(member, group)| (member.clone(), group.to_lowercase()));
-    names.dedup_by(|a, b| a.0 == b.0 && a.1.to_lowercase() == b.1.to_lowercase());
-    Ok(names)
-}
 
 fn parse_role(raw: &str) -> QueryResult<Role> {
     raw.parse()
@@ -241,7 +59,7 @@ fn load_roles(
         direct.entry(member).or_default().push(parse_role(&role)?);
     }
     let mut groups: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for (member, group) in group_names_of(conn, ids)? {
+    for (member, group) in directory::group_names_of(conn, ids)? {
         groups.entry(member).or_default().push(group);
     }
     let mappings = mapping_roles(conn, workspace_id)?;
@@ -387,6 +205,16 @@ impl OwnerAuthority {
         }
         Ok(())
     }
+}
+
+pub fn require(
+    conn: &mut DbConnection,
+    workspace_id: &str,
+    id_or_email: &str,
+) -> Result<Member, AccessError> {
+    directory::find(conn, workspace_id, id_or_email)?.ok_or_else(|| {
+        AccessError::NotFound(format!("no member {id_or_email:?} in this workspace"))
+    })
 }
 
 /// Replaces a member's direct roles.
@@ -599,14 +427,12 @@ fn mapping(
 /// Whether an active member of the workspace is an Owner, directly or through a group.
 pub fn has_owner(conn: &mut DbConnection, workspace_id: &str) -> QueryResult<bool> {
     let owner = Role::Owner.as_str();
-    let direct: i64 = member_roles::table
-        .inner_join(scim_users::table.on(scim_users::id.eq(member_roles::member_id)))
+    let direct: Vec<String> = member_roles::table
         .filter(member_roles::workspace_id.eq(workspace_id))
         .filter(member_roles::role.eq(owner))
-        .filter(scim_users::active.eq(true))
-        .count()
-        .get_result(conn)?;
-    if direct > 0 {
+        .select(member_roles::member_id)
+        .load(conn)?;
+    if directory::any_active(conn, workspace_id, &direct)? {
         return Ok(true);
     }
     let owner_groups: BTreeSet<String> = group_mappings::table
@@ -616,37 +442,7 @@ pub fn has_owner(conn: &mut DbConnection, workspace_id: &str) -> QueryResult<boo
         .load::<String>(conn)?
         .into_iter()
         .collect();
-    if owner_groups.is_empty() {
-        return Ok(false);
-    }
-    let group_ids: Vec<String> = scim_groups::table
-        .filter(scim_groups::workspace_id.eq(workspace_id))
-        .select((scim_groups::id, scim_groups::display_name))
-        .load::<(String, String)>(conn)?
-        .into_iter()
-        .filter(|(_, name)| owner_groups.contains(&name.to_lowercase()))
-        .map(|(id, _)| id)
-        .collect();
-    let through_groups: i64 = scim_group_members::table
-        .inner_join(scim_users::table.on(scim_users::id.eq(scim_group_members::member_id)))
-        .filter(scim_group_members::group_id.eq_any(&group_ids))
-        .filter(scim_users::active.eq(true))
-        .count()
-        .get_result(conn)?;
-    if through_groups > 0 {
-        return Ok(true);
-    }
-    // Groups asserted at SAML login count as SCIM groups do.
-    let asserted: Vec<String> = saml_member_groups::table
-        .inner_join(scim_users::table.on(scim_users::id.eq(saml_member_groups::member_id)))
-        .filter(scim_users::workspace_id.eq(workspace_id))
-        .filter(scim_users::active.eq(true))
-        .select(saml_member_groups::group_name)
-        .distinct()
-        .load(conn)?;
-    Ok(asserted
-        .iter()
-        .any(|group| owner_groups.contains(&group.to_lowercase())))
+    directory::any_active_in_groups(conn, workspace_id, &owner_groups)
 }
 
 /// A change that would take a workspace's last Owner away.

@@ -96,7 +96,7 @@ async fn list_members(
     let workspace_id = auth.workspace.id;
     let principals = store
         .run(move |conn| {
-            let members = members::list(conn, &workspace_id)?;
+            let members = crate::directory::list(conn, &workspace_id)?;
             Ok::<_, AccessError>(members::principals(conn, &workspace_id, &members)?)
         })
         .await?;
@@ -790,7 +790,7 @@ struct ReviewedMember {
 }
 
 fn review(conn: &mut DbConnection, workspace: &Workspace) -> Result<Review, AccessError> {
-    let everyone = members::list(conn, &workspace.id)?;
+    let everyone = crate::directory::list(conn, &workspace.id)?;
     let principals = members::principals(conn, &workspace.id, &everyone)?;
     let group_grants = grants::list(conn, &workspace.id)?
         .into_iter()

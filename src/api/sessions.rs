@@ -34,7 +34,7 @@ pub fn public_routes(config: &mut web::ServiceConfig) {
 fn roles_of(
     conn: &mut DbConnection,
     workspace_id: &str,
-    member: &members::Member,
+    member: &crate::directory::Member,
 ) -> Result<Vec<Role>, StoreError> {
     let mut roles: Vec<Role> = members::roles(conn, workspace_id, &member.id)?
         .iter()

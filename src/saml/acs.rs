@@ -17,10 +17,11 @@ use super::login::same_origin_path;
 use super::response::{self, Expected, Reason, Refusal, Verified};
 use super::sp::{self, Endpoints, Purpose};
 use crate::access::attributes::{self, AttributeMapping};
-use crate::access::members::{self, Member};
+use crate::access::members;
 use crate::audit::{self, Actor, AuditContext, Event, Target};
-use crate::db::schema::{saml_assertions_seen, saml_member_groups, saml_requests};
+use crate::db::schema::{saml_assertions_seen, saml_requests};
 use crate::db::{Conn, StoreError, Tx};
+use crate::directory::{self, Member};
 use crate::scim::resource::normalize;
 use crate::scim::schema::ResourceKind;
 use crate::sessions::keys::{KeyRing, Signer};
@@ -195,7 +196,7 @@ fn log_in(
         actor: Actor::Idp(connection.entity_id.clone()),
         request_id: None,
     };
-    let member = match members::find(tx, &workspace.id, &email)? {
+    let member = match crate::directory::find(tx, &workspace.id, &email)? {
         Some(member) if !member.active => {
             return Err(Refusal::new(
                 Reason::Deactivated,
@@ -457,33 +458,13 @@ fn replace_groups(
     asserted: BTreeSet<String>,
     context: &AuditContext,
 ) -> Result<(), AcsError> {
-    let before: BTreeSet<String> = saml_member_groups::table
-        .filter(saml_member_groups::member_id.eq(&member.id))
-        .select(saml_member_groups::group_name)
-        .load::<String>(tx.conn())?
-        .into_iter()
-        .collect();
+    let before = directory::asserted_groups(tx, &member.id)?;
     if before == asserted {
         return Ok(());
     }
     let had_owner = members::has_owner(tx, &workspace.id)?;
     let mut kept = BTreeSet::new();
-    let write = |tx: &mut Tx<'_>, groups: &BTreeSet<String>| -> QueryResult<()> {
-        diesel::delete(
-            saml_member_groups::table.filter(saml_member_groups::member_id.eq(&member.id)),
-        )
-        .execute(tx.conn())?;
-        for group in groups {
-            diesel::insert_into(saml_member_groups::table)
-                .values((
-                    saml_member_groups::member_id.eq(&member.id),
-                    saml_member_groups::group_name.eq(group),
-                ))
-                .execute(tx.conn())?;
-        }
-        Ok(())
-    };
-    write(tx, &asserted)?;
+    directory::set_asserted_groups(tx, &member.id, &asserted)?;
     // The last Owner keeps the group that makes them one until the workspace has another, as an
     // admin could not take it away either.
     if had_owner && !members::has_owner(tx, &workspace.id)? {
@@ -492,7 +473,7 @@ fn replace_groups(
                 kept.insert(group.clone());
             }
         }
-        write(tx, &asserted.union(&kept).cloned().collect())?;
+        directory::set_asserted_groups(tx, &member.id, &asserted.union(&kept).cloned().collect())?;
     }
     let removed: Vec<&String> = before
         .difference(&asserted)

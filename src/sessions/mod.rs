@@ -20,9 +20,9 @@ use diesel::prelude::*;
 use jsonwebtoken::{Algorithm, Header, Validation};
 use serde::{Deserialize, Serialize};
 
-use crate::access::members::Member;
-use crate::db::schema::{scim_users, scim_values, sessions, workspaces};
+use crate::db::schema::sessions;
 use crate::db::{DbConnection, StoreError, Tx};
+use crate::directory::{self, Member};
 use crate::workspaces::Workspace;
 use keys::{KeyRing, Signer};
 
@@ -78,54 +78,6 @@ pub struct Active {
     pub expires_at: NaiveDateTime,
 }
 
-/// The active memberships of a person in every workspace, by userName or by one of their SCIM
-/// emails. Only for the lifetime rule: it says nothing about who the person may act as.
-fn memberships_of(conn: &mut DbConnection, email: &str) -> QueryResult<Vec<(Workspace, Member)>> {
-    // Each lookup goes through an index that starts with the workspace, hence `workspace_id IN`
-    // (one query with an `OR` of the two read every user on every session check).
-    let mut ids: Vec<String> = scim_users::table
-        .filter(scim_users::workspace_id.eq_any(workspaces::table.select(workspaces::id)))
-        .filter(scim_users::user_name_ci.eq(email))
-        .select(scim_users::id)
-        .load(conn)?;
-    ids.extend(
-        scim_values::table
-            .filter(scim_values::workspace_id.eq_any(workspaces::table.select(workspaces::id)))
-            .filter(scim_values::resource_type.eq("User"))
-            .filter(scim_values::attribute.eq("emails"))
-            .filter(scim_values::sub.eq("value"))
-            .filter(scim_values::value_ci.eq(email))
-            .select(scim_values::resource_id)
-            .load::<String>(conn)?,
-    );
-    // Found by userName and by email alike, a member counts once.
-    ids.sort_unstable();
-    ids.dedup();
-    let members = workspaces::table
-        .inner_join(scim_users::table.on(scim_users::workspace_id.eq(workspaces::id)))
-        .filter(scim_users::active.eq(true))
-        .order(workspaces::slug.asc())
-        .select((
-            workspaces::all_columns,
-            (scim_users::id, scim_users::user_name, scim_users::active),
-        ));
-    let rows: Vec<(Workspace, (String, String, bool))> =
-        crate::load_where_in!(conn, members, scim_users::id, ids.as_slice())?;
-    Ok(rows
-        .into_iter()
-        .map(|(workspace, (id, user_name, active))| {
-            (
-                workspace,
-                Member {
-                    id,
-                    user_name,
-                    active,
-                },
-            )
-        })
-        .collect())
-}
-
 /// When a session that started at `created_at` ends, for a person with these memberships.
 fn ends_at(
     created_at: NaiveDateTime,
@@ -162,7 +114,7 @@ pub fn create(
             sessions::idp_expires_at.eq(new.idp_expires_at),
         ))
         .execute(tx.conn())?;
-    let memberships = memberships_of(tx, new.email)?;
+    let memberships = directory::memberships_of(tx, new.email)?;
     let expires_at = ends_at(now, new.idp_expires_at, &memberships);
     let claims = Claims {
         iss: issuer.to_owned(),
@@ -251,7 +203,9 @@ pub fn authenticate(
     if revoked_at.is_some() {
         return Err(SessionError::Invalid("logged out"));
     }
-    let memberships = memberships_of(conn, &email)?;
+    // The other memberships count only toward the lifetime: it says nothing about who the
+    // person may act as.
+    let memberships = directory::memberships_of(conn, &email)?;
     // The record's own workspace and member, never another membership of the same email.
     let Some((workspace, member)) = memberships
         .iter()

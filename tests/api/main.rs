@@ -12,6 +12,7 @@ mod faults;
 mod health;
 mod hostile;
 mod idp;
+mod layers;
 mod logging;
 mod saml;
 mod saml_idp;
