@@ -19,10 +19,10 @@ use idgate::access::members::{self, OwnerAuthority};
 use idgate::access::resources::{self, NewResource};
 use idgate::audit::AuditContext;
 use idgate::db::{self, DatabaseUrl};
+use idgate::directory::{groups, users};
 use idgate::permissions::{Action, Level, ResourceKind, Role};
 use idgate::scim::resource::normalize;
 use idgate::scim::schema::ResourceKind as ScimKind;
-use idgate::scim::{groups, users};
 use idgate::workspaces::{self, NewWorkspace};
 use serde_json::json;
 

@@ -18,7 +18,7 @@ use crate::db::{Backend, Store, StoreError};
 use crate::outbound::InternalAllowList;
 use crate::telemetry::{RootSpan, request_id_header};
 use crate::time::Clock;
-use crate::{access, api, error, replicas, saml, scim, sessions};
+use crate::{access, api, error, replicas, saml, sessions};
 
 pub struct Application {
     server: Server,
@@ -47,7 +47,7 @@ impl Application {
         let store = web::Data::new(store);
         let public_base_url = web::Data::new(base_url.clone());
         let decision_cache = web::Data::new(access::cache::DecisionCache::default());
-        let scim_memo = web::Data::new(scim::actions::ScimMemo::default());
+        let scim_memo = web::Data::new(api::scim::actions::ScimMemo::default());
         let session_keys = web::Data::new(sessions::keys::KeyRing::default());
         let rate_limiter = web::Data::new(RateLimiter::new(settings.rate_limit));
         let shared_limiter = (settings.database_url.backend() == Backend::Postgres)
@@ -72,7 +72,7 @@ impl Application {
                     ErrorHandlers::new()
                         .handler(StatusCode::METHOD_NOT_ALLOWED, method_not_allowed),
                 )
-                .wrap(from_fn(scim::paths::canonical_paths))
+                .wrap(from_fn(api::scim::paths::canonical_paths))
                 .wrap(from_fn(crate::limits::cut_off_slow_bodies))
                 .wrap(from_fn(crate::limits::cap_request_head))
                 .wrap(from_fn(request_id_header))
@@ -90,7 +90,7 @@ impl Application {
                         .configure(api::sessions::routes),
                 )
                 .configure(api::sessions::public_routes)
-                .configure(scim::api::routes)
+                .configure(api::scim::routes)
                 .configure(api::saml::sp_routes)
                 .default_service(web::to(error::not_found))
         })

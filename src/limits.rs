@@ -105,7 +105,7 @@ pub async fn cut_off_slow_bodies(
     let mut answer = if response
         .request()
         .path()
-        .starts_with(crate::scim::api::SCOPE)
+        .starts_with(crate::api::scim::SCOPE)
     {
         actix_web::ResponseError::error_response(&crate::scim::error::ScimError::Http(
             StatusCode::REQUEST_TIMEOUT,

@@ -16,6 +16,7 @@ use crate::db::schema::{group_mappings, member_roles};
 use crate::db::{Conn, DbConnection, Tx};
 use crate::directory::{self, Member};
 use crate::permissions::Role;
+use crate::scim::error::ScimError;
 
 fn parse_role(raw: &str) -> QueryResult<Role> {
     raw.parse()
@@ -449,6 +450,12 @@ pub fn has_owner(conn: &mut DbConnection, workspace_id: &str) -> QueryResult<boo
 #[derive(Debug, Clone, Copy, thiserror::Error)]
 #[error("this change would leave the workspace without an Owner; make someone else an Owner first")]
 pub struct LastOwner;
+
+impl From<LastOwner> for ScimError {
+    fn from(refusal: LastOwner) -> Self {
+        ScimError::Http(actix_web::http::StatusCode::CONFLICT, refusal.to_string())
+    }
+}
 
 impl From<LastOwner> for AccessError {
     fn from(_: LastOwner) -> Self {

@@ -5,6 +5,7 @@
 pub mod access;
 pub mod audit;
 pub mod saml;
+pub mod scim;
 pub mod sessions;
 pub mod tokens;
 pub mod workspaces;

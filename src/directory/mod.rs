@@ -6,6 +6,11 @@
 //! Not yet here: the SCIM users, groups and value index are still written and listed by
 //! the `scim` room, whose storage depends on the SCIM document types.
 
+pub mod groups;
 mod people;
+pub mod query;
+pub mod store;
+pub mod users;
+pub mod values;
 
 pub use people::*;

@@ -419,16 +419,21 @@ fn provision(
     }
     let document = normalize(ResourceKind::User, &user)
         .map_err(|e| Refusal::new(Reason::NoSubject, format!("cannot provision {email}: {e}")))?;
-    let stored =
-        crate::scim::users::insert(tx, &workspace.id, document, context, "saml.member.created")
-            .map_err(|e| match e {
-                crate::scim::error::ScimError::Store(error) => AcsError::from(error),
-                other => Refusal::new(
-                    Reason::NoSubject,
-                    format!("cannot provision {email}: {other}"),
-                )
-                .into(),
-            })?;
+    let stored = crate::directory::users::insert(
+        tx,
+        &workspace.id,
+        document,
+        context,
+        "saml.member.created",
+    )
+    .map_err(|e| match e {
+        crate::scim::error::ScimError::Store(error) => AcsError::from(error),
+        other => Refusal::new(
+            Reason::NoSubject,
+            format!("cannot provision {email}: {other}"),
+        )
+        .into(),
+    })?;
     Ok(Member {
         id: stored.id,
         user_name: stored.user_name,

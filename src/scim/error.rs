@@ -2,11 +2,10 @@
 //! where one applies, a `scimType`.
 
 use actix_web::http::StatusCode;
-use actix_web::http::header::{RETRY_AFTER, WWW_AUTHENTICATE};
+use actix_web::http::header::{HeaderMap, RETRY_AFTER};
 use actix_web::{HttpResponse, ResponseError};
 use serde_json::json;
 
-use crate::auth::AuthError;
 use crate::db::StoreError;
 
 pub const ERROR_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:Error";
@@ -58,8 +57,14 @@ pub enum ScimError {
     /// A status actix chose before a handler ran (405 for a wrong method, say).
     #[error("{1}")]
     Http(StatusCode, String),
-    #[error(transparent)]
-    Auth(#[from] AuthError),
+    /// Refused before the request reached SCIM (the token, its scope, a rate limit): the status,
+    /// the message and the headers (a challenge, `Retry-After`) the gate answered with.
+    #[error("{detail}")]
+    Refused {
+        status: StatusCode,
+        detail: String,
+        headers: HeaderMap,
+    },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -92,12 +97,6 @@ impl ScimError {
     }
 }
 
-impl From<crate::access::members::LastOwner> for ScimError {
-    fn from(refusal: crate::access::members::LastOwner) -> Self {
-        ScimError::Http(StatusCode::CONFLICT, refusal.to_string())
-    }
-}
-
 impl From<diesel::result::Error> for ScimError {
     fn from(error: diesel::result::Error) -> Self {
         ScimError::Store(error.into())
@@ -113,7 +112,7 @@ impl ResponseError for ScimError {
             ScimError::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
             ScimError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ScimError::Http(status, _) => *status,
-            ScimError::Auth(error) => error.status_code(),
+            ScimError::Refused { status, .. } => *status,
             ScimError::Store(error) => error.status_code(),
         }
     }
@@ -137,18 +136,14 @@ impl ResponseError for ScimError {
         }
         let mut response = HttpResponse::build(status);
         response.content_type(MEDIA_TYPE);
-        if let ScimError::Auth(auth) = self
-            && let Some(challenge) = auth.challenge()
-        {
-            response.insert_header((WWW_AUTHENTICATE, challenge));
+        if let ScimError::Refused { headers, .. } = self {
+            for header in headers {
+                response.insert_header((header.0.clone(), header.1.clone()));
+            }
         }
         if let ScimError::Store(StoreError::CostlyQueriesRunning) = self {
             response.insert_header((RETRY_AFTER, 1));
         }
-        let mut response = response.body(body.to_string());
-        if let ScimError::Auth(AuthError::RateLimited(limited)) = self {
-            limited.add_to(&mut response);
-        }
-        response
+        response.body(body.to_string())
     }
 }

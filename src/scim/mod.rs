@@ -1,17 +1,11 @@
-//! SCIM 2.0 (RFC 7643, RFC 7644): the provisioning API Okta and Entra ID push users and groups through.
+//! SCIM 2.0 (RFC 7643, RFC 7644) as data: the core schema, documents and their validation, filters,
+//! PATCH operations and the protocol's errors. Pure: no database, no HTTP handling (its errors
+//! render as SCIM Error bodies). The directory stores these documents and the `api::scim` service
+//! speaks the protocol over it.
 
-pub mod actions;
-pub mod api;
-pub mod bulk;
 pub mod elements;
 pub mod error;
 pub mod filter;
-pub mod groups;
 pub mod patch;
-pub mod paths;
-pub mod query;
 pub mod resource;
 pub mod schema;
-pub mod store;
-pub mod users;
-pub mod values;

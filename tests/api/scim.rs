@@ -1013,7 +1013,8 @@ on_both_databases!(large_groups_stream_and_stay_cheap_to_change);
 /// More members than one streamed batch holds, added through the library as an IdP would have
 /// over many requests.
 async fn large_groups_stream_and_stay_cheap_to_change(database: TestDatabase) {
-    use idgate::scim::{groups, resource::normalize, schema::ResourceKind, users};
+    use idgate::directory::{groups, users};
+    use idgate::scim::{resource::normalize, schema::ResourceKind};
     let app = TestApp::spawn(database).await;
     let tenant = app.tenant("acme", "scim");
     let context = idgate::audit::AuditContext::cli();

@@ -3,12 +3,12 @@
 
 use diesel::sql_types::Text;
 
-use super::error::{ScimError, ScimType};
-use super::filter::{AttrPath, CompValue, CompareOp, Filter};
-use super::schema::{Attribute, ResourceKind, Returned, Type};
 use super::values::{Column, attribute_key};
 use crate::db::budget::WITHIN_BUDGET;
 use crate::db::raw::RawSql;
+use crate::scim::error::{ScimError, ScimType};
+use crate::scim::filter::{AttrPath, CompValue, CompareOp, Filter};
+use crate::scim::schema::{Attribute, ResourceKind, Returned, Type};
 
 /// Which resources a query ranges over.
 #[derive(Debug, Clone, Copy)]

@@ -7,18 +7,19 @@ use actix_web::http::StatusCode;
 use actix_web::web::Bytes;
 use serde_json::{Value, json};
 
-use super::api::{ListParams, Paging};
-use super::error::{ScimError, ScimType};
-use super::filter::{CompValue, CompareOp, Filter};
-use super::groups::{self, Member, MemberChange, StoredGroup};
-use super::patch::{self, Op, Operation};
-use super::resource::{self, Document, Projection};
-use super::schema::ResourceKind;
-use super::store::etag;
-use super::users::{self, StoredUser};
+use super::provisioning;
+use super::{ListParams, Paging};
 use crate::audit::{Actor, AuditContext};
 use crate::db::memo::{DataVersion, Memo};
 use crate::db::{Conn, DbConnection, Store, budget};
+use crate::directory::groups::{self, Member, MemberChange, StoredGroup};
+use crate::directory::store::etag;
+use crate::directory::users::{self, StoredUser};
+use crate::scim::error::{ScimError, ScimType};
+use crate::scim::filter::{CompValue, CompareOp, Filter};
+use crate::scim::patch::{self, Op, Operation};
+use crate::scim::resource::{self, Document, Projection};
+use crate::scim::schema::ResourceKind;
 use std::net::IpAddr;
 
 use crate::auth::AuthError;
@@ -550,7 +551,7 @@ async fn update_user(
     change: impl FnOnce(&StoredUser) -> Result<Document, ScimError> + Send + 'static,
 ) -> Result<Reply, ScimError> {
     let (user, groups) = user_with_groups(ctx, move |conn, t| {
-        users::update(
+        provisioning::update_user(
             conn,
             &t.workspace_id,
             &id,
@@ -585,7 +586,7 @@ pub async fn replace(
                 ..MemberChange::default()
             };
             let (group, members) = group_with_members(ctx, move |conn, t| {
-                groups::update(
+                provisioning::update_group(
                     conn,
                     &t.workspace_id,
                     &id,
@@ -623,7 +624,7 @@ pub async fn patch(
             let (change, others) = membership_operations(operations)?;
             let group = ctx
                 .run(move |conn, t| {
-                    groups::update(
+                    provisioning::update_group(
                         conn,
                         &t.workspace_id,
                         &id,
@@ -654,8 +655,8 @@ pub async fn patch(
 pub async fn delete(ctx: &Context, kind: ResourceKind, id: &str) -> Result<Reply, ScimError> {
     let id = id.to_owned();
     ctx.run(move |conn, t| match kind {
-        ResourceKind::User => users::delete(conn, &t.workspace_id, &id, &t.audit),
-        ResourceKind::Group => groups::delete(conn, &t.workspace_id, &id, &t.audit),
+        ResourceKind::User => provisioning::delete_user(conn, &t.workspace_id, &id, &t.audit),
+        ResourceKind::Group => provisioning::delete_group(conn, &t.workspace_id, &id, &t.audit),
     })
     .await?;
     Ok(Reply {

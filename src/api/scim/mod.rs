@@ -1,5 +1,10 @@
 //! The SCIM HTTP endpoints under `/scim/v2`. The bearer token (scope `scim`) decides the workspace.
 
+pub mod actions;
+pub mod bulk;
+pub mod paths;
+pub mod provisioning;
+
 use crate::auth::ratelimit::RateLimiter;
 use actix_web::dev::{Payload, ServiceResponse};
 use actix_web::http::StatusCode;
@@ -15,17 +20,17 @@ use serde_json::{Value, json};
 use std::pin::Pin;
 use tracing_actix_web::RequestId;
 
-use super::actions::{self, Context, Rendered, Reply, ScimMemo};
-use super::error::{MEDIA_TYPE, ScimError, ScimType};
-use super::filter::{self, parse_filter};
-use super::groups;
-use super::query;
-use super::resource::{self, Projection};
-use super::schema::{self, ResourceKind};
-use super::store::{Page, etag, matches_version};
-use crate::auth::bearer_token;
+use crate::auth::{AuthError, bearer_token};
 use crate::config::BaseUrl;
 use crate::db::Store;
+use crate::directory::groups;
+use crate::directory::query;
+use crate::directory::store::{Page, etag, matches_version};
+use crate::scim::error::{MEDIA_TYPE, ScimError, ScimType};
+use crate::scim::filter::{self, parse_filter};
+use crate::scim::resource::{self, Projection};
+use crate::scim::schema::{self, ResourceKind};
+use actions::{Context, Rendered, Reply, ScimMemo};
 
 const LIST_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:ListResponse";
 const SEARCH_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:SearchRequest";
@@ -48,7 +53,7 @@ pub fn routes(config: &mut web::ServiceConfig) {
             .service(web::resource("/ResourceTypes/{id}").get(resource_type))
             .service(web::resource("/Schemas").get(schemas))
             .service(web::resource("/Schemas/{id}").get(schema_by_id))
-            .service(web::resource("/Bulk").post(super::bulk::bulk))
+            .service(web::resource("/Bulk").post(self::bulk::bulk))
             .service(web::resource("/.search").post(search_all))
             .configure(|config| resource_routes(config, ResourceKind::User))
             .configure(|config| resource_routes(config, ResourceKind::Group))
@@ -711,7 +716,7 @@ async fn service_provider_config(base_url: web::Data<BaseUrl>) -> HttpResponse {
             "schemas": ["urn:ietf:params:scim:schemas:core:2.0:ServiceProviderConfig"],
             "documentationUri": format!("{}/", base_url.as_str()),
             "patch": { "supported": true },
-            "bulk": { "supported": true, "maxOperations": super::bulk::MAX_OPERATIONS, "maxPayloadSize": MAX_BODY },
+            "bulk": { "supported": true, "maxOperations": self::bulk::MAX_OPERATIONS, "maxPayloadSize": MAX_BODY },
             "filter": { "supported": true, "maxResults": MAX_COUNT },
             "pagination": {
                 "cursor": true,
@@ -762,4 +767,25 @@ async fn schema_by_id(ctx: Context, id: web::Path<String>) -> Result<HttpRespons
         .find(|document| document["id"] == id.as_str())
         .map(|document| scim_json(StatusCode::OK, &document))
         .ok_or_else(|| ScimError::NotFound(format!("no schema {id}")))
+}
+
+/// A refusal at the gate, answered as a SCIM Error with the gate's status and headers (the
+/// `WWW-Authenticate` challenge, `Retry-After`).
+impl From<AuthError> for ScimError {
+    fn from(error: AuthError) -> Self {
+        if let AuthError::Store(error) = error {
+            return ScimError::Store(error);
+        }
+        let mut headers = HeaderMap::new();
+        for (name, value) in error.error_response().headers() {
+            if name != header::CONTENT_TYPE {
+                headers.insert(name.clone(), value.clone());
+            }
+        }
+        ScimError::Refused {
+            status: error.status_code(),
+            detail: error.to_string(),
+            headers,
+        }
+    }
 }

@@ -4,16 +4,14 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 use serde_json::{Value, json};
 
-use super::error::ScimError;
-use super::resource::Document;
-use super::schema::ResourceKind;
 use super::store::{self, Page, changed_attributes};
 use super::values;
-use crate::access::grants;
-use crate::access::members::{self, OwnerCheck};
 use crate::audit::{self, AuditContext, Event, Target};
 use crate::db::schema::{scim_group_members, scim_users};
 use crate::db::{Conn, DbConnection, StoreError, Tx};
+use crate::scim::error::ScimError;
+use crate::scim::resource::Document;
+use crate::scim::schema::ResourceKind;
 
 #[derive(Debug, Clone, Queryable)]
 pub struct StoredUser {
@@ -138,100 +136,87 @@ pub fn insert(
     Ok(user)
 }
 
-/// Stores a new document for an existing user (PUT, PATCH), checking `expected_version` if given.
-/// `change` computes the new document from the stored one inside the transaction, so concurrent
-/// changes to one user apply one after the other and none is lost.
-pub fn update(
-    conn: &mut Conn,
+/// The user `id`, its row locked for the rest of the transaction (see
+/// [`store::lock_row`]), refused unless at `expected_version` when one is given.
+pub fn locked(
+    tx: &mut Tx<'_>,
     workspace_id: &str,
     id: &str,
     expected_version: Option<&str>,
-    context: &AuditContext,
-    change: impl FnOnce(&StoredUser) -> Result<Document, ScimError> + Send,
 ) -> Result<StoredUser, ScimError> {
-    conn.write(|tx| {
-        store::lock_row!(tx, scim_users, workspace_id, id)?;
-        let current = load(tx, workspace_id, id)?;
-        store::check_version(expected_version, current.version)?;
-        let before = current.document();
-        let document = change(&current)?;
-        let columns = columns(&document)?;
-        let changed = changed_attributes(&before, &document);
-        if changed.is_empty() {
-            return Ok(current);
-        }
-        let deactivating = current.active && !columns.active;
-        let owner_check = OwnerCheck::before(tx, workspace_id, deactivating)?;
-        let changes = (
-            scim_users::user_name.eq(&columns.user_name),
-            scim_users::user_name_ci.eq(columns.user_name.to_lowercase()),
-            scim_users::external_id.eq(&columns.external_id),
-            scim_users::active.eq(columns.active),
-            scim_users::document.eq(Value::Object(document.clone()).to_string()),
-            scim_users::version.eq(current.version + 1),
-            scim_users::updated_at.eq(crate::time::now()),
-        );
-        crate::with_backend!(tx.conn(), |conn| crate::kept_update!(
-            scim_users::table,
-            scim_users::id.eq(id),
-            changes
-        )
-        .execute(conn))
-        .map_err(unique(&columns.user_name))?;
-        owner_check.after::<ScimError>(tx, workspace_id)?;
-        values::reindex(tx, workspace_id, ResourceKind::User, id, &document)?;
-        let (action, access) = match (current.active, columns.active) {
-            (true, false) => (
-                "scim.user.deactivated",
-                members::remove_direct_access(tx, id)?,
-            ),
-            (false, true) => (
-                "scim.user.reactivated",
-                members::restore_minimal_access(tx, workspace_id, id)?,
-            ),
-            _ => ("scim.user.updated", Value::Null),
-        };
-        audit::record(
-            tx,
-            context,
-            Event {
-                workspace_id: Some(workspace_id),
-                action,
-                target: Target { kind: "user", id },
-                details: json!({ "userName": columns.user_name, "changed": changed, "access": access }),
-            },
-        )?;
-        load(tx, workspace_id, id)
-    })
+    store::lock_row!(tx, scim_users, workspace_id, id)?;
+    let current = load(tx, workspace_id, id)?;
+    store::check_version(expected_version, current.version)?;
+    Ok(current)
 }
 
-/// Removes the user from the workspace: their record, index rows and group memberships.
-pub fn delete(
-    conn: &mut Conn,
+/// A new document for a stored user (PUT, PATCH), checked, and the attributes it changes.
+pub struct Rewrite {
+    document: Document,
+    columns: Columns,
+    pub changed: Vec<String>,
+}
+
+impl Rewrite {
+    /// None when the document changes nothing.
+    pub fn of(current: &StoredUser, document: Document) -> Result<Option<Rewrite>, ScimError> {
+        let columns = columns(&document)?;
+        let changed = changed_attributes(&current.document(), &document);
+        Ok((!changed.is_empty()).then_some(Rewrite {
+            document,
+            columns,
+            changed,
+        }))
+    }
+
+    pub fn user_name(&self) -> &str {
+        &self.columns.user_name
+    }
+
+    pub fn active(&self) -> bool {
+        self.columns.active
+    }
+}
+
+/// Stores a rewrite of `current`: its row and its value-index rows.
+pub fn rewrite(
+    tx: &mut Tx<'_>,
     workspace_id: &str,
-    id: &str,
-    context: &AuditContext,
+    current: &StoredUser,
+    rewrite: &Rewrite,
 ) -> Result<(), ScimError> {
-    conn.write(|tx| {
-        let user = load(tx, workspace_id, id)?;
-        let owner_check = OwnerCheck::before(tx, workspace_id, user.active)?;
-        store::detach(tx, id)?;
-        grants::forget_member(tx, id)?;
-        crate::tokens::revoke_minted_by(tx, id, crate::time::now())?;
-        diesel::delete(scim_users::table.filter(scim_users::id.eq(id))).execute(tx.conn())?;
-        owner_check.after::<ScimError>(tx, workspace_id)?;
-        audit::record(
-            tx,
-            context,
-            Event {
-                workspace_id: Some(workspace_id),
-                action: "scim.user.deleted",
-                target: Target { kind: "user", id },
-                details: json!({ "userName": user.user_name }),
-            },
-        )?;
-        Ok(())
-    })
+    let columns = &rewrite.columns;
+    let changes = (
+        scim_users::user_name.eq(&columns.user_name),
+        scim_users::user_name_ci.eq(columns.user_name.to_lowercase()),
+        scim_users::external_id.eq(&columns.external_id),
+        scim_users::active.eq(columns.active),
+        scim_users::document.eq(Value::Object(rewrite.document.clone()).to_string()),
+        scim_users::version.eq(current.version + 1),
+        scim_users::updated_at.eq(crate::time::now()),
+    );
+    crate::with_backend!(tx.conn(), |conn| crate::kept_update!(
+        scim_users::table,
+        scim_users::id.eq(&current.id),
+        changes
+    )
+    .execute(conn))
+    .map_err(unique(&columns.user_name))?;
+    values::reindex(
+        tx,
+        workspace_id,
+        ResourceKind::User,
+        &current.id,
+        &rewrite.document,
+    )?;
+    Ok(())
+}
+
+/// Removes a user: their group memberships, index rows and record.
+pub fn delete(tx: &mut Tx<'_>, id: &str) -> QueryResult<()> {
+    store::detach(tx, id)?;
+    diesel::delete(scim_users::table.filter(scim_users::id.eq(id))).execute(tx.conn())?;
+    Ok(())
 }
 
 pub fn list(

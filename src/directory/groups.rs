@@ -7,15 +7,14 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 use serde_json::{Value, json};
 
-use super::error::ScimError;
-use super::resource::Document;
-use super::schema::ResourceKind;
 use super::store::{self, Page, changed_attributes};
 use super::values;
-use crate::access::members::OwnerCheck;
 use crate::audit::{self, AuditContext, Event, Target};
 use crate::db::schema::{scim_group_members, scim_groups, scim_users, scim_values};
 use crate::db::{Conn, DbConnection, Tx};
+use crate::scim::error::ScimError;
+use crate::scim::resource::Document;
+use crate::scim::schema::ResourceKind;
 
 #[derive(Debug, Clone, Queryable)]
 pub struct StoredGroup {
@@ -118,103 +117,91 @@ pub fn create(
     })
 }
 
-/// Changes a group's attributes and members in one transaction; `change` computes them from the
-/// stored group, so concurrent PATCHes apply one after the other and none is lost.
-pub fn update(
-    conn: &mut Conn,
+/// The group `id`, its row locked for the rest of the transaction (see
+/// [`store::lock_row`]), refused unless at `expected_version` when one is given.
+pub fn locked(
+    tx: &mut Tx<'_>,
     workspace_id: &str,
     id: &str,
     expected_version: Option<&str>,
-    context: &AuditContext,
-    change: impl FnOnce(&StoredGroup) -> Result<(Document, MemberChange), ScimError> + Send,
 ) -> Result<StoredGroup, ScimError> {
-    conn.write(|tx| {
-        store::lock_row!(tx, scim_groups, workspace_id, id)?;
-        let current = load(tx, workspace_id, id)?;
-        store::check_version(expected_version, current.version)?;
-        let before = current.document();
-        let (document, members) = change(&current)?;
-        let name = display_name(&document)?;
-        // Members leaving an Owner group, or its renaming, can take the last Owner away.
-        let owner_check = OwnerCheck::for_group(tx, workspace_id, &current.display_name)?;
-        let changed = changed_attributes(&before, &document);
-        let mut removed = Vec::new();
-        let mut added = Vec::new();
-        if let Some(replacement) = &members.replace {
-            let keep: BTreeSet<&String> = replacement.iter().collect();
-            let leaving: Vec<String> = member_ids(tx, id)?
-                .into_iter()
-                .filter(|m| !keep.contains(m))
-                .collect();
-            removed.extend(remove_members(tx, id, &leaving)?);
-            added.extend(add_members(tx, workspace_id, id, replacement)?);
-        }
-        if members.remove_all {
-            let everyone = member_ids(tx, id)?;
-            removed.extend(remove_members(tx, id, &everyone)?);
-        }
-        added.extend(add_members(tx, workspace_id, id, &members.add)?);
-        removed.extend(remove_members(tx, id, &members.remove)?);
-        if changed.is_empty() && added.is_empty() && removed.is_empty() {
-            return Ok(current);
-        }
-        let changes = (
-            scim_groups::display_name.eq(&name),
-            scim_groups::external_id.eq(document.get("externalId").and_then(Value::as_str)),
-            scim_groups::document.eq(Value::Object(document.clone()).to_string()),
-            scim_groups::version.eq(current.version + 1),
-            scim_groups::updated_at.eq(crate::time::now()),
-        );
-        crate::with_backend!(tx.conn(), |conn| crate::kept_update!(
-            scim_groups::table,
-            scim_groups::id.eq(id),
-            changes
-        )
-        .execute(conn))?;
-        owner_check.after::<ScimError>(tx, workspace_id)?;
-        if !changed.is_empty() {
-            values::reindex(tx, workspace_id, ResourceKind::Group, id, &document)?;
-        }
-        audit::record(
-            tx,
-            context,
-            Event {
-                workspace_id: Some(workspace_id),
-                action: "scim.group.updated",
-                target: Target { kind: "group", id },
-                details: json!({ "displayName": name, "changed": changed, "members_added": added, "members_removed": removed }),
-            },
-        )?;
-        load(tx, workspace_id, id)
-    })
+    store::lock_row!(tx, scim_groups, workspace_id, id)?;
+    let current = load(tx, workspace_id, id)?;
+    store::check_version(expected_version, current.version)?;
+    Ok(current)
 }
 
-pub fn delete(
-    conn: &mut Conn,
+/// What [`apply`] changed in a group.
+pub struct Applied {
+    pub display_name: String,
+    pub changed: Vec<String>,
+    pub added: Vec<String>,
+    pub removed: Vec<String>,
+}
+
+/// Stores a group's new document and applies the member change, touching only the memberships
+/// named. None when that changes nothing.
+pub fn apply(
+    tx: &mut Tx<'_>,
     workspace_id: &str,
-    id: &str,
-    context: &AuditContext,
-) -> Result<(), ScimError> {
-    conn.write(|tx| {
-        let group = load(tx, workspace_id, id)?;
-        let owner_check = OwnerCheck::for_group(tx, workspace_id, &group.display_name)?;
-        diesel::delete(scim_group_members::table.filter(scim_group_members::group_id.eq(id)))
-            .execute(tx.conn())?;
-        store::detach(tx, id)?;
-        diesel::delete(scim_groups::table.filter(scim_groups::id.eq(id))).execute(tx.conn())?;
-        owner_check.after::<ScimError>(tx, workspace_id)?;
-        audit::record(
-            tx,
-            context,
-            Event {
-                workspace_id: Some(workspace_id),
-                action: "scim.group.deleted",
-                target: Target { kind: "group", id },
-                details: json!({ "displayName": group.display_name }),
-            },
-        )?;
-        Ok(())
-    })
+    current: &StoredGroup,
+    document: Document,
+    members: MemberChange,
+) -> Result<Option<Applied>, ScimError> {
+    let id = current.id.as_str();
+    let name = display_name(&document)?;
+    let changed = changed_attributes(&current.document(), &document);
+    let mut removed = Vec::new();
+    let mut added = Vec::new();
+    if let Some(replacement) = &members.replace {
+        let keep: BTreeSet<&String> = replacement.iter().collect();
+        let leaving: Vec<String> = member_ids(tx, id)?
+            .into_iter()
+            .filter(|m| !keep.contains(m))
+            .collect();
+        removed.extend(remove_members(tx, id, &leaving)?);
+        added.extend(add_members(tx, workspace_id, id, replacement)?);
+    }
+    if members.remove_all {
+        let everyone = member_ids(tx, id)?;
+        removed.extend(remove_members(tx, id, &everyone)?);
+    }
+    added.extend(add_members(tx, workspace_id, id, &members.add)?);
+    removed.extend(remove_members(tx, id, &members.remove)?);
+    if changed.is_empty() && added.is_empty() && removed.is_empty() {
+        return Ok(None);
+    }
+    let changes = (
+        scim_groups::display_name.eq(&name),
+        scim_groups::external_id.eq(document.get("externalId").and_then(Value::as_str)),
+        scim_groups::document.eq(Value::Object(document.clone()).to_string()),
+        scim_groups::version.eq(current.version + 1),
+        scim_groups::updated_at.eq(crate::time::now()),
+    );
+    crate::with_backend!(tx.conn(), |conn| crate::kept_update!(
+        scim_groups::table,
+        scim_groups::id.eq(id),
+        changes
+    )
+    .execute(conn))?;
+    if !changed.is_empty() {
+        values::reindex(tx, workspace_id, ResourceKind::Group, id, &document)?;
+    }
+    Ok(Some(Applied {
+        display_name: name,
+        changed,
+        added,
+        removed,
+    }))
+}
+
+/// Removes a group: its members, its memberships in other groups, index rows and record.
+pub fn delete(tx: &mut Tx<'_>, id: &str) -> QueryResult<()> {
+    diesel::delete(scim_group_members::table.filter(scim_group_members::group_id.eq(id)))
+        .execute(tx.conn())?;
+    store::detach(tx, id)?;
+    diesel::delete(scim_groups::table.filter(scim_groups::id.eq(id))).execute(tx.conn())?;
+    Ok(())
 }
 
 fn member_ids(conn: &mut DbConnection, group_id: &str) -> QueryResult<Vec<String>> {

@@ -4,10 +4,10 @@
 use diesel::prelude::*;
 use serde_json::Value;
 
-use super::resource::Document;
-use super::schema::ResourceKind;
 use crate::db::schema::scim_values;
 use crate::db::{DbConnection, Tx};
+use crate::scim::resource::Document;
+use crate::scim::schema::ResourceKind;
 
 #[derive(Debug, Clone, PartialEq, Eq, Insertable)]
 #[diesel(table_name = scim_values)]

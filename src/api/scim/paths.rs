@@ -10,7 +10,7 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::Uri;
 use actix_web::middleware::Next;
 
-use super::api::SCOPE;
+use super::SCOPE;
 
 /// Endpoint names as served, and the other names answered as them.
 const ENDPOINTS: [(&str, &str); 8] = [

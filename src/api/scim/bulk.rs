@@ -10,9 +10,9 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::actions::{self, Context, Reply};
-use super::api::{parse_body, scim_json};
-use super::error::{ScimError, ScimType};
-use super::schema::ResourceKind;
+use super::{parse_body, scim_json};
+use crate::scim::error::{ScimError, ScimType};
+use crate::scim::schema::ResourceKind;
 
 pub const BULK_REQUEST: &str = "urn:ietf:params:scim:api:messages:2.0:BulkRequest";
 pub const BULK_RESPONSE: &str = "urn:ietf:params:scim:api:messages:2.0:BulkResponse";
@@ -80,7 +80,7 @@ pub async fn bulk(ctx: Context, body: web::Bytes) -> Result<HttpResponse, ScimEr
                     result["location"] = json!(location);
                 }
                 if let Some(version) = reply.version {
-                    result["version"] = json!(super::store::etag(version));
+                    result["version"] = json!(crate::directory::store::etag(version));
                 }
             }
             Err(error) => {

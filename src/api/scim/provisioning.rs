@@ -1,0 +1,150 @@
+//! What a SCIM change to a user or group does beyond the directory, in the same transaction:
+//! the workspace keeps an active Owner (a change that would take the last one away is refused),
+//! and a person deactivated or deleted loses their direct access, sessions and minted tokens.
+
+use serde_json::{Value, json};
+
+use crate::access::grants;
+use crate::access::members::{self, OwnerCheck};
+use crate::audit::{self, AuditContext, Event, Target};
+use crate::db::Conn;
+use crate::directory::groups::{self, MemberChange, StoredGroup};
+use crate::directory::users::{self, Rewrite, StoredUser};
+use crate::scim::error::ScimError;
+use crate::scim::resource::Document;
+
+/// Stores a new document for an existing user (PUT, PATCH), checking `expected_version` if
+/// given. `change` computes the new document from the stored one inside the transaction, so
+/// concurrent changes to one user apply one after the other and none is lost.
+pub fn update_user(
+    conn: &mut Conn,
+    workspace_id: &str,
+    id: &str,
+    expected_version: Option<&str>,
+    context: &AuditContext,
+    change: impl FnOnce(&StoredUser) -> Result<Document, ScimError> + Send,
+) -> Result<StoredUser, ScimError> {
+    conn.write(|tx| {
+        let current = users::locked(tx, workspace_id, id, expected_version)?;
+        let Some(rewrite) = Rewrite::of(&current, change(&current)?)? else {
+            return Ok(current);
+        };
+        let deactivating = current.active && !rewrite.active();
+        let owner_check = OwnerCheck::before(tx, workspace_id, deactivating)?;
+        users::rewrite(tx, workspace_id, &current, &rewrite)?;
+        owner_check.after::<ScimError>(tx, workspace_id)?;
+        let (action, access) = match (current.active, rewrite.active()) {
+            (true, false) => (
+                "scim.user.deactivated",
+                members::remove_direct_access(tx, id)?,
+            ),
+            (false, true) => (
+                "scim.user.reactivated",
+                members::restore_minimal_access(tx, workspace_id, id)?,
+            ),
+            _ => ("scim.user.updated", Value::Null),
+        };
+        audit::record(
+            tx,
+            context,
+            Event {
+                workspace_id: Some(workspace_id),
+                action,
+                target: Target { kind: "user", id },
+                details: json!({ "userName": rewrite.user_name(), "changed": rewrite.changed, "access": access }),
+            },
+        )?;
+        users::load(tx, workspace_id, id)
+    })
+}
+
+/// Removes the user from the workspace with their grants and the tokens they minted.
+pub fn delete_user(
+    conn: &mut Conn,
+    workspace_id: &str,
+    id: &str,
+    context: &AuditContext,
+) -> Result<(), ScimError> {
+    conn.write(|tx| {
+        let user = users::load(tx, workspace_id, id)?;
+        let owner_check = OwnerCheck::before(tx, workspace_id, user.active)?;
+        grants::forget_member(tx, id)?;
+        crate::tokens::revoke_minted_by(tx, id, crate::time::now())?;
+        users::delete(tx, id)?;
+        owner_check.after::<ScimError>(tx, workspace_id)?;
+        audit::record(
+            tx,
+            context,
+            Event {
+                workspace_id: Some(workspace_id),
+                action: "scim.user.deleted",
+                target: Target { kind: "user", id },
+                details: json!({ "userName": user.user_name }),
+            },
+        )?;
+        Ok(())
+    })
+}
+
+/// Changes a group's attributes and members in one transaction; `change` computes them from the
+/// stored group, so concurrent PATCHes apply one after the other and none is lost.
+pub fn update_group(
+    conn: &mut Conn,
+    workspace_id: &str,
+    id: &str,
+    expected_version: Option<&str>,
+    context: &AuditContext,
+    change: impl FnOnce(&StoredGroup) -> Result<(Document, MemberChange), ScimError> + Send,
+) -> Result<StoredGroup, ScimError> {
+    conn.write(|tx| {
+        let current = groups::locked(tx, workspace_id, id, expected_version)?;
+        let (document, members) = change(&current)?;
+        // Members leaving an Owner group, or its renaming, can take the last Owner away.
+        let owner_check = OwnerCheck::for_group(tx, workspace_id, &current.display_name)?;
+        let Some(applied) = groups::apply(tx, workspace_id, &current, document, members)? else {
+            return Ok(current);
+        };
+        owner_check.after::<ScimError>(tx, workspace_id)?;
+        audit::record(
+            tx,
+            context,
+            Event {
+                workspace_id: Some(workspace_id),
+                action: "scim.group.updated",
+                target: Target { kind: "group", id },
+                details: json!({
+                    "displayName": applied.display_name,
+                    "changed": applied.changed,
+                    "members_added": applied.added,
+                    "members_removed": applied.removed,
+                }),
+            },
+        )?;
+        groups::load(tx, workspace_id, id)
+    })
+}
+
+pub fn delete_group(
+    conn: &mut Conn,
+    workspace_id: &str,
+    id: &str,
+    context: &AuditContext,
+) -> Result<(), ScimError> {
+    conn.write(|tx| {
+        let group = groups::load(tx, workspace_id, id)?;
+        let owner_check = OwnerCheck::for_group(tx, workspace_id, &group.display_name)?;
+        groups::delete(tx, id)?;
+        owner_check.after::<ScimError>(tx, workspace_id)?;
+        audit::record(
+            tx,
+            context,
+            Event {
+                workspace_id: Some(workspace_id),
+                action: "scim.group.deleted",
+                target: Target { kind: "group", id },
+                details: json!({ "displayName": group.display_name }),
+            },
+        )?;
+        Ok(())
+    })
+}
