@@ -154,7 +154,7 @@ async fn readyz(
     limiter: web::Data<RateLimiter>,
 ) -> Result<HttpResponse, StoreError> {
     store
-        .run(|conn| conn.batch_execute("SELECT 1").map_err(StoreError::from))
+        .read(|conn| conn.batch_execute("SELECT 1").map_err(StoreError::from))
         .await?;
     Ok(HttpResponse::Ok().json(serde_json::json!({
         "status": "ready",

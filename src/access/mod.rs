@@ -11,9 +11,6 @@ pub mod grants;
 pub mod members;
 pub mod resources;
 
-use actix_web::http::StatusCode;
-use actix_web::{HttpResponse, ResponseError};
-
 use crate::db::StoreError;
 use crate::tokens::TokenError;
 
@@ -41,32 +38,6 @@ pub enum AccessError {
 impl From<diesel::result::Error> for AccessError {
     fn from(error: diesel::result::Error) -> Self {
         AccessError::Store(error.into())
-    }
-}
-
-impl ResponseError for AccessError {
-    fn status_code(&self) -> StatusCode {
-        match self {
-            AccessError::Invalid(_) => StatusCode::BAD_REQUEST,
-            AccessError::NotFound(_) => StatusCode::NOT_FOUND,
-            AccessError::Conflict(_) | AccessError::LastOwner => StatusCode::CONFLICT,
-            AccessError::Forbidden(_) => StatusCode::FORBIDDEN,
-            AccessError::Token(error) => error.status_code(),
-            AccessError::Store(error) => error.status_code(),
-        }
-    }
-
-    fn error_response(&self) -> HttpResponse {
-        let code = match self {
-            AccessError::Invalid(_) => "invalid_request",
-            AccessError::NotFound(_) => "not_found",
-            AccessError::Conflict(_) => "conflict",
-            AccessError::Forbidden(_) => "forbidden",
-            AccessError::LastOwner => "last_owner",
-            AccessError::Token(error) => return error.error_response(),
-            AccessError::Store(error) => return error.error_response(),
-        };
-        crate::error::json_error(self.status_code(), code, &self.to_string())
     }
 }
 

@@ -6,7 +6,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use actix_web::{HttpResponse, web};
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError, web};
+
+use crate::error::json_error;
 use chrono::NaiveDateTime;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -948,4 +951,31 @@ async fn transfer_ownership(
         })
         .await?;
     Ok(HttpResponse::Ok().json(json!({ "from": from, "to": to })))
+}
+
+/// How a AccessError answers over HTTP.
+impl ResponseError for AccessError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            AccessError::Invalid(_) => StatusCode::BAD_REQUEST,
+            AccessError::NotFound(_) => StatusCode::NOT_FOUND,
+            AccessError::Conflict(_) | AccessError::LastOwner => StatusCode::CONFLICT,
+            AccessError::Forbidden(_) => StatusCode::FORBIDDEN,
+            AccessError::Token(error) => error.status_code(),
+            AccessError::Store(error) => error.status_code(),
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let code = match self {
+            AccessError::Invalid(_) => "invalid_request",
+            AccessError::NotFound(_) => "not_found",
+            AccessError::Conflict(_) => "conflict",
+            AccessError::Forbidden(_) => "forbidden",
+            AccessError::LastOwner => "last_owner",
+            AccessError::Token(error) => return error.error_response(),
+            AccessError::Store(error) => return error.error_response(),
+        };
+        json_error(self.status_code(), code, &self.to_string())
+    }
 }

@@ -6,6 +6,8 @@ use actix_web::cookie::{Cookie, SameSite};
 use actix_web::http::StatusCode;
 use actix_web::http::header::LOCATION;
 use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
+
+use crate::error::json_error;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -445,6 +447,35 @@ async fn set(
         .run(move |conn| connection::set(conn, &workspace_id, source, options, &audit))
         .await?;
     Ok(HttpResponse::Ok().json(view(&connection)))
+}
+
+/// How a SamlError answers over HTTP.
+impl ResponseError for SamlError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            SamlError::InvalidMetadata(_) | SamlError::Invalid(_) | SamlError::Fetch(_) => {
+                StatusCode::BAD_REQUEST
+            }
+            SamlError::NotConfigured | SamlError::NoWorkspace => StatusCode::NOT_FOUND,
+            SamlError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            SamlError::Store(error) => error.status_code(),
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let code = match self {
+            SamlError::InvalidMetadata(_) | SamlError::Invalid(_) | SamlError::Fetch(_) => {
+                "invalid_request"
+            }
+            SamlError::NotConfigured | SamlError::NoWorkspace => "not_found",
+            SamlError::Internal(detail) => {
+                tracing::error!(detail = detail.as_str(), "SAML internal error");
+                return json_error(self.status_code(), "internal", "an internal error occurred");
+            }
+            SamlError::Store(error) => return error.error_response(),
+        };
+        json_error(self.status_code(), code, &self.to_string())
+    }
 }
 
 #[cfg(test)]

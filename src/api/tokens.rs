@@ -1,6 +1,8 @@
 //! `/api/v1/workspaces/{ws}/tokens`: list, create and revoke API tokens (scope `tokens:write`).
 
-use actix_web::{HttpResponse, web};
+use actix_web::{HttpResponse, ResponseError, web};
+
+use crate::error::json_error;
 use serde::{Deserialize, Serialize};
 
 use crate::auth::{Authorized, needs};
@@ -117,4 +119,32 @@ async fn revoke(
         .run(move |conn| crate::tokens::revoke(conn, &token_id, Some(&workspace_id), &audit))
         .await?;
     Ok(HttpResponse::NoContent().finish())
+}
+
+/// How a TokenError answers over HTTP.
+impl ResponseError for TokenError {
+    fn status_code(&self) -> actix_web::http::StatusCode {
+        use actix_web::http::StatusCode;
+        match self {
+            TokenError::Scopes(_) | TokenError::InvalidName | TokenError::InvalidExpiry(_) => {
+                StatusCode::BAD_REQUEST
+            }
+            TokenError::ScopeEscalation(_) => StatusCode::FORBIDDEN,
+            TokenError::NotFound(_) => StatusCode::NOT_FOUND,
+            TokenError::CorruptScopes(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            TokenError::Store(error) => error.status_code(),
+        }
+    }
+
+    fn error_response(&self) -> actix_web::HttpResponse {
+        let code = match self {
+            TokenError::Scopes(_) => "invalid_scopes",
+            TokenError::ScopeEscalation(_) => "forbidden",
+            TokenError::InvalidName | TokenError::InvalidExpiry(_) => "invalid_request",
+            TokenError::NotFound(_) => "not_found",
+            TokenError::CorruptScopes(_) => "internal",
+            TokenError::Store(error) => return error.error_response(),
+        };
+        json_error(self.status_code(), code, &self.to_string())
+    }
 }

@@ -13,9 +13,6 @@ pub mod refresh;
 pub mod response;
 pub mod sp;
 
-use actix_web::http::StatusCode;
-use actix_web::{HttpResponse, ResponseError};
-
 use crate::db::StoreError;
 
 #[derive(Debug, thiserror::Error)]
@@ -42,38 +39,6 @@ pub enum SamlError {
 impl From<diesel::result::Error> for SamlError {
     fn from(error: diesel::result::Error) -> Self {
         SamlError::Store(error.into())
-    }
-}
-
-impl ResponseError for SamlError {
-    fn status_code(&self) -> StatusCode {
-        match self {
-            SamlError::InvalidMetadata(_) | SamlError::Invalid(_) | SamlError::Fetch(_) => {
-                StatusCode::BAD_REQUEST
-            }
-            SamlError::NotConfigured | SamlError::NoWorkspace => StatusCode::NOT_FOUND,
-            SamlError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-            SamlError::Store(error) => error.status_code(),
-        }
-    }
-
-    fn error_response(&self) -> HttpResponse {
-        let code = match self {
-            SamlError::InvalidMetadata(_) | SamlError::Invalid(_) | SamlError::Fetch(_) => {
-                "invalid_request"
-            }
-            SamlError::NotConfigured | SamlError::NoWorkspace => "not_found",
-            SamlError::Internal(detail) => {
-                tracing::error!(detail = detail.as_str(), "SAML internal error");
-                return crate::error::json_error(
-                    self.status_code(),
-                    "internal",
-                    "an internal error occurred",
-                );
-            }
-            SamlError::Store(error) => return error.error_response(),
-        };
-        crate::error::json_error(self.status_code(), code, &self.to_string())
     }
 }
 

@@ -155,33 +155,6 @@ impl From<diesel::result::Error> for TokenError {
     }
 }
 
-impl actix_web::ResponseError for TokenError {
-    fn status_code(&self) -> actix_web::http::StatusCode {
-        use actix_web::http::StatusCode;
-        match self {
-            TokenError::Scopes(_) | TokenError::InvalidName | TokenError::InvalidExpiry(_) => {
-                StatusCode::BAD_REQUEST
-            }
-            TokenError::ScopeEscalation(_) => StatusCode::FORBIDDEN,
-            TokenError::NotFound(_) => StatusCode::NOT_FOUND,
-            TokenError::CorruptScopes(_) => StatusCode::INTERNAL_SERVER_ERROR,
-            TokenError::Store(error) => error.status_code(),
-        }
-    }
-
-    fn error_response(&self) -> actix_web::HttpResponse {
-        let code = match self {
-            TokenError::Scopes(_) => "invalid_scopes",
-            TokenError::ScopeEscalation(_) => "forbidden",
-            TokenError::InvalidName | TokenError::InvalidExpiry(_) => "invalid_request",
-            TokenError::NotFound(_) => "not_found",
-            TokenError::CorruptScopes(_) => "internal",
-            TokenError::Store(error) => return error.error_response(),
-        };
-        crate::error::json_error(self.status_code(), code, &self.to_string())
-    }
-}
-
 /// Parses `90d`, `12h`, `30m` and the like.
 pub fn parse_lifetime(raw: &str) -> Result<Duration, TokenError> {
     let lifetime = humantime::parse_duration(raw.trim()).map_err(|_| {

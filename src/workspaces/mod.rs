@@ -52,28 +52,6 @@ impl From<diesel::result::Error> for WorkspaceError {
     }
 }
 
-impl actix_web::ResponseError for WorkspaceError {
-    fn status_code(&self) -> actix_web::http::StatusCode {
-        use actix_web::http::StatusCode;
-        match self {
-            WorkspaceError::InvalidSlug(_) | WorkspaceError::InvalidName => StatusCode::BAD_REQUEST,
-            WorkspaceError::SlugTaken(_) => StatusCode::CONFLICT,
-            WorkspaceError::NotFound(_) => StatusCode::NOT_FOUND,
-            WorkspaceError::Store(error) => error.status_code(),
-        }
-    }
-
-    fn error_response(&self) -> actix_web::HttpResponse {
-        let code = match self {
-            WorkspaceError::InvalidSlug(_) | WorkspaceError::InvalidName => "invalid_request",
-            WorkspaceError::SlugTaken(_) => "conflict",
-            WorkspaceError::NotFound(_) => "not_found",
-            WorkspaceError::Store(error) => return error.error_response(),
-        };
-        crate::error::json_error(self.status_code(), code, &self.to_string())
-    }
-}
-
 /// Slugs appear in URLs (`/saml/{slug}/acs`) that are pasted into IdP consoles, so they are kept
 /// to what needs no escaping anywhere.
 pub fn validate_slug(slug: &str) -> Result<(), WorkspaceError> {

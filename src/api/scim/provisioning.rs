@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use crate::access::grants;
 use crate::access::members::{self, OwnerCheck};
 use crate::audit::{self, AuditContext, Event, Target};
-use crate::db::Conn;
+use crate::db::{Conn, Tx};
 use crate::directory::groups::{self, MemberChange, StoredGroup};
 use crate::directory::users::{self, Rewrite, StoredUser};
 use crate::scim::error::ScimError;
@@ -44,15 +44,17 @@ pub fn update_user(
             ),
             _ => ("scim.user.updated", Value::Null),
         };
-        audit::record(
+        record(
             tx,
             context,
-            Event {
-                workspace_id: Some(workspace_id),
-                action,
-                target: Target { kind: "user", id },
-                details: json!({ "userName": rewrite.user_name(), "changed": rewrite.changed, "access": access }),
-            },
+            workspace_id,
+            action,
+            ("user", id),
+            json!({
+                "userName": rewrite.user_name(),
+                "changed": rewrite.changed,
+                "access": access,
+            }),
         )?;
         users::load(tx, workspace_id, id)
     })
@@ -72,15 +74,13 @@ pub fn delete_user(
         crate::tokens::revoke_minted_by(tx, id, crate::time::now())?;
         users::delete(tx, id)?;
         owner_check.after::<ScimError>(tx, workspace_id)?;
-        audit::record(
+        record(
             tx,
             context,
-            Event {
-                workspace_id: Some(workspace_id),
-                action: "scim.user.deleted",
-                target: Target { kind: "user", id },
-                details: json!({ "userName": user.user_name }),
-            },
+            workspace_id,
+            "scim.user.deleted",
+            ("user", id),
+            json!({ "userName": user.user_name }),
         )?;
         Ok(())
     })
@@ -105,20 +105,18 @@ pub fn update_group(
             return Ok(current);
         };
         owner_check.after::<ScimError>(tx, workspace_id)?;
-        audit::record(
+        record(
             tx,
             context,
-            Event {
-                workspace_id: Some(workspace_id),
-                action: "scim.group.updated",
-                target: Target { kind: "group", id },
-                details: json!({
-                    "displayName": applied.display_name,
-                    "changed": applied.changed,
-                    "members_added": applied.added,
-                    "members_removed": applied.removed,
-                }),
-            },
+            workspace_id,
+            "scim.group.updated",
+            ("group", id),
+            json!({
+                "displayName": applied.display_name,
+                "changed": applied.changed,
+                "members_added": applied.added,
+                "members_removed": applied.removed,
+            }),
         )?;
         groups::load(tx, workspace_id, id)
     })
@@ -135,16 +133,35 @@ pub fn delete_group(
         let owner_check = OwnerCheck::for_group(tx, workspace_id, &group.display_name)?;
         groups::delete(tx, id)?;
         owner_check.after::<ScimError>(tx, workspace_id)?;
-        audit::record(
+        record(
             tx,
             context,
-            Event {
-                workspace_id: Some(workspace_id),
-                action: "scim.group.deleted",
-                target: Target { kind: "group", id },
-                details: json!({ "displayName": group.display_name }),
-            },
+            workspace_id,
+            "scim.group.deleted",
+            ("group", id),
+            json!({ "displayName": group.display_name }),
         )?;
         Ok(())
     })
+}
+
+/// Records a SCIM change in the audit log, in its transaction.
+fn record(
+    tx: &mut Tx<'_>,
+    context: &AuditContext,
+    workspace_id: &str,
+    action: &str,
+    (kind, id): (&'static str, &str),
+    details: Value,
+) -> diesel::QueryResult<()> {
+    audit::record(
+        tx,
+        context,
+        Event {
+            workspace_id: Some(workspace_id),
+            action,
+            target: Target { kind, id },
+            details,
+        },
+    )
 }
