@@ -1,6 +1,13 @@
 //! idgate: a SCIM 2.0 provisioning server and SAML 2.0 SSO gateway for multi-workspace products.
 //!
-//! Organised by capability; each module holds its own wire types, logic and storage.
+//! Organised by capability, in one dependency order (kept by `tests/api/layers.rs`); a module
+//! names only those listed before it here:
+//!
+//! - leaves: `time`, `secrets`, `permissions`, `csv_export`, `outbound`, `db`;
+//! - foundations: `scim` (SCIM as data), `audit`, `config`, `telemetry`, `error`;
+//! - rooms: `workspaces`, `directory`, `tokens`, `sessions`, `access`, `saml`;
+//! - the gate: `auth` (credentials, `Authorized<needs::X>`, rate limits);
+//! - the surface: `api` (handlers), `replicas`, `limits`, `app`, `cli`.
 
 pub mod access;
 pub mod api;

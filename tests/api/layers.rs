@@ -165,6 +165,38 @@ fn the_top_level_modules_depend_on_one_another_without_a_cycle() {
     }
 }
 
+/// The rooms in the order `src/lib.rs` lists them in its module documentation.
+fn documented_order(src: &Path) -> Vec<String> {
+    let lib = std::fs::read_to_string(src.join("lib.rs")).expect("src/lib.rs is readable");
+    lib.lines()
+        .filter_map(|line| line.strip_prefix("//! - "))
+        .flat_map(|line| line.split('`').skip(1).step_by(2))
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn each_module_names_only_those_lib_rs_lists_before_it() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let edges = dependencies(&src);
+    let listed: Vec<String> = documented_order(&src)
+        .into_iter()
+        .filter(|name| edges.contains_key(name))
+        .collect();
+    let unlisted: Vec<&String> = edges.keys().filter(|room| !listed.contains(room)).collect();
+    assert!(unlisted.is_empty(), "src/lib.rs does not list {unlisted:?}");
+    for (position, room) in listed.iter().enumerate() {
+        let later: Vec<&String> = edges[room]
+            .iter()
+            .filter(|needed| !listed[..position].contains(needed))
+            .collect();
+        assert!(
+            later.is_empty(),
+            "{room} names {later:?}, which src/lib.rs lists after it"
+        );
+    }
+}
+
 #[test]
 fn a_cycle_is_found_and_a_chain_is_ordered() {
     let graph = |pairs: &[(&str, &[&str])]| -> BTreeMap<String, BTreeSet<String>> {
