@@ -1,9 +1,9 @@
 //! How errors reach clients.
 //!
 //! Layering, as in crates.io: `anyhow` outside the request path (start-up, CLI), `QueryResult` and
-//! [`crate::db::StoreError`] in storage code, and one `thiserror` enum per capability that implements
-//! `ResponseError`. Every admin-API error body is `{"error": CODE, "message": TEXT}`; SCIM answers
-//! with its own Error body. Messages are written for the client and never carry secrets; a 5xx says
+//! [`crate::db::StoreError`] in storage code, and one `thiserror` enum per capability, a plain value
+//! in its room, whose `ResponseError` (its HTTP answer) sits beside the handlers in `api/`. Every
+//! admin-API error body is `{"error": CODE, "message": TEXT}`; SCIM answers with its own Error body. Messages are written for the client and never carry secrets; a 5xx says
 //! nothing about its cause, which is logged with the request id instead.
 
 use actix_web::http::StatusCode;

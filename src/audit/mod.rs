@@ -118,6 +118,23 @@ pub fn at_least_since(
     Ok(nth_newest.is_some_and(|at| at >= since))
 }
 
+/// Whether the workspace's log already holds an event `action` about `target_id`: a warning
+/// recorded once, not on every hourly check.
+pub fn recorded(
+    conn: &mut DbConnection,
+    workspace_id: &str,
+    action: &str,
+    target_id: &str,
+) -> QueryResult<bool> {
+    let found: i64 = audit_events::table
+        .filter(audit_events::workspace_id.eq(workspace_id))
+        .filter(audit_events::action.eq(action))
+        .filter(audit_events::target_id.eq(target_id))
+        .count()
+        .get_result(conn)?;
+    Ok(found > 0)
+}
+
 /// Appends one event without raising the access version: only for a change that cannot alter a
 /// decision already made, such as a new user (no roles, groups or grants yet, and cached decisions
 /// are keyed by member id). Skipping the version there keeps concurrent provisioning from queueing

@@ -1,5 +1,5 @@
 //! The store: one diesel connection type over SQLite and PostgreSQL, its pool, embedded migrations
-//! and the transaction helper every write goes through.
+//! and the write handle every write goes through ([`Conn::write`], [`Tx`]).
 //!
 //! Storage code returns `QueryResult` or [`StoreError`]; each capability maps those to its own error
 //! type, so a database "not found" becomes that capability's 404 and pool exhaustion a 503.

@@ -1,4 +1,5 @@
-//! SCIM Users of a workspace: storage, uniqueness of userName (case-insensitive), versions and audit.
+//! SCIM Users of a workspace: storage, uniqueness of userName (case-insensitive) and versions.
+//! A user is recorded in the audit log as they are made (by SCIM, or at a first SAML login).
 
 use chrono::NaiveDateTime;
 use diesel::prelude::*;

@@ -4,7 +4,6 @@
 //! names in this workspace, and is answered with a signed LogoutResponse.
 
 use chrono::{DateTime, NaiveDateTime, TimeDelta, Utc};
-use diesel::prelude::*;
 use serde_json::json;
 
 use super::SamlError;
@@ -19,7 +18,7 @@ use super::sp::{self, Endpoints, Purpose};
 use super::xml_escape;
 use crate::audit::{self, Actor, AuditContext, Event, Target};
 use crate::db::Conn;
-use crate::db::schema::sessions;
+use crate::sessions;
 use crate::workspaces::Workspace;
 
 fn new_id() -> String {
@@ -44,10 +43,7 @@ pub fn request_url(
     let Some(slo_url) = &connection.slo_url else {
         return Ok(None);
     };
-    let (name_id, session_index): (String, Option<String>) = sessions::table
-        .find(session_id)
-        .select((sessions::name_id, sessions::session_index))
-        .first(&mut **conn)?;
+    let (name_id, session_index) = sessions::idp_identity(conn, session_id)?;
     let session_index = session_index
         .map(|index| {
             format!(
@@ -191,17 +187,13 @@ pub fn handle_request(
             request.fresh_until,
             now,
         )?;
-        let mut matching = diesel::update(sessions::table)
-            .filter(sessions::workspace_id.eq(&workspace.id))
-            .filter(sessions::name_id.eq(&request.name_id))
-            .filter(sessions::revoked_at.is_null())
-            .into_boxed();
-        if !request.session_indexes.is_empty() {
-            matching = matching.filter(sessions::session_index.eq_any(&request.session_indexes));
-        }
-        let ended = matching
-            .set(sessions::revoked_at.eq(now))
-            .execute(tx.conn())?;
+        let ended = sessions::end_for_idp(
+            tx,
+            &workspace.id,
+            &request.name_id,
+            &request.session_indexes,
+            now,
+        )?;
         audit::record_leaving_decisions_alone(
             tx,
             &AuditContext {

@@ -2,6 +2,7 @@
 //! every hour, and a copy that cannot be fetched or read leaves the last good one in place; every
 //! certificate near or past its expiry is logged as a warning on each round and audited once.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use diesel::prelude::*;
@@ -9,9 +10,10 @@ use serde_json::json;
 
 use super::connection::{self, OptionChanges, Source};
 use crate::audit::{self, Actor, AuditContext, Event, Target};
-use crate::db::schema::{audit_events, idp_connections, workspaces};
+use crate::db::schema::idp_connections;
 use crate::db::{Store, StoreError};
 use crate::outbound::InternalAllowList;
+use crate::workspaces::{self, WorkspaceError};
 
 pub const INTERVAL: Duration = Duration::from_secs(3600);
 
@@ -28,15 +30,20 @@ pub enum Outcome {
 pub async fn refresh_all(store: &Store, allowed: &InternalAllowList) -> Vec<(String, Outcome)> {
     let listed = store
         .read(|conn| {
-            idp_connections::table
-                .inner_join(workspaces::table.on(workspaces::id.eq(idp_connections::workspace_id)))
-                .select((
-                    workspaces::id,
-                    workspaces::slug,
-                    idp_connections::metadata_url,
-                ))
-                .load::<(String, String, Option<String>)>(conn)
-                .map_err(crate::db::StoreError::from)
+            let connections: Vec<(String, Option<String>)> = idp_connections::table
+                .select((idp_connections::workspace_id, idp_connections::metadata_url))
+                .load(conn)
+                .map_err(StoreError::from)?;
+            let slugs: HashMap<String, String> = workspaces::list(conn)?
+                .into_iter()
+                .map(|workspace| (workspace.id, workspace.slug))
+                .collect();
+            Ok::<_, WorkspaceError>(
+                connections
+                    .into_iter()
+                    .filter_map(|(id, url)| Some((slugs.get(&id)?.clone(), id, url)))
+                    .collect::<Vec<_>>(),
+            )
         })
         .await;
     let connections = match listed {
@@ -47,7 +54,7 @@ pub async fn refresh_all(store: &Store, allowed: &InternalAllowList) -> Vec<(Str
         }
     };
     let mut outcomes = Vec::new();
-    for (workspace_id, slug, metadata_url) in connections {
+    for (slug, workspace_id, metadata_url) in connections {
         if let Some(url) = metadata_url {
             let outcome = refresh_one(store, allowed, &workspace_id, url).await;
             if let Outcome::Kept(reason) = &outcome {
@@ -129,13 +136,7 @@ async fn warn_of_expiring_certificates(store: &Store, workspace_id: &str, slug: 
                     "an IdP signing certificate is near or past its expiry"
                 );
                 let action = format!("saml.certificate.{status}");
-                let already: i64 = audit_events::table
-                    .filter(audit_events::workspace_id.eq(&workspace_id))
-                    .filter(audit_events::action.eq(&action))
-                    .filter(audit_events::target_id.eq(&certificate.fingerprint))
-                    .count()
-                    .get_result(&mut **conn)?;
-                if already == 0 {
+                if !audit::recorded(conn, &workspace_id, &action, &certificate.fingerprint)? {
                     conn.write(|tx| {
                         audit::record_leaving_decisions_alone(
                             tx,

@@ -226,6 +226,40 @@ pub fn authenticate(
     })
 }
 
+/// The NameID and SessionIndex the IdP gave a session, for the LogoutRequest that ends the IdP's
+/// side of it.
+pub fn idp_identity(
+    conn: &mut DbConnection,
+    session_id: &str,
+) -> QueryResult<(String, Option<String>)> {
+    sessions::table
+        .find(session_id)
+        .select((sessions::name_id, sessions::session_index))
+        .first(conn)
+}
+
+/// Ends the sessions of a workspace that the IdP's LogoutRequest names: those of `name_id`, and
+/// of those only the ones with one of `session_indexes` when it gives any. Returns how many.
+pub fn end_for_idp(
+    tx: &mut Tx<'_>,
+    workspace_id: &str,
+    name_id: &str,
+    session_indexes: &[String],
+    now: NaiveDateTime,
+) -> QueryResult<usize> {
+    let mut matching = diesel::update(sessions::table)
+        .filter(sessions::workspace_id.eq(workspace_id))
+        .filter(sessions::name_id.eq(name_id))
+        .filter(sessions::revoked_at.is_null())
+        .into_boxed();
+    if !session_indexes.is_empty() {
+        matching = matching.filter(sessions::session_index.eq_any(session_indexes));
+    }
+    matching
+        .set(sessions::revoked_at.eq(now))
+        .execute(tx.conn())
+}
+
 /// Ends a session. Returns false when it was already ended.
 pub fn revoke(tx: &mut Tx<'_>, session_id: &str, now: NaiveDateTime) -> QueryResult<bool> {
     let ended = diesel::update(
