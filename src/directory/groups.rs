@@ -118,7 +118,7 @@ pub fn create(
 }
 
 /// The group `id`, its row locked for the rest of the transaction (see
-/// [`store::lock_row`]), refused unless at `expected_version` when one is given.
+/// `store::lock_row!`), refused unless at `expected_version` when one is given.
 pub fn locked(
     tx: &mut Tx<'_>,
     workspace_id: &str,

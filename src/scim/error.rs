@@ -137,8 +137,8 @@ impl ResponseError for ScimError {
         let mut response = HttpResponse::build(status);
         response.content_type(MEDIA_TYPE);
         if let ScimError::Refused { headers, .. } = self {
-            for header in headers {
-                response.insert_header((header.0.clone(), header.1.clone()));
+            for (name, value) in headers {
+                response.insert_header((name.clone(), value.clone()));
             }
         }
         if let ScimError::Store(StoreError::CostlyQueriesRunning) = self {

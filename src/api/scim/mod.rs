@@ -1,4 +1,6 @@
-//! The SCIM HTTP endpoints under `/scim/v2`. The bearer token (scope `scim`) decides the workspace.
+//! The SCIM service: the HTTP endpoints under `/scim/v2`, over the documents of [`crate::scim`]
+//! and the storage of [`crate::directory`]. The bearer token (scope `scim`) decides the workspace
+//! ([`actions::Context`]); [`provisioning`] keeps the access rules around each write.
 
 pub mod actions;
 pub mod bulk;
