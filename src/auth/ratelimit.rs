@@ -45,7 +45,7 @@ pub struct Limited {
 }
 
 impl Limited {
-    /// Adds [`Limited::headers`] to a refusal.
+    /// Adds `Retry-After` and the RateLimit header fields to a refusal.
     pub fn add_to(&self, response: &mut HttpResponse) {
         for (name, value) in self.headers() {
             response.headers_mut().insert(

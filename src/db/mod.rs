@@ -292,7 +292,7 @@ fn create_private(path: &str) -> std::io::Result<()> {
 }
 
 /// The pool every part of idgate reaches the database through, and on SQLite the one connection
-/// its writes share (see [`writer`]) and the one that watches for changes (see [`memo`]).
+/// its writes share (see `writer.rs`) and the one that watches for changes (see [`memo`]).
 #[derive(Clone)]
 pub struct Store {
     pool: Pool<ConnectionManager>,

@@ -33,7 +33,7 @@ pub(crate) use prepared_sqlite;
 /// An UPDATE that the connection keeps prepared. Diesel prepares every UPDATE anew, since a
 /// changeset can leave out a `None` field and so change the SQL; this one is written from its
 /// parts and names its statement by `Id`, a type of its own, in the connection's statement cache.
-/// Made by [`kept_update!`].
+/// Made by [`crate::kept_update!`].
 pub struct KeptUpdate<Id, F, S, W> {
     /// The table, as written in SQL.
     table: F,
