@@ -13,6 +13,7 @@ use super::decide::{Decision, Target, decide_for_token};
 use super::{members, parse, resources};
 use crate::db::DbConnection;
 use crate::db::schema::workspaces;
+use crate::directory;
 use crate::permissions::Action;
 use crate::tokens::{self, ApiToken};
 
@@ -69,7 +70,7 @@ pub fn decide_all(
         resource_ids.iter().copied(),
     );
     let unresolved: BTreeSet<&str> = found.missing_subjects.iter().map(String::as_str).collect();
-    let people = crate::directory::find_many(conn, workspace_id, &unresolved)?;
+    let people = directory::find_many(conn, workspace_id, &unresolved)?;
 
     let mut loaded_resources = HashMap::new();
     if !found.missing_resources.is_empty() {
@@ -87,7 +88,7 @@ pub fn decide_all(
             [],
         );
         found.principals.extend(by_id.principals);
-        let mut missing: Vec<crate::directory::Member> = people
+        let mut missing: Vec<directory::Member> = people
             .values()
             .filter(|member| !found.principals.contains_key(&member.id))
             .cloned()

@@ -13,6 +13,7 @@ use super::{AccessError, corrupt};
 use crate::audit::{self, AuditContext, Event, Target};
 use crate::db::schema::grants;
 use crate::db::{Conn, DbConnection, Tx};
+use crate::directory;
 use crate::permissions::{Label, Level};
 
 const TEXT_MAX: usize = 1000;
@@ -182,10 +183,9 @@ pub fn create(
     conn.write(|tx| {
         let subject = match (new.member, new.group) {
             (Some(member), None) => {
-                let member =
-                    crate::directory::find(tx, workspace_id, &member)?.ok_or_else(|| {
-                        AccessError::Invalid(format!("no member {member:?} in this workspace"))
-                    })?;
+                let member = directory::find(tx, workspace_id, &member)?.ok_or_else(|| {
+                    AccessError::Invalid(format!("no member {member:?} in this workspace"))
+                })?;
                 GrantSubject::Member(member.id)
             }
             (None, Some(group)) if !group.trim().is_empty() => {

@@ -9,6 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError, web};
 
+use crate::directory;
 use crate::error::json_error;
 use chrono::NaiveDateTime;
 use serde::{Deserialize, Serialize};
@@ -99,7 +100,7 @@ async fn list_members(
     let workspace_id = auth.workspace.id;
     let principals = store
         .run(move |conn| {
-            let members = crate::directory::list(conn, &workspace_id)?;
+            let members = directory::list(conn, &workspace_id)?;
             Ok::<_, AccessError>(members::principals(conn, &workspace_id, &members)?)
         })
         .await?;
@@ -793,7 +794,7 @@ struct ReviewedMember {
 }
 
 fn review(conn: &mut DbConnection, workspace: &Workspace) -> Result<Review, AccessError> {
-    let everyone = crate::directory::list(conn, &workspace.id)?;
+    let everyone = directory::list(conn, &workspace.id)?;
     let principals = members::principals(conn, &workspace.id, &everyone)?;
     let group_grants = grants::list(conn, &workspace.id)?
         .into_iter()

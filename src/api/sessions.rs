@@ -10,6 +10,7 @@ use crate::access::members;
 use crate::auth::session::{presented, session_of};
 use crate::config::BaseUrl;
 use crate::db::{DbConnection, Store, StoreError};
+use crate::directory;
 use crate::permissions::Role;
 use crate::saml::SamlError;
 use crate::saml::logout;
@@ -34,7 +35,7 @@ pub fn public_routes(config: &mut web::ServiceConfig) {
 fn roles_of(
     conn: &mut DbConnection,
     workspace_id: &str,
-    member: &crate::directory::Member,
+    member: &directory::Member,
 ) -> Result<Vec<Role>, StoreError> {
     let mut roles: Vec<Role> = members::roles(conn, workspace_id, &member.id)?
         .iter()

@@ -196,7 +196,7 @@ fn log_in(
         actor: Actor::Idp(connection.entity_id.clone()),
         request_id: None,
     };
-    let member = match crate::directory::find(tx, &workspace.id, &email)? {
+    let member = match directory::find(tx, &workspace.id, &email)? {
         Some(member) if !member.active => {
             return Err(Refusal::new(
                 Reason::Deactivated,
@@ -419,21 +419,16 @@ fn provision(
     }
     let document = normalize(ResourceKind::User, &user)
         .map_err(|e| Refusal::new(Reason::NoSubject, format!("cannot provision {email}: {e}")))?;
-    let stored = crate::directory::users::insert(
-        tx,
-        &workspace.id,
-        document,
-        context,
-        "saml.member.created",
-    )
-    .map_err(|e| match e {
-        crate::scim::error::ScimError::Store(error) => AcsError::from(error),
-        other => Refusal::new(
-            Reason::NoSubject,
-            format!("cannot provision {email}: {other}"),
-        )
-        .into(),
-    })?;
+    let stored =
+        directory::users::insert(tx, &workspace.id, document, context, "saml.member.created")
+            .map_err(|e| match e {
+                crate::scim::error::ScimError::Store(error) => AcsError::from(error),
+                other => Refusal::new(
+                    Reason::NoSubject,
+                    format!("cannot provision {email}: {other}"),
+                )
+                .into(),
+            })?;
     Ok(Member {
         id: stored.id,
         user_name: stored.user_name,
