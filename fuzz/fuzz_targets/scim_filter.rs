@@ -1,8 +1,8 @@
 //! The SCIM filter parser, then its translation to SQL: neither may panic on any input.
 #![no_main]
 
+use idgate::directory::query::{Scope, condition};
 use idgate::scim::filter::parse_filter;
-use idgate::scim::query::{Scope, condition};
 use idgate::scim::schema::ResourceKind;
 use libfuzzer_sys::fuzz_target;
 
