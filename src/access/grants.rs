@@ -32,30 +32,20 @@ type GrantRow = (
     NaiveDateTime,
 );
 
-const GRANT_COLUMNS: (
-    grants::id,
-    grants::subject_type,
-    grants::subject,
-    grants::resource_id,
-    grants::label,
-    grants::level,
-    grants::expires_at,
-    grants::justification,
-    grants::approver,
-    grants::review_date,
-    grants::created_at,
-) = (
-    grants::id,
-    grants::subject_type,
-    grants::subject,
-    grants::resource_id,
-    grants::label,
-    grants::level,
-    grants::expires_at,
-    grants::justification,
-    grants::approver,
-    grants::review_date,
-    grants::created_at,
+crate::columns!(
+    GRANT_COLUMNS = (
+        grants::id,
+        grants::subject_type,
+        grants::subject,
+        grants::resource_id,
+        grants::label,
+        grants::level,
+        grants::expires_at,
+        grants::justification,
+        grants::approver,
+        grants::review_date,
+        grants::created_at
+    )
 );
 
 fn from_row(row: GrantRow) -> QueryResult<Grant> {

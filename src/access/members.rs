@@ -283,16 +283,13 @@ pub struct GroupMapping {
     pub updated_at: chrono::NaiveDateTime,
 }
 
-const MAPPING_COLUMNS: (
-    group_mappings::idp_group_ci,
-    group_mappings::idp_group,
-    group_mappings::role,
-    group_mappings::updated_at,
-) = (
-    group_mappings::idp_group_ci,
-    group_mappings::idp_group,
-    group_mappings::role,
-    group_mappings::updated_at,
+crate::columns!(
+    MAPPING_COLUMNS = (
+        group_mappings::idp_group_ci,
+        group_mappings::idp_group,
+        group_mappings::role,
+        group_mappings::updated_at
+    )
 );
 
 pub fn mappings(conn: &mut DbConnection, workspace_id: &str) -> QueryResult<Vec<GroupMapping>> {

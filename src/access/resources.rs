@@ -21,16 +21,13 @@ const WRITE_KEY_PREFIX: &str = "wk_";
 
 type ResourceRow = (String, String, String, Option<String>);
 
-const RESOURCE_COLUMNS: (
-    resources::id,
-    resources::kind,
-    resources::name,
-    resources::source_id,
-) = (
-    resources::id,
-    resources::kind,
-    resources::name,
-    resources::source_id,
+crate::columns!(
+    RESOURCE_COLUMNS = (
+        resources::id,
+        resources::kind,
+        resources::name,
+        resources::source_id
+    )
 );
 
 /// Attaches labels to loaded rows.

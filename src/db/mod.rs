@@ -79,6 +79,16 @@ macro_rules! load_where_in {
     };
 }
 
+/// A constant tuple of columns to `select`, written once: Rust wants a constant's type spelled
+/// out, and for a tuple of columns that is the same list again.
+/// `columns!(MEMBER_COLUMNS = (users::id, users::name));`
+#[macro_export]
+macro_rules! columns {
+    ($name:ident = ($($column:path),+ $(,)?)) => {
+        const $name: ($($column,)+) = ($($column,)+);
+    };
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
     Sqlite,

@@ -19,8 +19,7 @@ pub struct Member {
     pub active: bool,
 }
 
-const MEMBER_COLUMNS: (scim_users::id, scim_users::user_name, scim_users::active) =
-    (scim_users::id, scim_users::user_name, scim_users::active);
+crate::columns!(MEMBER_COLUMNS = (scim_users::id, scim_users::user_name, scim_users::active));
 
 /// Members loaded per query: few enough for any backend's limit on bound parameters.
 const MEMBER_CHUNK: usize = 500;

@@ -69,27 +69,18 @@ impl ApiToken {
     }
 }
 
-type TokenColumns = (
-    api_tokens::id,
-    api_tokens::workspace_id,
-    api_tokens::name,
-    api_tokens::scopes,
-    api_tokens::created_at,
-    api_tokens::expires_at,
-    api_tokens::revoked_at,
-    api_tokens::last_used_at,
-    api_tokens::minted_by,
-);
-const TOKEN_COLUMNS: TokenColumns = (
-    api_tokens::id,
-    api_tokens::workspace_id,
-    api_tokens::name,
-    api_tokens::scopes,
-    api_tokens::created_at,
-    api_tokens::expires_at,
-    api_tokens::revoked_at,
-    api_tokens::last_used_at,
-    api_tokens::minted_by,
+crate::columns!(
+    TOKEN_COLUMNS = (
+        api_tokens::id,
+        api_tokens::workspace_id,
+        api_tokens::name,
+        api_tokens::scopes,
+        api_tokens::created_at,
+        api_tokens::expires_at,
+        api_tokens::revoked_at,
+        api_tokens::last_used_at,
+        api_tokens::minted_by
+    )
 );
 
 type TokenRow = (
