@@ -279,7 +279,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     } else {
         "warn"
     };
-    crate::telemetry::init(settings.log_format, default_level);
+    let _log_writer = crate::telemetry::init(settings.log_format, default_level);
     match cli.command {
         Command::Serve => serve(&settings),
         Command::Migrate => migrate(&settings),

@@ -2,7 +2,9 @@
 //!
 //! The root span carries the request id, so every line logged while serving a request names it.
 //! It records the path but never the query string (SAML's redirect binding carries signed messages
-//! there) nor any header but the user agent: tokens, cookies and SAML messages stay out of the logs.
+//! there) nor any header: tokens, cookies and SAML messages stay out of the logs.
+
+use std::io::{BufWriter, IsTerminal};
 
 use actix_web::HttpMessage;
 use actix_web::body::MessageBody;
@@ -11,6 +13,7 @@ use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::Next;
 use tracing::Span;
 use tracing_actix_web::{RequestId, RootSpanBuilder};
+use tracing_appender::non_blocking::{NonBlockingBuilder, WorkerGuard};
 use tracing_subscriber::EnvFilter;
 
 use crate::config::LogFormat;
@@ -19,13 +22,24 @@ pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id"
 
 /// Installs the global subscriber, writing to stderr. `RUST_LOG` overrides `default_level`.
 /// Calling it again (tests start many servers in one process) keeps the first subscriber.
-pub fn init(format: LogFormat, default_level: &str) {
+///
+/// A line is formatted where it is logged and written by a thread of the subscriber's own, which
+/// takes every line queued and writes them in one go: a `write` to stderr per request line cost
+/// the server more than formatting it. No line is dropped; past 128,000 queued lines, logging
+/// waits for the writer. Colours only when stderr is a terminal. The returned guard writes out
+/// what is queued when dropped: hold it until the process ends.
+pub fn init(format: LogFormat, default_level: &str) -> Option<WorkerGuard> {
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
+    let (writer, guard) = NonBlockingBuilder::default()
+        .lossy(false)
+        .thread_name("idgate-log")
+        .finish(BufWriter::new(std::io::stderr()));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    let _ = match format {
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(writer);
+    let installed = match format {
         LogFormat::Pretty => builder.try_init(),
         LogFormat::Json => builder
             .json()
@@ -33,6 +47,7 @@ pub fn init(format: LogFormat, default_level: &str) {
             .with_span_list(false)
             .try_init(),
     };
+    installed.is_ok().then_some(guard)
 }
 
 pub struct RootSpan;

@@ -2,7 +2,7 @@
 //! (token, query string) ever appears.
 
 use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -10,20 +10,29 @@ use serde_json::Value;
 
 use crate::helpers::{TestDatabase, read};
 
-#[actix_web::test]
-async fn json_logs_carry_request_ids_and_no_secrets() {
-    let database = TestDatabase::sqlite();
+/// A server process, stopped when dropped: also when a test fails before it is done with it.
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `idgate serve` on `database` with `args` added and `RUST_LOG` unset, and the lines it
+/// writes to stderr (a pipe, not a terminal).
+fn serve(database: &TestDatabase, args: &[&str]) -> (Server, mpsc::Receiver<String>) {
     let mut server = Command::new(env!("CARGO_BIN_EXE_idgate"))
         .args([
             "serve",
             "--bind",
             "127.0.0.1:0",
-            "--log-format",
-            "json",
             "--database-url",
             &database.url,
         ])
-        .env("RUST_LOG", "info")
+        .args(args)
+        .env_remove("RUST_LOG")
         .stderr(Stdio::piped())
         .spawn()
         .expect("idgate serve starts");
@@ -34,12 +43,61 @@ async fn json_logs_carry_request_ids_and_no_secrets() {
             let _ = lines_tx.send(line);
         }
     });
-    let mut log: Vec<Value> = Vec::new();
-    let next_line = |lines: &mpsc::Receiver<String>| {
-        lines
-            .recv_timeout(Duration::from_secs(30))
-            .expect("the server logs")
+    (Server(server), lines)
+}
+
+fn next_line(lines: &mpsc::Receiver<String>) -> String {
+    lines
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the server logs")
+}
+
+#[actix_web::test]
+async fn the_default_log_is_plain_text_with_each_request_a_line() {
+    let database = TestDatabase::sqlite();
+    let (server, lines) = serve(&database, &[]);
+    // A log written to a file or a pipe carries no terminal colour codes.
+    let next_plain_line = || {
+        let line = next_line(&lines);
+        assert!(
+            !line.contains('\u{1b}'),
+            "escape codes in the log: {line:?}"
+        );
+        line
     };
+    let address = loop {
+        let line = next_plain_line();
+        if let Some((_, address)) = line.split_once("address=") {
+            break address.split_whitespace().next().unwrap().to_owned();
+        }
+    };
+    let response = awc::Client::default()
+        .get(format!("http://{address}/healthz"))
+        .send()
+        .await
+        .unwrap();
+    let request_id = response
+        .headers()
+        .get("x-request-id")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_owned();
+    // The request's line names the id its response carried.
+    loop {
+        let line = next_plain_line();
+        if line.contains("request finished") && line.contains(&request_id) {
+            break;
+        }
+    }
+    drop(server);
+}
+
+#[actix_web::test]
+async fn json_logs_carry_request_ids_and_no_secrets() {
+    let database = TestDatabase::sqlite();
+    let (server, lines) = serve(&database, &["--log-format", "json"]);
+    let mut log: Vec<Value> = Vec::new();
     let address = loop {
         let entry: Value =
             serde_json::from_str(&next_line(&lines)).expect("every log line is JSON");
@@ -116,8 +174,7 @@ async fn json_logs_carry_request_ids_and_no_secrets() {
         }
         log.push(entry);
     }
-    server.kill().unwrap();
-    server.wait().unwrap();
+    drop(server);
     log.extend(
         lines
             .try_iter()
