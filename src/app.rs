@@ -18,7 +18,7 @@ use crate::db::{Backend, Store, StoreError};
 use crate::outbound::InternalAllowList;
 use crate::telemetry::{RootSpan, request_id_header};
 use crate::time::Clock;
-use crate::{access, api, error, replicas, saml, sessions};
+use crate::{access, api, console, error, replicas, saml, sessions};
 
 pub struct Application {
     server: Server,
@@ -87,8 +87,10 @@ impl Application {
                         .configure(api::audit::routes)
                         .configure(api::access::routes)
                         .configure(api::saml::routes)
-                        .configure(api::sessions::routes),
+                        .configure(api::sessions::routes)
+                        .configure(api::links::routes),
                 )
+                .configure(console::routes)
                 .configure(api::sessions::public_routes)
                 .configure(api::scim::routes)
                 .configure(api::saml::sp_routes)

@@ -15,6 +15,7 @@ use crate::app::Application;
 use crate::audit::AuditContext;
 use crate::config::{ConfigArgs, Settings};
 use crate::db::{self, Conn};
+use crate::links;
 use crate::outbound::InternalAllowList;
 use crate::permissions::Role;
 use crate::permissions::Scopes;
@@ -63,8 +64,49 @@ pub enum Command {
     /// Which SAML attributes give a person's email, names, role and groups
     #[command(subcommand)]
     Attributes(AttributesCommand),
+    /// Sign-in links into the admin console
+    #[command(subcommand)]
+    Console(ConsoleCommand),
+    /// Links that open a workspace's IdP and SCIM pages to a customer's IT admin
+    #[command(subcommand)]
+    SetupLink(SetupLinkCommand),
     /// Exit 0 when the server at the configured address answers /healthz
     Healthcheck,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConsoleCommand {
+    /// Print a sign-in URL (last line) that works once, within 15 minutes, for EMAIL as an Owner
+    /// of the workspace (made a member if need be)
+    Link {
+        /// The workspace's slug
+        #[arg(long, value_name = "SLUG")]
+        workspace: String,
+        /// Whom the link signs in
+        #[arg(long)]
+        email: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SetupLinkCommand {
+    /// Print a setup link (last line) that opens the workspace's IdP and SCIM pages
+    Create {
+        /// The workspace's slug
+        #[arg(long, value_name = "SLUG")]
+        workspace: String,
+        /// How long it works, such as 3d or 12h (at most 30d) [default: 3d]
+        #[arg(long, value_name = "DURATION")]
+        expires_in: Option<String>,
+    },
+    /// Revoke a setup link at once
+    Revoke {
+        /// The workspace's slug
+        #[arg(long, value_name = "SLUG")]
+        workspace: String,
+        /// The link's id, as printed when it was made
+        link_id: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -294,6 +336,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Mapping(command) => mapping(&mut open(&settings)?, command),
         Command::Role(command) => role(&mut open(&settings)?, command),
         Command::Attributes(command) => attributes(&mut open(&settings)?, command),
+        Command::Console(command) => console(&mut open(&settings)?, &settings, command),
+        Command::SetupLink(command) => setup_link(&mut open(&settings)?, &settings, command),
     }
 }
 
@@ -683,6 +727,77 @@ fn attributes(conn: &mut Conn, command: AttributesCommand) -> anyhow::Result<()>
     println!("last_name\t{}", mapping.last_name);
     println!("role\t{}", optional(&mapping.role));
     println!("groups\t{}", optional(&mapping.groups));
+    Ok(())
+}
+
+/// The public base URL the links printed start with: the configured one, or the local address.
+fn link_base(settings: &Settings) -> String {
+    settings
+        .public_base_url(local_address(settings.bind))
+        .as_str()
+        .to_owned()
+}
+
+fn console(conn: &mut Conn, settings: &Settings, command: ConsoleCommand) -> anyhow::Result<()> {
+    let ConsoleCommand::Link { workspace, email } = command;
+    let email = crate::sessions::normalise_email(&email);
+    if !email.contains('@') || email.chars().any(char::is_whitespace) {
+        bail!("--email {email:?} is not an email address");
+    }
+    let workspace = workspaces::find_by_slug(conn, &workspace)?;
+    let issued = conn.write(|tx| {
+        links::create(
+            tx,
+            links::Kind::Bootstrap,
+            &workspace.id,
+            Some(&email),
+            links::BOOTSTRAP_LIFETIME,
+            &AuditContext::cli(),
+        )
+    })?;
+    eprintln!(
+        "signs in {email} as an Owner of {}, once, until {}:",
+        workspace.slug,
+        crate::time::rfc3339(&issued.link.expires_at)
+    );
+    println!("{}/console/-/link/{}", link_base(settings), issued.secret);
+    Ok(())
+}
+
+fn setup_link(
+    conn: &mut Conn,
+    settings: &Settings,
+    command: SetupLinkCommand,
+) -> anyhow::Result<()> {
+    let context = AuditContext::cli();
+    match command {
+        SetupLinkCommand::Create {
+            workspace,
+            expires_in,
+        } => {
+            let workspace = workspaces::find_by_slug(conn, &workspace)?;
+            let made = crate::api::links::create_setup_link(
+                conn,
+                &link_base(settings),
+                &workspace.id,
+                None,
+                expires_in.as_deref(),
+                &context,
+            )?;
+            eprintln!(
+                "setup link {} for {}, until {}:",
+                made.link.id,
+                workspace.slug,
+                crate::time::rfc3339(&made.link.expires_at)
+            );
+            println!("{}", made.url);
+        }
+        SetupLinkCommand::Revoke { workspace, link_id } => {
+            let workspace = workspaces::find_by_slug(conn, &workspace)?;
+            conn.write(|tx| links::revoke_setup(tx, &workspace.id, &link_id, &context))?;
+            eprintln!("revoked setup link {link_id}");
+        }
+    }
     Ok(())
 }
 

@@ -5,9 +5,9 @@
 //!
 //! - leaves: `time`, `secrets`, `permissions`, `csv_export`, `outbound`, `db`;
 //! - foundations: `scim` (SCIM as data), `audit`, `config`, `telemetry`, `error`;
-//! - rooms: `workspaces`, `directory`, `tokens`, `sessions`, `access`, `saml`;
+//! - rooms: `workspaces`, `directory`, `tokens`, `sessions`, `links`, `access`, `saml`;
 //! - the gate: `auth` (credentials, `Authorized<needs::X>`, rate limits);
-//! - the surface: `api` (handlers), `replicas`, `limits`, `app`, `cli`.
+//! - the surface: `api` (handlers), `console` (the admin web pages), `replicas`, `limits`, `app`, `cli`.
 
 pub mod access;
 pub mod api;
@@ -16,11 +16,13 @@ pub mod audit;
 pub mod auth;
 pub mod cli;
 pub mod config;
+pub mod console;
 pub mod csv_export;
 pub mod db;
 pub mod directory;
 pub mod error;
 pub mod limits;
+pub mod links;
 pub mod outbound;
 pub mod permissions;
 pub mod replicas;

@@ -2,7 +2,8 @@
 //!
 //! The root span carries the request id, so every line logged while serving a request names it.
 //! It records the path but never the query string (SAML's redirect binding carries signed messages
-//! there) nor any header: tokens, cookies and SAML messages stay out of the logs.
+//! there) nor any header, and of a console link only its route: tokens, cookies, link secrets and
+//! SAML messages stay out of the logs.
 
 use std::io::{BufWriter, IsTerminal};
 
@@ -55,12 +56,18 @@ pub struct RootSpan;
 impl RootSpanBuilder for RootSpan {
     fn on_request_start(request: &ServiceRequest) -> Span {
         let request_id = request.extensions().get::<RequestId>().copied();
+        let route = request.match_pattern();
+        // A console link carries its secret in the path: the route template stands in for it.
+        let path = match &route {
+            Some(route) if route.contains("{secret}") => route.as_str(),
+            _ => request.path(),
+        };
         tracing::info_span!(
             "request",
             request_id = %request_id.map(|id| id.to_string()).unwrap_or_default(),
             method = %request.method(),
-            path = %request.path(),
-            route = request.match_pattern().unwrap_or_default(),
+            path = %path,
+            route = route.as_deref().unwrap_or_default(),
             status = tracing::field::Empty,
         )
     }

@@ -273,6 +273,48 @@ pub fn set_roles(
     })
 }
 
+/// Gives a member one more direct role, inside the caller's transaction (the console's bootstrap
+/// link makes its person an Owner this way). Nothing changes, and nothing is recorded, when they
+/// hold it directly already.
+pub fn grant_role(
+    tx: &mut Tx<'_>,
+    workspace_id: &str,
+    member: &Member,
+    role: Role,
+    context: &AuditContext,
+) -> QueryResult<()> {
+    let before: Vec<String> = member_roles::table
+        .filter(member_roles::member_id.eq(&member.id))
+        .select(member_roles::role)
+        .load(tx.conn())?;
+    if before.iter().any(|held| held == role.as_str()) {
+        return Ok(());
+    }
+    diesel::insert_into(member_roles::table)
+        .values((
+            member_roles::member_id.eq(&member.id),
+            member_roles::workspace_id.eq(workspace_id),
+            member_roles::role.eq(role.as_str()),
+            member_roles::created_at.eq(crate::time::now()),
+        ))
+        .execute(tx.conn())?;
+    let mut after = before.clone();
+    after.push(role.as_str().to_owned());
+    audit::record(
+        tx,
+        context,
+        Event {
+            workspace_id: Some(workspace_id),
+            action: "access.roles.changed",
+            target: Target {
+                kind: "member",
+                id: &member.id,
+            },
+            details: json!({ "userName": member.user_name, "before": before, "after": after }),
+        },
+    )
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Queryable, Serialize)]
 pub struct GroupMapping {
     #[serde(skip)]

@@ -81,6 +81,7 @@ impl AuditQuery {
         Ok(Filter {
             actor: kind_and_id(&self.actor).map_err(AuditError::InvalidQuery)?,
             action: self.action.clone(),
+            action_prefix: None,
             target: kind_and_id(&self.target).map_err(AuditError::InvalidQuery)?,
             since: time(&self.since).map_err(AuditError::InvalidQuery)?,
             until: time(&self.until).map_err(AuditError::InvalidQuery)?,

@@ -4,6 +4,7 @@
 
 pub mod access;
 pub mod audit;
+pub mod links;
 pub mod saml;
 pub mod scim;
 pub mod sessions;

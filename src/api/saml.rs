@@ -18,7 +18,6 @@ use crate::db::Store;
 use crate::outbound::InternalAllowList;
 use crate::saml::SamlError;
 use crate::saml::acs::{self, AcsError, Posted};
-use crate::saml::certificates::Certificate;
 use crate::saml::connection::{self, Connection, OptionChanges, Source};
 use crate::saml::response::Reason;
 use crate::saml::sp::{self, Endpoints, Purpose};
@@ -413,16 +412,7 @@ async fn source_of(
                     "without metadata, give entity_id, sso_url and certificates".to_owned(),
                 ));
             };
-            let mut certificates = Vec::new();
-            for pem in &body.certificates {
-                certificates.extend(Certificate::from_pem(pem).map_err(SamlError::Invalid)?);
-            }
-            Ok(Some(Source::Manual {
-                entity_id,
-                sso_url,
-                slo_url: body.slo_url.take(),
-                certificates,
-            }))
+            Source::manual(entity_id, sso_url, body.slo_url.take(), &body.certificates).map(Some)
         }
         (None, None, false) => Ok(None),
         _ => Err(SamlError::Invalid(

@@ -20,6 +20,8 @@ pub enum Actor {
     Idp(String),
     /// idgate itself; the id names the part (`cli`, a background job).
     System(String),
+    /// Whoever holds a setup link of the admin console, by link id.
+    SetupLink(String),
 }
 
 impl Actor {
@@ -30,6 +32,7 @@ impl Actor {
             Actor::Person(id) => ("person", id),
             Actor::Idp(id) => ("idp", id),
             Actor::System(id) => ("system", id),
+            Actor::SetupLink(id) => ("setup_link", id),
         }
     }
 }
@@ -203,6 +206,8 @@ impl KindAndId {
 pub struct Filter {
     pub actor: Option<KindAndId>,
     pub action: Option<String>,
+    /// Actions that start with this, such as `scim.`.
+    pub action_prefix: Option<String>,
     pub target: Option<KindAndId>,
     pub since: Option<NaiveDateTime>,
     pub until: Option<NaiveDateTime>,
@@ -243,6 +248,10 @@ pub fn page(
     }
     if let Some(action) = &filter.action {
         query = query.filter(a::action.eq(action.clone()));
+    }
+    if let Some(prefix) = &filter.action_prefix {
+        // Action names are dotted lower-case words, with no LIKE wildcard in them.
+        query = query.filter(a::action.like(format!("{prefix}%")));
     }
     if let Some(since) = filter.since {
         query = query.filter(a::occurred_at.ge(since));

@@ -55,6 +55,12 @@ fn check_same_origin(request: &HttpRequest) -> Result<(), SessionError> {
     if request.cookie(COOKIE).is_none() || request.method().is_safe() {
         return Ok(());
     }
+    same_origin(request)
+}
+
+/// Whether a browser says the request comes from this service's own origin (or says nothing, as
+/// only a program that is not a browser would).
+pub fn same_origin(request: &HttpRequest) -> Result<(), SessionError> {
     let headers = request.headers();
     if let Some(site) = headers.get("sec-fetch-site") {
         return match site.as_bytes() {

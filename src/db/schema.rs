@@ -194,6 +194,20 @@ diesel::table! {
 }
 
 diesel::table! {
+    console_links (id) {
+        id -> Text,
+        kind -> Text,
+        workspace_id -> Text,
+        email -> Nullable<Text>,
+        secret_hash -> Binary,
+        created_at -> Timestamp,
+        expires_at -> Timestamp,
+        used_at -> Nullable<Timestamp>,
+        revoked_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
     sp_keys (workspace_id, purpose) {
         workspace_id -> Text,
         purpose -> Text,
@@ -282,4 +296,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     session_keys,
     sessions,
     replicas,
+    console_links,
 );

@@ -175,6 +175,37 @@ pub fn list(conn: &mut DbConnection, workspace_id: &str) -> QueryResult<Vec<Memb
         .load(conn)
 }
 
+/// One page of a workspace's members in userName order (case-insensitive): those whose userName
+/// starts with `prefix` when one is given, after the userName `after`. A range on the index of
+/// (workspace, lower-case userName), so a page costs the same in a workspace of any size.
+pub fn page(
+    conn: &mut DbConnection,
+    workspace_id: &str,
+    prefix: Option<&str>,
+    after: Option<&str>,
+    limit: i64,
+) -> QueryResult<Vec<Member>> {
+    let mut query = scim_users::table
+        .filter(scim_users::workspace_id.eq(workspace_id))
+        .into_boxed::<crate::db::MultiBackend>();
+    if let Some(prefix) = prefix {
+        let prefix = prefix.to_lowercase();
+        // Every string that starts with the prefix sorts before prefix + U+10FFFF.
+        let end = format!("{prefix}\u{10FFFF}");
+        query = query
+            .filter(scim_users::user_name_ci.ge(prefix))
+            .filter(scim_users::user_name_ci.lt(end));
+    }
+    if let Some(after) = after {
+        query = query.filter(scim_users::user_name_ci.gt(after.to_lowercase()));
+    }
+    query
+        .order(scim_users::user_name_ci.asc())
+        .select(MEMBER_COLUMNS)
+        .limit(limit)
+        .load(conn)
+}
+
 /// The active memberships of a person in every workspace, by userName or by one of their SCIM
 /// emails (lower-case), with their workspaces. Read on every session check, so in as few
 /// statements as the indexes allow; the workspaces come in the same statement as the members.
@@ -280,6 +311,84 @@ pub fn any_active_in_groups(
     Ok(asserted
         .iter()
         .any(|group| group_names_ci.contains(&group.to_lowercase())))
+}
+
+/// The workspace's groups by name (SCIM groups, and the groups SAML logins asserted), each with
+/// how many active members it has, by name in any case.
+pub fn group_sizes(
+    conn: &mut DbConnection,
+    workspace_id: &str,
+) -> QueryResult<BTreeMap<String, (String, i64)>> {
+    let mut sizes: BTreeMap<String, (String, i64)> = BTreeMap::new();
+    let scim: Vec<(String, i64)> = scim_groups::table
+        .left_join(
+            scim_group_members::table
+                .inner_join(scim_users::table.on(scim_users::id.eq(scim_group_members::member_id)))
+                .on(scim_group_members::group_id
+                    .eq(scim_groups::id)
+                    .and(scim_users::active.eq(true))),
+        )
+        .filter(scim_groups::workspace_id.eq(workspace_id))
+        .group_by(scim_groups::display_name)
+        .select((
+            scim_groups::display_name,
+            diesel::dsl::count(scim_group_members::member_id.nullable()),
+        ))
+        .load(conn)?;
+    let asserted: Vec<(String, i64)> = saml_member_groups::table
+        .inner_join(scim_users::table.on(scim_users::id.eq(saml_member_groups::member_id)))
+        .filter(scim_users::workspace_id.eq(workspace_id))
+        .filter(scim_users::active.eq(true))
+        .group_by(saml_member_groups::group_name)
+        .select((saml_member_groups::group_name, diesel::dsl::count_star()))
+        .load(conn)?;
+    for (name, count) in scim.into_iter().chain(asserted) {
+        let entry = sizes.entry(name.to_lowercase()).or_insert((name, 0));
+        entry.1 += count;
+    }
+    Ok(sizes)
+}
+
+/// The active members of the workspace in the group named `name` (any case), as SCIM group
+/// members or by their latest SAML login's assertion; at most `limit`.
+pub fn in_group_named(
+    conn: &mut DbConnection,
+    workspace_id: &str,
+    name: &str,
+    limit: i64,
+) -> QueryResult<Vec<Member>> {
+    let name_ci = name.to_lowercase();
+    let group_ids: Vec<String> = scim_groups::table
+        .filter(scim_groups::workspace_id.eq(workspace_id))
+        .select((scim_groups::id, scim_groups::display_name))
+        .load::<(String, String)>(conn)?
+        .into_iter()
+        .filter(|(_, group)| group.to_lowercase() == name_ci)
+        .map(|(id, _)| id)
+        .collect();
+    let mut members: Vec<Member> = scim_group_members::table
+        .inner_join(scim_users::table.on(scim_users::id.eq(scim_group_members::member_id)))
+        .filter(scim_group_members::group_id.eq_any(&group_ids))
+        .filter(scim_users::active.eq(true))
+        .select(MEMBER_COLUMNS)
+        .limit(limit)
+        .load(conn)?;
+    let asserted: Vec<(String, Member)> = saml_member_groups::table
+        .inner_join(scim_users::table.on(scim_users::id.eq(saml_member_groups::member_id)))
+        .filter(scim_users::workspace_id.eq(workspace_id))
+        .filter(scim_users::active.eq(true))
+        .select((saml_member_groups::group_name, MEMBER_COLUMNS))
+        .load(conn)?;
+    members.extend(
+        asserted
+            .into_iter()
+            .filter(|(group, _)| group.to_lowercase() == name_ci)
+            .map(|(_, member)| member),
+    );
+    members.sort_by_key(|member| member.user_name.to_lowercase());
+    members.dedup_by(|a, b| a.id == b.id);
+    members.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+    Ok(members)
 }
 
 /// The groups the IdP asserted at a member's latest SAML login.

@@ -114,6 +114,27 @@ pub enum Source {
     },
 }
 
+impl Source {
+    /// An IdP given by hand: its entity ID, sign-in URL, and certificates in PEM blocks.
+    pub fn manual(
+        entity_id: String,
+        sso_url: String,
+        slo_url: Option<String>,
+        pems: &[String],
+    ) -> Result<Source, SamlError> {
+        let mut certificates = Vec::new();
+        for pem in pems {
+            certificates.extend(Certificate::from_pem(pem).map_err(SamlError::Invalid)?);
+        }
+        Ok(Source::Manual {
+            entity_id,
+            sso_url,
+            slo_url,
+            certificates,
+        })
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Connection {
     pub entity_id: String,

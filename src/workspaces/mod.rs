@@ -139,6 +139,14 @@ pub fn list(conn: &mut DbConnection) -> Result<Vec<Workspace>, WorkspaceError> {
     Ok(workspaces::table.order(workspaces::slug.asc()).load(conn)?)
 }
 
+pub fn find(conn: &mut DbConnection, id: &str) -> Result<Workspace, WorkspaceError> {
+    workspaces::table
+        .find(id)
+        .first(conn)
+        .optional()?
+        .ok_or_else(|| WorkspaceError::NotFound(id.to_owned()))
+}
+
 pub fn find_by_slug(conn: &mut DbConnection, slug: &str) -> Result<Workspace, WorkspaceError> {
     workspaces::table
         .filter(workspaces::slug.eq(slug))
