@@ -19,6 +19,7 @@ on_both_databases!(
     forms_need_the_csrf_token_and_this_origin,
     a_bootstrap_link_works_once_and_expires,
     only_an_owner_makes_setup_links_and_scim_tokens,
+    a_setup_links_forms_need_its_token_and_this_origin,
 );
 
 /// The last line the CLI printed, with the server's own origin (the CLI prints the configured
@@ -639,4 +640,89 @@ async fn only_an_owner_makes_setup_links_and_scim_tokens(database: TestDatabase)
     .await;
     assert_eq!(status, 201);
     assert!(page.contains("idg_"), "the secret, shown once");
+}
+
+async fn a_setup_links_forms_need_its_token_and_this_origin(database: TestDatabase) {
+    let app = TestApp::spawn(database).await;
+    let tenant = app.tenant("acme", "workspace:read,tokens:write");
+    let output = app
+        .cli(&["setup-link", "create", "--workspace", "acme"])
+        .await;
+    assert!(output.status.success(), "{output:?}");
+    let opened = client()
+        .get(link_on(&app, &stdout(&output)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(opened.status().as_u16(), 303);
+    let setup_cookie = opened
+        .headers()
+        .get("set-cookie")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let mut page = client()
+        .get(app.url("/setup/scim"))
+        .insert_header(("Cookie", setup_cookie.clone()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status().as_u16(), 200);
+    let page = String::from_utf8(page.body().await.unwrap().to_vec()).unwrap();
+    let token = csrf_of(&page);
+    let post = |site: &'static str, csrf: String| {
+        client()
+            .post(app.url("/setup/scim/tokens"))
+            .insert_header(("Cookie", setup_cookie.clone()))
+            .insert_header(("Sec-Fetch-Site", site))
+            .send_form(&[("name", "Entra"), ("csrf", csrf.as_str())].to_vec())
+    };
+    assert_eq!(
+        post("cross-site", token.clone())
+            .await
+            .unwrap()
+            .status()
+            .as_u16(),
+        403
+    );
+    assert_eq!(
+        post("same-origin", "x".repeat(43))
+            .await
+            .unwrap()
+            .status()
+            .as_u16(),
+        403
+    );
+    let scim_tokens = || async {
+        let (_, tokens) = app
+            .get("/api/v1/workspaces/acme/tokens", &tenant.token)
+            .await;
+        tokens["tokens"]
+            .as_array()
+            .expect("the workspace's tokens")
+            .iter()
+            .filter(|token| token["scopes"] == json!(["scim"]))
+            .count()
+    };
+    assert_eq!(scim_tokens().await, 0, "nothing was made");
+    assert_eq!(
+        post("same-origin", token).await.unwrap().status().as_u16(),
+        201
+    );
+    assert_eq!(scim_tokens().await, 1);
+    // The cookie opens no page of the console outside /setup/.
+    let members = client()
+        .get(app.url("/console/acme/members"))
+        .insert_header((
+            "Cookie",
+            setup_cookie.replace("idgate_setup", "idgate_session"),
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(members.status().as_u16(), 401);
 }
