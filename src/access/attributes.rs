@@ -103,6 +103,41 @@ pub fn get(conn: &mut DbConnection, workspace_id: &str) -> QueryResult<Attribute
         .unwrap_or_else(default_mapping))
 }
 
+/// The mapping `change` makes of `before`, without saving it: what the console previews.
+pub fn proposed(
+    before: &AttributeMapping,
+    change: MappingChange,
+) -> Result<AttributeMapping, AccessError> {
+    let mut after = match &change.preset {
+        Some(name) => preset(name).ok_or_else(|| {
+            AccessError::Invalid(format!(
+                "unknown preset {name:?}; one of: {}",
+                PRESETS.join(", ")
+            ))
+        })?,
+        None => before.clone(),
+    };
+    if let Some(email) = change.email {
+        after.email = attribute_name("email", email)?;
+    }
+    if let Some(first_name) = change.first_name {
+        after.first_name = attribute_name("first_name", first_name)?;
+    }
+    if let Some(last_name) = change.last_name {
+        after.last_name = attribute_name("last_name", last_name)?;
+    }
+    if let Some(role) = change.role {
+        after.role = optional_name("role", role)?;
+    }
+    if let Some(groups) = change.groups {
+        after.groups = optional_name("groups", groups)?;
+    }
+    if after.preset.as_deref().and_then(preset).as_ref() != Some(&after) {
+        after.preset = None;
+    }
+    Ok(after)
+}
+
 pub fn set(
     conn: &mut Conn,
     workspace_id: &str,
@@ -111,33 +146,7 @@ pub fn set(
 ) -> Result<AttributeMapping, AccessError> {
     conn.write(|tx| {
         let before = get(tx, workspace_id)?;
-        let mut after = match &change.preset {
-            Some(name) => preset(name).ok_or_else(|| {
-                AccessError::Invalid(format!(
-                    "unknown preset {name:?}; one of: {}",
-                    PRESETS.join(", ")
-                ))
-            })?,
-            None => before.clone(),
-        };
-        if let Some(email) = change.email {
-            after.email = attribute_name("email", email)?;
-        }
-        if let Some(first_name) = change.first_name {
-            after.first_name = attribute_name("first_name", first_name)?;
-        }
-        if let Some(last_name) = change.last_name {
-            after.last_name = attribute_name("last_name", last_name)?;
-        }
-        if let Some(role) = change.role {
-            after.role = optional_name("role", role)?;
-        }
-        if let Some(groups) = change.groups {
-            after.groups = optional_name("groups", groups)?;
-        }
-        if after.preset.as_deref().and_then(preset).as_ref() != Some(&after) {
-            after.preset = None;
-        }
+        let after = proposed(&before, change)?;
         if after == before {
             return Ok(after);
         }

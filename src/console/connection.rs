@@ -8,7 +8,6 @@ use askama::Template;
 use serde::Deserialize;
 
 use super::{Chrome, Notice, PageError, Saved, Section, Submitted, Visitor, render, see_other};
-use crate::audit::{self, Filter, Order};
 use crate::auth::session::session_of;
 use crate::config::BaseUrl;
 use crate::db::Store;
@@ -17,6 +16,7 @@ use crate::permissions::Scope;
 use crate::saml::SamlError;
 use crate::saml::connection::{self, Connection, OptionChanges, Source};
 use crate::saml::sp::Endpoints;
+use crate::saml::traces::{self, Trace};
 use crate::sessions::keys::KeyRing;
 use crate::time::Clock;
 
@@ -32,8 +32,8 @@ pub fn test_routes(config: &mut web::ServiceConfig) {
     config.route("/idp/test", web::get().to(test_result));
 }
 
-/// How many recent refusals the page lists.
-const REFUSALS_SHOWN: i64 = 20;
+/// How many recent sign-in responses the debugger lists.
+const TRACES_SHOWN: i64 = 20;
 
 /// What the form last sent, shown again with the error when it was refused, so nothing typed is
 /// lost.
@@ -55,13 +55,19 @@ pub struct IdentityForm {
     certificate: String,
 }
 
-/// A refusal of a sign-in, as the page explains it.
-pub struct RefusalRow {
+/// A response the ACS received lately, as the debugger shows it.
+pub struct TraceRow {
     pub time: String,
+    pub signed_in: bool,
     pub code: String,
+    pub email: String,
     pub meaning: &'static str,
     pub fix: &'static str,
     pub detail: String,
+    /// (attribute, values) of a response that passed.
+    pub attributes: Vec<(String, String)>,
+    /// The response, decoded, with signatures and encrypted content redacted.
+    pub response: String,
 }
 
 pub struct CertificateRow {
@@ -81,7 +87,7 @@ struct ConnectionPage {
     login_test_url: String,
     connection: Option<Connection>,
     certificates: Vec<CertificateRow>,
-    refusals: Vec<RefusalRow>,
+    traces: Vec<TraceRow>,
     draft: IdentityForm,
 }
 
@@ -104,24 +110,14 @@ async fn connection_page(
 ) -> Result<(StatusCode, ConnectionPage), PageError> {
     visitor.require(Scope::WorkspaceWrite)?;
     let workspace_id = visitor.workspace.id.clone();
-    let (connection, refusals) = store
+    let now = crate::time::now();
+    let (connection, traces) = store
         .read(move |conn| {
             let connection = connection::get(conn, &workspace_id)?;
-            let filter = Filter {
-                action: Some("saml.login.refused".to_owned()),
-                ..Filter::default()
-            };
-            let refusals = audit::page(
-                conn,
-                &workspace_id,
-                &filter,
-                Order::NewestBefore(None),
-                REFUSALS_SHOWN,
-            )?;
-            Ok::<_, PageError>((connection, refusals))
+            let traces = traces::recent(conn, &workspace_id, now, TRACES_SHOWN)?;
+            Ok::<_, PageError>((connection, traces))
         })
         .await?;
-    let now = crate::time::now();
     let certificates = connection
         .iter()
         .flat_map(|connection| &connection.certificates)
@@ -153,22 +149,33 @@ async fn connection_page(
             ),
             connection,
             certificates,
-            refusals: refusals.into_iter().map(refusal_row).collect(),
+            traces: traces.into_iter().map(trace_row).collect(),
             draft: draft.unwrap_or_default(),
         },
     ))
 }
 
-fn refusal_row(event: audit::AuditEvent) -> RefusalRow {
-    let details: serde_json::Value = serde_json::from_str(&event.details).unwrap_or_default();
-    let code = details["reason"].as_str().unwrap_or("unknown").to_owned();
-    let (meaning, fix) = explain(&code);
-    RefusalRow {
-        time: crate::time::rfc3339(&event.occurred_at),
+fn trace_row(trace: Trace) -> TraceRow {
+    let signed_in = trace.outcome == traces::SIGNED_IN;
+    let (meaning, fix) = if signed_in {
+        ("The IdP's response passed every check.", "")
+    } else {
+        explain(&trace.outcome)
+    };
+    TraceRow {
+        time: crate::time::rfc3339(&trace.occurred_at),
+        signed_in,
+        email: trace.email.unwrap_or_default(),
         meaning,
         fix,
-        detail: details["detail"].as_str().unwrap_or_default().to_owned(),
-        code,
+        detail: trace.detail.unwrap_or_default(),
+        attributes: trace
+            .attributes
+            .into_iter()
+            .map(|(name, values)| (name, values.join(", ")))
+            .collect(),
+        response: trace.response,
+        code: trace.outcome,
     }
 }
 

@@ -9,6 +9,7 @@
 //! Every state-changing form carries a CSRF token bound to the cookie that authenticates it
 //! ([`Submitted`] is the only way a handler reads a form, and it checks the token and the origin).
 
+mod attributes;
 mod audit;
 mod connection;
 mod overview;
@@ -65,6 +66,7 @@ pub fn routes(config: &mut web::ServiceConfig) {
                         .route("/", web::get().to(overview::page))
                         .configure(connection::routes)
                         .configure(connection::test_routes)
+                        .configure(attributes::routes)
                         .configure(provisioning::routes)
                         .configure(people::routes)
                         .configure(audit::routes)
@@ -190,6 +192,7 @@ impl Visitor {
 pub enum Section {
     Overview,
     Connection,
+    Attributes,
     Provisioning,
     People,
     Groups,
@@ -198,9 +201,10 @@ pub enum Section {
 }
 
 impl Section {
-    const ALL: [Section; 7] = [
+    const ALL: [Section; 8] = [
         Section::Overview,
         Section::Connection,
+        Section::Attributes,
         Section::Provisioning,
         Section::People,
         Section::Groups,
@@ -212,6 +216,7 @@ impl Section {
         match self {
             Section::Overview => "Overview",
             Section::Connection => "IdP connection",
+            Section::Attributes => "Attribute mapping",
             Section::Provisioning => "Provisioning (SCIM)",
             Section::People => "People",
             Section::Groups => "Groups and roles",
@@ -224,6 +229,7 @@ impl Section {
         match self {
             Section::Overview => "",
             Section::Connection => "idp",
+            Section::Attributes => "attributes",
             Section::Provisioning => "scim",
             Section::People => "members",
             Section::Groups => "groups",
@@ -236,7 +242,7 @@ impl Section {
     fn scope(self) -> Option<Scope> {
         match self {
             Section::Overview | Section::People => Some(Scope::WorkspaceRead),
-            Section::Connection | Section::Groups | Section::SetupLinks => {
+            Section::Connection | Section::Attributes | Section::Groups | Section::SetupLinks => {
                 Some(Scope::WorkspaceWrite)
             }
             Section::Provisioning => Some(Scope::TokensWrite),

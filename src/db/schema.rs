@@ -194,6 +194,19 @@ diesel::table! {
 }
 
 diesel::table! {
+    saml_sign_in_traces (id) {
+        id -> BigInt,
+        workspace_id -> Text,
+        occurred_at -> Timestamp,
+        outcome -> Text,
+        detail -> Nullable<Text>,
+        email -> Nullable<Text>,
+        attributes -> Text,
+        response -> Text,
+    }
+}
+
+diesel::table! {
     console_links (id) {
         id -> Text,
         kind -> Text,
@@ -297,4 +310,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     sessions,
     replicas,
     console_links,
+    saml_sign_in_traces,
 );

@@ -16,6 +16,7 @@ use super::connection::{self, Connection};
 use super::login::same_origin_path;
 use super::response::{self, Expected, Reason, Refusal, Verified};
 use super::sp::{self, Endpoints, Purpose};
+use super::traces;
 use crate::access::attributes::{self, AttributeMapping};
 use crate::access::members;
 use crate::audit::{self, Actor, AuditContext, Event, Target};
@@ -42,8 +43,9 @@ pub struct Posted {
     pub browser_secret: Option<String>,
 }
 
-/// A login that succeeded: the session and where to send the browser.
+/// A login that succeeded: who, the session, and where to send the browser.
 pub struct LoggedIn {
+    pub email: String,
     pub session: Issued,
     pub relay_path: String,
 }
@@ -92,24 +94,52 @@ pub fn consume(
 ) -> Result<LoggedIn, AcsError> {
     let connection = connection::get(conn, &workspace.id)?.ok_or(SamlError::NotConfigured)?;
     let endpoints = Endpoints::new(base_url, &workspace.slug);
-    let outcome =
-        verified(conn, &connection, &endpoints, workspace, &posted, now).and_then(|verified| {
-            let signer = keys.signing_key(conn, now)?;
-            conn.write(|tx| {
-                log_in(
-                    tx,
-                    &signer,
-                    base_url,
-                    &connection,
-                    workspace,
-                    &posted,
-                    &verified,
-                    now,
-                )
-            })
-        });
+    let verified = verified(conn, &connection, &endpoints, workspace, &posted, now);
+    // Kept for the sign-in debugger, from a response whose signature passed.
+    let attributes = verified
+        .as_ref()
+        .map(|verified| verified.attributes.clone())
+        .unwrap_or_default();
+    let outcome = verified.and_then(|verified| {
+        let signer = keys.signing_key(conn, now)?;
+        conn.write(|tx| {
+            let logged_in = log_in(
+                tx,
+                &signer,
+                base_url,
+                &connection,
+                workspace,
+                &posted,
+                &verified,
+                now,
+            )?;
+            let trace = traces::Outcome {
+                outcome: traces::SIGNED_IN,
+                detail: None,
+                email: Some(&logged_in.email),
+                attributes: &verified.attributes,
+                posted: &posted.saml_response,
+            };
+            traces::record(tx, &workspace.id, trace, now)?;
+            Ok(logged_in)
+        })
+    });
     if let Err(AcsError::Refused(refusal)) = &outcome {
-        record_refusal(conn, workspace, &connection, refusal, "saml.login.refused")?;
+        let trace = traces::Outcome {
+            outcome: refusal.reason.code(),
+            detail: Some(&refusal.detail),
+            email: None,
+            attributes: &attributes,
+            posted: &posted.saml_response,
+        };
+        record_refusal(
+            conn,
+            workspace,
+            &connection,
+            refusal,
+            "saml.login.refused",
+            Some(trace),
+        )?;
     }
     outcome
 }
@@ -257,6 +287,7 @@ fn log_in(
         },
     )?;
     Ok(LoggedIn {
+        email,
         session,
         relay_path,
     })
@@ -499,13 +530,15 @@ fn replace_groups(
     Ok(())
 }
 
-/// Audits a refused SAML message as `action`, with the reason code and its detail.
+/// Audits a refused SAML message as `action`, with the reason code and its detail, and keeps the
+/// trace of a refused response when there is one.
 pub(crate) fn record_refusal(
     conn: &mut Conn,
     workspace: &Workspace,
     connection: &Connection,
     refusal: &Refusal,
     action: &str,
+    trace: Option<traces::Outcome<'_>>,
 ) -> Result<(), AcsError> {
     tracing::warn!(
         workspace = workspace.slug.as_str(),
@@ -538,7 +571,11 @@ pub(crate) fn record_refusal(
                 },
                 details: json!({ "reason": refusal.reason.code(), "detail": refusal.detail }),
             },
-        )
+        )?;
+        match trace {
+            Some(trace) => traces::record(tx, &workspace.id, trace, crate::time::now()),
+            None => Ok(()),
+        }
     })?;
     Ok(())
 }

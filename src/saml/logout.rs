@@ -175,6 +175,7 @@ pub fn handle_request(
                 &connection,
                 &refusal,
                 "saml.logout.refused",
+                None,
             )?;
             return Err(refusal.into());
         }
@@ -220,6 +221,7 @@ pub fn handle_request(
                 &connection,
                 &replayed,
                 "saml.logout.refused",
+                None,
             )?;
             return Err(AcsError::Refused(replayed));
         }

@@ -12,6 +12,7 @@ pub mod metadata;
 pub mod refresh;
 pub mod response;
 pub mod sp;
+pub mod traces;
 
 use crate::db::StoreError;
 

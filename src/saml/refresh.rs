@@ -165,11 +165,19 @@ async fn warn_of_expiring_certificates(store: &Store, workspace_id: &str, slug: 
     }
 }
 
-/// Runs [`refresh_all`] every [`INTERVAL`] until the server stops.
+/// Runs [`refresh_all`] every [`INTERVAL`] until the server stops, and lets sign-in traces past
+/// their week go.
 pub async fn run(store: Store, allowed: InternalAllowList) {
     let mut interval = actix_web::rt::time::interval(INTERVAL);
     loop {
         interval.tick().await;
         refresh_all(&store, &allowed).await;
+        let now = crate::time::now();
+        let purged = store
+            .write(move |tx| Ok::<_, StoreError>(super::traces::purge(tx, now)?))
+            .await;
+        if let Err(error) = purged {
+            tracing::warn!(%error, "cannot purge old sign-in traces");
+        }
     }
 }

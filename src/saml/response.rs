@@ -344,6 +344,37 @@ fn decode(encoded: &str) -> Result<String, Refusal> {
     String::from_utf8(bytes).map_err(|_| Refusal::new(Reason::Malformed, "not UTF-8"))
 }
 
+/// Elements whose content is left out of a response kept for the sign-in debugger: signatures and
+/// digests (noise to a reader, and material to replay), certificates (the connection lists them),
+/// and encrypted content.
+const REDACTED: [&str; 4] = [
+    "SignatureValue",
+    "DigestValue",
+    "X509Certificate",
+    "CipherValue",
+];
+
+/// A posted `SAMLResponse` as an admin may read it: decoded, with the contents of [`REDACTED`]
+/// elements replaced. What does not decode or parse cleanly is described, never kept.
+pub fn redacted(encoded: &str) -> String {
+    let document = match decode(encoded).and_then(|xml| parse_strict(&xml)) {
+        Ok(document) => document,
+        Err(refusal) => return format!("(not shown: {})", refusal.detail),
+    };
+    let Some(root) = document.get_root_element() else {
+        return "(not shown: no root element)".to_owned();
+    };
+    let mut pending = vec![root];
+    while let Some(mut node) = pending.pop() {
+        if REDACTED.contains(&node.get_name().as_str()) {
+            let _ = node.set_content("[redacted]");
+            continue;
+        }
+        pending.extend(node.get_child_elements());
+    }
+    document.node_to_string(&document.get_root_element().expect("read above"))
+}
+
 /// A strict parse (no recovery, no network): what cannot parse cleanly is refused, so the checks
 /// here and libxmlsec1 see the same document.
 pub(crate) fn parse_strict(xml: &str) -> Result<Document, Refusal> {

@@ -189,15 +189,33 @@ impl Browser {
         );
     }
 
-    /// Saves a screenshot as `{name}.png` in the folder `IDGATE_SCREENSHOTS` names, if it does.
+    /// Saves a screenshot of the window as `{name}.png` in the folder `IDGATE_SCREENSHOTS`
+    /// names, if it does.
     pub async fn screenshot(&self, name: &str) {
-        let Ok(folder) = std::env::var(SCREENSHOTS_ENV) else {
-            return;
-        };
-        let png = self.client.screenshot().await.expect("a screenshot");
-        std::fs::create_dir_all(&folder).expect("the screenshot folder");
-        std::fs::write(format!("{folder}/{name}.png"), png).expect("the screenshot is written");
+        if std::env::var_os(SCREENSHOTS_ENV).is_some() {
+            let png = self.client.screenshot().await.expect("a screenshot");
+            save_screenshot(name, &png);
+        }
     }
+
+    /// As [`Browser::screenshot`], of the element with this id alone.
+    pub async fn screenshot_of(&self, name: &str, id: &str) {
+        if std::env::var_os(SCREENSHOTS_ENV).is_some() {
+            let element = self
+                .client
+                .find(Locator::Id(id))
+                .await
+                .expect("the element");
+            let png = element.screenshot().await.expect("a screenshot");
+            save_screenshot(name, &png);
+        }
+    }
+}
+
+fn save_screenshot(name: &str, png: &[u8]) {
+    let folder = std::env::var(SCREENSHOTS_ENV).expect("checked by the caller");
+    std::fs::create_dir_all(&folder).expect("the screenshot folder");
+    std::fs::write(format!("{folder}/{name}.png"), png).expect("the screenshot is written");
 }
 
 /// An IdP on a local port: `/metadata` describes it; `/sso` answers an AuthnRequest (Redirect

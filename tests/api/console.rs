@@ -274,6 +274,14 @@ async fn an_owner_sets_up_sign_in_and_provisioning_in_the_browser(database: Test
     assert_eq!(status, 200);
     assert!(csv.contains("access.mapping.set"), "{csv}");
 
+    // A response the ACS refuses shows in the debugger with its reason.
+    let refused = client()
+        .post(app.url("/saml/acme/acs"))
+        .send_form(&[("SAMLResponse", "not base64!")])
+        .await
+        .unwrap();
+    assert_eq!(refused.status().as_u16(), 400);
+
     // The test sign-in, in a new tab, through the IdP.
     browser.click("IdP connection").await;
     browser.wait_for_text("Test sign-in").await;
@@ -299,8 +307,47 @@ async fn an_owner_sets_up_sign_in_and_provisioning_in_the_browser(database: Test
     assert!(text.contains("admin"), "{text}");
     browser.screenshot("test-sign-in").await;
 
-    // Every step shows as done.
+    // The debugger shows both responses; the one that passed decoded, its signatures and
+    // certificate left out.
     browser.client.switch_to_window(console_tab).await.unwrap();
+    browser.click("IdP connection").await;
+    let text = browser.wait_for_text("Sign-in debugger").await;
+    assert!(text.contains("signed in dev@acme.test"), "{text}");
+    assert!(text.contains("refused not_base64"), "{text}");
+    let source = browser.client.source().await.unwrap();
+    assert!(source.contains("[redacted]"), "signatures are left out");
+    let certificate = base64::Engine::encode(
+        &base64::engine::general_purpose::STANDARD,
+        idp.idp.certificate_der(),
+    );
+    assert!(
+        !source.contains(&certificate[..64]),
+        "the certificate is left out"
+    );
+    browser.screenshot_of("debugger", "debugger-section").await;
+
+    // The attribute mapping, previewed against that sign-in.
+    browser.click("Attribute mapping").await;
+    let text = browser
+        .wait_for_text("Read against the latest sign-in")
+        .await;
+    assert!(text.contains("Email email dev@acme.test"), "{text}");
+    browser.select("Preset", "entra").await;
+    browser.click("Preview the preset").await;
+    let text = browser.wait_for_text("Preview (not saved yet)").await;
+    assert!(
+        text.contains("missing"),
+        "Entra's claim names are not in an Okta-shaped sign-in: {text}"
+    );
+    browser.screenshot("attributes").await;
+    browser.click("Cancel").await;
+    let text = browser.wait_for_text("Attribute mapping").await;
+    assert!(
+        text.contains("the okta preset"),
+        "nothing was saved: {text}"
+    );
+
+    // Every step shows as done.
     browser.click("Overview").await;
     let text = browser.wait_for_text("setup steps done").await;
     assert!(text.contains("5 of 5 setup steps done"), "{text}");

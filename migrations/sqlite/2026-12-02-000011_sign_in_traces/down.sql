@@ -1,0 +1,1 @@
+DROP TABLE saml_sign_in_traces;
