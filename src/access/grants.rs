@@ -148,6 +148,15 @@ fn optional_text(field: &str, value: Option<String>) -> Result<Option<String>, A
     Ok(Some(value))
 }
 
+/// When a grant given for `raw` (such as `4h` or `7d`) from now ends.
+pub fn expiry_after(raw: &str) -> Result<NaiveDateTime, AccessError> {
+    let lifetime =
+        crate::tokens::parse_lifetime(raw).map_err(|e| AccessError::Invalid(e.to_string()))?;
+    let lifetime = chrono::TimeDelta::from_std(lifetime)
+        .map_err(|_| AccessError::Invalid("the lifetime is too long".to_owned()))?;
+    Ok(crate::time::now() + lifetime)
+}
+
 pub fn create(
     conn: &mut Conn,
     workspace_id: &str,

@@ -643,13 +643,7 @@ fn expiry(body: &GrantBody) -> Result<Option<NaiveDateTime>, AccessError> {
         (Some(at), None) => crate::time::parse_rfc3339(at)
             .map(Some)
             .map_err(AccessError::Invalid),
-        (None, Some(lifetime)) => {
-            let lifetime = tokens::parse_lifetime(lifetime)
-                .map_err(|e| AccessError::Invalid(e.to_string()))?;
-            let lifetime = chrono::TimeDelta::from_std(lifetime)
-                .map_err(|_| AccessError::Invalid("expires_in is too long".to_owned()))?;
-            Ok(Some(crate::time::now() + lifetime))
-        }
+        (None, Some(lifetime)) => grants::expiry_after(lifetime).map(Some),
         (None, None) => Ok(None),
     }
 }

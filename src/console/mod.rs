@@ -15,6 +15,7 @@ mod connection;
 mod overview;
 mod people;
 mod provisioning;
+mod resources;
 mod setup;
 mod signin;
 
@@ -69,6 +70,7 @@ pub fn routes(config: &mut web::ServiceConfig) {
                         .configure(attributes::routes)
                         .configure(provisioning::routes)
                         .configure(people::routes)
+                        .configure(resources::routes)
                         .configure(audit::routes)
                         .configure(setup::manage_routes),
                 ),
@@ -164,11 +166,7 @@ impl Visitor {
         };
         let nav = sections
             .iter()
-            .filter(|section| {
-                section
-                    .scope()
-                    .is_none_or(|scope| self.scopes.contains(scope))
-            })
+            .filter(|section| self.scopes.contains(section.scope()))
             .map(|section| NavItem {
                 label: section.label(),
                 href: format!("{}/{}", self.base, section.path()),
@@ -196,18 +194,20 @@ pub enum Section {
     Provisioning,
     People,
     Groups,
+    Resources,
     Audit,
     SetupLinks,
 }
 
 impl Section {
-    const ALL: [Section; 8] = [
+    const ALL: [Section; 9] = [
         Section::Overview,
         Section::Connection,
         Section::Attributes,
         Section::Provisioning,
         Section::People,
         Section::Groups,
+        Section::Resources,
         Section::Audit,
         Section::SetupLinks,
     ];
@@ -220,6 +220,7 @@ impl Section {
             Section::Provisioning => "Provisioning (SCIM)",
             Section::People => "People",
             Section::Groups => "Groups and roles",
+            Section::Resources => "Resources and grants",
             Section::Audit => "Audit log",
             Section::SetupLinks => "Setup links",
         }
@@ -233,20 +234,23 @@ impl Section {
             Section::Provisioning => "scim",
             Section::People => "members",
             Section::Groups => "groups",
+            Section::Resources => "resources",
             Section::Audit => "audit",
             Section::SetupLinks => "setup-links",
         }
     }
 
     /// What a visitor needs to see the section.
-    fn scope(self) -> Option<Scope> {
+    fn scope(self) -> Scope {
         match self {
-            Section::Overview | Section::People => Some(Scope::WorkspaceRead),
-            Section::Connection | Section::Attributes | Section::Groups | Section::SetupLinks => {
-                Some(Scope::WorkspaceWrite)
-            }
-            Section::Provisioning => Some(Scope::TokensWrite),
-            Section::Audit => Some(Scope::AuditRead),
+            Section::Overview | Section::People => Scope::WorkspaceRead,
+            Section::Connection
+            | Section::Attributes
+            | Section::Groups
+            | Section::Resources
+            | Section::SetupLinks => Scope::WorkspaceWrite,
+            Section::Provisioning => Scope::TokensWrite,
+            Section::Audit => Scope::AuditRead,
         }
     }
 }

@@ -20,6 +20,7 @@ on_both_databases!(
     a_bootstrap_link_works_once_and_expires,
     only_an_owner_makes_setup_links_and_scim_tokens,
     a_setup_links_forms_need_its_token_and_this_origin,
+    grants_are_given_and_revoked_in_the_console,
 );
 
 /// The last line the CLI printed, with the server's own origin (the CLI prints the configured
@@ -772,4 +773,65 @@ async fn a_setup_links_forms_need_its_token_and_this_origin(database: TestDataba
         .await
         .unwrap();
     assert_eq!(members.status().as_u16(), 401);
+}
+
+async fn grants_are_given_and_revoked_in_the_console(database: TestDatabase) {
+    let app = TestApp::spawn(database).await;
+    let tenant = app.tenant("acme", "workspace:read,workspace:write,sources:write");
+    let (status, source) = app
+        .send_json(
+            "POST",
+            "/api/v1/workspaces/acme/resources",
+            &tenant.token,
+            &json!({"kind": "source", "name": "Website", "labels": ["data:pii"]}),
+        )
+        .await;
+    assert_eq!(status, 201, "{source}");
+    let link = bootstrap_link(&app, "owner@acme.test").await;
+    bootstrap_link(&app, "analyst@acme.test").await;
+    let browser = Browser::start().await;
+    browser.open(&link).await;
+    browser.click("Sign in as owner@acme.test").await;
+    browser.wait_for_text("setup steps done").await;
+
+    browser.click("Resources and grants").await;
+    let text = browser.wait_for_text("Website").await;
+    assert!(text.contains("data:pii"), "{text}");
+    browser
+        .fill("Member email or group name", "owner@acme.test")
+        .await;
+    browser.select("On", "label:data:pii").await;
+    browser.select("Level", "read_only").await;
+    browser
+        .fill("Expires in (such as 7d; empty: never)", "7d")
+        .await;
+    browser.fill("Justification", "quarterly audit").await;
+    browser.click("Grant").await;
+    let text = browser.wait_for_text("Saved.").await;
+    assert!(text.contains("label data:pii"), "{text}");
+    assert!(text.contains("quarterly audit"), "{text}");
+    browser.screenshot("resources").await;
+    let (_, listed) = app
+        .get("/api/v1/workspaces/acme/grants", &tenant.token)
+        .await;
+    assert_eq!(listed["grants"][0]["level"], "read_only", "{listed}");
+    assert!(listed["grants"][0]["expires_at"].is_string(), "{listed}");
+
+    // A refused grant says why and changes nothing.
+    browser
+        .fill("Member email or group name", "nobody@acme.test")
+        .await;
+    browser.click("Grant").await;
+    let text = browser.wait_for_text("That did not work").await;
+    assert!(text.contains("nobody@acme.test"), "{text}");
+    browser.client.back().await.unwrap();
+
+    browser.open(&app.url("/console/acme/resources")).await;
+    browser.click("Revoke").await;
+    let text = browser.wait_for_text("Saved.").await;
+    assert!(text.contains("No grants"), "{text}");
+    let (_, listed) = app
+        .get("/api/v1/workspaces/acme/grants", &tenant.token)
+        .await;
+    assert_eq!(listed["grants"], json!([]), "{listed}");
 }
