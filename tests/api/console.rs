@@ -352,6 +352,13 @@ async fn an_owner_sets_up_sign_in_and_provisioning_in_the_browser(database: Test
     browser.click("Overview").await;
     let text = browser.wait_for_text("setup steps done").await;
     assert!(text.contains("5 of 5 setup steps done"), "{text}");
+
+    // On a phone's width the menu runs along the top and the page still reads.
+    browser.client.set_window_size(390, 844).await.unwrap();
+    browser.open(&app.url("/console/acme/idp")).await;
+    let text = browser.wait_for_text("Give your IdP these values").await;
+    assert!(text.contains("Provisioning (SCIM)"), "{text}");
+    browser.screenshot("phone").await;
 }
 
 async fn a_setup_link_opens_only_its_pages_until_revoked(database: TestDatabase) {
