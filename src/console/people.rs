@@ -21,6 +21,7 @@ pub fn routes(config: &mut web::ServiceConfig) {
         .route("/members", web::get().to(list))
         .route("/members/{member}", web::get().to(show))
         .route("/groups", web::get().to(groups))
+        .route("/groups/{group}", web::get().to(group))
         .route("/groups/preview", web::post().to(preview))
         .route("/groups/mappings", web::post().to(save_mapping));
 }
@@ -68,6 +69,15 @@ fn role_labels(principal: &Principal) -> Vec<String> {
         .collect()
 }
 
+fn member_row(principal: &Principal) -> MemberRow {
+    MemberRow {
+        id: principal.member_id.clone(),
+        user_name: principal.user_name.clone(),
+        active: principal.active,
+        roles: role_labels(principal),
+    }
+}
+
 async fn list(
     visitor: Visitor,
     store: web::Data<Store>,
@@ -105,15 +115,7 @@ async fn list(
         chrome: visitor.chrome("People", Section::People),
         base: visitor.base.clone(),
         q,
-        members: principals
-            .iter()
-            .map(|principal| MemberRow {
-                id: principal.member_id.clone(),
-                user_name: principal.user_name.clone(),
-                active: principal.active,
-                roles: role_labels(principal),
-            })
-            .collect(),
+        members: principals.iter().map(member_row).collect(),
         next,
     };
     Ok(render(StatusCode::OK, &page))
@@ -282,6 +284,51 @@ async fn groups_page(
         roles: Role::ALL.iter().map(|role| role.as_str()).collect(),
         preview,
     })
+}
+
+/// Members a group's page lists.
+const GROUP_PAGE_LIMIT: i64 = 200;
+
+#[derive(Template)]
+#[template(path = "console/group.html")]
+struct GroupPage {
+    chrome: Chrome,
+    base: String,
+    role: Option<String>,
+    members: Vec<MemberRow>,
+    limit: i64,
+}
+
+/// One IdP group: its mapped role and its active members, with the roles each holds.
+async fn group(
+    visitor: Visitor,
+    store: web::Data<Store>,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, PageError> {
+    visitor.require(Scope::WorkspaceWrite)?;
+    let (_, name) = path.into_inner();
+    let workspace_id = visitor.workspace.id.clone();
+    let looked_up = name.clone();
+    let (principals, role) = store
+        .read(move |conn| {
+            let found =
+                directory::in_group_named(conn, &workspace_id, &looked_up, GROUP_PAGE_LIMIT)?;
+            let principals = members::principals(conn, &workspace_id, &found)?;
+            let role = members::mappings(conn, &workspace_id)?
+                .into_iter()
+                .find(|mapping| mapping.idp_group_ci == looked_up.to_lowercase())
+                .map(|mapping| mapping.role);
+            Ok::<_, PageError>((principals, role))
+        })
+        .await?;
+    let page = GroupPage {
+        chrome: visitor.chrome(&format!("Group {name}"), Section::Groups),
+        base: visitor.base.clone(),
+        role,
+        members: principals.iter().map(member_row).collect(),
+        limit: GROUP_PAGE_LIMIT,
+    };
+    Ok(render(StatusCode::OK, &page))
 }
 
 #[derive(Deserialize)]

@@ -223,6 +223,10 @@ async fn an_owner_sets_up_sign_in_and_provisioning_in_the_browser(database: Test
     browser.click("Save this mapping").await;
     let text = browser.wait_for_text("Saved.").await;
     assert!(text.contains("Engineering"), "{text}");
+    browser.click("Engineering").await;
+    let text = browser.wait_for_text("Group Engineering").await;
+    assert!(text.contains("Mapped to admin"), "{text}");
+    assert!(text.contains("dev@acme.test"), "{text}");
 
     // The provisioned member, their role and where it comes from, and their permissions.
     browser.click("People").await;
@@ -619,6 +623,22 @@ async fn a_bootstrap_link_works_once_and_expires(database: TestDatabase) {
         )
         .await;
     assert_eq!(audit["events"].as_array().unwrap().len(), 1, "{audit}");
+
+    // Signing out ends the session itself, not only the cookie.
+    let (_, page) = get_page(&app, "/console/acme/", &session).await;
+    let csrf = csrf_of(&page);
+    let fields = [("csrf", csrf.as_str())];
+    let (status, _) = post_form(
+        &app,
+        "/console/-/sign-out",
+        &session,
+        &fields,
+        "same-origin",
+    )
+    .await;
+    assert_eq!(status, 303);
+    assert_eq!(app.get("/api/v1/session", &session).await.0, 401);
+    assert_eq!(get_page(&app, "/console/acme/", &session).await.0, 401);
 }
 
 async fn only_an_owner_makes_setup_links_and_scim_tokens(database: TestDatabase) {
