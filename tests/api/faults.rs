@@ -39,14 +39,23 @@ impl Proxy {
                     if !accepting.load(Ordering::SeqCst) {
                         continue; // dropped: the connection is refused
                     }
-                    let (upstream, cutting) = (upstream.clone(), cutting.clone());
+                    let (upstream, cutting, open) =
+                        (upstream.clone(), cutting.clone(), accepting.clone());
                     actix_web::rt::spawn(async move {
+                        // Listening for the cut before looking at the flag: a cut that comes
+                        // while this connection is being made is seen one way or the other.
+                        let cut = cutting.notified();
+                        tokio::pin!(cut);
+                        cut.as_mut().enable();
                         let Ok(mut server) = TcpStream::connect(upstream).await else {
                             return;
                         };
+                        if !open.load(Ordering::SeqCst) {
+                            return;
+                        }
                         tokio::select! {
                             _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
-                            _ = cutting.notified() => {}
+                            _ = cut => {}
                         }
                     });
                 }
