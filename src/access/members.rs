@@ -229,46 +229,12 @@ pub fn set_roles(
 ) -> Result<(Member, BTreeSet<Role>), AccessError> {
     conn.write(|tx| {
         let member = require(tx, workspace_id, id_or_email)?;
-        let before: BTreeSet<Role> = member_roles::table
-            .filter(member_roles::member_id.eq(&member.id))
-            .select(member_roles::role)
-            .load::<String>(tx.conn())?
-            .iter()
-            .map(|role| parse_role(role))
-            .collect::<QueryResult<_>>()?;
+        let before = direct_roles(tx, &member)?;
         if before == *roles {
             return Ok((member, before));
         }
         authority.allows(before.contains(&Role::Owner) != roles.contains(&Role::Owner))?;
-        keep_an_owner(tx, workspace_id, |tx| {
-            diesel::delete(member_roles::table.filter(member_roles::member_id.eq(&member.id)))
-                .execute(tx.conn())?;
-            let now = crate::time::now();
-            for role in roles {
-                diesel::insert_into(member_roles::table)
-                    .values((
-                        member_roles::member_id.eq(&member.id),
-                        member_roles::workspace_id.eq(workspace_id),
-                        member_roles::role.eq(role.as_str()),
-                        member_roles::created_at.eq(now),
-                    ))
-                    .execute(tx.conn())?;
-            }
-            Ok::<_, AccessError>(())
-        })?;
-        audit::record(
-            tx,
-            context,
-            Event {
-                workspace_id: Some(workspace_id),
-                action: "access.roles.changed",
-                target: Target {
-                    kind: "member",
-                    id: &member.id,
-                },
-                details: json!({ "userName": member.user_name, "before": before, "after": roles }),
-            },
-        )?;
+        write_roles(tx, workspace_id, &member, &before, roles, context)?;
         Ok((member, roles.clone()))
     })
 }
@@ -282,24 +248,51 @@ pub fn grant_role(
     member: &Member,
     role: Role,
     context: &AuditContext,
-) -> QueryResult<()> {
-    let before: Vec<String> = member_roles::table
-        .filter(member_roles::member_id.eq(&member.id))
-        .select(member_roles::role)
-        .load(tx.conn())?;
-    if before.iter().any(|held| held == role.as_str()) {
+) -> Result<(), AccessError> {
+    let before = direct_roles(tx, member)?;
+    if before.contains(&role) {
         return Ok(());
     }
-    diesel::insert_into(member_roles::table)
-        .values((
-            member_roles::member_id.eq(&member.id),
-            member_roles::workspace_id.eq(workspace_id),
-            member_roles::role.eq(role.as_str()),
-            member_roles::created_at.eq(crate::time::now()),
-        ))
-        .execute(tx.conn())?;
     let mut after = before.clone();
-    after.push(role.as_str().to_owned());
+    after.insert(role);
+    write_roles(tx, workspace_id, member, &before, &after, context)
+}
+
+fn direct_roles(conn: &mut DbConnection, member: &Member) -> QueryResult<BTreeSet<Role>> {
+    member_roles::table
+        .filter(member_roles::member_id.eq(&member.id))
+        .select(member_roles::role)
+        .load::<String>(conn)?
+        .iter()
+        .map(|role| parse_role(role))
+        .collect()
+}
+
+/// Writes a member's direct roles, keeping an Owner, and records the change.
+fn write_roles(
+    tx: &mut Tx<'_>,
+    workspace_id: &str,
+    member: &Member,
+    before: &BTreeSet<Role>,
+    roles: &BTreeSet<Role>,
+    context: &AuditContext,
+) -> Result<(), AccessError> {
+    keep_an_owner(tx, workspace_id, |tx| {
+        diesel::delete(member_roles::table.filter(member_roles::member_id.eq(&member.id)))
+            .execute(tx.conn())?;
+        let now = crate::time::now();
+        for role in roles {
+            diesel::insert_into(member_roles::table)
+                .values((
+                    member_roles::member_id.eq(&member.id),
+                    member_roles::workspace_id.eq(workspace_id),
+                    member_roles::role.eq(role.as_str()),
+                    member_roles::created_at.eq(now),
+                ))
+                .execute(tx.conn())?;
+        }
+        Ok::<_, AccessError>(())
+    })?;
     audit::record(
         tx,
         context,
@@ -310,9 +303,10 @@ pub fn grant_role(
                 kind: "member",
                 id: &member.id,
             },
-            details: json!({ "userName": member.user_name, "before": before, "after": after }),
+            details: json!({ "userName": member.user_name, "before": before, "after": roles }),
         },
-    )
+    )?;
+    Ok(())
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Queryable, Serialize)]

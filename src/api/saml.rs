@@ -22,7 +22,7 @@ use crate::saml::connection::{self, Connection, OptionChanges, Source};
 use crate::saml::response::Reason;
 use crate::saml::sp::{self, Endpoints, Purpose};
 use crate::saml::{login, logout};
-use crate::sessions::{self, keys::KeyRing};
+use crate::sessions::keys::KeyRing;
 use crate::time::Clock;
 use crate::workspaces::{self, WorkspaceError};
 
@@ -172,14 +172,8 @@ async fn consume(
         Err(AcsError::Refused(refusal)) => return refused_page(refusal.reason),
         Err(AcsError::Saml(error)) => return page(error),
     };
-    let lifetime = (logged_in.session.expires_at - now).num_seconds().max(0);
-    let session_cookie = Cookie::build(sessions::COOKIE, logged_in.session.token)
-        .path("/")
-        .http_only(true)
-        .secure(secure)
-        .same_site(SameSite::Lax)
-        .max_age(CookieDuration::seconds(lifetime))
-        .finish();
+    let lifetime = (logged_in.session.expires_at - now).num_seconds();
+    let session_cookie = super::sessions::session_cookie(logged_in.session.token, lifetime, secure);
     let mut used_request = Cookie::build(login::REQUEST_COOKIE, "")
         .path(cookie_path)
         .finish();

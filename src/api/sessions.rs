@@ -1,7 +1,8 @@
 //! `GET /api/v1/session`, `POST /api/v1/session/logout`, `GET /auth/verify` (for a reverse
 //! proxy's forward-auth) and `GET /.well-known/jwks.json`.
 
-use actix_web::cookie::Cookie;
+use actix_web::cookie::time::Duration as CookieDuration;
+use actix_web::cookie::{Cookie, SameSite};
 use actix_web::http::header::CACHE_CONTROL;
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde_json::json;
@@ -74,6 +75,18 @@ async fn show(
     Ok(HttpResponse::Ok()
         .insert_header((CACHE_CONTROL, "no-store"))
         .json(body))
+}
+
+/// The session cookie, for a token that ends in `lifetime_seconds`: HttpOnly, `SameSite=Lax`
+/// (the console's and the ACS's redirects are top-level navigations), Secure behind https.
+pub fn session_cookie(token: String, lifetime_seconds: i64, secure: bool) -> Cookie<'static> {
+    Cookie::build(COOKIE, token)
+        .path("/")
+        .http_only(true)
+        .secure(secure)
+        .same_site(SameSite::Lax)
+        .max_age(CookieDuration::seconds(lifetime_seconds.max(0)))
+        .finish()
 }
 
 /// A cookie that removes the session cookie.

@@ -8,14 +8,13 @@
 use actix_web::cookie::time::Duration as CookieDuration;
 use actix_web::cookie::{Cookie, SameSite};
 use actix_web::http::StatusCode;
-use actix_web::{HttpMessage, HttpRequest, HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use askama::Template;
 use serde::Deserialize;
-use tracing_actix_web::RequestId;
 
 use super::{
     Chrome, NoFields, Notice, PageError, SETUP_COOKIE, Saved, Section, Submitted, Visitor,
-    app_data, csrf_token, overview, render, root, see_other,
+    app_data, csrf_token, overview, render, request_id, root, see_other,
 };
 use crate::api::links::{SetupLinkError, create_setup_link};
 use crate::audit::{Actor, AuditContext};
@@ -65,13 +64,6 @@ pub async fn visitor(request: &HttpRequest, root: String) -> Result<Visitor, Pag
         root,
         csrf,
     })
-}
-
-fn request_id(request: &HttpRequest) -> Option<String> {
-    request
-        .extensions()
-        .get::<RequestId>()
-        .map(ToString::to_string)
 }
 
 /// Opens a setup link: records the use, leaves the cookie, and moves on to the pages.

@@ -1,16 +1,13 @@
 //! The ways in and out: the console's front page, the workspace sign-in (the workspace's SAML
 //! login), the one-time bootstrap link, and sign-out.
 
-use actix_web::cookie::time::Duration as CookieDuration;
-use actix_web::cookie::{Cookie, SameSite};
 use actix_web::http::StatusCode;
-use actix_web::{HttpMessage, HttpRequest, HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use askama::Template;
 use serde::Deserialize;
 use serde_json::json;
-use tracing_actix_web::RequestId;
 
-use super::{NoFields, PageError, Submitted, render, root, see_other};
+use super::{NoFields, PageError, Submitted, render, request_id, root, see_other};
 use crate::access::members;
 use crate::audit::{Actor, AuditContext};
 use crate::config::BaseUrl;
@@ -157,10 +154,7 @@ async fn use_link(
     let now = clock.now();
     let context = AuditContext {
         actor: Actor::System("console-link".to_owned()),
-        request_id: request
-            .extensions()
-            .get::<RequestId>()
-            .map(ToString::to_string),
+        request_id: request_id(&request),
     };
     let issuer = base_url.as_str().to_owned();
     let (workspace, issued) = store
@@ -203,14 +197,8 @@ async fn use_link(
         })
         .await?;
     let secure = base_url.as_str().starts_with("https://");
-    let lifetime = (issued.expires_at - now).num_seconds().max(0);
-    let cookie = Cookie::build(sessions::COOKIE, issued.token)
-        .path("/")
-        .http_only(true)
-        .secure(secure)
-        .same_site(SameSite::Lax)
-        .max_age(CookieDuration::seconds(lifetime))
-        .finish();
+    let lifetime = (issued.expires_at - now).num_seconds();
+    let cookie = crate::api::sessions::session_cookie(issued.token, lifetime, secure);
     let mut response = see_other(&format!("{}/console/{}/", root(&base_url), workspace.slug));
     response
         .add_cookie(&cookie)
