@@ -1,5 +1,6 @@
 //! Provisioning: the SCIM base URL, the workspace's SCIM tokens (made here, their secret shown
-//! once), when the IdP last used one, and what it provisioned lately.
+//! once), when the IdP last used one, what it provisioned lately and which of its writes were
+//! refused.
 //!
 //! A SCIM token is the IdP's, not a person's: it is made without an expiry unless one is asked
 //! for, and carries only the `scim` scope. What it can do (make anyone a member of a group mapped
@@ -43,6 +44,8 @@ pub struct EventRow {
     pub time: String,
     pub action: String,
     pub target: String,
+    /// What was refused, for a refused request.
+    pub error: Option<String>,
 }
 
 #[derive(Template)]
@@ -129,10 +132,21 @@ async fn provisioning_page(
         last_activity,
         events: events
             .into_iter()
-            .map(|event| EventRow {
-                time: crate::time::rfc3339(&event.occurred_at),
-                action: event.action,
-                target: event.target_id.unwrap_or_default(),
+            .map(|event| {
+                let details: serde_json::Value =
+                    serde_json::from_str(&event.details).unwrap_or_default();
+                EventRow {
+                    time: crate::time::rfc3339(&event.occurred_at),
+                    error: (event.action == "scim.request.refused").then(|| {
+                        format!(
+                            "{} {}",
+                            details["status"],
+                            details["detail"].as_str().unwrap_or_default()
+                        )
+                    }),
+                    action: event.action,
+                    target: event.target_id.unwrap_or_default(),
+                }
             })
             .collect(),
         created,

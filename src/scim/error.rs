@@ -85,7 +85,7 @@ impl ScimError {
         Self::bad(ScimType::InvalidPath, detail)
     }
 
-    fn scim_type(&self) -> Option<ScimType> {
+    pub fn scim_type(&self) -> Option<ScimType> {
         match self {
             ScimError::BadRequest { scim_type, .. } => Some(*scim_type),
             ScimError::Conflict(_) => Some(ScimType::Uniqueness),

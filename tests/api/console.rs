@@ -201,8 +201,20 @@ async fn an_owner_sets_up_sign_in_and_provisioning_in_the_browser(database: Test
         json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"], "displayName": "Engineering", "members": [{"value": user["id"]}]}),
     )
     .await;
+    // A write the IdP gets wrong shows with what was wrong.
+    let mut duplicate = client()
+        .post(app.url("/scim/v2/Users"))
+        .bearer_auth(&secret)
+        .content_type("application/scim+json")
+        .send_body(json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "dev@acme.test"}).to_string())
+        .await
+        .unwrap();
+    assert_eq!(duplicate.status().as_u16(), 409);
+    let _ = duplicate.body().await;
     browser.click("Provisioning (SCIM)").await;
     let text = browser.wait_for_text("scim.user.created").await;
+    assert!(text.contains("refused 409"), "{text}");
+    assert!(text.contains("POST /Users"), "{text}");
     assert!(!text.contains(&secret), "shown once only");
     assert!(text.contains("Okta provisioning"), "{text}");
     browser.screenshot("provisioning").await;

@@ -9,7 +9,10 @@ use serde_json::{Value, json};
 
 use super::provisioning;
 use super::{ListParams, Paging};
-use crate::audit::{Actor, AuditContext};
+
+/// Refused SCIM writes kept in the audit log per workspace and minute, at most.
+const REFUSALS_AUDITED_PER_MINUTE: i64 = 60;
+use crate::audit::{self, Actor, AuditContext};
 use crate::db::memo::{DataVersion, Memo};
 use crate::db::{Conn, DbConnection, Store, budget};
 use crate::directory::groups::{self, Member, MemberChange, StoredGroup};
@@ -92,6 +95,60 @@ impl Context {
     /// before its operations).
     pub async fn check(&self) -> Result<(), ScimError> {
         self.run(|_, _| Ok(())).await
+    }
+
+    /// Keeps a write the IdP sent that was refused as its mistake (400, 409, 412) in the audit
+    /// log as `scim.request.refused`, with the status, scimType and detail, so the console's
+    /// provisioning page shows it. At most [`REFUSALS_AUDITED_PER_MINUTE`] a minute per
+    /// workspace, so a client in a loop cannot grow the log without bound; a request whose token
+    /// does not check is not kept.
+    pub async fn note_refusal<T>(&self, result: &Result<T, ScimError>, operation: String) {
+        let Err(error) = result else {
+            return;
+        };
+        let status = actix_web::ResponseError::status_code(error);
+        if !matches!(status.as_u16(), 400 | 409 | 412) {
+            return;
+        }
+        let details = json!({
+            "status": status.as_u16(),
+            "scimType": error.scim_type().map(ScimType::as_str),
+            "detail": error.to_string(),
+        });
+        let noted = self
+            .run(move |conn, tenant| {
+                let minute_ago = crate::time::now() - chrono::TimeDelta::minutes(1);
+                let action = "scim.request.refused";
+                if audit::at_least_since(
+                    conn,
+                    &tenant.workspace_id,
+                    action,
+                    REFUSALS_AUDITED_PER_MINUTE,
+                    minute_ago,
+                )? {
+                    return Ok(());
+                }
+                conn.write(|tx| {
+                    audit::record_leaving_decisions_alone(
+                        tx,
+                        &tenant.audit,
+                        audit::Event {
+                            workspace_id: Some(&tenant.workspace_id),
+                            action,
+                            target: audit::Target {
+                                kind: "scim_request",
+                                id: &operation,
+                            },
+                            details,
+                        },
+                    )
+                })?;
+                Ok(())
+            })
+            .await;
+        if let Err(error) = noted {
+            tracing::warn!(error = %error, "cannot keep a refused SCIM request in the audit log");
+        }
     }
 
     /// This context for the operations of a `/Bulk` request already checked and counted: the

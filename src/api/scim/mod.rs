@@ -660,8 +660,13 @@ async fn create(
     kind: web::Data<ResourceKind>,
     body: web::Bytes,
 ) -> Result<HttpResponse, ScimError> {
-    let reply = actions::create(&ctx, **kind, &parse_body(&body)?).await?;
-    Ok(respond(reply))
+    let result = match parse_body(&body) {
+        Ok(body) => actions::create(&ctx, **kind, &body).await,
+        Err(error) => Err(error),
+    };
+    ctx.note_refusal(&result, format!("POST /{}", kind.endpoint()))
+        .await;
+    Ok(respond(result?))
 }
 
 async fn replace(
@@ -671,16 +676,13 @@ async fn replace(
     request: HttpRequest,
     body: web::Bytes,
 ) -> Result<HttpResponse, ScimError> {
-    Ok(respond(
-        actions::replace(
-            &ctx,
-            **kind,
-            &id,
-            &parse_body(&body)?,
-            if_match(request.headers()),
-        )
-        .await?,
-    ))
+    let result = match parse_body(&body) {
+        Ok(body) => actions::replace(&ctx, **kind, &id, &body, if_match(request.headers())).await,
+        Err(error) => Err(error),
+    };
+    ctx.note_refusal(&result, format!("PUT /{}/{id}", kind.endpoint()))
+        .await;
+    Ok(respond(result?))
 }
 
 async fn patch(
@@ -690,16 +692,13 @@ async fn patch(
     request: HttpRequest,
     body: web::Bytes,
 ) -> Result<HttpResponse, ScimError> {
-    Ok(respond(
-        actions::patch(
-            &ctx,
-            **kind,
-            &id,
-            &parse_body(&body)?,
-            if_match(request.headers()),
-        )
-        .await?,
-    ))
+    let result = match parse_body(&body) {
+        Ok(body) => actions::patch(&ctx, **kind, &id, &body, if_match(request.headers())).await,
+        Err(error) => Err(error),
+    };
+    ctx.note_refusal(&result, format!("PATCH /{}/{id}", kind.endpoint()))
+        .await;
+    Ok(respond(result?))
 }
 
 async fn delete(
