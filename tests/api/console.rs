@@ -595,6 +595,17 @@ async fn a_bootstrap_link_works_once_and_expires(database: TestDatabase) {
     let app = TestApp::spawn(database).await;
     let tenant = app.tenant("acme", "audit:read,workspace:read");
     let link = bootstrap_link(&app, "Owner@Acme.test").await;
+    // Only the secret's hash is kept.
+    let secret = link.rsplit('/').next().unwrap().to_owned();
+    let stored: Vec<Vec<u8>> = {
+        use diesel::prelude::*;
+        use idgate::db::schema::console_links;
+        console_links::table
+            .select(console_links::secret_hash)
+            .load(&mut *app.database.connect())
+            .unwrap()
+    };
+    assert_eq!(stored, vec![idgate::secrets::hash(&secret).to_vec()]);
     let session = sign_in_with_link(&link).await;
     let (status, me) = app.get("/api/v1/session", &session).await;
     assert_eq!(status, 200, "{me}");
