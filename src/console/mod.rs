@@ -59,6 +59,7 @@ pub fn routes(config: &mut web::ServiceConfig) {
         .service(
             web::scope("/console")
                 .wrap(page_headers())
+                .app_data(web::PayloadConfig::new(MAX_FORM_BYTES))
                 .route("/-/assets/{file}", web::get().to(asset))
                 .configure(signin::routes)
                 .service(
@@ -78,6 +79,7 @@ pub fn routes(config: &mut web::ServiceConfig) {
         .service(
             web::scope("/setup")
                 .wrap(page_headers())
+                .app_data(web::PayloadConfig::new(MAX_FORM_BYTES))
                 .route("/", web::get().to(setup::overview))
                 .configure(connection::routes)
                 .configure(provisioning::routes)
@@ -414,18 +416,16 @@ impl<T: DeserializeOwned + 'static> FromRequest for Submitted<T> {
             let expected = credential_cookie(&request)
                 .map(|cookie| csrf_token(&cookie))
                 .ok_or(PageError::Expired)?;
-            let body = body
-                .await
-                .map_err(|_| PageError::Invalid("The form could not be read.".to_owned()))?;
-            if body.len() > MAX_FORM_BYTES {
-                return Err(PageError::Invalid("The form is too large.".to_owned()));
-            }
+            let body = body.await.map_err(|_| {
+                PageError::Invalid("The form could not be read, or is over a MiB.".to_owned())
+            })?;
             let presented = url::form_urlencoded::parse(&body)
                 .find(|(key, _)| key == "csrf")
                 .map(|(_, value)| value.into_owned());
+            // In constant time, which openssl's compare gives only for inputs of one length.
             let matches = presented.is_some_and(|presented| {
-                openssl::memcmp::eq(presented.as_bytes(), expected.as_bytes())
-                    && presented.len() == expected.len()
+                presented.len() == expected.len()
+                    && openssl::memcmp::eq(presented.as_bytes(), expected.as_bytes())
             });
             if !matches {
                 return Err(PageError::Expired);

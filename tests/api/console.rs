@@ -520,14 +520,12 @@ async fn forms_need_the_csrf_token_and_this_origin(database: TestDatabase) {
     let without: Vec<(&str, &str)> = mapping.to_vec();
     let (status, body) = post_form(&app, path, &session, &without, "same-origin").await;
     assert_eq!(status, 403, "{body}");
-    let mut wrong = mapping.to_vec();
-    wrong.push(("csrf", "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"));
-    assert_eq!(
-        post_form(&app, path, &session, &wrong, "same-origin")
-            .await
-            .0,
-        403
-    );
+    for wrong_token in ["AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", "short", ""] {
+        let mut wrong = mapping.to_vec();
+        wrong.push(("csrf", wrong_token));
+        let (status, _) = post_form(&app, path, &session, &wrong, "same-origin").await;
+        assert_eq!(status, 403, "{wrong_token:?}");
+    }
     let mut right = mapping.to_vec();
     right.push(("csrf", &csrf));
     assert_eq!(
@@ -555,6 +553,26 @@ async fn forms_need_the_csrf_token_and_this_origin(database: TestDatabase) {
         .get("/api/v1/workspaces/acme/group-mappings", &tenant.token)
         .await;
     assert_eq!(mappings["mappings"][0]["role"], "admin");
+
+    // Metadata pasted into the IdP form may be large; what is refused comes back in the form.
+    let (_, page) = get_page(&app, "/console/acme/idp", &session).await;
+    let large = format!(
+        "<md:EntityDescriptor>{}</md:EntityDescriptor>",
+        "x".repeat(400 * 1024)
+    );
+    let csrf_idp = csrf_of(&page);
+    let fields = [
+        ("csrf", csrf_idp.as_str()),
+        ("via", "xml"),
+        ("metadata_xml", large.as_str()),
+    ];
+    let (status, page) =
+        post_form(&app, "/console/acme/idp", &session, &fields, "same-origin").await;
+    assert_eq!(status, 400);
+    assert!(
+        page.contains("Tell idgate about your IdP") && page.contains("xxxxxxxx"),
+        "kept"
+    );
 
     // The token is bound to the session: another session's page token does not do.
     let other = sign_in_with_link(&bootstrap_link(&app, "second@acme.test").await).await;
