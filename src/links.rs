@@ -207,7 +207,7 @@ pub fn find_live(
 
 /// Uses a link, inside the transaction of what it is used for: a bootstrap link is spent (false
 /// when another request spent it first); a setup link records its last use.
-pub fn use_once(
+pub fn record_use(
     tx: &mut Tx<'_>,
     kind: Kind,
     link: &Link,

@@ -3,7 +3,9 @@
 //!
 //! Opening the link trades its URL for a cookie sent only to `/setup/` (so the secret leaves the
 //! address bar and the history at once), and is audited; every change made through it is audited
-//! with the link as the actor.
+//! with the link as the actor. The cookie is `SameSite=Lax`, not `Strict`: the link is followed
+//! from another site (a mail), and a browser would not send a strict cookie on that navigation's
+//! redirect to the pages; forms are held to this origin by their CSRF token and origin check.
 
 use actix_web::cookie::time::Duration as CookieDuration;
 use actix_web::cookie::{Cookie, SameSite};
@@ -86,7 +88,7 @@ pub async fn open(
                 actor: Actor::SetupLink(link.id.clone()),
                 request_id,
             };
-            conn.write(|tx| links::use_once(tx, Kind::Setup, &link, &context, now))?;
+            conn.write(|tx| links::record_use(tx, Kind::Setup, &link, &context, now))?;
             Ok::<_, PageError>(link)
         })
         .await?;
@@ -95,7 +97,7 @@ pub async fn open(
         .path(format!("{root}/setup/"))
         .http_only(true)
         .secure(base_url.as_str().starts_with("https://"))
-        .same_site(SameSite::Strict)
+        .same_site(SameSite::Lax)
         .max_age(CookieDuration::seconds(
             (link.expires_at - now).num_seconds().max(0),
         ))

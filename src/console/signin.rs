@@ -165,7 +165,7 @@ async fn use_link(
             let signer = keys.signing_key(conn, now)?;
             let email = link.email.clone().unwrap_or_default();
             let issued = conn.write(|tx| {
-                if !links::use_once(tx, Kind::Bootstrap, &link, &context, now)? {
+                if !links::record_use(tx, Kind::Bootstrap, &link, &context, now)? {
                     return Err(PageError::LinkEnded);
                 }
                 let member = match directory::find(tx, &workspace.id, &email)? {

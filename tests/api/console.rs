@@ -392,7 +392,11 @@ async fn a_setup_link_opens_only_its_pages_until_revoked(database: TestDatabase)
     let url = link_on(&app, made["url"].as_str().unwrap());
     let browser = Browser::start().await;
 
-    browser.open(&url).await;
+    // The IT admin follows the link from another site (their mail), as people do.
+    browser
+        .open(&format!("data:text/html,<a href=\"{url}\">Set up SSO</a>"))
+        .await;
+    browser.click("Set up SSO").await;
     let text = browser.wait_for_text("Set up single sign-on").await;
     for shown in ["IdP connection", "Provisioning (SCIM)"] {
         assert!(text.contains(shown), "{text}");
