@@ -373,12 +373,12 @@ impl FromRequest for Visitor {
                 .unwrap_or_default()
                 .to_owned();
             let Some(cookie) = request.cookie(crate::sessions::COOKIE) else {
-                return Err(PageError::SignIn { slug });
+                return Err(PageError::SignIn { slug, root });
             };
             let csrf = csrf_token(cookie.value());
             let auth = Authorized::<needs::AnyScope>::extract(&request)
                 .await
-                .map_err(|error| PageError::from_auth(error, &slug))?;
+                .map_err(|error| PageError::from_auth(error, &slug, &root))?;
             Ok(Visitor {
                 base: format!("{root}/console/{}", auth.workspace.slug),
                 root,
@@ -464,7 +464,7 @@ pub fn see_other(location: &str) -> HttpResponse {
 #[derive(Debug, thiserror::Error)]
 pub enum PageError {
     #[error("sign in to this workspace's console")]
-    SignIn { slug: String },
+    SignIn { slug: String, root: String },
     #[error("{0}")]
     Forbidden(&'static str),
     #[error("{0}")]
@@ -486,14 +486,15 @@ pub enum PageError {
 }
 
 impl PageError {
-    fn from_auth(error: AuthError, slug: &str) -> PageError {
+    fn from_auth(error: AuthError, slug: &str, root: &str) -> PageError {
         match error {
-            AuthError::Missing | AuthError::Rejected(_) | AuthError::Session => PageError::SignIn {
+            // No session, or another workspace's: signing in here is the way in.
+            AuthError::Missing
+            | AuthError::Rejected(_)
+            | AuthError::Session
+            | AuthError::OtherWorkspace => PageError::SignIn {
                 slug: slug.to_owned(),
-            },
-            // The session is another workspace's: signing in here is the way in.
-            AuthError::OtherWorkspace => PageError::SignIn {
-                slug: slug.to_owned(),
+                root: root.to_owned(),
             },
             AuthError::MissingScope(_) | AuthError::RolesDeny(_) => {
                 PageError::Forbidden("Your roles do not allow this.")
@@ -564,15 +565,14 @@ impl From<LinkError> for PageError {
     }
 }
 
-/// A page with a heading, a sentence and a way on: what every refusal looks like.
+/// A page with a heading, a sentence and the way back: what every refusal looks like.
 #[derive(Template)]
 #[template(path = "console/message.html")]
-pub struct MessagePage {
-    pub root: String,
-    pub title: String,
-    pub text: String,
-    /// A link onwards: (text, href).
-    pub next: Option<(String, String)>,
+struct MessagePage {
+    /// Empty: an error knows no request, so its page assumes idgate is served at the root.
+    root: &'static str,
+    title: &'static str,
+    text: String,
 }
 
 impl ResponseError for PageError {
@@ -591,8 +591,8 @@ impl ResponseError for PageError {
     }
 
     fn error_response(&self) -> HttpResponse {
-        if let PageError::SignIn { slug } = self {
-            return signin::sign_in_page(slug);
+        if let PageError::SignIn { slug, root } = self {
+            return signin::sign_in_page(slug, root);
         }
         if let PageError::Unavailable(error) = self {
             tracing::warn!(error = %error, "a console page could not read the store");
@@ -614,10 +614,9 @@ impl ResponseError for PageError {
             other => format!("{}.", capitalised(&other.to_string())),
         };
         let page = MessagePage {
-            root: String::new(),
-            title: title.to_owned(),
+            root: "",
+            title,
             text,
-            next: Some(("Back to the console".to_owned(), "/console/".to_owned())),
         };
         let html = page.render().unwrap_or_else(|_| title.to_owned());
         let mut response = HttpResponse::build(self.status_code())

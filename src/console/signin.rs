@@ -97,11 +97,11 @@ struct SignInPage {
 
 /// What a visitor without a session of the workspace sees: the way to its SAML login, and the
 /// way in before any IdP is connected.
-pub fn sign_in_page(slug: &str) -> HttpResponse {
+pub fn sign_in_page(slug: &str, root: &str) -> HttpResponse {
     render(
         StatusCode::UNAUTHORIZED,
         &SignInPage {
-            root: String::new(),
+            root: root.to_owned(),
             slug: slug.to_owned(),
         },
     )
