@@ -3,13 +3,17 @@
 
 use actix_web::cookie::time::Duration as CookieDuration;
 use actix_web::cookie::{Cookie, SameSite};
-use actix_web::http::header::CACHE_CONTROL;
+use std::sync::Arc;
+
+use actix_web::http::header::{CACHE_CONTROL, HeaderName, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, web};
+use chrono::NaiveDateTime;
 use serde_json::json;
 
 use crate::access::members;
 use crate::auth::session::{presented, session_of};
 use crate::config::BaseUrl;
+use crate::db::memo::Memo;
 use crate::db::{DbConnection, Store, StoreError};
 use crate::directory;
 use crate::permissions::Role;
@@ -17,7 +21,7 @@ use crate::saml::SamlError;
 use crate::saml::logout;
 use crate::saml::sp::Endpoints;
 use crate::sessions::keys::KeyRing;
-use crate::sessions::{COOKIE, SessionError};
+use crate::sessions::{Active, COOKIE, SessionError};
 use crate::time::Clock;
 
 pub fn routes(config: &mut web::ServiceConfig) {
@@ -129,31 +133,93 @@ async fn logout(
         .json(json!({ "logged_out": true, "idp_logout_url": idp_logout_url })))
 }
 
+/// Sessions `/auth/verify` has checked, by the SHA-256 of their token, while the database is
+/// unchanged (see [`crate::db::memo`]): a reverse proxy asks about the same session on every
+/// request it forwards, and the answer changes only with the data or when the session ends.
+pub struct VerifiedSessions(Memo<[u8; 32], Arc<Verified>>);
+
+/// A checked session: until when it holds, and the answer's headers.
+pub struct Verified {
+    expires_at: NaiveDateTime,
+    headers: [(HeaderName, HeaderValue); 4],
+}
+
+/// Sessions kept at most: an entry is a few hundred bytes.
+const VERIFIED_KEPT: usize = 16_384;
+
+impl Default for VerifiedSessions {
+    fn default() -> Self {
+        VerifiedSessions(Memo::new(VERIFIED_KEPT))
+    }
+}
+
 /// For a reverse proxy: 200 with who is asking, or 401.
 async fn verify(
     request: HttpRequest,
     store: web::Data<Store>,
     keys: web::Data<KeyRing>,
     clock: web::Data<Clock>,
+    verified: web::Data<VerifiedSessions>,
 ) -> Result<HttpResponse, SessionError> {
     let token = presented(&request).ok_or(SessionError::Invalid("no session token"))?;
     let now = clock.now();
-    // One trip to the pool for both: a reverse proxy asks this on every request it forwards.
-    let (session, roles) = store
-        .run(move |conn| {
-            let session = crate::sessions::authenticate(conn, &keys, &token, now)?;
-            let roles = roles_of(conn, &session.workspace.id, &session.member)?;
-            Ok::<_, SessionError>((session, roles))
-        })
-        .await?;
-    let roles: Vec<&str> = roles.iter().map(|r| r.as_str()).collect();
-    Ok(HttpResponse::Ok()
-        .insert_header(("X-Idgate-User", session.member.id.as_str()))
-        .insert_header(("X-Idgate-Email", session.email.as_str()))
-        .insert_header(("X-Idgate-Workspace", session.workspace.slug.as_str()))
-        .insert_header(("X-Idgate-Roles", roles.join(",")))
-        .insert_header((CACHE_CONTROL, "no-store"))
-        .finish())
+    let key = crate::secrets::hash(&token);
+    let version = store.data_version();
+    let kept = version.and_then(|version| verified.0.get(version, &key));
+    let session = match kept {
+        Some(session) if session.expires_at > now => session,
+        // Past its end the session is checked again, and refused there with the reason.
+        _ => {
+            // One trip to the pool for both: the session and the roles.
+            let session = store
+                .run(move |conn| {
+                    let session = crate::sessions::authenticate(conn, &keys, &token, now)?;
+                    let roles = roles_of(conn, &session.workspace.id, &session.member)?;
+                    Ok::<_, SessionError>(Arc::new(Verified::new(&session, &roles)))
+                })
+                .await?;
+            if let Some(version) = version {
+                verified.0.put(version, key, session.clone());
+            }
+            session
+        }
+    };
+    let mut response = HttpResponse::Ok();
+    for header in &session.headers {
+        response.insert_header(header.clone());
+    }
+    Ok(response.insert_header((CACHE_CONTROL, "no-store")).finish())
+}
+
+impl Verified {
+    fn new(session: &Active, roles: &[Role]) -> Verified {
+        let roles: Vec<&str> = roles.iter().map(|r| r.as_str()).collect();
+        // An email is kept as the IdP sent it, which may be UTF-8: sent as its bytes.
+        let value = |text: &str| {
+            HeaderValue::from_bytes(text.as_bytes()).unwrap_or(HeaderValue::from_static(""))
+        };
+        Verified {
+            expires_at: session.expires_at,
+            headers: [
+                (
+                    HeaderName::from_static("x-idgate-user"),
+                    value(&session.member.id),
+                ),
+                (
+                    HeaderName::from_static("x-idgate-email"),
+                    value(&session.email),
+                ),
+                (
+                    HeaderName::from_static("x-idgate-workspace"),
+                    value(&session.workspace.slug),
+                ),
+                (
+                    HeaderName::from_static("x-idgate-roles"),
+                    value(&roles.join(",")),
+                ),
+            ],
+        }
+    }
 }
 
 async fn jwks(

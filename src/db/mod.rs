@@ -5,6 +5,7 @@
 //! type, so a database "not found" becomes that capability's 404 and pool exhaustion a 503.
 
 pub mod budget;
+pub mod changes;
 pub mod memo;
 pub mod prepared;
 pub mod raw;
@@ -214,9 +215,17 @@ impl ManageConnection for ConnectionManager {
         }
     }
 
+    /// Finds a PostgreSQL connection that its server or the network closed without a query: it
+    /// reads what the socket holds (nothing, while the connection is idle and alive), where a
+    /// test query cost a round trip on every checkout. An SQLite file connection does not die.
     fn is_valid(&self, conn: &mut DbConnection) -> Result<(), ConnectionError> {
-        conn.ping()
-            .map_err(ConnectionError::CouldntSetupConfiguration)
+        match conn {
+            DbConnection::Postgres(conn) => match conn.notifications_iter().next() {
+                Some(Err(error)) => Err(ConnectionError::CouldntSetupConfiguration(error)),
+                _ => Ok(()),
+            },
+            DbConnection::Sqlite(_) => Ok(()),
+        }
     }
 
     fn has_broken(&self, conn: &mut DbConnection) -> bool {
@@ -301,13 +310,14 @@ fn create_private(path: &str) -> std::io::Result<()> {
     }
 }
 
-/// The pool every part of idgate reaches the database through, and on SQLite the one connection
-/// its writes share (see `writer.rs`) and the one that watches for changes (see [`memo`]).
+/// The pool every part of idgate reaches the database through, the connection that watches for
+/// changes (see [`changes`]), and on SQLite the one connection its writes share (see
+/// `writer.rs`).
 #[derive(Clone)]
 pub struct Store {
     pool: Pool<ConnectionManager>,
     sqlite_writer: Option<Arc<writer::SqliteWriter>>,
-    change_watch: Option<Arc<memo::ChangeWatch>>,
+    changes: Arc<changes::ChangeWatch>,
 }
 
 impl Store {
@@ -318,29 +328,25 @@ impl Store {
             .max_size(POOL_SIZE)
             .min_idle(Some(1))
             .connection_timeout(CHECKOUT_TIMEOUT)
-            // A PostgreSQL connection can die with its server or the network, so it is checked
-            // before use; an SQLite file connection does not, and the check would cost a query.
-            .test_on_check_out(url.backend == Backend::Postgres)
+            // A PostgreSQL connection can die with its server or the network: see `is_valid`.
+            .test_on_check_out(true)
             .build(ConnectionManager { url: url.clone() })
             .map_err(|e| anyhow::anyhow!("cannot connect to database {url}: {}", one_line(&e)))?;
-        let (sqlite_writer, change_watch) = match url.backend {
-            Backend::Sqlite => (
-                Some(writer::SqliteWriter::open(url)?),
-                Some(Arc::new(memo::ChangeWatch::open(url)?)),
-            ),
-            Backend::Postgres => (None, None),
+        let sqlite_writer = match url.backend {
+            Backend::Sqlite => Some(writer::SqliteWriter::open(url)?),
+            Backend::Postgres => None,
         };
         Ok(Store {
             pool,
             sqlite_writer,
-            change_watch,
+            changes: Arc::new(changes::ChangeWatch::open(url)?),
         })
     }
 
     /// The version of the database to read at and keep what was read under (see [`memo`]);
     /// None where nothing may be kept. Asked on the caller's thread: it never waits.
     pub fn data_version(&self) -> Option<memo::DataVersion> {
-        self.change_watch.as_ref()?.version()
+        self.changes.version()
     }
 
     /// Runs blocking storage code that reads and may then write (through [`Conn::write`]) on
@@ -390,6 +396,7 @@ impl Store {
         Ok(Conn {
             held: Held::Pooled(checkout(&self.pool)?),
             writer: self.sqlite_writer.clone(),
+            changes: Some(self.changes.clone()),
         })
     }
 
@@ -437,6 +444,7 @@ pub fn connect(url: &DatabaseUrl) -> anyhow::Result<Conn> {
     Ok(Conn {
         held: Held::Own(open_connection(url)?),
         writer: None,
+        changes: None,
     })
 }
 
@@ -488,6 +496,9 @@ pub struct Conn {
     held: Held,
     /// On SQLite, inside a [`Store`]: the store's writer, which every write goes through.
     writer: Option<Arc<writer::SqliteWriter>>,
+    /// Inside a [`Store`]: told of each commit made here. Outside one, a commit is announced on
+    /// the connection itself.
+    changes: Option<Arc<changes::ChangeWatch>>,
 }
 
 enum Held {
@@ -523,17 +534,26 @@ impl Conn {
     /// a transaction of its own on this connection; on SQLite it begins with `BEGIN IMMEDIATE`: a
     /// deferred transaction that reads and then writes fails at once with SQLITE_BUSY when
     /// another writer got in first (the busy timeout does not cover that upgrade), while an
-    /// immediate one waits its turn.
+    /// immediate one waits its turn. Other processes learn of the commit (see [`changes`]).
     pub fn write<T, E, F>(&mut self, work: F) -> Result<T, E>
     where
         F: FnOnce(&mut Tx<'_>) -> Result<T, E> + Send,
         T: Send,
         E: From<DieselError> + Send,
     {
-        match &self.writer {
-            Some(writer) => writer.write(work),
-            None => own_transaction(self, work),
+        if let Some(writer) = &self.writer {
+            return writer.write(work);
         }
+        let written = own_transaction(self, work)?;
+        match &self.changes {
+            Some(changes) => changes.committed(),
+            None => {
+                if let Err(error) = changes::announce(self) {
+                    tracing::warn!(%error, "a commit was made but could not be announced to the replicas");
+                }
+            }
+        }
+        Ok(written)
     }
 }
 

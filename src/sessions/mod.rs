@@ -213,7 +213,11 @@ pub fn authenticate(
     else {
         return Err(SessionError::Invalid("the membership is no longer active"));
     };
-    let expires_at = ends_at(created_at, idp_expires_at, &memberships);
+    // The token's own expiry bounds it too: a lifetime longer now (a HIPAA membership ended)
+    // does not lengthen a token already issued.
+    let token_expires_at =
+        chrono::DateTime::from_timestamp(claims.exp, 0).map_or(now, |at| at.naive_utc());
+    let expires_at = ends_at(created_at, idp_expires_at, &memberships).min(token_expires_at);
     if expires_at <= now {
         return Err(SessionError::Invalid("expired"));
     }

@@ -2,8 +2,10 @@
 //! Tests run on SQLite always, and on PostgreSQL too when `IDGATE_TEST_POSTGRES_URL` is set: each
 //! then gets a fresh schema of that database, dropped when the test ends.
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::process::Output;
+use std::time::{Duration, Instant};
 
 use diesel::connection::SimpleConnection;
 use diesel::{Connection, PgConnection};
@@ -316,4 +318,30 @@ pub fn failure_line(output: &Output) -> String {
     let lines: Vec<&str> = stderr.lines().collect();
     assert_eq!(lines.len(), 1, "one line of reason, got: {stderr}");
     lines[0].to_owned()
+}
+
+/// Asks `holds` again and again until it is true, and returns how long that took: what one server
+/// committed must be seen by the very next request to another on SQLite (every server reads the
+/// file's version), and within a second on PostgreSQL (another replica hears of it by
+/// notification). Fails the test past that. Run with `--nocapture` to see the figure.
+pub async fn seen_by_replica<F, Fut>(backend: Backend, what: &str, mut holds: F) -> Duration
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let allowed = match backend {
+        Backend::Sqlite => Duration::ZERO,
+        Backend::Postgres => Duration::from_secs(1),
+    };
+    let started = Instant::now();
+    loop {
+        if holds().await {
+            let took = started.elapsed();
+            eprintln!("{what}: seen by the other server after {took:?}");
+            return took;
+        }
+        let waited = started.elapsed();
+        assert!(waited <= allowed, "{what}: not seen after {waited:?}");
+        actix_web::rt::time::sleep(Duration::from_millis(5)).await;
+    }
 }

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 use diesel::ExpressionMethods;
 
-use crate::helpers::{Tenant, TestApp, TestDatabase, read};
+use crate::helpers::{Tenant, TestApp, TestDatabase, read, seen_by_replica};
 use crate::on_both_databases;
 use crate::saml_idp::{Encryption, Login, Signed, TestIdp};
 
@@ -1187,31 +1187,122 @@ async fn session_keys_rotate_and_stay_published_while_their_tokens_live(database
     assert_eq!(sso.session(&new).await.0, 200);
 }
 
+/// Two servers on one database: what one ends or changes, the other refuses or shows at once on
+/// SQLite and within a second on PostgreSQL, though it had kept the answer (each is asked twice
+/// before): a mapping changed, a person deprovisioned, a session ended, a token revoked.
 async fn a_session_ended_through_one_replica_is_refused_by_another(database: TestDatabase) {
     let sso = Sso::new(database).await;
+    let backend = sso.app.database.backend;
     let replica = sso.app.spawn_replica().await;
-    let token = sso.log_in("acme", "ada@example.com").await;
-    let on_replica = |path: &'static str| {
-        let request = sso
-            .app
+    let on_replica = |path: &str, token: &str| {
+        sso.app
             .client
             .get(format!("{replica}{path}"))
-            .insert_header((COOKIE, format!("idgate_session={token}")));
-        async move { request.send().await.unwrap().status().as_u16() }
+            .insert_header((COOKIE, format!("idgate_session={token}")))
     };
-    assert_eq!(
-        on_replica("/auth/verify").await,
-        200,
-        "the replica knows the key"
-    );
+    let verify = |token: String| {
+        let request = on_replica("/auth/verify", &token);
+        async move {
+            let response = request.send().await.unwrap();
+            let roles = response
+                .headers()
+                .get("x-idgate-roles")
+                .map(|roles| roles.to_str().unwrap().to_owned());
+            (response.status().as_u16(), roles)
+        }
+    };
+
+    sso.map_group("Engineering", "admin").await;
+    let login = sso
+        .login("acme", "ada@example.com")
+        .attribute("groups", &["Engineering"]);
+    let (status, _, ada, _) = sso
+        .post_here("acme", &sso.idp.response(&login, Signed::Both))
+        .await;
+    assert_eq!(status, 303);
+    let ada = ada.unwrap();
+    for _ in 0..2 {
+        assert_eq!(verify(ada.clone()).await, (200, Some("admin".into())));
+    }
+    sso.map_group("Engineering", "read-only").await;
+    seen_by_replica(backend, "a changed mapping", || async {
+        verify(ada.clone()).await == (200, Some("read-only".into()))
+    })
+    .await;
+
+    let grace = json!({
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+        "userName": "grace@example.com",
+        "emails": [{"value": "grace@example.com", "type": "work"}],
+    });
+    let (status, grace) = sso
+        .app
+        .send_json("POST", "/scim/v2/Users", &sso.admin.token, &grace)
+        .await;
+    assert_eq!(status, 201, "{grace}");
+    let grace_session = sso.log_in("acme", "grace@example.com").await;
+    for _ in 0..2 {
+        assert_eq!(verify(grace_session.clone()).await.0, 200);
+    }
+    let deactivate = json!({
+        "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+        "Operations": [{"op": "replace", "path": "active", "value": false}],
+    });
+    let path = format!("/scim/v2/Users/{}", grace["id"].as_str().unwrap());
+    let (status, shown) = sso
+        .app
+        .send_json("PATCH", &path, &sso.admin.token, &deactivate)
+        .await;
+    assert_eq!(status, 200, "{shown}");
+    seen_by_replica(backend, "a deprovisioned person", || async {
+        verify(grace_session.clone()).await.0 == 401
+    })
+    .await;
+
     let logout = sso
-        .with_cookie("POST", "/api/v1/session/logout", &token)
+        .with_cookie("POST", "/api/v1/session/logout", &ada)
         .send()
         .await
         .unwrap();
     assert_eq!(logout.status(), 200);
-    assert_eq!(on_replica("/auth/verify").await, 401);
-    assert_eq!(on_replica("/api/v1/session").await, 401);
+    seen_by_replica(backend, "an ended session", || async {
+        verify(ada.clone()).await.0 == 401
+    })
+    .await;
+    assert_eq!(
+        on_replica("/api/v1/session", &ada)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+
+    let scim_token = sso.app.token_for(&sso.admin.workspace, "scim");
+    let users = || {
+        sso.app
+            .client
+            .get(format!("{replica}/scim/v2/Users?count=1"))
+            .bearer_auth(&scim_token.secret)
+    };
+    for _ in 0..2 {
+        assert_eq!(users().send().await.unwrap().status(), 200);
+    }
+    let token_admin = sso.app.token_for(&sso.admin.workspace, "tokens:write");
+    let path = format!("/api/v1/workspaces/acme/tokens/{}", scim_token.token.id);
+    let revoked = sso
+        .app
+        .client
+        .delete(sso.app.url(&path))
+        .bearer_auth(&token_admin.secret)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revoked.status(), 204);
+    seen_by_replica(backend, "a revoked token", || async {
+        users().send().await.unwrap().status() == 401
+    })
+    .await;
 }
 
 async fn a_session_never_outlives_the_idps_session(database: TestDatabase) {
