@@ -79,8 +79,10 @@ impl Application {
                 .wrap(from_fn(crate::limits::cap_request_head))
                 .wrap(from_fn(request_id_header))
                 .wrap(security_headers(https))
+                .wrap(from_fn(crate::telemetry::count_requests))
                 .wrap(TracingLogger::<RootSpan>::new())
                 .route("/healthz", web::get().to(healthz))
+                .route("/metrics", web::get().to(metrics))
                 .route("/readyz", web::get().to(readyz))
                 .service(
                     web::scope("/api/v1")
@@ -164,6 +166,22 @@ async fn readyz(
         "status": "ready",
         "replicas": limiter.replicas(),
     })))
+}
+
+/// Prometheus's text format (see [`crate::metrics`]); the gauges are read as it is asked.
+async fn metrics(store: web::Data<Store>, clock: web::Data<Clock>) -> HttpResponse {
+    store.report_gauges();
+    let now = clock.now();
+    match store
+        .read(move |conn| sessions::live(conn, now).map_err(StoreError::from))
+        .await
+    {
+        Ok(live) => crate::metrics::metrics().sessions_live.set(live),
+        Err(error) => tracing::warn!(%error, "cannot count the live sessions for /metrics"),
+    }
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .body(crate::metrics::metrics().render())
 }
 
 /// actix answers a known path with the wrong method with an empty 405; give it the JSON error body.

@@ -92,6 +92,32 @@ impl RootSpanBuilder for RootSpan {
     }
 }
 
+/// Counts each request and its time in `/metrics`, by its route template (a path holds ids and
+/// secrets; a request no route matched counts as `unmatched`).
+pub async fn count_requests(
+    request: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let started = std::time::Instant::now();
+    let method = request.method().clone();
+    let outcome = next.call(request).await;
+    let (status, route) = match &outcome {
+        Ok(response) => (response.status(), response.request().match_pattern()),
+        Err(error) => (error.as_response_error().status_code(), None),
+    };
+    let route = route.as_deref().unwrap_or("unmatched");
+    let metrics = crate::metrics::metrics();
+    metrics
+        .requests
+        .with_label_values(&[method.as_str(), route, status.as_str()])
+        .inc();
+    metrics
+        .request_seconds
+        .with_label_values(&[method.as_str(), route])
+        .observe(started.elapsed().as_secs_f64());
+    outcome
+}
+
 /// Echoes the request id that `TracingLogger` assigned as the `X-Request-Id` response header.
 pub async fn request_id_header(
     request: ServiceRequest,

@@ -149,7 +149,7 @@ const VERIFIED_KEPT: usize = 16_384;
 
 impl Default for VerifiedSessions {
     fn default() -> Self {
-        VerifiedSessions(Memo::new(VERIFIED_KEPT))
+        VerifiedSessions(Memo::new("verified_sessions", VERIFIED_KEPT))
     }
 }
 

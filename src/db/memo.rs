@@ -10,6 +10,10 @@ use std::collections::HashMap;
 use std::hash::Hash;
 use std::sync::{Mutex, MutexGuard};
 
+use prometheus::IntCounter;
+
+use crate::metrics::metrics;
+
 /// A state of the database: equal versions saw the same committed data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct DataVersion(pub(super) i64);
@@ -26,6 +30,14 @@ impl DataVersion {
 pub struct Memo<K, V> {
     state: Mutex<State<K, V>>,
     capacity: usize,
+    counted: Counted,
+}
+
+/// What `/metrics` tells of a memo.
+struct Counted {
+    hits: IntCounter,
+    misses: IntCounter,
+    invalidations: IntCounter,
 }
 
 struct State<K, V> {
@@ -34,31 +46,43 @@ struct State<K, V> {
 }
 
 impl<K: Eq + Hash, V: Clone> Memo<K, V> {
-    /// Holds at most `capacity` entries; past that it starts over.
-    pub fn new(capacity: usize) -> Memo<K, V> {
+    /// Holds at most `capacity` entries; past that it starts over. `name` labels its counts in
+    /// `/metrics`.
+    pub fn new(name: &str, capacity: usize) -> Memo<K, V> {
+        let counter = |event| metrics().cache_counter(name, event);
         Memo {
             state: Mutex::new(State {
                 version: None,
                 entries: HashMap::new(),
             }),
             capacity,
+            counted: Counted {
+                hits: counter("hit"),
+                misses: counter("miss"),
+                invalidations: counter("invalidation"),
+            },
         }
     }
 
     /// The entry for `key`, if one was made at `version`.
     pub fn get(&self, version: DataVersion, key: &K) -> Option<V> {
-        let mut state = lock(&self.state);
-        state.move_to(version);
-        (state.version == Some(version))
-            .then(|| state.entries.get(key).cloned())
-            .flatten()
+        let found = {
+            let state = self.state_at(version);
+            (state.version == Some(version))
+                .then(|| state.entries.get(key).cloned())
+                .flatten()
+        };
+        match found {
+            Some(_) => self.counted.hits.inc(),
+            None => self.counted.misses.inc(),
+        }
+        found
     }
 
     /// Keeps `value`, read after the database was seen at `version`, unless the database has
     /// been seen to move on since.
     pub fn put(&self, version: DataVersion, key: K, value: V) {
-        let mut state = lock(&self.state);
-        state.move_to(version);
+        let mut state = self.state_at(version);
         if state.version != Some(version) {
             return;
         }
@@ -67,16 +91,20 @@ impl<K: Eq + Hash, V: Clone> Memo<K, V> {
         }
         state.entries.insert(key, value);
     }
-}
 
-impl<K, V> State<K, V> {
-    /// Drops every entry once a later version has been seen. An earlier one (a request that
-    /// asked before a commit and arrives after one that asked since) changes nothing.
-    fn move_to(&mut self, version: DataVersion) {
-        if self.version.is_none_or(|held| held < version) {
-            self.version = Some(version);
-            self.entries.clear();
+    /// The state, once every entry is dropped if a later version than its own has been seen. An
+    /// earlier one (a request that asked before a commit and arrives after one that asked since)
+    /// changes nothing.
+    fn state_at(&self, version: DataVersion) -> MutexGuard<'_, State<K, V>> {
+        let mut state = lock(&self.state);
+        if state.version.is_none_or(|held| held < version) {
+            state.version = Some(version);
+            if !state.entries.is_empty() {
+                state.entries.clear();
+                self.counted.invalidations.inc();
+            }
         }
+        state
     }
 }
 
@@ -94,7 +122,7 @@ mod tests {
 
     #[test]
     fn entries_last_until_the_version_moves() {
-        let memo = Memo::new(10);
+        let memo = Memo::new("test", 10);
         let (v1, v2) = (DataVersion::at(1), DataVersion::at(2));
         memo.put(v1, "a", 1);
         assert_eq!(memo.get(v1, &"a"), Some(1));
@@ -111,7 +139,7 @@ mod tests {
 
     #[test]
     fn a_full_memo_starts_over() {
-        let memo = Memo::new(2);
+        let memo = Memo::new("test", 2);
         let version = DataVersion::at(1);
         memo.put(version, 1, ());
         memo.put(version, 2, ());

@@ -392,6 +392,26 @@ impl Store {
         }
     }
 
+    /// Sets the pool's and the writer's gauges in `/metrics` to what they are now.
+    pub fn report_gauges(&self) {
+        let metrics = crate::metrics::metrics();
+        let state = self.pool.state();
+        let in_use = state.connections - state.idle_connections;
+        for (label, count) in [("idle", state.idle_connections), ("in_use", in_use)] {
+            metrics
+                .pool_connections
+                .with_label_values(&[label])
+                .set(i64::from(count));
+        }
+        let queued = self
+            .sqlite_writer
+            .as_ref()
+            .map_or(0, |writer| writer.queued());
+        metrics
+            .writer_queue
+            .set(i64::try_from(queued).unwrap_or(i64::MAX));
+    }
+
     fn checkout(&self) -> Result<Conn, StoreError> {
         Ok(Conn {
             held: Held::Pooled(checkout(&self.pool)?),

@@ -183,6 +183,11 @@ impl SqliteWriter {
         }))
     }
 
+    /// How many writes wait for the writer's thread now.
+    pub fn queued(&self) -> usize {
+        self.queued.load(Ordering::Relaxed)
+    }
+
     /// Runs `work` inside the writer's transaction and returns once that transaction has ended:
     /// `work`'s value if it committed, `work`'s error (its changes rolled back) if it failed.
     pub fn write<T, E, F>(&self, work: F) -> Result<T, E>

@@ -546,6 +546,10 @@ pub(crate) fn record_refusal(
         reason = refusal.reason.code(),
         "SAML message refused"
     );
+    crate::metrics::metrics()
+        .saml_refusals
+        .with_label_values(&[refusal.reason.code()])
+        .inc();
     // Anyone may post to the ACS: past a rate, refusals are logged but no longer audited, so a
     // flood cannot grow the audit log without bound.
     let minute_ago = crate::time::now() - TimeDelta::minutes(1);

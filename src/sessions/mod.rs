@@ -230,6 +230,32 @@ pub fn authenticate(
     })
 }
 
+/// How many sessions are live at `now`: not ended, and within their workspace's lifetime and the
+/// IdP's. (A person who is also in a HIPAA-eligible workspace has 15 minutes everywhere; their
+/// sessions elsewhere are counted for up to 7 days.)
+pub fn live(conn: &mut DbConnection, now: NaiveDateTime) -> QueryResult<i64> {
+    let hipaa = crate::workspaces::hipaa_ids(conn)?;
+    let live = || {
+        sessions::table
+            .filter(sessions::revoked_at.is_null())
+            .filter(
+                sessions::idp_expires_at
+                    .is_null()
+                    .or(sessions::idp_expires_at.gt(now)),
+            )
+            .count()
+    };
+    let in_hipaa_workspaces: i64 = live()
+        .filter(sessions::workspace_id.eq_any(&hipaa))
+        .filter(sessions::created_at.gt(now - HIPAA_LIFETIME))
+        .get_result(conn)?;
+    let elsewhere: i64 = live()
+        .filter(sessions::workspace_id.ne_all(&hipaa))
+        .filter(sessions::created_at.gt(now - MAX_LIFETIME))
+        .get_result(conn)?;
+    Ok(in_hipaa_workspaces + elsewhere)
+}
+
 /// The NameID and SessionIndex the IdP gave a session, for the LogoutRequest that ends the IdP's
 /// side of it.
 pub fn idp_identity(

@@ -529,7 +529,7 @@ mod tests {
             tracking_plan_approval: false,
             access_version: 0,
         };
-        let memo = CredentialMemo::new(CREDENTIALS_KEPT);
+        let memo = CredentialMemo::new("test", CREDENTIALS_KEPT);
         let credential = Credential {
             secret_hash: hash(token).to_vec(),
             token: api_token,

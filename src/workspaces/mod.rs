@@ -139,6 +139,14 @@ pub fn list(conn: &mut DbConnection) -> Result<Vec<Workspace>, WorkspaceError> {
     Ok(workspaces::table.order(workspaces::slug.asc()).load(conn)?)
 }
 
+/// The ids of the HIPAA-eligible workspaces.
+pub fn hipaa_ids(conn: &mut DbConnection) -> QueryResult<Vec<String>> {
+    workspaces::table
+        .filter(workspaces::hipaa.eq(true))
+        .select(workspaces::id)
+        .load(conn)
+}
+
 pub fn find(conn: &mut DbConnection, id: &str) -> Result<Workspace, WorkspaceError> {
     workspaces::table
         .find(id)

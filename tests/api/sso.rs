@@ -28,6 +28,7 @@ on_both_databases!(
     an_entra_login_finds_the_email_through_the_entra_preset,
     session_keys_rotate_and_stay_published_while_their_tokens_live,
     a_session_ended_through_one_replica_is_refused_by_another,
+    metrics_count_by_route_and_reason_and_name_no_one,
     a_session_never_outlives_the_idps_session,
     a_workspaces_idp_speaks_for_no_one_in_another_workspace,
     only_an_owner_makes_or_lowers_owners_and_minted_tokens_are_their_minters,
@@ -1303,6 +1304,77 @@ async fn a_session_ended_through_one_replica_is_refused_by_another(database: Tes
         users().send().await.unwrap().status() == 401
     })
     .await;
+}
+
+/// `/metrics` counts requests by route template, SCIM writes, refusals by reason, cache events and
+/// live sessions, and names no person, id or token. (Counters are the process's: other tests
+/// running beside this one add to them, so this one asks for at least its own.)
+async fn metrics_count_by_route_and_reason_and_name_no_one(database: TestDatabase) {
+    let sso = Sso::new(database).await;
+    let session = sso.log_in("acme", "ada@example.com").await;
+    let unsigned = sso
+        .idp
+        .response(&sso.login("acme", "eve@example.com"), Signed::Neither);
+    assert_eq!(sso.post_here("acme", &unsigned).await.0, 400);
+    let grace = json!({
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+        "userName": "grace@example.com",
+    });
+    let (status, grace) = sso
+        .app
+        .send_json("POST", "/scim/v2/Users", &sso.admin.token, &grace)
+        .await;
+    assert_eq!(status, 201, "{grace}");
+    let id = grace["id"].as_str().unwrap();
+    for _ in 0..2 {
+        let path = format!("/scim/v2/Users/{id}");
+        assert_eq!(sso.app.get(&path, &sso.admin.token).await.0, 200);
+    }
+
+    let mut response = sso
+        .app
+        .client
+        .get(sso.app.url("/metrics"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(header(&response, "content-type").starts_with("text/plain; version=0.0.4"));
+    let text = String::from_utf8(response.body().await.unwrap().to_vec()).unwrap();
+    let count = |series: &str| -> f64 {
+        let line = text
+            .lines()
+            .find(|line| line.starts_with(series))
+            .unwrap_or_else(|| panic!("no {series} in\n{text}"));
+        line.rsplit(' ').next().unwrap().parse().unwrap()
+    };
+    let requests =
+        r#"idgate_http_requests_total{method="GET",route="/scim/v2/Users/{id}",status="200"}"#;
+    assert!(count(requests) >= 2.0);
+    assert!(
+        count(
+            r#"idgate_http_request_duration_seconds_count{method="GET",route="/scim/v2/Users/{id}"}"#
+        ) >= 2.0
+    );
+    assert!(
+        count(r#"idgate_scim_operations_total{operation="create",outcome="ok",resource="User"}"#)
+            >= 1.0
+    );
+    assert!(count(r#"idgate_saml_refusals_total{reason="unsigned"}"#) >= 1.0);
+    assert!(count(r#"idgate_cache_events_total{cache="scim_users",event="hit"}"#) >= 1.0);
+    assert!(count("idgate_sessions_live") >= 1.0);
+    assert!(count(r#"idgate_db_pool_connections{state="in_use"}"#) >= 0.0);
+    assert!(count("idgate_db_writer_queue") >= 0.0);
+    for secret in [
+        id,
+        "ada@example.com",
+        "eve@example.com",
+        "acme",
+        &session,
+        &sso.admin.token,
+    ] {
+        assert!(!text.contains(secret), "/metrics names {secret}");
+    }
 }
 
 async fn a_session_never_outlives_the_idps_session(database: TestDatabase) {

@@ -83,9 +83,9 @@ const LOOKUPS_KEPT: usize = 1024;
 impl Default for ScimMemo {
     fn default() -> Self {
         ScimMemo {
-            credentials: Memo::new(tokens::CREDENTIALS_KEPT),
-            users: Memo::new(USERS_KEPT),
-            lookups: Memo::new(LOOKUPS_KEPT),
+            credentials: Memo::new("token_credentials", tokens::CREDENTIALS_KEPT),
+            users: Memo::new("scim_users", USERS_KEPT),
+            lookups: Memo::new("scim_lookups", LOOKUPS_KEPT),
         }
     }
 }
@@ -286,6 +286,15 @@ impl Reply {
             location,
         }
     }
+}
+
+/// Counts a SCIM write (sent alone or inside `/Bulk`) in `/metrics`, by its outcome.
+pub fn count_write(kind: ResourceKind, operation: &str, result: &Result<Reply, ScimError>) {
+    let outcome = if result.is_ok() { "ok" } else { "refused" };
+    crate::metrics::metrics()
+        .scim_operations
+        .with_label_values(&[kind.name(), operation, outcome])
+        .inc();
 }
 
 pub fn location(base: &str, kind: ResourceKind, id: &str) -> String {

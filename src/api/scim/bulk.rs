@@ -136,15 +136,25 @@ async fn run(
             .ok_or_else(|| ScimError::invalid_value(format!("{} needs data", operation.method)))
     };
     let version = operation.version.clone();
-    match (operation.method.to_ascii_uppercase().as_str(), id) {
-        ("POST", None) => actions::create(ctx, kind, data()?).await,
-        ("PUT", Some(id)) => actions::replace(ctx, kind, id, data()?, version).await,
-        ("PATCH", Some(id)) => actions::patch(ctx, kind, id, data()?, version).await,
-        ("DELETE", Some(id)) => actions::delete(ctx, kind, id).await,
-        (method, _) => Err(ScimError::invalid_value(format!(
-            "{method} {path} is not a bulk operation"
-        ))),
-    }
+    let (operation, result) = match (operation.method.to_ascii_uppercase().as_str(), id) {
+        ("POST", None) => ("create", actions::create(ctx, kind, data()?).await),
+        ("PUT", Some(id)) => (
+            "replace",
+            actions::replace(ctx, kind, id, data()?, version).await,
+        ),
+        ("PATCH", Some(id)) => (
+            "patch",
+            actions::patch(ctx, kind, id, data()?, version).await,
+        ),
+        ("DELETE", Some(id)) => ("delete", actions::delete(ctx, kind, id).await),
+        (method, _) => {
+            return Err(ScimError::invalid_value(format!(
+                "{method} {path} is not a bulk operation"
+            )));
+        }
+    };
+    actions::count_write(kind, operation, &result);
+    result
 }
 
 /// Replaces `bulkId:NAME` with the id the operation with that bulkId created.

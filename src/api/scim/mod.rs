@@ -664,6 +664,7 @@ async fn create(
         Ok(body) => actions::create(&ctx, **kind, &body).await,
         Err(error) => Err(error),
     };
+    actions::count_write(**kind, "create", &result);
     ctx.note_refusal(&result, format!("POST /{}", kind.endpoint()))
         .await;
     Ok(respond(result?))
@@ -680,6 +681,7 @@ async fn replace(
         Ok(body) => actions::replace(&ctx, **kind, &id, &body, if_match(request.headers())).await,
         Err(error) => Err(error),
     };
+    actions::count_write(**kind, "replace", &result);
     ctx.note_refusal(&result, format!("PUT /{}/{id}", kind.endpoint()))
         .await;
     Ok(respond(result?))
@@ -696,6 +698,7 @@ async fn patch(
         Ok(body) => actions::patch(&ctx, **kind, &id, &body, if_match(request.headers())).await,
         Err(error) => Err(error),
     };
+    actions::count_write(**kind, "patch", &result);
     ctx.note_refusal(&result, format!("PATCH /{}/{id}", kind.endpoint()))
         .await;
     Ok(respond(result?))
@@ -706,7 +709,9 @@ async fn delete(
     kind: web::Data<ResourceKind>,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ScimError> {
-    Ok(respond(actions::delete(&ctx, **kind, &id).await?))
+    let result = actions::delete(&ctx, **kind, &id).await;
+    actions::count_write(**kind, "delete", &result);
+    Ok(respond(result?))
 }
 
 async fn service_provider_config(base_url: web::Data<BaseUrl>) -> HttpResponse {
