@@ -86,6 +86,8 @@ pub struct Page {
     pub limit: i64,
     /// Cursor paging (RFC 9865): only resources created after this `seq`.
     pub after: Option<i64>,
+    /// How many resources match, when the caller already knows: not counted again.
+    pub known_total: Option<i64>,
 }
 
 impl Page {
@@ -95,6 +97,12 @@ impl Page {
         self.condition
             .as_ref()
             .is_some_and(|condition| !condition.is_reusable())
+    }
+
+    /// Whether this is a page of the whole list in creation order, which an IdP's import walks
+    /// from the first page to the last.
+    pub fn walks_everything(&self) -> bool {
+        self.condition.is_none() && self.sort.is_none() && self.after.is_none()
     }
 }
 
@@ -142,12 +150,13 @@ macro_rules! list_page {
             .limit(page.limit)
             .load($conn)?;
         // A first page that is not full holds every match (a lookup by userName, say): no count.
-        let total: i64 =
-            if page.offset == 0 && page.after.is_none() && (found.len() as i64) < page.limit {
+        let total: i64 = match page.known_total {
+            Some(total) => total,
+            None if page.offset == 0 && page.after.is_none() && (found.len() as i64) < page.limit => {
                 found.len() as i64
-            } else {
-                base().count().get_result($conn)?
-            };
+            }
+            None => base().count().get_result($conn)?,
+        };
         Ok((total, found))
     })()};
 }

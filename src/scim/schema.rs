@@ -402,7 +402,7 @@ pub static COMMON_ATTRIBUTES: &[Attribute] = &[
 ];
 
 /// A resource type: its core schema and extensions.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ResourceKind {
     User,
     Group,

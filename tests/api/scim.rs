@@ -888,8 +888,68 @@ async fn discovery_describes_the_service(database: TestDatabase) {
 
 on_both_databases!(
     bulk_operations_reference_each_other,
-    cursor_pages_walk_everything_once
+    cursor_pages_walk_everything_once,
+    index_pages_walk_everything_once_while_the_list_changes
 );
+
+/// An import walks `startIndex` pages; the server keeps the count and where each page ended while
+/// nothing changes, and a change between two walks (or in the middle of one) is seen.
+async fn index_pages_walk_everything_once_while_the_list_changes(database: TestDatabase) {
+    let app = TestApp::spawn(database).await;
+    let tenant = app.tenant("acme", "scim");
+    let mut ids = Vec::new();
+    for n in 0..7 {
+        ids.push(create_user(&app, &tenant.token, &format!("user{n}@example.com")).await);
+    }
+    let page = |start: usize| {
+        let path = format!("/scim/v2/Users?startIndex={start}&count=2&attributes=userName");
+        let (app, token) = (&app, tenant.token.clone());
+        async move {
+            let (status, list, _) = send(app, &token, "GET", &path, None).await;
+            assert_eq!(status, 200, "{list}");
+            let found: Vec<String> = list["Resources"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|user| user["id"].as_str().unwrap().to_owned())
+                .collect();
+            (list["totalResults"].as_i64().unwrap(), found)
+        }
+    };
+    let walk = || async {
+        let mut seen = Vec::new();
+        let mut totals = Vec::new();
+        for start in (1..=9).step_by(2) {
+            let (total, found) = page(start).await;
+            totals.push(total);
+            seen.extend(found);
+        }
+        (totals, seen)
+    };
+    for _ in 0..2 {
+        assert_eq!(walk().await, (vec![7; 5], ids.clone()));
+    }
+
+    let (status, _, _) = send(
+        &app,
+        &tenant.token,
+        "DELETE",
+        &format!("/scim/v2/Users/{}", ids[1]),
+        None,
+    )
+    .await;
+    assert_eq!(status, 204);
+    ids.remove(1);
+    assert_eq!(walk().await, (vec![6; 5], ids.clone()));
+
+    // A user made in the middle of a walk is counted by the pages after it, and found last.
+    assert_eq!(page(1).await, (6, ids[0..2].to_vec()));
+    assert_eq!(page(3).await, (6, ids[2..4].to_vec()));
+    ids.push(create_user(&app, &tenant.token, "late@example.com").await);
+    assert_eq!(page(5).await, (7, ids[4..6].to_vec()));
+    assert_eq!(page(7).await, (7, ids[6..7].to_vec()));
+    assert_eq!(walk().await, (vec![7; 5], ids.clone()));
+}
 
 async fn bulk_operations_reference_each_other(database: TestDatabase) {
     let app = TestApp::spawn(database).await;

@@ -73,12 +73,29 @@ pub struct ScimMemo {
     users: Memo<(String, String), Arc<ReadUser>>,
     /// Lists of a few users, by workspace id and [`lookup_key`].
     lookups: Memo<(String, String), Arc<FoundPage>>,
+    /// What an import walking a workspace's whole list page by page needs on every page (see
+    /// [`Walk`]).
+    walks: Memo<Walk, i64>,
+}
+
+/// An IdP imports a workspace by listing every user a page at a time (`startIndex` 1, 101, 201,
+/// ... at 100,000 users, a thousand pages) while nothing changes. Each page would count the
+/// workspace's resources and skip past every one before it; while the data version holds, the
+/// count is kept, and so is where each page ended, so that the next page starts from there.
+#[derive(Clone, PartialEq, Eq, Hash)]
+enum Walk {
+    /// How many resources of this type the workspace holds.
+    Total(String, ResourceKind),
+    /// The creation number of the last resource before this offset.
+    EndBefore(String, ResourceKind, i64),
 }
 
 /// Users kept at most: a user is a kilobyte or two, so a few megabytes.
 const USERS_KEPT: usize = 4096;
 /// Lookups kept at most: each holds at most [`LOOKUP_KEPT`] user.
 const LOOKUPS_KEPT: usize = 1024;
+/// Walks' totals and page ends kept at most: a walk of 100,000 users makes a thousand.
+const WALKS_KEPT: usize = 16_384;
 
 impl Default for ScimMemo {
     fn default() -> Self {
@@ -86,6 +103,7 @@ impl Default for ScimMemo {
             credentials: Memo::new("token_credentials", tokens::CREDENTIALS_KEPT),
             users: Memo::new("scim_users", USERS_KEPT),
             lookups: Memo::new("scim_lookups", LOOKUPS_KEPT),
+            walks: Memo::new("scim_list_walks", WALKS_KEPT),
         }
     }
 }
@@ -814,6 +832,18 @@ pub async fn list(
                 page.offset = (page.offset - before.0).max(0);
                 page.limit -= before.1;
                 let limit = page.limit;
+                let walk = memo.filter(|_| before == (0, 0) && page.walks_everything());
+                let start = page.offset;
+                if let Some((memo, version)) = walk {
+                    let workspace = &t.workspace_id;
+                    page.known_total =
+                        memo.walks.get(version, &Walk::Total(workspace.clone(), kind));
+                    let end_before = Walk::EndBefore(workspace.clone(), kind, start);
+                    if let Some(seq) = memo.walks.get(version, &end_before).filter(|_| start > 0) {
+                        page.after = Some(seq);
+                        page.offset = 0;
+                    }
+                }
                 let read = |conn: &mut DbConnection| -> Result<_, ScimError> {
                     Ok(match kind {
                     ResourceKind::User => {
@@ -845,6 +875,16 @@ pub async fn list(
                     limit,
                     json: OnceLock::new(),
                 });
+                if let Some((memo, version)) = walk {
+                    let workspace = &t.workspace_id;
+                    memo.walks
+                        .put(version, Walk::Total(workspace.clone(), kind), total);
+                    if let Some(seq) = found.last_seq() {
+                        let read = i64::try_from(found.len()).unwrap_or(i64::MAX);
+                        let next = Walk::EndBefore(workspace.clone(), kind, start + read);
+                        memo.walks.put(version, next, seq);
+                    }
+                }
                 if let (Some(lookup), Some((memo, version))) = (lookup, memo)
                     && matches!(&found.resources, Found::Users(users, _) if users.len() <= LOOKUP_KEPT)
                 {
@@ -880,14 +920,10 @@ pub async fn list(
             .map(|group| Rendered::Value(render_group(&ctx.base, group, None, &projection)))
             .collect(),
     };
-    let last_seq = match &found.resources {
-        Found::Users(users, _) => users.last().map(|user| user.seq),
-        Found::Groups(groups) => groups.last().map(|group| group.seq),
-    };
     Ok(Listing {
         total,
         resources,
-        last_seq,
+        last_seq: found.last_seq(),
         paging,
         limit,
     })
@@ -906,6 +942,23 @@ pub struct FoundPage {
     paging: Paging,
     limit: i64,
     json: OnceLock<Vec<Bytes>>,
+}
+
+impl FoundPage {
+    fn len(&self) -> usize {
+        match &self.resources {
+            Found::Users(users, _) => users.len(),
+            Found::Groups(groups) => groups.len(),
+        }
+    }
+
+    /// The creation number of the page's last resource.
+    fn last_seq(&self) -> Option<i64> {
+        match &self.resources {
+            Found::Users(users, _) => users.last().map(|user| user.seq),
+            Found::Groups(groups) => groups.last().map(|group| group.seq),
+        }
+    }
 }
 
 /// A resource of a list, rendered: JSON as it will be sent, or a value still to be completed

@@ -330,6 +330,7 @@ impl ListParams {
                 offset: 0,
                 limit: count,
                 after,
+                known_total: None,
             };
             return Ok((page, Paging::Cursor));
         }
@@ -343,6 +344,7 @@ impl ListParams {
             offset: start_index - 1,
             limit: count,
             after: None,
+            known_total: None,
         };
         Ok((page, Paging::Index(start_index)))
     }
