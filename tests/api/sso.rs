@@ -2166,3 +2166,70 @@ async fn an_assertion_pysaml2_encrypted_signs_in(database: TestDatabase) {
     let me = sign_in_with_fixture(database, "pysaml2", "https://idp.pysaml2.test", &issued).await;
     assert_eq!(me["email"], "linus@example.com");
 }
+
+/// A new deployment right after its first import has no statistics yet (no ANALYZE has run): the
+/// session check's lookups of a person by userName and by email still go through their indexes.
+/// (PostgreSQL planned one as a sequential scan of every stored value until the first ANALYZE.)
+#[actix_web::test]
+async fn session_checks_use_their_indexes_before_the_first_analyze() {
+    use diesel::connection::SimpleConnection;
+    use diesel::{QueryableByName, RunQueryDsl};
+
+    let Some(database) = TestDatabase::postgres() else {
+        return;
+    };
+    let mut conn = database.connect();
+    let workspace = idgate::workspaces::create(
+        &mut conn,
+        idgate::workspaces::NewWorkspace {
+            slug: "acme".into(),
+            name: None,
+            hipaa: false,
+        },
+        &idgate::audit::AuditContext::cli(),
+    )
+    .unwrap();
+    conn.batch_execute(&format!(
+        "INSERT INTO scim_users (id, workspace_id, user_name, user_name_ci, active, document, \
+                                 version, created_at, updated_at) \
+           SELECT 'u' || n, '{ws}', 'user' || n || '@example.com', 'user' || n || '@example.com', \
+                  true, '{{}}', 1, now(), now() \
+           FROM generate_series(1, 20000) AS n; \
+         INSERT INTO scim_values (workspace_id, resource_type, resource_id, attribute, element, \
+                                  sub, value, value_ci) \
+           SELECT '{ws}', 'User', 'u' || n, 'emails', 0, 'value', 'Mail' || n || '@example.com', \
+                  'mail' || n || '@example.com' \
+           FROM generate_series(1, 20000) AS n;",
+        ws = workspace.id
+    ))
+    .unwrap();
+
+    #[derive(QueryableByName)]
+    struct Scans {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        sequential: i64,
+    }
+    // Within one transaction: PostgreSQL's per-transaction view also holds what earlier
+    // transactions of the connection have not yet reported, so the lookups' own are a difference.
+    let sequential_scans = |conn: &mut idgate::db::Conn| {
+        let scans: Scans = diesel::sql_query(
+            "SELECT coalesce(sum(seq_scan), 0)::bigint AS sequential \
+             FROM pg_stat_xact_user_tables WHERE relname IN ('scim_users', 'scim_values')",
+        )
+        .get_result(&mut **conn)
+        .unwrap();
+        scans.sequential
+    };
+    conn.batch_execute("BEGIN").unwrap();
+    let before = sequential_scans(&mut conn);
+    let by_name = idgate::directory::memberships_of(&mut conn, "user42@example.com").unwrap();
+    let by_email = idgate::directory::memberships_of(&mut conn, "mail4242@example.com").unwrap();
+    let scans = sequential_scans(&mut conn) - before;
+    conn.batch_execute("ROLLBACK").unwrap();
+    assert_eq!(
+        (by_name.len(), by_email.len()),
+        (1, 1),
+        "each is found, by userName and by email"
+    );
+    assert_eq!(scans, 0, "the lookups scanned a whole table");
+}
