@@ -4,7 +4,7 @@
 //!
 //! An entry made from data read after seeing version V (see [`super::changes`]) is true for as
 //! long as the version is still V; once it moves, every entry is dropped. Where the version is
-//! not known (the change feed is down), nothing is kept and every request reads.
+//! not known (the change watch is down), nothing is kept and every request reads.
 
 use std::collections::HashMap;
 use std::hash::Hash;

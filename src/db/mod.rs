@@ -339,7 +339,7 @@ impl Store {
         Ok(Store {
             pool,
             sqlite_writer,
-            changes: Arc::new(changes::ChangeWatch::open(url)?),
+            changes: changes::ChangeWatch::open(url)?,
         })
     }
 
@@ -385,9 +385,16 @@ impl Store {
         E: From<StoreError> + From<DieselError> + Send + 'static,
     {
         match self.sqlite_writer.clone() {
-            Some(writer) => actix_web::web::block(move || writer.write(work))
+            Some(writer) => {
+                let changes = self.changes.clone();
+                actix_web::web::block(move || {
+                    let written = writer.write(work)?;
+                    changes.committed();
+                    Ok(written)
+                })
                 .await
-                .map_err(|_| E::from(StoreError::TaskFailed))?,
+                .map_err(|_| E::from(StoreError::TaskFailed))?
+            }
             None => self.run(move |conn| conn.write(work)).await,
         }
     }
@@ -561,10 +568,10 @@ impl Conn {
         T: Send,
         E: From<DieselError> + Send,
     {
-        if let Some(writer) = &self.writer {
-            return writer.write(work);
-        }
-        let written = own_transaction(self, work)?;
+        let written = match &self.writer {
+            Some(writer) => writer.write(work)?,
+            None => own_transaction(self, work)?,
+        };
         match &self.changes {
             Some(changes) => changes.committed(),
             None => {

@@ -321,18 +321,15 @@ pub fn failure_line(output: &Output) -> String {
 }
 
 /// Asks `holds` again and again until it is true, and returns how long that took: what one server
-/// committed must be seen by the very next request to another on SQLite (every server reads the
-/// file's version), and within a second on PostgreSQL (another replica hears of it by
-/// notification). Fails the test past that. Run with `--nocapture` to see the figure.
-pub async fn seen_by_replica<F, Fut>(backend: Backend, what: &str, mut holds: F) -> Duration
+/// committed must be seen by another within a second (its change watch polls SQLite's data
+/// version, or hears PostgreSQL's notification). Fails the test past that. Run with
+/// `--nocapture` to see the figure.
+pub async fn seen_by_replica<F, Fut>(what: &str, mut holds: F) -> Duration
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = bool>,
 {
-    let allowed = match backend {
-        Backend::Sqlite => Duration::ZERO,
-        Backend::Postgres => Duration::from_secs(1),
-    };
+    let allowed = Duration::from_secs(1);
     let started = Instant::now();
     loop {
         if holds().await {

@@ -64,9 +64,10 @@ pub struct ReadUser {
     json: OnceLock<Bytes>,
 }
 
-/// What SCIM requests keep between them while the database is unchanged (on SQLite; see
-/// [`crate::db::memo`]): tokens' credentials, users read by id, and lookups of a user. Every key
-/// holds the workspace, so one workspace's reads are never another's answer.
+/// What SCIM requests keep between them while the database is unchanged (see
+/// [`crate::db::memo`]): tokens' credentials, users read by id, lookups of a user, and an
+/// import's walk. Every key holds the workspace, so one workspace's reads are never another's
+/// answer.
 pub struct ScimMemo {
     credentials: tokens::CredentialMemo,
     /// By workspace id and user id.
