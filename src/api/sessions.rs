@@ -1,10 +1,10 @@
 //! `GET /api/v1/session`, `POST /api/v1/session/logout`, `GET /auth/verify` (for a reverse
 //! proxy's forward-auth) and `GET /.well-known/jwks.json`.
 
-use actix_web::cookie::time::Duration as CookieDuration;
-use actix_web::cookie::{Cookie, SameSite};
 use std::sync::Arc;
 
+use actix_web::cookie::time::Duration as CookieDuration;
+use actix_web::cookie::{Cookie, SameSite};
 use actix_web::http::header::{CACHE_CONTROL, HeaderName, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::NaiveDateTime;
@@ -139,7 +139,7 @@ async fn logout(
 pub struct VerifiedSessions(Memo<[u8; 32], Arc<Verified>>);
 
 /// A checked session: until when it holds, and the answer's headers.
-pub struct Verified {
+struct Verified {
     expires_at: NaiveDateTime,
     headers: [(HeaderName, HeaderValue); 4],
 }

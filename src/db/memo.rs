@@ -109,8 +109,8 @@ impl<K: Eq + Hash, V: Clone> Memo<K, V> {
 }
 
 pub(super) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    // A panic while holding the lock leaves the state whole: a connection between statements,
-    // or a map; keep using it.
+    // A panic while holding the lock leaves the state whole (a map, the change watch's two
+    // fields): keep using it.
     mutex
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
