@@ -884,8 +884,65 @@ async fn discovery_describes_the_service(database: TestDatabase) {
 on_both_databases!(
     bulk_operations_reference_each_other,
     cursor_pages_walk_everything_once,
-    index_pages_walk_everything_once_while_the_list_changes
+    index_pages_walk_everything_once_while_the_list_changes,
+    users_a_page_keeps_are_whole_and_current
 );
+
+/// A page keeps the users it read, with their groups, for the next page or GET that shows them:
+/// a page that left `groups` out keeps nothing, and a change is seen by both at once.
+async fn users_a_page_keeps_are_whole_and_current(database: TestDatabase) {
+    let app = TestApp::spawn(database).await;
+    let tenant = app.tenant("acme", "scim");
+    let id = create_user(&app, &tenant.token, "ada@example.com").await;
+    let add_to = |group: String| {
+        let (app, token, id) = (&app, tenant.token.clone(), id.clone());
+        async move {
+            let add = json!({"schemas": [PATCH], "Operations": [{"op": "add", "path": "members", "value": [{"value": id}]}]});
+            let path = format!("/scim/v2/Groups/{group}");
+            let (status, answer, _) = send(app, &token, "PATCH", &path, Some(&add)).await;
+            assert!(status == 200 || status == 204, "{answer}");
+        }
+    };
+    add_to(create_group(&app, &tenant.token, "Engineering").await).await;
+    let get = || async {
+        let path = format!("/scim/v2/Users/{id}");
+        let (status, user, _) = send(&app, &tenant.token, "GET", &path, None).await;
+        assert_eq!(status, 200, "{user}");
+        user
+    };
+    let first_of = |query: &'static str| {
+        let (app, token) = (&app, tenant.token.clone());
+        async move {
+            let path = format!("/scim/v2/Users?{query}");
+            let (status, list, _) = send(app, &token, "GET", &path, None).await;
+            assert_eq!(status, 200, "{list}");
+            list["Resources"][0].clone()
+        }
+    };
+    let group_names = |user: &Value| -> Vec<String> {
+        let groups = user["groups"].as_array().cloned().unwrap_or_default();
+        groups
+            .iter()
+            .map(|group| group["display"].as_str().unwrap().to_owned())
+            .collect()
+    };
+
+    let without_groups = first_of("excludedAttributes=groups").await;
+    assert_eq!(without_groups["groups"], Value::Null);
+    assert_eq!(group_names(&get().await), ["Engineering"]);
+    for _ in 0..2 {
+        let shown = first_of("startIndex=1&count=10").await;
+        assert_eq!(shown, get().await, "a page shows a user as GET does");
+        assert_eq!(group_names(&shown), ["Engineering"]);
+    }
+
+    add_to(create_group(&app, &tenant.token, "Operations").await).await;
+    assert_eq!(
+        group_names(&first_of("startIndex=1&count=10").await),
+        ["Engineering", "Operations"]
+    );
+    assert_eq!(group_names(&get().await), ["Engineering", "Operations"]);
+}
 
 /// An import walks `startIndex` pages; the server keeps the count and where each page ended while
 /// nothing changes, and a change between two walks (or in the middle of one) is seen.

@@ -1,6 +1,7 @@
 //! What each SCIM request does, apart from HTTP: the handlers and `/Bulk` both call these, so a
 //! bulk operation behaves exactly as the same request sent alone.
 
+use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 
 use actix_web::http::StatusCode;
@@ -8,6 +9,7 @@ use actix_web::web::Bytes;
 use serde_json::{Value, json};
 
 use super::provisioning;
+use super::render::{self, GroupOf, location, render_group, render_user};
 use super::{ListParams, Paging};
 
 /// Refused SCIM writes kept in the audit log per workspace and minute, at most.
@@ -16,7 +18,6 @@ use crate::audit::{self, Actor, AuditContext};
 use crate::db::memo::{DataVersion, Memo};
 use crate::db::{Conn, DbConnection, Store, budget};
 use crate::directory::groups::{self, Member, MemberChange, StoredGroup};
-use crate::directory::store::etag;
 use crate::directory::users::{self, StoredUser};
 use crate::scim::error::{ScimError, ScimType};
 use crate::scim::filter::{CompValue, CompareOp, Filter};
@@ -56,16 +57,32 @@ pub struct Tenant {
     pub audit: AuditContext,
 }
 
-/// A user as read by id, with the groups they are in (group id, display name, and the member
-/// id), and once asked for, the JSON of the whole user.
+/// A user as read, with the groups they are in, and once asked for, the JSON of the whole user.
 pub struct ReadUser {
     user: StoredUser,
-    groups: Vec<(String, String, String)>,
+    groups: Vec<GroupOf>,
     json: OnceLock<Bytes>,
 }
 
+impl ReadUser {
+    fn new(user: StoredUser, groups: Vec<GroupOf>) -> ReadUser {
+        ReadUser {
+            user,
+            groups,
+            json: OnceLock::new(),
+        }
+    }
+
+    /// The user with every attribute a request gets without naming any, rendered once.
+    fn json(&self, base: &str) -> Bytes {
+        self.json
+            .get_or_init(|| Bytes::from(render::user_json(base, &self.user, &self.groups)))
+            .clone()
+    }
+}
+
 /// What SCIM requests keep between them while the database is unchanged (see
-/// [`crate::db::memo`]): tokens' credentials, users read by id, lookups of a user, and an
+/// [`crate::db::memo`]): tokens' credentials, users read by id or by a page, lookups of a user, and an
 /// import's walk. Every key holds the workspace, so one workspace's reads are never another's
 /// answer.
 pub struct ScimMemo {
@@ -316,123 +333,6 @@ pub fn count_write(kind: ResourceKind, operation: &str, result: &Result<Reply, S
         .inc();
 }
 
-pub fn location(base: &str, kind: ResourceKind, id: &str) -> String {
-    format!("{base}/{}/{id}", kind.endpoint())
-}
-
-fn meta(
-    base: &str,
-    kind: ResourceKind,
-    id: &str,
-    created: &chrono::NaiveDateTime,
-    updated: &chrono::NaiveDateTime,
-    version: i64,
-) -> Value {
-    json!({
-        "resourceType": kind.name(),
-        "created": crate::time::rfc3339(created),
-        "lastModified": crate::time::rfc3339(updated),
-        "location": location(base, kind, id),
-        "version": etag(version),
-    })
-}
-
-/// The `schemas` of a response: the core schema, then each extension the document uses.
-fn schemas_of(kind: ResourceKind, document: &Document) -> Value {
-    let mut schemas = vec![kind.core_schema()];
-    schemas.extend(
-        kind.extensions()
-            .iter()
-            .map(|(urn, _)| *urn)
-            .filter(|urn| document.contains_key(*urn)),
-    );
-    json!(schemas)
-}
-
-fn envelope(kind: ResourceKind, id: &str, document: Document) -> Document {
-    let mut out = Document::new();
-    out.insert("schemas".into(), schemas_of(kind, &document));
-    out.insert("id".into(), json!(id));
-    out.extend(document);
-    out
-}
-
-/// A user as returned; `groups` holds (user id, group id, group name) rows, any user's.
-pub fn render_user(
-    base: &str,
-    user: &StoredUser,
-    groups: &[(String, String, String)],
-    projection: &Projection,
-) -> Value {
-    let kind = ResourceKind::User;
-    let mut out = envelope(kind, &user.id, user.document());
-    let groups: Vec<Value> = groups
-        .iter()
-        .filter(|(member, _, _)| *member == user.id)
-        .map(|(_, id, display)| json!({ "value": id, "$ref": location(base, ResourceKind::Group, id), "display": display, "type": "direct" }))
-        .collect();
-    if !groups.is_empty() {
-        out.insert("groups".into(), Value::Array(groups));
-    }
-    out.insert(
-        "meta".into(),
-        meta(
-            base,
-            kind,
-            &user.id,
-            &user.created_at,
-            &user.updated_at,
-            user.version,
-        ),
-    );
-    Value::Object(projection.apply(kind, out))
-}
-
-pub fn render_member(base: &str, member: &Member) -> Value {
-    let kind = if member.member_type == "User" {
-        ResourceKind::User
-    } else {
-        ResourceKind::Group
-    };
-    let mut shown = json!({ "value": member.member_id, "$ref": location(base, kind, &member.member_id), "type": member.member_type });
-    if let Some(display) = &member.display {
-        shown["display"] = json!(display);
-    }
-    shown
-}
-
-/// A group as returned; `members` holds membership rows, any group's. With `members` None the
-/// attribute is left out (the caller streams it, or the projection excludes it).
-pub fn render_group(
-    base: &str,
-    group: &StoredGroup,
-    members: Option<&[Member]>,
-    projection: &Projection,
-) -> Value {
-    let kind = ResourceKind::Group;
-    let mut out = envelope(kind, &group.id, group.document());
-    if let Some(members) = members {
-        let members: Vec<Value> = members
-            .iter()
-            .filter(|m| m.group_id == group.id)
-            .map(|m| render_member(base, m))
-            .collect();
-        out.insert("members".into(), Value::Array(members));
-    }
-    out.insert(
-        "meta".into(),
-        meta(
-            base,
-            kind,
-            &group.id,
-            &group.created_at,
-            &group.updated_at,
-            group.version,
-        ),
-    );
-    Value::Object(projection.apply(kind, out))
-}
-
 /// Splits `members` out of a group body: the document without it, and the member ids.
 fn split_members(input: &Value) -> Result<(Document, Vec<String>), ScimError> {
     let mut body = input.clone();
@@ -556,7 +456,7 @@ fn membership_operations(
 async fn user_with_groups(
     ctx: &Context,
     work: impl FnOnce(&mut Conn, &Tenant) -> Result<StoredUser, ScimError> + Send + 'static,
-) -> Result<(StoredUser, Vec<(String, String, String)>), ScimError> {
+) -> Result<(StoredUser, Vec<GroupOf>), ScimError> {
     ctx.run(move |conn, tenant| {
         let user = work(conn, tenant)?;
         let groups = users::groups_of(conn, std::slice::from_ref(&user.id))?;
@@ -577,11 +477,7 @@ async fn user_by_id(ctx: &Context, id: String) -> Result<Arc<ReadUser>, ScimErro
         move |conn, tenant, memo| {
             let user = users::load(conn, &tenant.workspace_id, &id)?;
             let groups = users::groups_of(conn, std::slice::from_ref(&user.id))?;
-            let found = Arc::new(ReadUser {
-                user,
-                groups,
-                json: OnceLock::new(),
-            });
+            let found = Arc::new(ReadUser::new(user, groups));
             if let Some((memo, version)) = memo {
                 let key = (tenant.workspace_id.clone(), id);
                 memo.users.put(version, key, found.clone());
@@ -613,7 +509,7 @@ pub async fn create(ctx: &Context, kind: ResourceKind, body: &Value) -> Result<R
             let user = ctx
                 .run(move |conn, t| users::create(conn, &t.workspace_id, document, &t.audit))
                 .await?;
-            let body = render_user(&ctx.base, &user, &[], &Projection::default());
+            let body = render_user(&ctx.base, &user, [], &Projection::default());
             Ok(Reply::resource(StatusCode::CREATED, body, user.version))
         }
         ResourceKind::Group => {
@@ -785,16 +681,7 @@ pub async fn get(
 /// Rendered once for as long as the memo keeps the user.
 pub async fn user_json(ctx: &Context, id: &str) -> Result<(Bytes, i64), ScimError> {
     let found = user_by_id(ctx, id.to_owned()).await?;
-    let json = found.json.get_or_init(|| {
-        let user = render_user(
-            &ctx.base,
-            &found.user,
-            &found.groups,
-            &Projection::default(),
-        );
-        Bytes::from(user.to_string())
-    });
-    Ok((json.clone(), found.user.version))
+    Ok((found.json(&ctx.base), found.user.version))
 }
 
 /// A page of users or groups (groups without their members, which the handler streams).
@@ -837,8 +724,9 @@ pub async fn list(
                 let start = page.offset;
                 if let Some((memo, version)) = walk {
                     let workspace = &t.workspace_id;
-                    page.known_total =
-                        memo.walks.get(version, &Walk::Total(workspace.clone(), kind));
+                    page.known_total = memo
+                        .walks
+                        .get(version, &Walk::Total(workspace.clone(), kind));
                     let end_before = Walk::EndBefore(workspace.clone(), kind, start);
                     if let Some(seq) = memo.walks.get(version, &end_before).filter(|_| start > 0) {
                         page.after = Some(seq);
@@ -847,21 +735,23 @@ pub async fn list(
                 }
                 let read = |conn: &mut DbConnection| -> Result<_, ScimError> {
                     Ok(match kind {
-                    ResourceKind::User => {
-                        let (total, found) = users::list(conn, &t.workspace_id, &page)?;
-                        let ids: Vec<String> = found.iter().map(|user| user.id.clone()).collect();
-                        let groups = if wants_groups && !ids.is_empty() {
-                            users::groups_of(conn, &ids)?
-                        } else {
-                            Vec::new()
-                        };
-                        (Found::Users(found, groups), total)
-                    }
-                    // Members are streamed by the handler, group by group, not loaded here.
-                    ResourceKind::Group => {
-                        let (total, found) = groups::list(conn, &t.workspace_id, &page)?;
-                        (Found::Groups(found), total)
-                    }
+                        ResourceKind::User => {
+                            let (total, found) = users::list(conn, &t.workspace_id, &page)?;
+                            let kept = memo.filter(|_| wants_groups);
+                            let found = with_their_groups(
+                                conn,
+                                &t.workspace_id,
+                                found,
+                                wants_groups,
+                                kept,
+                            )?;
+                            (Found::Users(found), total)
+                        }
+                        // Members are streamed by the handler, group by group, not loaded here.
+                        ResourceKind::Group => {
+                            let (total, found) = groups::list(conn, &t.workspace_id, &page)?;
+                            (Found::Groups(found), total)
+                        }
                     })
                 };
                 let (resources, total) = if page.is_budgeted() {
@@ -874,7 +764,6 @@ pub async fn list(
                     total,
                     paging,
                     limit,
-                    json: OnceLock::new(),
                 });
                 if let Some((memo, version)) = walk {
                     let workspace = &t.workspace_id;
@@ -887,7 +776,7 @@ pub async fn list(
                     }
                 }
                 if let (Some(lookup), Some((memo, version))) = (lookup, memo)
-                    && matches!(&found.resources, Found::Users(users, _) if users.len() <= LOOKUP_KEPT)
+                    && matches!(&found.resources, Found::Users(users) if users.len() <= LOOKUP_KEPT)
                 {
                     memo.lookups
                         .put(version, (t.workspace_id.clone(), lookup), found.clone());
@@ -898,23 +787,16 @@ pub async fn list(
         .await?;
     let (total, paging, limit) = (found.total, found.paging, found.limit);
     let resources = match &found.resources {
-        Found::Users(users, groups) if projection.is_default() => found
-            .json
-            .get_or_init(|| {
-                users
-                    .iter()
-                    .map(|user| {
-                        Bytes::from(render_user(&ctx.base, user, groups, &projection).to_string())
-                    })
-                    .collect()
-            })
+        Found::Users(users) if projection.is_default() => users
             .iter()
-            .cloned()
-            .map(Rendered::Json)
+            .map(|user| Rendered::Json(user.json(&ctx.base)))
             .collect(),
-        Found::Users(users, groups) => users
+        Found::Users(users) => users
             .iter()
-            .map(|user| Rendered::Value(render_user(&ctx.base, user, groups, &projection)))
+            .map(|read| {
+                let user = render_user(&ctx.base, &read.user, &read.groups, &projection);
+                Rendered::Value(user)
+            })
             .collect(),
         Found::Groups(groups) => groups
             .iter()
@@ -930,25 +812,71 @@ pub async fn list(
     })
 }
 
-/// The rows a list loaded, before rendering.
+/// The rows a list loaded, before rendering: users with their groups when the projection wants
+/// them.
 enum Found {
-    Users(Vec<StoredUser>, Vec<(String, String, String)>),
+    Users(Vec<Arc<ReadUser>>),
     Groups(Vec<StoredGroup>),
 }
 
-/// A page as read, and once asked for, the JSON of its users with every attribute.
+/// Users a list read, each with the groups they are in when `wants_groups`. With a memo, a user
+/// it keeps comes as kept (rendered already, once asked for), and the others are kept: a page
+/// asked for again reads no groups and renders nothing, and a GET of a user the page showed reads
+/// nothing.
+fn with_their_groups(
+    conn: &mut DbConnection,
+    workspace_id: &str,
+    users: Vec<StoredUser>,
+    wants_groups: bool,
+    memo: Option<(&ScimMemo, DataVersion)>,
+) -> Result<Vec<Arc<ReadUser>>, ScimError> {
+    let key = |user: &StoredUser| (workspace_id.to_owned(), user.id.clone());
+    let kept: Vec<Option<Arc<ReadUser>>> = users
+        .iter()
+        .map(|user| memo.and_then(|(memo, version)| memo.users.get(version, &key(user))))
+        .collect();
+    let unread: Vec<String> = users
+        .iter()
+        .zip(&kept)
+        .filter(|(_, kept)| kept.is_none())
+        .map(|(user, _)| user.id.clone())
+        .collect();
+    let mut theirs: HashMap<String, Vec<GroupOf>> = HashMap::new();
+    if wants_groups && !unread.is_empty() {
+        for group in users::groups_of(conn, &unread)? {
+            theirs.entry(group.0.clone()).or_default().push(group);
+        }
+    }
+    let found = users
+        .into_iter()
+        .zip(kept)
+        .map(|(user, kept)| {
+            kept.unwrap_or_else(|| {
+                let key = key(&user);
+                let groups = theirs.remove(&user.id).unwrap_or_default();
+                let read = Arc::new(ReadUser::new(user, groups));
+                if let Some((memo, version)) = memo {
+                    memo.users.put(version, key, read.clone());
+                }
+                read
+            })
+        })
+        .collect();
+    Ok(found)
+}
+
+/// A page as read.
 pub struct FoundPage {
     resources: Found,
     total: i64,
     paging: Paging,
     limit: i64,
-    json: OnceLock<Vec<Bytes>>,
 }
 
 impl FoundPage {
     fn len(&self) -> usize {
         match &self.resources {
-            Found::Users(users, _) => users.len(),
+            Found::Users(users) => users.len(),
             Found::Groups(groups) => groups.len(),
         }
     }
@@ -956,7 +884,7 @@ impl FoundPage {
     /// The creation number of the page's last resource.
     fn last_seq(&self) -> Option<i64> {
         match &self.resources {
-            Found::Users(users, _) => users.last().map(|user| user.seq),
+            Found::Users(users) => users.last().map(|read| read.user.seq),
             Found::Groups(groups) => groups.last().map(|group| group.seq),
         }
     }

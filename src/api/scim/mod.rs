@@ -6,6 +6,7 @@ pub mod actions;
 pub mod bulk;
 pub mod paths;
 pub mod provisioning;
+pub mod render;
 
 use crate::auth::ratelimit::RateLimiter;
 use actix_web::dev::{Payload, ServiceResponse};
@@ -489,12 +490,7 @@ async fn search_all(ctx: Context, body: web::Bytes) -> Result<HttpResponse, Scim
         );
     }
     let envelope = list_envelope(total, Paging::Index(start_index), None);
-    Ok(streamed_list(
-        &ctx,
-        envelope,
-        resources,
-        &params.projection(),
-    ))
+    Ok(list_of(&ctx, envelope, resources, &params.projection()))
 }
 
 async fn page(
@@ -511,12 +507,7 @@ async fn page(
         .into_iter()
         .map(|resource| (kind, resource))
         .collect();
-    Ok(streamed_list(
-        &ctx,
-        envelope,
-        resources,
-        &params.projection(),
-    ))
+    Ok(list_of(&ctx, envelope, resources, &params.projection()))
 }
 
 async fn get(
@@ -596,7 +587,7 @@ fn group_with_streamed_members(ctx: &Context, group: &Value, projection: &Projec
                 let mut wrapper = resource::Document::new();
                 wrapper.insert(
                     "members".to_owned(),
-                    Value::Array(vec![actions::render_member(&base, member)]),
+                    Value::Array(vec![render::render_member(&base, member)]),
                 );
                 let projected = projection.apply(ResourceKind::Group, wrapper);
                 serde_json::to_writer(&mut out, &projected["members"][0])
@@ -615,6 +606,11 @@ fn group_with_streamed_members(ctx: &Context, group: &Value, projection: &Projec
     )
 }
 
+/// Whether a resource of `kind` is sent with members read while it is sent.
+fn streams_members(kind: ResourceKind, projection: &Projection) -> bool {
+    kind == ResourceKind::Group && projection.wants(kind, "members")
+}
+
 /// A resource as a body: a group whose members are wanted gets them streamed.
 fn resource_body(
     ctx: &Context,
@@ -624,17 +620,16 @@ fn resource_body(
 ) -> Body {
     match resource {
         Rendered::Json(json) => chunk(json),
-        Rendered::Value(group)
-            if kind == ResourceKind::Group && projection.wants(kind, "members") =>
-        {
+        Rendered::Value(group) if streams_members(kind, projection) => {
             group_with_streamed_members(ctx, &group, projection)
         }
         Rendered::Value(resource) => chunk(resource.to_string()),
     }
 }
 
-/// A ListResponse sent as a stream, each group's members read as they are sent.
-fn streamed_list(
+/// A ListResponse: one body when every resource is rendered, else a stream that reads each
+/// group's members as they are sent.
+fn list_of(
     ctx: &Context,
     mut envelope: Value,
     resources: Vec<(ResourceKind, Rendered)>,
@@ -644,6 +639,25 @@ fn streamed_list(
     let mut head = envelope.to_string();
     head.pop();
     head.push_str(",\"Resources\":[");
+    if !resources
+        .iter()
+        .any(|(kind, _)| streams_members(*kind, projection))
+    {
+        let mut body = head.into_bytes();
+        for (index, (_, resource)) in resources.iter().enumerate() {
+            if index > 0 {
+                body.push(b',');
+            }
+            match resource {
+                Rendered::Json(json) => body.extend_from_slice(json),
+                Rendered::Value(value) => {
+                    serde_json::to_writer(&mut body, value).expect("serialising to memory succeeds")
+                }
+            }
+        }
+        body.extend_from_slice(b"]}");
+        return HttpResponse::Ok().content_type(MEDIA_TYPE).body(body);
+    }
     let mut parts = vec![chunk(head)];
     for (index, (kind, resource)) in resources.into_iter().enumerate() {
         if index > 0 {
