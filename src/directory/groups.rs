@@ -230,14 +230,14 @@ fn add_members(
     let mut unknown: Vec<&str> = Vec::new();
     for chunk in wanted.chunks(ID_CHUNK) {
         let users = scim_users::table
-            .filter(scim_users::workspace_id.eq(workspace_id))
+            .filter(store::in_workspace(scim_users::workspace_id, workspace_id))
             .select(scim_users::id);
         let users: BTreeSet<String> =
             crate::load_where_in!(tx.conn(), users, scim_users::id, chunk)?
                 .into_iter()
                 .collect();
         let groups = scim_groups::table
-            .filter(scim_groups::workspace_id.eq(workspace_id))
+            .filter(store::in_workspace(scim_groups::workspace_id, workspace_id))
             .select(scim_groups::id);
         let groups: BTreeSet<String> =
             crate::load_where_in!(tx.conn(), groups, scim_groups::id, chunk)?
@@ -389,4 +389,74 @@ pub fn members_of(
             },
         )
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use diesel::connection::{Instrumentation, InstrumentationEvent};
+    use diesel::sql_types::Text;
+
+    use super::*;
+    use crate::db::{self, DatabaseUrl};
+    use crate::workspaces::{self, NewWorkspace};
+
+    #[derive(QueryableByName)]
+    struct PlanStep {
+        #[diesel(sql_type = Text)]
+        detail: String,
+    }
+
+    /// Without statistics, SQLite would answer `workspace_id = ? AND id IN (500 ids)` by walking
+    /// the workspace's index (every user of it); the lookups of new members must go by id.
+    #[test]
+    fn many_new_members_are_looked_up_by_id_not_by_walking_the_workspace() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("idgate.db").display());
+        let mut conn = db::connect(&DatabaseUrl::parse(&url).unwrap()).unwrap();
+        db::run_migrations(&mut conn).unwrap();
+        let context = AuditContext::cli();
+        let new = NewWorkspace {
+            slug: "acme".into(),
+            name: None,
+            hipaa: false,
+        };
+        let workspace = workspaces::create(&mut conn, new, &context).unwrap();
+
+        let statements = Arc::new(Mutex::new(Vec::new()));
+        let seen = statements.clone();
+        let recording: Box<dyn Instrumentation> =
+            Box::new(move |event: InstrumentationEvent<'_>| {
+                if let InstrumentationEvent::StartQuery { query, .. } = event {
+                    seen.lock().unwrap().push(query.to_string());
+                }
+            });
+        conn.set_instrumentation(recording);
+        let ids: Vec<String> = (0..500).map(|_| store::new_id()).collect();
+        let document = Document::from_iter([("displayName".into(), json!("Everyone"))]);
+        let refused = create(&mut conn, &workspace.id, document, ids, &context);
+        assert!(matches!(refused, Err(ScimError::BadRequest { .. })));
+
+        let lookups: Vec<String> = statements
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|statement| statement.split(" -- binds:").next())
+            .filter(|sql| sql.starts_with("SELECT") && sql.contains(" IN ("))
+            .map(str::to_owned)
+            .collect();
+        assert!(lookups.len() >= 2, "{lookups:?}");
+        for sql in lookups {
+            let plan: Vec<PlanStep> = diesel::sql_query(format!("EXPLAIN QUERY PLAN {sql}"))
+                .load(&mut *conn)
+                .unwrap();
+            let plan: Vec<String> = plan.into_iter().map(|step| step.detail).collect();
+            let statement = &sql[..sql.len().min(120)];
+            assert!(
+                !plan.iter().any(|step| step.contains("_workspace ")),
+                "{statement}...\n{plan:?}"
+            );
+        }
+    }
 }

@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use diesel::prelude::*;
 use serde::Serialize;
 
+use super::store;
 use crate::db::raw::RawSql;
 use crate::db::schema::{
     saml_member_groups, scim_group_members, scim_groups, scim_users, scim_values, workspaces,
@@ -171,13 +172,15 @@ fn load_members(
     if values.is_empty() {
         return Ok(Vec::new());
     }
-    let query = scim_users::table
-        .filter(scim_users::workspace_id.eq(workspace_id))
-        .select(MEMBER_COLUMNS)
-        .into_boxed();
+    let query = scim_users::table.select(MEMBER_COLUMNS).into_boxed();
     let query = match key {
-        MemberKey::Id => query.filter(scim_users::id.eq_any(values)),
-        MemberKey::UserName => query.filter(scim_users::user_name_ci.eq_any(values)),
+        MemberKey::Id => query
+            .filter(store::in_workspace(scim_users::workspace_id, workspace_id))
+            .filter(scim_users::id.eq_any(values)),
+        // The index of userNames begins with the workspace.
+        MemberKey::UserName => query
+            .filter(scim_users::workspace_id.eq(workspace_id))
+            .filter(scim_users::user_name_ci.eq_any(values)),
     };
     query.load(conn)
 }
@@ -281,7 +284,7 @@ pub fn any_active(
         return Ok(false);
     }
     let active: i64 = scim_users::table
-        .filter(scim_users::workspace_id.eq(workspace_id))
+        .filter(store::in_workspace(scim_users::workspace_id, workspace_id))
         .filter(scim_users::id.eq_any(member_ids))
         .filter(scim_users::active.eq(true))
         .count()

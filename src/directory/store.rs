@@ -3,6 +3,7 @@
 use diesel::sql_types::Text;
 use serde_json::Value;
 
+use diesel::dsl::{Concat, Eq};
 use diesel::prelude::*;
 
 use crate::db::Tx;
@@ -74,6 +75,18 @@ pub fn changed_attributes(before: &Document, after: &Document) -> Vec<String> {
     names.sort();
     names.dedup();
     names
+}
+
+/// `workspace_id = ?` for a lookup of rows by their ids, written so that no index serves it and
+/// the ids' own index drives the lookup. SQLite, which keeps no statistics unless asked, guesses
+/// that an equality on an index matches about ten rows, so it preferred walking the workspace's
+/// index to looking up a list of ids: at 1,000,000 users, adding 500 members to a group read every
+/// user of the workspace, twice.
+pub fn in_workspace<C>(column: C, workspace_id: &str) -> Eq<Concat<C, &'static str>, &str>
+where
+    C: TextExpressionMethods + Expression<SqlType = Text>,
+{
+    column.concat("").eq(workspace_id)
 }
 
 /// A list request after parsing: the filter as SQL, the sort, and the window.
