@@ -63,6 +63,29 @@ macro_rules! with_backend {
     };
 }
 
+/// Inserts `$rows` (a `&Vec` of insertable rows) into `$table`: on PostgreSQL as one statement,
+/// one round trip for them all; on SQLite as one kept single-row statement per row, since diesel
+/// runs a multi-row insert there as one insert per row in a savepoint of its own, rendering each
+/// row's SQL anew. A `QueryResult<()>`.
+#[macro_export]
+macro_rules! insert_rows {
+    ($conn:expr, $table:expr, $rows:expr) => {
+        match $conn {
+            $crate::db::DbConnection::Sqlite(conn) => $rows.iter().try_for_each(|row| {
+                diesel::insert_into($table)
+                    .values(row)
+                    .execute(conn)
+                    .map(drop)
+            }),
+            $crate::db::DbConnection::Postgres(_) if $rows.is_empty() => Ok(()),
+            $crate::db::DbConnection::Postgres(conn) => diesel::insert_into($table)
+                .values($rows)
+                .execute(conn)
+                .map(drop),
+        }
+    };
+}
+
 /// Loads `$query` restricted to rows whose `$column` is one of `$values` (a slice). SQLite
 /// prepares a statement with an `IN` list anew on every run, so one value, the usual case on the
 /// hot paths (one user's groups, one member's roles), is asked with `=` on the backend's own

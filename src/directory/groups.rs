@@ -211,6 +211,14 @@ fn member_ids(conn: &mut DbConnection, group_id: &str) -> QueryResult<Vec<String
         .load(conn)
 }
 
+#[derive(Insertable)]
+#[diesel(table_name = scim_group_members)]
+struct MemberRow<'a> {
+    group_id: &'a str,
+    member_id: &'a str,
+    member_type: &'static str,
+}
+
 /// Adds the ids not already members; each must be a user or group of the workspace.
 /// Returns the ids added.
 fn add_members(
@@ -267,16 +275,17 @@ fn add_members(
     for chunk in kinds.chunks(ID_CHUNK) {
         let ids: Vec<&String> = chunk.iter().map(|(id, _)| *id).collect();
         let present: BTreeSet<String> = members_among(tx, group_id, &ids)?.into_iter().collect();
-        for (id, member_type) in chunk.iter().filter(|(id, _)| !present.contains(*id)) {
-            diesel::insert_into(scim_group_members::table)
-                .values((
-                    scim_group_members::group_id.eq(group_id),
-                    scim_group_members::member_id.eq(*id),
-                    scim_group_members::member_type.eq(*member_type),
-                ))
-                .execute(tx.conn())?;
-            added.push((*id).clone());
-        }
+        let rows: Vec<MemberRow> = chunk
+            .iter()
+            .filter(|(id, _)| !present.contains(*id))
+            .map(|(id, member_type)| MemberRow {
+                group_id,
+                member_id: id,
+                member_type,
+            })
+            .collect();
+        crate::insert_rows!(tx.conn(), scim_group_members::table, &rows)?;
+        added.extend(rows.iter().map(|row| row.member_id.to_owned()));
     }
     Ok(added)
 }

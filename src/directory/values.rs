@@ -4,8 +4,8 @@
 use diesel::prelude::*;
 use serde_json::Value;
 
+use crate::db::Tx;
 use crate::db::schema::scim_values;
-use crate::db::{DbConnection, Tx};
 use crate::scim::resource::Document;
 use crate::scim::schema::ResourceKind;
 
@@ -151,24 +151,7 @@ pub fn index(
     if rows.is_empty() {
         return Ok(());
     }
-    match tx.conn() {
-        // Diesel runs a multi-row insert on SQLite as one insert per row in a savepoint of its
-        // own, rendering each row's SQL anew: a tenth of a create's time in the writer. One
-        // single-row statement, kept prepared, does the same inserts without either.
-        DbConnection::Sqlite(conn) => {
-            for row in &rows {
-                diesel::insert_into(scim_values::table)
-                    .values(row)
-                    .execute(conn)?;
-            }
-        }
-        // One round trip for all rows.
-        DbConnection::Postgres(conn) => {
-            diesel::insert_into(scim_values::table)
-                .values(&rows)
-                .execute(conn)?;
-        }
-    }
+    crate::insert_rows!(tx.conn(), scim_values::table, &rows)?;
     Ok(())
 }
 
