@@ -737,13 +737,12 @@ pub async fn list(
                     Ok(match kind {
                         ResourceKind::User => {
                             let (total, found) = users::list(conn, &t.workspace_id, &page)?;
-                            let kept = memo.filter(|_| wants_groups);
                             let found = with_their_groups(
                                 conn,
                                 &t.workspace_id,
                                 found,
                                 wants_groups,
-                                kept,
+                                memo,
                             )?;
                             (Found::Users(found), total)
                         }
@@ -819,10 +818,10 @@ enum Found {
     Groups(Vec<StoredGroup>),
 }
 
-/// Users a list read, each with the groups they are in when `wants_groups`. With a memo, a user
-/// it keeps comes as kept (rendered already, once asked for), and the others are kept: a page
-/// asked for again reads no groups and renders nothing, and a GET of a user the page showed reads
-/// nothing.
+/// Users a list read, each with the groups they are in when `wants_groups`. With a memo and
+/// groups wanted, a user it keeps comes as kept (rendered already, once asked for), and the others
+/// are kept: a page asked for again reads no groups and renders nothing, and a GET of a user the
+/// page showed reads nothing. Users read without their groups are not kept: a GET would miss them.
 fn with_their_groups(
     conn: &mut DbConnection,
     workspace_id: &str,
@@ -830,6 +829,7 @@ fn with_their_groups(
     wants_groups: bool,
     memo: Option<(&ScimMemo, DataVersion)>,
 ) -> Result<Vec<Arc<ReadUser>>, ScimError> {
+    let memo = memo.filter(|_| wants_groups);
     let key = |user: &StoredUser| (workspace_id.to_owned(), user.id.clone());
     let kept: Vec<Option<Arc<ReadUser>>> = users
         .iter()
