@@ -4,6 +4,7 @@
 //! Storage code returns `QueryResult` or [`StoreError`]; each capability maps those to its own error
 //! type, so a database "not found" becomes that capability's 404 and pool exhaustion a 503.
 
+pub mod any_of;
 pub mod budget;
 pub mod changes;
 pub mod memo;
@@ -86,19 +87,25 @@ macro_rules! insert_rows {
     };
 }
 
-/// Loads `$query` restricted to rows whose `$column` is one of `$values` (a slice). SQLite
+/// Loads `$query` restricted to rows whose `$column` (text) is one of `$values` (a slice). SQLite
 /// prepares a statement with an `IN` list anew on every run, so one value, the usual case on the
 /// hot paths (one user's groups, one member's roles), is asked with `=` on the backend's own
-/// connection, where the statement stays prepared.
+/// connection, where the statement stays prepared. PostgreSQL is given the list in the form that
+/// goes by the column's index before any ANALYZE (see [`any_of`]).
 #[macro_export]
 macro_rules! load_where_in {
     ($conn:expr, $query:expr, $column:expr, $values:expr) => {
-        match $values {
-            [value] => {
+        match (&mut *$conn, $values) {
+            (conn, [value]) => {
                 let query = $query.filter($column.eq(value));
-                $crate::with_backend!($conn, |conn| query.load(conn))
+                $crate::with_backend!(conn, |conn| query.load(conn))
             }
-            values => $query.filter($column.eq_any(values)).load($conn),
+            ($crate::db::DbConnection::Sqlite(conn), values) => {
+                $query.filter($column.eq_any(values)).load(conn)
+            }
+            ($crate::db::DbConnection::Postgres(conn), values) => $query
+                .filter($crate::db::any_of::any_of($column, values))
+                .load(conn),
         }
     };
 }
@@ -407,18 +414,44 @@ impl Store {
         T: Send + 'static,
         E: From<StoreError> + From<DieselError> + Send + 'static,
     {
+        self.write_and_tell(work, true).await
+    }
+
+    /// [`Store::write`] for a write to tables no memo reads (the replicas' heartbeat): neither
+    /// this process nor the other replicas are told of it, so what their memos keep outlives it.
+    /// Told, a heartbeat every two seconds made every replica drop its kept pages' counts, and
+    /// count a large workspace again from 16 connections at once. (A SQLite change watch sees
+    /// every other connection's commit whatever it is told; nothing beats on SQLite.)
+    pub async fn write_untold<T, E, F>(&self, work: F) -> Result<T, E>
+    where
+        F: FnOnce(&mut Tx<'_>) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: From<StoreError> + From<DieselError> + Send + 'static,
+    {
+        self.write_and_tell(work, false).await
+    }
+
+    async fn write_and_tell<T, E, F>(&self, work: F, tell: bool) -> Result<T, E>
+    where
+        F: FnOnce(&mut Tx<'_>) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: From<StoreError> + From<DieselError> + Send + 'static,
+    {
         match self.sqlite_writer.clone() {
             Some(writer) => {
                 let changes = self.changes.clone();
                 actix_web::web::block(move || {
                     let written = writer.write(work)?;
-                    changes.committed();
+                    if tell {
+                        changes.committed();
+                    }
                     Ok(written)
                 })
                 .await
                 .map_err(|_| E::from(StoreError::TaskFailed))?
             }
-            None => self.run(move |conn| conn.write(work)).await,
+            None if tell => self.run(move |conn| conn.write(work)).await,
+            None => self.run(move |conn| own_transaction(conn, work)).await,
         }
     }
 

@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 use super::store::{self, Page, changed_attributes};
 use super::values;
 use crate::audit::{self, AuditContext, Event, Target};
+use crate::db::any_of::any_of;
 use crate::db::schema::{scim_group_members, scim_groups, scim_users, scim_values};
 use crate::db::{Conn, DbConnection, Tx};
 use crate::scim::error::ScimError;
@@ -306,9 +307,14 @@ fn remove_members(tx: &mut Tx<'_>, group_id: &str, ids: &[String]) -> QueryResul
                 crate::with_backend!(tx.conn(), |conn| one.execute(conn))?;
             }
             many => {
-                of_group
-                    .filter(scim_group_members::member_id.eq_any(many))
-                    .execute(tx.conn())?;
+                match tx.conn() {
+                    DbConnection::Sqlite(conn) => of_group
+                        .filter(scim_group_members::member_id.eq_any(many))
+                        .execute(conn),
+                    DbConnection::Postgres(conn) => of_group
+                        .filter(any_of(scim_group_members::member_id, many))
+                        .execute(conn),
+                }?;
             }
         }
         removed.extend(present);
