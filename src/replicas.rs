@@ -21,8 +21,17 @@ pub const BEAT: Duration = Duration::from_secs(2);
 /// A replica not seen for this long is gone.
 const GONE_AFTER: TimeDelta = TimeDelta::seconds(10);
 
-/// Records that `id` is alive, forgets replicas gone, and returns how many are alive.
-pub fn beat(tx: &mut Tx<'_>, id: &str, now: chrono::NaiveDateTime) -> QueryResult<u32> {
+/// Records that the replica `id` is alive, forgets replicas gone, and returns how many are alive.
+/// No memo reads the table, so the write is untold (see [`Store::write_untold`]): beats do not
+/// drop what this replica and the others keep.
+pub async fn beat(store: &Store, id: &str) -> Result<u32, StoreError> {
+    let id = id.to_owned();
+    store
+        .write_untold(move |tx| record_beat(tx, &id, crate::time::now()).map_err(StoreError::from))
+        .await
+}
+
+fn record_beat(tx: &mut Tx<'_>, id: &str, now: chrono::NaiveDateTime) -> QueryResult<u32> {
     let updated = diesel::update(replicas::table.find(id))
         .set(replicas::seen_at.eq(now))
         .execute(tx.conn())?;
@@ -44,11 +53,7 @@ pub async fn run(store: Store, limiter: Arc<RateLimiter>) {
     let mut interval = actix_web::rt::time::interval(BEAT);
     loop {
         interval.tick().await;
-        let me = id.clone();
-        let counted = store
-            .write(move |tx| beat(tx, &me, crate::time::now()).map_err(StoreError::from))
-            .await;
-        match counted {
+        match beat(&store, &id).await {
             Ok(alive) => limiter.set_replicas(alive),
             Err(error) => tracing::warn!(%error, "cannot record this replica as alive"),
         }

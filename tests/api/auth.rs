@@ -322,6 +322,36 @@ async fn an_import_never_meets_the_default_limit_and_a_bulk_request_counts_once(
     assert_eq!(statuses, ["201"; 100]);
 }
 
+/// A replica's heartbeat writes only the `replicas` table, which no memo reads, so it must not move
+/// the data version: told, every beat (each replica's, every two seconds) made every replica drop
+/// its kept pages' counts and count a large workspace again.
+#[actix_web::test]
+async fn a_replicas_heartbeat_leaves_what_is_kept() {
+    let Some(database) = TestDatabase::postgres() else {
+        return;
+    };
+    let store = idgate::db::Store::open(&database.database_url()).unwrap();
+    let mut waited = 0;
+    while store.data_version().is_none() {
+        waited += 1;
+        assert!(waited < 200, "the change watch never started");
+        actix_web::rt::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    // Other tests' commits to the same PostgreSQL database move this version too, so a beat can
+    // share its moment with one of theirs; a beat that leaves the version shows beats tell nobody.
+    let mut beats = 0;
+    loop {
+        let before = store.data_version();
+        let alive = idgate::replicas::beat(&store, "here").await.unwrap();
+        assert_eq!(alive, 1);
+        if store.data_version() == before {
+            break;
+        }
+        beats += 1;
+        assert!(beats < 50, "each of {beats} beats moved the data version");
+    }
+}
+
 /// Several `idgate serve` on one PostgreSQL are one service: a caller spreading requests over
 /// two replicas gets one allowance between them, not one from each. (On SQLite one process
 /// serves: it counts itself alone.)
