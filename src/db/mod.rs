@@ -91,7 +91,7 @@ macro_rules! insert_rows {
 /// prepares a statement with an `IN` list anew on every run, so one value, the usual case on the
 /// hot paths (one user's groups, one member's roles), is asked with `=` on the backend's own
 /// connection, where the statement stays prepared. PostgreSQL is given the list in the form that
-/// goes by the column's index before any ANALYZE (see [`any_of`]).
+/// goes by the column's index whatever its statistics (see [`any_of`]).
 #[macro_export]
 macro_rules! load_where_in {
     ($conn:expr, $query:expr, $column:expr, $values:expr) => {
