@@ -11,6 +11,7 @@ pub mod memo;
 pub mod prepared;
 pub mod raw;
 pub mod schema;
+pub mod stored_time;
 mod writer;
 
 use std::fmt;

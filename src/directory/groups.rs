@@ -12,6 +12,7 @@ use super::values;
 use crate::audit::{self, AuditContext, Event, Target};
 use crate::db::any_of::any_of;
 use crate::db::schema::{scim_group_members, scim_groups, scim_users, scim_values};
+use crate::db::stored_time::StoredTime;
 use crate::db::{Conn, DbConnection, Tx};
 use crate::scim::error::ScimError;
 use crate::scim::resource::Document;
@@ -26,7 +27,9 @@ pub struct StoredGroup {
     pub external_id: Option<String>,
     pub document: String,
     pub version: i64,
+    #[diesel(deserialize_as = StoredTime)]
     pub created_at: NaiveDateTime,
+    #[diesel(deserialize_as = StoredTime)]
     pub updated_at: NaiveDateTime,
 }
 

@@ -9,6 +9,7 @@ use super::store::{self, Page, changed_attributes};
 use super::values;
 use crate::audit::{self, AuditContext, Event, Target};
 use crate::db::schema::{scim_group_members, scim_users};
+use crate::db::stored_time::StoredTime;
 use crate::db::{Conn, DbConnection, StoreError, Tx};
 use crate::scim::error::ScimError;
 use crate::scim::resource::Document;
@@ -25,7 +26,9 @@ pub struct StoredUser {
     pub active: bool,
     pub document: String,
     pub version: i64,
+    #[diesel(deserialize_as = StoredTime)]
     pub created_at: NaiveDateTime,
+    #[diesel(deserialize_as = StoredTime)]
     pub updated_at: NaiveDateTime,
 }
 
