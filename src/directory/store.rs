@@ -145,28 +145,43 @@ macro_rules! list_page {
                 .filter($table::workspace_id.eq($workspace_id))
                 .into_boxed::<$crate::db::MultiBackend>(),
         };
-        let mut rows = base();
-        if let Some((missing_last, key, descending)) = &page.sort {
-            rows = rows.order(missing_last.clone());
-            rows = if *descending {
-                rows.then_order_by(key.clone().sql(" DESC"))
-            } else {
-                rows.then_order_by(key.clone())
-            };
-        }
-        if let Some(after) = page.after {
-            rows = rows.filter($table::seq.gt(after));
-        }
-        let found: Vec<_> = rows
-            .then_order_by($table::seq.asc())
-            .offset(page.offset)
-            .limit(page.limit)
-            .load($conn)?;
+        let found: Vec<_> = if page.condition.is_none() && page.sort.is_none() {
+            // The plain walk (an import's every page) in one shape, so that it stays prepared: a
+            // boxed query is prepared anew on every run. Every `seq` is positive.
+            let walk = $table::table
+                .filter($table::workspace_id.eq($workspace_id))
+                .filter($table::seq.gt(page.after.unwrap_or(0)))
+                .order($table::seq.asc())
+                .offset(page.offset)
+                .limit(page.limit);
+            $crate::with_backend!(&mut *$conn, |conn| walk.load(conn))?
+        } else {
+            let mut rows = base();
+            if let Some((missing_last, key, descending)) = &page.sort {
+                rows = rows.order(missing_last.clone());
+                rows = if *descending {
+                    rows.then_order_by(key.clone().sql(" DESC"))
+                } else {
+                    rows.then_order_by(key.clone())
+                };
+            }
+            if let Some(after) = page.after {
+                rows = rows.filter($table::seq.gt(after));
+            }
+            rows.then_order_by($table::seq.asc())
+                .offset(page.offset)
+                .limit(page.limit)
+                .load($conn)?
+        };
         // A first page that is not full holds every match (a lookup by userName, say): no count.
         let total: i64 = match page.known_total {
             Some(total) => total,
             None if page.offset == 0 && page.after.is_none() && (found.len() as i64) < page.limit => {
                 found.len() as i64
+            }
+            None if page.condition.is_none() => {
+                let all = $table::table.filter($table::workspace_id.eq($workspace_id)).count();
+                $crate::with_backend!(&mut *$conn, |conn| all.get_result(conn))?
             }
             None => base().count().get_result($conn)?,
         };
