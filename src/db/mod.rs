@@ -88,26 +88,38 @@ macro_rules! insert_rows {
     };
 }
 
-/// Loads `$query` restricted to rows whose `$column` (text) is one of `$values` (a slice). SQLite
+/// Runs `$run` (with `$query_name` bound to `$query` restricted to rows whose `$column`, a text,
+/// is one of `$values`, a slice, and `$conn_name` to the backend's own connection). SQLite
 /// prepares a statement with an `IN` list anew on every run, so one value, the usual case on the
-/// hot paths (one user's groups, one member's roles), is asked with `=` on the backend's own
-/// connection, where the statement stays prepared. PostgreSQL is given the list in the form that
-/// goes by the column's index whatever its statistics (see [`any_of`]).
+/// hot paths (one user's groups, one member's roles), is asked with `=`, a statement that stays
+/// prepared. PostgreSQL is given a list in the form that goes by the column's index whatever its
+/// statistics (see [`any_of`]).
+#[macro_export]
+macro_rules! where_in {
+    ($conn:expr, $query:expr, $column:expr, $values:expr, |$q:ident, $c:ident| $run:expr) => {
+        match (&mut *$conn, $values) {
+            (conn, [value]) => {
+                let $q = $query.filter($column.eq(value));
+                $crate::with_backend!(conn, |$c| $run)
+            }
+            ($crate::db::DbConnection::Sqlite($c), values) => {
+                let $q = $query.filter($column.eq_any(values));
+                $run
+            }
+            ($crate::db::DbConnection::Postgres($c), values) => {
+                let $q = $query.filter($crate::db::any_of::any_of($column, values));
+                $run
+            }
+        }
+    };
+}
+
+/// Loads `$query` restricted to rows whose `$column` is one of `$values` (see [`where_in!`]).
 #[macro_export]
 macro_rules! load_where_in {
     ($conn:expr, $query:expr, $column:expr, $values:expr) => {
-        match (&mut *$conn, $values) {
-            (conn, [value]) => {
-                let query = $query.filter($column.eq(value));
-                $crate::with_backend!(conn, |conn| query.load(conn))
-            }
-            ($crate::db::DbConnection::Sqlite(conn), values) => {
-                $query.filter($column.eq_any(values)).load(conn)
-            }
-            ($crate::db::DbConnection::Postgres(conn), values) => $query
-                .filter($crate::db::any_of::any_of($column, values))
-                .load(conn),
-        }
+        $crate::where_in!($conn, $query, $column, $values, |query, conn| query
+            .load(conn))
     };
 }
 

@@ -10,7 +10,6 @@ use serde_json::{Value, json};
 use super::store::{self, Page, changed_attributes};
 use super::values;
 use crate::audit::{self, AuditContext, Event, Target};
-use crate::db::any_of::any_of;
 use crate::db::schema::{scim_group_members, scim_groups, scim_users, scim_values};
 use crate::db::stored_time::StoredTime;
 use crate::db::{Conn, DbConnection, Tx};
@@ -300,25 +299,13 @@ fn remove_members(tx: &mut Tx<'_>, group_id: &str, ids: &[String]) -> QueryResul
     for chunk in ids.chunks(ID_CHUNK) {
         let chunk: Vec<&String> = chunk.iter().collect();
         let present = members_among(tx, group_id, &chunk)?;
-        let of_group = diesel::delete(scim_group_members::table)
-            .filter(scim_group_members::group_id.eq(group_id));
-        // One id, the usual remove, as `=`: a statement with an IN list is prepared every time.
-        match present.as_slice() {
-            [] => {}
-            [id] => {
-                let one = of_group.filter(scim_group_members::member_id.eq(id));
-                crate::with_backend!(tx.conn(), |conn| one.execute(conn))?;
-            }
-            many => {
-                match tx.conn() {
-                    DbConnection::Sqlite(conn) => of_group
-                        .filter(scim_group_members::member_id.eq_any(many))
-                        .execute(conn),
-                    DbConnection::Postgres(conn) => of_group
-                        .filter(any_of(scim_group_members::member_id, many))
-                        .execute(conn),
-                }?;
-            }
+        if !present.is_empty() {
+            let of_group = diesel::delete(scim_group_members::table)
+                .filter(scim_group_members::group_id.eq(group_id));
+            let member_id = scim_group_members::member_id;
+            let present = present.as_slice();
+            crate::where_in!(tx.conn(), of_group, member_id, present, |query, conn| query
+                .execute(conn))?;
         }
         removed.extend(present);
     }
