@@ -342,3 +342,27 @@ where
         actix_web::rt::time::sleep(Duration::from_millis(5)).await;
     }
 }
+
+/// What the current PostgreSQL transaction did to `tables`: the sum of `counter` (a column of
+/// `pg_stat_xact_user_tables`, or a sum of them). The view also holds what the connection's earlier
+/// transactions have not yet reported, so a test takes a difference inside one transaction.
+pub fn transaction_counter(conn: &mut db::DbConnection, counter: &str, tables: &[&str]) -> i64 {
+    use diesel::{QueryableByName, RunQueryDsl};
+    #[derive(QueryableByName)]
+    struct Counted {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        counted: i64,
+    }
+    let tables = tables
+        .iter()
+        .map(|table| format!("'{table}'"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let counted: Counted = diesel::sql_query(format!(
+        "SELECT coalesce(sum({counter}), 0)::bigint AS counted \
+         FROM pg_stat_xact_user_tables WHERE relname IN ({tables})"
+    ))
+    .get_result(conn)
+    .expect("PostgreSQL's statistics of this transaction");
+    counted.counted
+}

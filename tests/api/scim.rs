@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, TestDatabase, read, seen_by_replica};
+use crate::helpers::{TestApp, TestDatabase, read, seen_by_replica, transaction_counter};
 use crate::on_both_databases;
 
 on_both_databases!(
@@ -1438,7 +1438,6 @@ async fn entra_validator_shapes_are_understood(database: TestDatabase) {
 #[actix_web::test]
 async fn member_changes_read_the_members_named_not_the_whole_group() {
     use diesel::connection::SimpleConnection;
-    use diesel::{QueryableByName, RunQueryDsl};
     use idgate::directory::groups::{self, MemberChange};
     use idgate::scim::{resource::normalize, schema::ResourceKind};
 
@@ -1496,20 +1495,13 @@ async fn member_changes_read_the_members_named_not_the_whole_group() {
     ))
     .unwrap();
 
-    #[derive(QueryableByName)]
-    struct Reads {
-        #[diesel(sql_type = diesel::sql_types::BigInt)]
-        rows: i64,
-    }
-    // Inside the write's transaction: PostgreSQL's per-transaction view counts only its own reads.
+    // Inside the write's transaction, which is what PostgreSQL's per-transaction view counts.
     let member_rows_read = |conn: &mut idgate::db::DbConnection| {
-        let reads: Reads = diesel::sql_query(
-            "SELECT coalesce(sum(seq_tup_read + idx_tup_fetch), 0)::bigint AS rows \
-             FROM pg_stat_xact_user_tables WHERE relname = 'scim_group_members'",
+        transaction_counter(
+            conn,
+            "seq_tup_read + idx_tup_fetch",
+            &["scim_group_members"],
         )
-        .get_result(conn)
-        .unwrap();
-        reads.rows
     };
     let (added, removed, rows_read) = conn
         .write(|tx| {

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 use diesel::ExpressionMethods;
 
-use crate::helpers::{Tenant, TestApp, TestDatabase, read, seen_by_replica};
+use crate::helpers::{Tenant, TestApp, TestDatabase, read, seen_by_replica, transaction_counter};
 use crate::on_both_databases;
 use crate::saml_idp::{Encryption, Login, Signed, TestIdp};
 
@@ -2172,7 +2172,6 @@ async fn an_assertion_pysaml2_encrypted_signs_in(database: TestDatabase) {
 #[actix_web::test]
 async fn session_checks_use_their_indexes_before_the_first_analyze() {
     use diesel::connection::SimpleConnection;
-    use diesel::{QueryableByName, RunQueryDsl};
 
     let Some(database) = TestDatabase::postgres() else {
         return;
@@ -2203,22 +2202,9 @@ async fn session_checks_use_their_indexes_before_the_first_analyze() {
     ))
     .unwrap();
 
-    #[derive(QueryableByName)]
-    struct Scans {
-        #[diesel(sql_type = diesel::sql_types::BigInt)]
-        sequential: i64,
-    }
-    // Within one transaction: PostgreSQL's per-transaction view also holds what earlier
-    // transactions of the connection have not yet reported, so the lookups' own are a difference.
-    let sequential_scans = |conn: &mut idgate::db::Conn| {
-        let scans: Scans = diesel::sql_query(
-            "SELECT coalesce(sum(seq_scan), 0)::bigint AS sequential \
-             FROM pg_stat_xact_user_tables WHERE relname IN ('scim_users', 'scim_values')",
-        )
-        .get_result(&mut **conn)
-        .unwrap();
-        scans.sequential
-    };
+    let tables = ["scim_users", "scim_values"];
+    let sequential_scans =
+        |conn: &mut idgate::db::Conn| transaction_counter(conn, "seq_scan", &tables);
     conn.batch_execute("BEGIN").unwrap();
     let before = sequential_scans(&mut conn);
     let by_name = idgate::directory::memberships_of(&mut conn, "user42@example.com").unwrap();
