@@ -197,16 +197,7 @@ impl TestApp {
     /// Makes a workspace and a token for it, as an operator would with the CLI.
     pub fn tenant(&self, slug: &str, scopes: &str) -> Tenant {
         let mut conn = self.database.connect();
-        let workspace = workspaces::create(
-            &mut conn,
-            NewWorkspace {
-                slug: slug.to_owned(),
-                name: None,
-                hipaa: false,
-            },
-            &AuditContext::cli(),
-        )
-        .expect("create the workspace");
+        let workspace = workspace(&mut conn, slug);
         let issued = self.token_for(&workspace, scopes);
         Tenant {
             workspace,
@@ -365,4 +356,14 @@ pub fn transaction_counter(conn: &mut db::DbConnection, counter: &str, tables: &
     .get_result(conn)
     .expect("PostgreSQL's statistics of this transaction");
     counted.counted
+}
+
+/// A new workspace `slug` (not HIPAA-eligible), made as the CLI makes one.
+pub fn workspace(conn: &mut Conn, slug: &str) -> Workspace {
+    let new = NewWorkspace {
+        slug: slug.to_owned(),
+        name: None,
+        hipaa: false,
+    };
+    workspaces::create(conn, new, &AuditContext::cli()).expect("create the workspace")
 }

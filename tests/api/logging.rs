@@ -114,12 +114,7 @@ async fn json_logs_carry_request_ids_and_no_secrets() {
     let tenant = {
         let mut conn = database.connect();
         let context = idgate::audit::AuditContext::cli();
-        let new = idgate::workspaces::NewWorkspace {
-            slug: "acme".into(),
-            name: None,
-            hipaa: false,
-        };
-        let workspace = idgate::workspaces::create(&mut conn, new, &context).unwrap();
+        let workspace = crate::helpers::workspace(&mut conn, "acme");
         let scopes = idgate::permissions::Scopes::parse("workspace:read").unwrap();
         let new = idgate::tokens::NewToken {
             name: None,

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, TestDatabase, read, seen_by_replica, transaction_counter};
+use crate::helpers::{self, TestApp, TestDatabase, read, seen_by_replica, transaction_counter};
 use crate::on_both_databases;
 
 on_both_databases!(
@@ -1446,16 +1446,7 @@ async fn member_changes_read_the_members_named_not_the_whole_group() {
     };
     let mut conn = database.connect();
     let context = idgate::audit::AuditContext::cli();
-    let workspace = idgate::workspaces::create(
-        &mut conn,
-        idgate::workspaces::NewWorkspace {
-            slug: "acme".into(),
-            name: None,
-            hipaa: false,
-        },
-        &context,
-    )
-    .unwrap();
+    let workspace = helpers::workspace(&mut conn, "acme");
     let document = normalize(ResourceKind::Group, &json!({"displayName": "Everyone"})).unwrap();
     let group =
         groups::create(&mut conn, &workspace.id, document.clone(), vec![], &context).unwrap();

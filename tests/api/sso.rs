@@ -11,7 +11,9 @@ use serde_json::{Value, json};
 
 use diesel::ExpressionMethods;
 
-use crate::helpers::{Tenant, TestApp, TestDatabase, read, seen_by_replica, transaction_counter};
+use crate::helpers::{
+    self, Tenant, TestApp, TestDatabase, read, seen_by_replica, transaction_counter,
+};
 use crate::on_both_databases;
 use crate::saml_idp::{Encryption, Login, Signed, TestIdp};
 
@@ -2177,16 +2179,7 @@ async fn session_checks_use_their_indexes_before_the_first_analyze() {
         return;
     };
     let mut conn = database.connect();
-    let workspace = idgate::workspaces::create(
-        &mut conn,
-        idgate::workspaces::NewWorkspace {
-            slug: "acme".into(),
-            name: None,
-            hipaa: false,
-        },
-        &idgate::audit::AuditContext::cli(),
-    )
-    .unwrap();
+    let workspace = helpers::workspace(&mut conn, "acme");
     conn.batch_execute(&format!(
         "INSERT INTO scim_users (id, workspace_id, user_name, user_name_ci, active, document, \
                                  version, created_at, updated_at) \
