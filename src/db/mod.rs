@@ -88,8 +88,8 @@ macro_rules! insert_rows {
     };
 }
 
-/// Runs `$run` (with `$query_name` bound to `$query` restricted to rows whose `$column`, a text,
-/// is one of `$values`, a slice, and `$conn_name` to the backend's own connection). SQLite
+/// Runs `$run` with `$q` bound to `$query` restricted to rows whose `$column` (text) is one of
+/// `$values` (a slice), and `$c` to the backend's own connection. SQLite
 /// prepares a statement with an `IN` list anew on every run, so one value, the usual case on the
 /// hot paths (one user's groups, one member's roles), is asked with `=`, a statement that stays
 /// prepared. PostgreSQL is given a list in the form that goes by the column's index whatever its
