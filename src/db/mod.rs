@@ -10,6 +10,7 @@ pub mod changes;
 pub mod memo;
 pub mod prepared;
 pub mod raw;
+pub mod rows;
 pub mod schema;
 pub mod stored_time;
 mod writer;

@@ -5,11 +5,13 @@ use std::collections::BTreeSet;
 
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
+use diesel::query_builder::AsQuery;
 use serde_json::{Value, json};
 
 use super::store::{self, Page, changed_attributes};
 use super::values;
 use crate::audit::{self, AuditContext, Event, Target};
+use crate::db::rows;
 use crate::db::schema::{scim_group_members, scim_groups, scim_users, scim_values};
 use crate::db::stored_time::StoredTime;
 use crate::db::{Conn, DbConnection, Tx};
@@ -329,7 +331,14 @@ pub fn list(
     workspace_id: &str,
     page: &Page,
 ) -> Result<(i64, Vec<StoredGroup>), ScimError> {
-    Ok(store::list_page!(conn, scim_groups, workspace_id, page)?)
+    let mut whole = rows::Whole::<StoredGroup, <scim_groups::table as AsQuery>::SqlType>::default();
+    Ok(store::list_page!(
+        conn,
+        scim_groups,
+        workspace_id,
+        page,
+        &mut whole
+    )?)
 }
 
 /// One membership, as a group's `members` shows it.

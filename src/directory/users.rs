@@ -2,12 +2,18 @@
 //! A user is recorded in the audit log as they are made (by SCIM, or at a first SAML login).
 
 use chrono::NaiveDateTime;
+use diesel::backend::Backend;
+use diesel::deserialize::{self, FromSql, FromSqlRow};
 use diesel::prelude::*;
+use diesel::query_builder::AsQuery;
+use diesel::row::Row;
+use diesel::sql_types::Text;
 use serde_json::{Value, json};
 
 use super::store::{self, Page, changed_attributes};
 use super::values;
 use crate::audit::{self, AuditContext, Event, Target};
+use crate::db::rows;
 use crate::db::schema::{scim_group_members, scim_users};
 use crate::db::stored_time::StoredTime;
 use crate::db::{Conn, DbConnection, StoreError, Tx};
@@ -223,12 +229,49 @@ pub fn delete(tx: &mut Tx<'_>, id: &str) -> QueryResult<()> {
     Ok(())
 }
 
-pub fn list(
+/// A user of a page: read, or given by the caller's `kept` for their id, in which case nothing of
+/// the row but the id was decoded.
+pub enum Listed<K> {
+    Kept(K),
+    Read(StoredUser),
+}
+
+/// A page of users; `kept` gives the caller's own copy of a user by id, where it has one.
+pub fn list<K>(
     conn: &mut DbConnection,
     workspace_id: &str,
     page: &Page,
-) -> Result<(i64, Vec<StoredUser>), ScimError> {
-    Ok(store::list_page!(conn, scim_users, workspace_id, page)?)
+    kept: impl FnMut(&str) -> Option<K>,
+) -> Result<(i64, Vec<Listed<K>>), ScimError> {
+    let mut reader = UnlessKept(kept);
+    Ok(store::list_page!(
+        conn,
+        scim_users,
+        workspace_id,
+        page,
+        &mut reader
+    )?)
+}
+
+/// Reads a row's id, and the rest of it only when `.0` has no copy of the user.
+struct UnlessKept<F>(F);
+
+impl<DB, F, K> rows::ReadRow<DB> for UnlessKept<F>
+where
+    DB: Backend,
+    F: FnMut(&str) -> Option<K>,
+    String: FromSql<Text, DB>,
+    StoredUser: FromSqlRow<<scim_users::table as AsQuery>::SqlType, DB>,
+{
+    type Out = Listed<K>;
+    fn read<'a>(&mut self, row: &impl Row<'a, DB>) -> deserialize::Result<Listed<K>> {
+        // The table's second column, after `seq`.
+        let id: String = row.get_value::<Text, String, usize>(1)?;
+        Ok(match (self.0)(&id) {
+            Some(kept) => Listed::Kept(kept),
+            None => Listed::Read(StoredUser::build_from_row(row)?),
+        })
+    }
 }
 
 /// The groups each user belongs to, as (user id, group id, group display name).

@@ -885,7 +885,8 @@ on_both_databases!(
     bulk_operations_reference_each_other,
     cursor_pages_walk_everything_once,
     index_pages_walk_everything_once_while_the_list_changes,
-    users_a_page_keeps_are_whole_and_current
+    users_a_page_keeps_are_whole_and_current,
+    a_page_decodes_only_the_users_the_caller_lacks
 );
 
 /// A page keeps the users it read, with their groups, for the next page or GET that shows them:
@@ -942,6 +943,47 @@ async fn users_a_page_keeps_are_whole_and_current(database: TestDatabase) {
         ["Engineering", "Operations"]
     );
     assert_eq!(group_names(&get().await), ["Engineering", "Operations"]);
+}
+
+/// A page reads the id of each row first and decodes the rest only of the users the caller has no
+/// copy of: asked about every user of the page, in order, it hands back the copy it was given.
+async fn a_page_decodes_only_the_users_the_caller_lacks(database: TestDatabase) {
+    use idgate::directory::store::Page;
+    use idgate::directory::users::{self, Listed};
+    use idgate::scim::{resource::normalize, schema::ResourceKind};
+
+    let mut conn = database.connect();
+    let workspace = helpers::workspace(&mut conn, "acme");
+    let context = idgate::audit::AuditContext::cli();
+    let mut ids = Vec::new();
+    for name in ["ada@example.com", "bob@example.com", "cy@example.com"] {
+        let document = normalize(ResourceKind::User, &json!({"userName": name})).unwrap();
+        let user = users::create(&mut conn, &workspace.id, document, &context).unwrap();
+        ids.push(user.id);
+    }
+    let page = Page {
+        condition: None,
+        sort: None,
+        offset: 0,
+        limit: 10,
+        after: None,
+        known_total: None,
+    };
+    let mut asked = Vec::new();
+    let (total, listed) = users::list(&mut conn, &workspace.id, &page, |id| {
+        asked.push(id.to_owned());
+        (id == ids[1]).then_some("bob, as kept")
+    })
+    .unwrap();
+    assert_eq!((total, &asked), (3, &ids));
+    let shown: Vec<String> = listed
+        .iter()
+        .map(|listed| match listed {
+            Listed::Kept(copy) => copy.to_string(),
+            Listed::Read(user) => user.user_name.clone(),
+        })
+        .collect();
+    assert_eq!(shown, ["ada@example.com", "bob, as kept", "cy@example.com"]);
 }
 
 /// An import walks `startIndex` pages; the server keeps the count and where each page ended while

@@ -18,7 +18,8 @@ use crate::audit::{self, Actor, AuditContext};
 use crate::db::memo::{DataVersion, Memo};
 use crate::db::{Conn, DbConnection, Store, budget};
 use crate::directory::groups::{self, Member, MemberChange, StoredGroup};
-use crate::directory::users::{self, StoredUser};
+use crate::directory::store::Page;
+use crate::directory::users::{self, Listed, StoredUser};
 use crate::scim::error::{ScimError, ScimType};
 use crate::scim::filter::{CompValue, CompareOp, Filter};
 use crate::scim::patch::{self, Op, Operation};
@@ -736,11 +737,10 @@ pub async fn list(
                 let read = |conn: &mut DbConnection| -> Result<_, ScimError> {
                     Ok(match kind {
                         ResourceKind::User => {
-                            let (total, found) = users::list(conn, &t.workspace_id, &page)?;
-                            let found = with_their_groups(
+                            let (total, found) = users_with_their_groups(
                                 conn,
                                 &t.workspace_id,
-                                found,
+                                &page,
                                 wants_groups,
                                 memo,
                             )?;
@@ -818,28 +818,29 @@ enum Found {
     Groups(Vec<StoredGroup>),
 }
 
-/// Users a list read, each with the groups they are in when `wants_groups`. With a memo and
-/// groups wanted, a user it keeps comes as kept (rendered already, once asked for), and the others
-/// are kept: a page asked for again reads no groups and renders nothing, and a GET of a user the
-/// page showed reads nothing. Users read without their groups are not kept: a GET would miss them.
-fn with_their_groups(
+/// A page of users, each with the groups they are in when `wants_groups`. With a memo and groups
+/// wanted, a user it keeps comes as kept (rendered already, once asked for; of their row only the
+/// id is decoded), and the others are read with their groups and kept: a page asked for again
+/// reads no groups and renders nothing, and a GET of a user the page showed reads nothing. Users
+/// read without their groups are not kept: a GET would miss them.
+fn users_with_their_groups(
     conn: &mut DbConnection,
     workspace_id: &str,
-    users: Vec<StoredUser>,
+    page: &Page,
     wants_groups: bool,
     memo: Option<(&ScimMemo, DataVersion)>,
-) -> Result<Vec<Arc<ReadUser>>, ScimError> {
+) -> Result<(i64, Vec<Arc<ReadUser>>), ScimError> {
     let memo = memo.filter(|_| wants_groups);
-    let key = |user: &StoredUser| (workspace_id.to_owned(), user.id.clone());
-    let kept: Vec<Option<Arc<ReadUser>>> = users
+    let key = |id: &str| (workspace_id.to_owned(), id.to_owned());
+    let (total, listed) = users::list(conn, workspace_id, page, |id| {
+        memo.and_then(|(memo, version)| memo.users.get(version, &key(id)))
+    })?;
+    let unread: Vec<String> = listed
         .iter()
-        .map(|user| memo.and_then(|(memo, version)| memo.users.get(version, &key(user))))
-        .collect();
-    let unread: Vec<String> = users
-        .iter()
-        .zip(&kept)
-        .filter(|(_, kept)| kept.is_none())
-        .map(|(user, _)| user.id.clone())
+        .filter_map(|listed| match listed {
+            Listed::Read(user) => Some(user.id.clone()),
+            Listed::Kept(_) => None,
+        })
         .collect();
     let mut theirs: HashMap<String, Vec<GroupOf>> = HashMap::new();
     if wants_groups && !unread.is_empty() {
@@ -847,22 +848,21 @@ fn with_their_groups(
             theirs.entry(group.0.clone()).or_default().push(group);
         }
     }
-    let found = users
+    let found = listed
         .into_iter()
-        .zip(kept)
-        .map(|(user, kept)| {
-            kept.unwrap_or_else(|| {
-                let key = key(&user);
+        .map(|listed| match listed {
+            Listed::Kept(read) => read,
+            Listed::Read(user) => {
                 let groups = theirs.remove(&user.id).unwrap_or_default();
                 let read = Arc::new(ReadUser::new(user, groups));
                 if let Some((memo, version)) = memo {
-                    memo.users.put(version, key, read.clone());
+                    memo.users.put(version, key(&read.user.id), read.clone());
                 }
                 read
-            })
+            }
         })
         .collect();
-    Ok(found)
+    Ok((total, found))
 }
 
 /// A page as read.
