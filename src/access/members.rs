@@ -530,13 +530,16 @@ impl OwnerCheck {
         })
     }
 
-    /// Before changing the members or the name of a group: only an Owner-mapped group matters.
+    /// Before changing a group: only members leaving an Owner-mapped group (or the whole group,
+    /// renamed or deleted) can take an Owner away, so a change that only adds members reads
+    /// nothing.
     pub fn for_group(
         conn: &mut DbConnection,
         workspace_id: &str,
         group_name: &str,
+        takes_members_away: bool,
     ) -> QueryResult<OwnerCheck> {
-        let owner_group = maps_to_owner(conn, workspace_id, group_name)?;
+        let owner_group = takes_members_away && maps_to_owner(conn, workspace_id, group_name)?;
         OwnerCheck::before(conn, workspace_id, owner_group)
     }
 

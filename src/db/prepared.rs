@@ -33,13 +33,34 @@ pub(crate) use prepared_sqlite;
 /// An UPDATE that the connection keeps prepared. Diesel prepares every UPDATE anew, since a
 /// changeset can leave out a `None` field and so change the SQL; this one is written from its
 /// parts and names its statement by `Id`, a type of its own, in the connection's statement cache.
-/// Made by [`crate::kept_update!`].
-pub struct KeptUpdate<Id, F, S, W> {
+/// Made by [`crate::kept_update!`]; with [`KeptUpdate::returning`], it answers the updated rows.
+pub struct KeptUpdate<Id, F, S, W, R = NoReturning> {
     /// The table, as written in SQL.
     table: F,
     changes: S,
     filter: W,
+    returning: R,
     id: std::marker::PhantomData<Id>,
+}
+
+/// A [`KeptUpdate`] that answers nothing but the number of rows it changed.
+pub struct NoReturning;
+
+impl<DB: diesel::backend::Backend> diesel::query_builder::QueryFragment<DB> for NoReturning {
+    fn walk_ast<'b>(
+        &'b self,
+        _: diesel::query_builder::AstPass<'_, 'b, DB>,
+    ) -> diesel::QueryResult<()> {
+        Ok(())
+    }
+}
+
+impl<Id, F, S, W, E> diesel::query_builder::Query
+    for KeptUpdate<Id, F, S, W, diesel::query_builder::ReturningClause<E>>
+where
+    E: diesel::Expression,
+{
+    type SqlType = E::SqlType;
 }
 
 impl<Id, F, S, W> KeptUpdate<Id, F, S, W> {
@@ -53,22 +74,39 @@ impl<Id, F, S, W> KeptUpdate<Id, F, S, W> {
             table: table.from_clause(),
             changes: changes.as_changeset(),
             filter,
+            returning: NoReturning,
+            id: std::marker::PhantomData,
+        }
+    }
+
+    /// The same UPDATE, answering `columns` of each row it changed: the row as written, without
+    /// a second statement to read it back.
+    pub fn returning<E>(
+        self,
+        columns: E,
+    ) -> KeptUpdate<Id, F, S, W, diesel::query_builder::ReturningClause<E>> {
+        KeptUpdate {
+            table: self.table,
+            changes: self.changes,
+            filter: self.filter,
+            returning: diesel::query_builder::ReturningClause(columns),
             id: std::marker::PhantomData,
         }
     }
 }
 
-impl<Id: 'static, F, S, W> diesel::query_builder::QueryId for KeptUpdate<Id, F, S, W> {
+impl<Id: 'static, F, S, W, R> diesel::query_builder::QueryId for KeptUpdate<Id, F, S, W, R> {
     type QueryId = Id;
     const HAS_STATIC_QUERY_ID: bool = true;
 }
 
-impl<Id, F, S, W, DB> diesel::query_builder::QueryFragment<DB> for KeptUpdate<Id, F, S, W>
+impl<Id, F, S, W, R, DB> diesel::query_builder::QueryFragment<DB> for KeptUpdate<Id, F, S, W, R>
 where
     DB: diesel::backend::Backend,
     F: diesel::query_builder::QueryFragment<DB>,
     S: diesel::query_builder::QueryFragment<DB>,
     W: diesel::query_builder::QueryFragment<DB>,
+    R: diesel::query_builder::QueryFragment<DB>,
 {
     fn walk_ast<'b>(
         &'b self,
@@ -79,11 +117,12 @@ where
         out.push_sql(" SET ");
         self.changes.walk_ast(out.reborrow())?;
         out.push_sql(" WHERE ");
-        self.filter.walk_ast(out.reborrow())
+        self.filter.walk_ast(out.reborrow())?;
+        self.returning.walk_ast(out.reborrow())
     }
 }
 
-impl<Id, F, S, W, Conn> diesel::RunQueryDsl<Conn> for KeptUpdate<Id, F, S, W> {}
+impl<Id, F, S, W, R, Conn> diesel::RunQueryDsl<Conn> for KeptUpdate<Id, F, S, W, R> {}
 
 /// `UPDATE $table SET $changes WHERE $filter`, kept prepared by the connection that runs it (see
 /// [`KeptUpdate`]). Each use names its statement by a type of its own: use it only where the SQL

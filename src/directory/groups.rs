@@ -59,6 +59,16 @@ impl MemberChange {
     pub fn is_empty(&self) -> bool {
         self.replace.is_none() && self.add.is_empty() && !self.remove_all && self.remove.is_empty()
     }
+
+    /// Whether it can take anyone out of the group (a replacement can).
+    pub fn removes_any(&self) -> bool {
+        self.replace.is_some() || self.remove_all || !self.remove.is_empty()
+    }
+}
+
+/// Whether `document` gives the group another name.
+pub fn renames(current: &StoredGroup, document: &Document) -> bool {
+    document.get("displayName").and_then(Value::as_str) != Some(current.display_name.as_str())
 }
 
 fn display_name(document: &Document) -> Result<String, ScimError> {
@@ -123,21 +133,22 @@ pub fn create(
 }
 
 /// The group `id`, its row locked for the rest of the transaction (see
-/// `store::lock_row!`), refused unless at `expected_version` when one is given.
+/// `store::locked_row!`), refused unless at `expected_version` when one is given.
 pub fn locked(
     tx: &mut Tx<'_>,
     workspace_id: &str,
     id: &str,
     expected_version: Option<&str>,
 ) -> Result<StoredGroup, ScimError> {
-    store::lock_row!(tx, scim_groups, workspace_id, id)?;
-    let current = load(tx, workspace_id, id)?;
+    let current = store::locked_row!(tx, scim_groups, workspace_id, id, load)?;
     store::check_version(expected_version, current.version)?;
     Ok(current)
 }
 
 /// What [`apply`] changed in a group.
 pub struct Applied {
+    /// The group as it now is.
+    pub group: StoredGroup,
     pub display_name: String,
     pub changed: Vec<String>,
     pub added: Vec<String>,
@@ -183,16 +194,18 @@ pub fn apply(
         scim_groups::version.eq(current.version + 1),
         scim_groups::updated_at.eq(crate::time::now()),
     );
-    crate::with_backend!(tx.conn(), |conn| crate::kept_update!(
+    let group: StoredGroup = crate::with_backend!(tx.conn(), |conn| crate::kept_update!(
         scim_groups::table,
         scim_groups::id.eq(id),
         changes
     )
-    .execute(conn))?;
+    .returning(scim_groups::all_columns)
+    .get_result(conn))?;
     if !changed.is_empty() {
         values::reindex(tx, workspace_id, ResourceKind::Group, id, &document)?;
     }
     Ok(Some(Applied {
+        group,
         display_name: name,
         changed,
         added,
@@ -278,21 +291,50 @@ fn add_members(
     }
     let mut added = Vec::new();
     for chunk in kinds.chunks(ID_CHUNK) {
-        let ids: Vec<&String> = chunk.iter().map(|(id, _)| *id).collect();
-        let present: BTreeSet<String> = members_among(tx, group_id, &ids)?.into_iter().collect();
         let rows: Vec<MemberRow> = chunk
             .iter()
-            .filter(|(id, _)| !present.contains(*id))
             .map(|(id, member_type)| MemberRow {
                 group_id,
                 member_id: id,
                 member_type,
             })
             .collect();
-        crate::insert_rows!(tx.conn(), scim_group_members::table, &rows)?;
-        added.extend(rows.iter().map(|row| row.member_id.to_owned()));
+        added.extend(insert_new_members(tx, &rows)?);
     }
     Ok(added)
+}
+
+/// Inserts the memberships not already there, and returns the ids of the members inserted: the
+/// rows already present are skipped by the insert itself, with no read before it.
+fn insert_new_members(tx: &mut Tx<'_>, rows: &[MemberRow]) -> QueryResult<Vec<String>> {
+    let insert = || diesel::insert_into(scim_group_members::table);
+    let member_id = scim_group_members::member_id;
+    match (tx.conn(), rows) {
+        // One row at a time on SQLite (see `insert_rows!`), and for one row on PostgreSQL, where a
+        // statement of one row is kept prepared and one of many is not.
+        (DbConnection::Sqlite(conn), rows) => rows
+            .iter()
+            .filter_map(|row| {
+                let inserted = insert().values(row).on_conflict_do_nothing();
+                inserted
+                    .returning(member_id)
+                    .get_result(conn)
+                    .optional()
+                    .transpose()
+            })
+            .collect(),
+        (DbConnection::Postgres(conn), [row]) => insert()
+            .values(row)
+            .on_conflict_do_nothing()
+            .returning(member_id)
+            .get_results(conn),
+        (DbConnection::Postgres(_), []) => Ok(Vec::new()),
+        (DbConnection::Postgres(conn), rows) => insert()
+            .values(rows)
+            .on_conflict_do_nothing()
+            .returning(member_id)
+            .get_results(conn),
+    }
 }
 
 /// Removes exactly the ids named (those that are members); returns the ids removed.

@@ -192,27 +192,35 @@ macro_rules! list_page {
 }
 pub(crate) use list_page;
 
-/// Takes the row's write lock before it is read, by writing the row unchanged: on PostgreSQL two
-/// concurrent PATCHes of one resource then run one after the other instead of both reading the old
-/// document and the later write losing the earlier change. SQLite lets one writer in at a time
-/// (`BEGIN IMMEDIATE`, or the store's one writer), so there it would only cost a statement.
-macro_rules! lock_row {
-    ($tx:expr, $table:ident, $workspace_id:expr, $id:expr) => {{
+/// The row `$id` of `$table` in the workspace, with its write lock taken before it is read: on
+/// PostgreSQL two concurrent PATCHes of one resource then run one after the other instead of both
+/// reading the old document and the later write losing the earlier change. There the lock and the
+/// read are one statement, an UPDATE that writes the row unchanged and returns it. SQLite lets one
+/// writer in at a time (`BEGIN IMMEDIATE`, or the store's one writer), so there the row is read by
+/// `$load`, which also answers for a row that is not there.
+macro_rules! locked_row {
+    ($tx:expr, $table:ident, $workspace_id:expr, $id:expr, $load:expr) => {{
         let tx: &mut $crate::db::Tx<'_> = $tx;
-        match tx.conn() {
-            conn @ $crate::db::DbConnection::Postgres(_) => diesel::update(
-                $table::table
-                    .filter($table::workspace_id.eq($workspace_id))
-                    .filter($table::id.eq($id)),
+        let locked = match tx.conn() {
+            $crate::db::DbConnection::Postgres(conn) => $crate::kept_update!(
+                $table::table,
+                $table::workspace_id
+                    .eq($workspace_id)
+                    .and($table::id.eq($id)),
+                $table::version.eq($table::version)
             )
-            .set($table::version.eq($table::version))
-            .execute(conn)
-            .map(drop),
-            $crate::db::DbConnection::Sqlite(_) => Ok(()),
+            .returning($table::all_columns)
+            .get_result(conn)
+            .optional()?,
+            $crate::db::DbConnection::Sqlite(_) => None,
+        };
+        match locked {
+            Some(row) => Ok(row),
+            None => $load(tx, $workspace_id, $id),
         }
     }};
 }
-pub(crate) use lock_row;
+pub(crate) use locked_row;
 
 #[cfg(test)]
 mod tests {

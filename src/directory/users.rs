@@ -147,15 +147,14 @@ pub fn insert(
 }
 
 /// The user `id`, its row locked for the rest of the transaction (see
-/// `store::lock_row!`), refused unless at `expected_version` when one is given.
+/// `store::locked_row!`), refused unless at `expected_version` when one is given.
 pub fn locked(
     tx: &mut Tx<'_>,
     workspace_id: &str,
     id: &str,
     expected_version: Option<&str>,
 ) -> Result<StoredUser, ScimError> {
-    store::lock_row!(tx, scim_users, workspace_id, id)?;
-    let current = load(tx, workspace_id, id)?;
+    let current = store::locked_row!(tx, scim_users, workspace_id, id, load)?;
     store::check_version(expected_version, current.version)?;
     Ok(current)
 }

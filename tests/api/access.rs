@@ -579,6 +579,14 @@ async fn the_last_owner_cannot_be_taken_away(database: TestDatabase) {
             .0,
         409
     );
+    // Renamed, the group would leave its mapping, and bob his ownership.
+    let rename = json!({
+        "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+        "Operations": [{"op": "replace", "path": "displayName", "value": "former owners"}],
+    });
+    let path = format!("/scim/v2/Groups/{owners}");
+    let (status, refused) = app.send_json("PATCH", &path, &tenant.token, &rename).await;
+    assert_eq!(status, 409, "{refused}");
     let (status, refused) = app
         .send_json(
             "DELETE",

@@ -100,7 +100,9 @@ pub fn update_group(
         let current = groups::locked(tx, workspace_id, id, expected_version)?;
         let (document, members) = change(&current)?;
         // Members leaving an Owner group, or its renaming, can take the last Owner away.
-        let owner_check = OwnerCheck::for_group(tx, workspace_id, &current.display_name)?;
+        let takes_members_away = members.removes_any() || groups::renames(&current, &document);
+        let owner_check =
+            OwnerCheck::for_group(tx, workspace_id, &current.display_name, takes_members_away)?;
         let Some(applied) = groups::apply(tx, workspace_id, &current, document, members)? else {
             return Ok(current);
         };
@@ -118,7 +120,7 @@ pub fn update_group(
                 "members_removed": applied.removed,
             }),
         )?;
-        groups::load(tx, workspace_id, id)
+        Ok(applied.group)
     })
 }
 
@@ -130,7 +132,7 @@ pub fn delete_group(
 ) -> Result<(), ScimError> {
     conn.write(|tx| {
         let group = groups::load(tx, workspace_id, id)?;
-        let owner_check = OwnerCheck::for_group(tx, workspace_id, &group.display_name)?;
+        let owner_check = OwnerCheck::for_group(tx, workspace_id, &group.display_name, true)?;
         groups::delete(tx, id)?;
         owner_check.after::<ScimError>(tx, workspace_id)?;
         record(
