@@ -101,6 +101,9 @@ pub struct Page {
     pub after: Option<i64>,
     /// How many resources match, when the caller already knows: not counted again.
     pub known_total: Option<i64>,
+    /// The caller read this page before, unchanged since, and likely keeps its resources: a plain
+    /// page whose total is known is then read as ids first (see `users::list`).
+    pub read_before: bool,
 }
 
 impl Page {
@@ -115,9 +118,28 @@ impl Page {
     /// Whether this is a page of the whole list in creation order, which an IdP's import walks
     /// from the first page to the last.
     pub fn walks_everything(&self) -> bool {
-        self.condition.is_none() && self.sort.is_none() && self.after.is_none()
+        self.is_plain() && self.after.is_none()
+    }
+
+    /// Whether it is a page of the whole list in creation order, by index or by cursor.
+    pub fn is_plain(&self) -> bool {
+        self.condition.is_none() && self.sort.is_none()
     }
 }
+
+/// The rows of a plain page (see [`Page::is_plain`]): an import's every page, in one shape, so
+/// that it stays prepared (a boxed query is prepared anew on every run). Every `seq` is positive.
+macro_rules! plain_page {
+    ($table:ident, $workspace_id:expr, $page:expr) => {
+        $table::table
+            .filter($table::workspace_id.eq($workspace_id))
+            .filter($table::seq.gt($page.after.unwrap_or(0)))
+            .order($table::seq.asc())
+            .offset($page.offset)
+            .limit($page.limit)
+    };
+}
+pub(crate) use plain_page;
 
 /// Loads one page of a SCIM resource table (`scim_users` or `scim_groups`) in a workspace: the
 /// number of resources matching, then the page in the requested order, ties broken by creation,
@@ -146,15 +168,8 @@ macro_rules! list_page {
                 .filter($table::workspace_id.eq($workspace_id))
                 .into_boxed::<$crate::db::MultiBackend>(),
         };
-        let found: Vec<_> = if page.condition.is_none() && page.sort.is_none() {
-            // The plain walk (an import's every page) in one shape, so that it stays prepared: a
-            // boxed query is prepared anew on every run. Every `seq` is positive.
-            let walk = $table::table
-                .filter($table::workspace_id.eq($workspace_id))
-                .filter($table::seq.gt(page.after.unwrap_or(0)))
-                .order($table::seq.asc())
-                .offset(page.offset)
-                .limit(page.limit);
+        let found: Vec<_> = if page.is_plain() {
+            let walk = $crate::directory::store::plain_page!($table, $workspace_id, page);
             $crate::with_backend!(&mut *$conn, |conn| $crate::db::rows::load_with(conn, walk, $reader))?
         } else {
             let mut rows = base();

@@ -945,8 +945,9 @@ async fn users_a_page_keeps_are_whole_and_current(database: TestDatabase) {
     assert_eq!(group_names(&get().await), ["Engineering", "Operations"]);
 }
 
-/// A page reads the id of each row first and decodes the rest only of the users the caller has no
-/// copy of: asked about every user of the page, in order, it hands back the copy it was given.
+/// A page decodes only the users the caller has no copy of: read whole, it decodes each row's id
+/// first; read again (its total known), it reads the ids and then the rows of the others alone.
+/// Either way the caller is asked about every user of the page, in order, and its copy is used.
 async fn a_page_decodes_only_the_users_the_caller_lacks(database: TestDatabase) {
     use idgate::directory::store::Page;
     use idgate::directory::users::{self, Listed};
@@ -961,29 +962,37 @@ async fn a_page_decodes_only_the_users_the_caller_lacks(database: TestDatabase) 
         let user = users::create(&mut conn, &workspace.id, document, &context).unwrap();
         ids.push(user.id);
     }
-    let page = Page {
+    let first_read = Page {
         condition: None,
         sort: None,
         offset: 0,
         limit: 10,
         after: None,
         known_total: None,
+        read_before: false,
     };
-    let mut asked = Vec::new();
-    let (total, listed) = users::list(&mut conn, &workspace.id, &page, |id| {
-        asked.push(id.to_owned());
-        (id == ids[1]).then_some("bob, as kept")
-    })
-    .unwrap();
-    assert_eq!((total, &asked), (3, &ids));
-    let shown: Vec<String> = listed
-        .iter()
-        .map(|listed| match listed {
-            Listed::Kept(copy) => copy.to_string(),
-            Listed::Read(user) => user.user_name.clone(),
+    let read_again = Page {
+        known_total: Some(3),
+        read_before: true,
+        ..first_read.clone()
+    };
+    for page in [first_read, read_again] {
+        let mut asked = Vec::new();
+        let (total, listed) = users::list(&mut conn, &workspace.id, &page, |id| {
+            asked.push(id.to_owned());
+            (id == ids[1]).then_some("bob, as kept")
         })
-        .collect();
-    assert_eq!(shown, ["ada@example.com", "bob, as kept", "cy@example.com"]);
+        .unwrap();
+        assert_eq!((total, &asked), (3, &ids), "{page:?}");
+        let shown: Vec<String> = listed
+            .iter()
+            .map(|listed| match listed {
+                Listed::Kept(copy) => copy.to_string(),
+                Listed::Read(user) => user.user_name.clone(),
+            })
+            .collect();
+        assert_eq!(shown, ["ada@example.com", "bob, as kept", "cy@example.com"]);
+    }
 }
 
 /// An import walks `startIndex` pages; the server keeps the count and where each page ended while

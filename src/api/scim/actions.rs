@@ -733,6 +733,10 @@ pub async fn list(
                         page.after = Some(seq);
                         page.offset = 0;
                     }
+                    // Where this page ends is kept only once it was read at this version; its
+                    // users were kept with it, if with their groups.
+                    let ends = Walk::EndBefore(workspace.clone(), kind, start + limit);
+                    page.read_before = wants_groups && memo.walks.get(version, &ends).is_some();
                 }
                 let read = |conn: &mut DbConnection| -> Result<_, ScimError> {
                     Ok(match kind {

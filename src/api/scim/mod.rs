@@ -332,6 +332,7 @@ impl ListParams {
                 limit: count,
                 after,
                 known_total: None,
+                read_before: false,
             };
             return Ok((page, Paging::Cursor));
         }
@@ -346,6 +347,7 @@ impl ListParams {
             limit: count,
             after: None,
             known_total: None,
+            read_before: false,
         };
         Ok((page, Paging::Index(start_index)))
     }
