@@ -158,12 +158,13 @@ fn main() -> anyhow::Result<()> {
         // be a single transaction (and audit event) of a million rows.
         for batch in ids[..size].chunks(BATCH) {
             conn.write(|tx| {
-                let current = groups::locked(tx, &workspace.id, &group.id, None)?;
                 let add = MemberChange {
                     add: batch.to_vec(),
                     ..MemberChange::default()
                 };
-                groups::apply(tx, &workspace.id, &current, current.document(), add)
+                let kinds = groups::member_kinds(tx, &workspace.id, add.added())?;
+                let current = groups::locked(tx, &workspace.id, &group.id, None)?;
+                groups::apply(tx, &workspace.id, &current, current.document(), add, &kinds)
             })
             .with_context(|| format!("adding members to the group of {size}"))?;
         }

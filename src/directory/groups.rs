@@ -1,7 +1,7 @@
 //! SCIM Groups of a workspace. Memberships are rows of their own: adding or removing members
 //! touches only the rows named, whatever the size of the group.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
@@ -64,7 +64,15 @@ impl MemberChange {
     pub fn removes_any(&self) -> bool {
         self.replace.is_some() || self.remove_all || !self.remove.is_empty()
     }
+
+    /// The ids it makes members (a replacement's too).
+    pub fn added(&self) -> impl Iterator<Item = &String> {
+        self.replace.iter().flatten().chain(&self.add)
+    }
 }
+
+/// Whether each id a change adds is a `User` or a `Group` of the workspace (see [`member_kinds`]).
+pub struct MemberKinds(HashMap<String, &'static str>);
 
 /// Whether `document` gives the group another name.
 pub fn renames(current: &StoredGroup, document: &Document) -> bool {
@@ -114,7 +122,8 @@ pub fn create(
             ))
             .execute(tx.conn())?;
         values::index(tx, workspace_id, ResourceKind::Group, &id, &document)?;
-        let added = add_members(tx, workspace_id, &id, &members)?;
+        let kinds = member_kinds(tx, workspace_id, &members)?;
+        let added = add_members(tx, &id, &members, &kinds)?;
         audit::record(
             tx,
             context,
@@ -163,6 +172,7 @@ pub fn apply(
     current: &StoredGroup,
     document: Document,
     members: MemberChange,
+    kinds: &MemberKinds,
 ) -> Result<Option<Applied>, ScimError> {
     let id = current.id.as_str();
     let name = display_name(&document)?;
@@ -176,13 +186,13 @@ pub fn apply(
             .filter(|m| !keep.contains(m))
             .collect();
         removed.extend(remove_members(tx, id, &leaving)?);
-        added.extend(add_members(tx, workspace_id, id, replacement)?);
+        added.extend(add_members(tx, id, replacement, kinds)?);
     }
     if members.remove_all {
         let everyone = member_ids(tx, id)?;
         removed.extend(remove_members(tx, id, &everyone)?);
     }
-    added.extend(add_members(tx, workspace_id, id, &members.add)?);
+    added.extend(add_members(tx, id, &members.add, kinds)?);
     removed.extend(remove_members(tx, id, &members.remove)?);
     if changed.is_empty() && added.is_empty() && removed.is_empty() {
         return Ok(None);
@@ -237,44 +247,44 @@ struct MemberRow<'a> {
     member_type: &'static str,
 }
 
-/// Adds the ids not already members; each must be a user or group of the workspace.
-/// Returns the ids added.
-fn add_members(
-    tx: &mut Tx<'_>,
+/// Which of `ids` are users and which are groups of the workspace; an id that is neither is
+/// refused. It takes no lock: read before a group's row is locked, other writes to the group do
+/// not wait on it.
+pub fn member_kinds<'a>(
+    conn: &mut DbConnection,
     workspace_id: &str,
-    group_id: &str,
-    ids: &[String],
-) -> Result<Vec<String>, ScimError> {
-    let wanted: Vec<&String> = ids.iter().collect::<BTreeSet<_>>().into_iter().collect();
-    if wanted.iter().any(|id| id.as_str() == group_id) {
-        return Err(ScimError::invalid_value(
-            "a group cannot be a member of itself",
-        ));
-    }
+    ids: impl IntoIterator<Item = &'a String>,
+) -> Result<MemberKinds, ScimError> {
+    let wanted: Vec<&String> = ids
+        .into_iter()
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
     // In chunks: a database takes only so many bind parameters in one statement.
-    let mut kinds: Vec<(&String, &'static str)> = Vec::with_capacity(wanted.len());
+    let mut kinds = HashMap::with_capacity(wanted.len());
     let mut unknown: Vec<&str> = Vec::new();
     for chunk in wanted.chunks(ID_CHUNK) {
         let users = scim_users::table
             .filter(store::in_workspace(scim_users::workspace_id, workspace_id))
             .select(scim_users::id);
-        let users: BTreeSet<String> =
-            crate::load_where_in!(tx.conn(), users, scim_users::id, chunk)?
-                .into_iter()
-                .collect();
+        let users: BTreeSet<String> = crate::load_where_in!(conn, users, scim_users::id, chunk)?
+            .into_iter()
+            .collect();
         let groups = scim_groups::table
             .filter(store::in_workspace(scim_groups::workspace_id, workspace_id))
             .select(scim_groups::id);
-        let groups: BTreeSet<String> =
-            crate::load_where_in!(tx.conn(), groups, scim_groups::id, chunk)?
-                .into_iter()
-                .collect();
+        let groups: BTreeSet<String> = crate::load_where_in!(conn, groups, scim_groups::id, chunk)?
+            .into_iter()
+            .collect();
         for id in chunk {
             match (users.contains(*id), groups.contains(*id)) {
-                (true, _) => kinds.push((id, "User")),
-                (_, true) => kinds.push((id, "Group")),
-                _ => unknown.push(id),
-            }
+                (true, _) => kinds.insert((*id).clone(), "User"),
+                (_, true) => kinds.insert((*id).clone(), "Group"),
+                _ => {
+                    unknown.push(id);
+                    None
+                }
+            };
         }
     }
     if !unknown.is_empty() {
@@ -289,16 +299,38 @@ fn add_members(
             shown.join(", ")
         )));
     }
+    Ok(MemberKinds(kinds))
+}
+
+/// Adds the ids not already members, of the kinds [`member_kinds`] found; returns the ids added.
+fn add_members(
+    tx: &mut Tx<'_>,
+    group_id: &str,
+    ids: &[String],
+    kinds: &MemberKinds,
+) -> Result<Vec<String>, ScimError> {
+    let wanted: Vec<&String> = ids.iter().collect::<BTreeSet<_>>().into_iter().collect();
+    if wanted.iter().any(|id| id.as_str() == group_id) {
+        return Err(ScimError::invalid_value(
+            "a group cannot be a member of itself",
+        ));
+    }
     let mut added = Vec::new();
-    for chunk in kinds.chunks(ID_CHUNK) {
-        let rows: Vec<MemberRow> = chunk
+    for chunk in wanted.chunks(ID_CHUNK) {
+        let rows = chunk
             .iter()
-            .map(|(id, member_type)| MemberRow {
-                group_id,
-                member_id: id,
-                member_type,
+            .map(|id| {
+                let member_type =
+                    kinds.0.get(*id).copied().ok_or_else(|| {
+                        ScimError::invalid_value(format!("unknown member ids: {id}"))
+                    })?;
+                Ok(MemberRow {
+                    group_id,
+                    member_id: id,
+                    member_type,
+                })
             })
-            .collect();
+            .collect::<Result<Vec<_>, ScimError>>()?;
         added.extend(insert_new_members(tx, &rows)?);
     }
     Ok(added)

@@ -528,6 +528,24 @@ async fn versions_guard_writes(database: TestDatabase) {
     let response = current.send_body(patch.to_string()).await.unwrap();
     assert_eq!(response.headers().get("etag").unwrap(), "W/\"2\"");
     assert_eq!(read(response).await.1["displayName"], "Ada");
+
+    // A group's members are looked up before its row is locked; a stale version, or no group,
+    // is still the answer before an unknown member.
+    let group = create_group(&app, &tenant.token, "Engineering").await;
+    let add_unknown = json!({"schemas": [PATCH], "Operations": [{"op": "add", "path": "members", "value": [{"value": "no-such-member"}]}]});
+    let stale = app
+        .client
+        .patch(app.url(&format!("/scim/v2/Groups/{group}")))
+        .bearer_auth(&tenant.token)
+        .insert_header(("If-Match", "W/\"7\""));
+    let (status, body) = read(stale.send_body(add_unknown.to_string()).await.unwrap()).await;
+    assert_eq!(status, 412, "{body}");
+    let path = "/scim/v2/Groups/no-such-group";
+    let (status, body, _) = send(&app, &tenant.token, "PATCH", path, Some(&add_unknown)).await;
+    assert_eq!(status, 404, "{body}");
+    let path = format!("/scim/v2/Groups/{group}");
+    let (status, body, _) = send(&app, &tenant.token, "PATCH", &path, Some(&add_unknown)).await;
+    assert_eq!(status, 400, "{body}");
 }
 
 async fn concurrent_member_adds_are_all_kept(database: TestDatabase) {
@@ -1524,8 +1542,16 @@ async fn member_changes_read_the_members_named_not_the_whole_group() {
             },
         };
         conn.write(|tx| {
+            let kinds = groups::member_kinds(tx, &workspace.id, members.added())?;
             let current = groups::locked(tx, &workspace.id, &group.id, None)?;
-            groups::apply(tx, &workspace.id, &current, document.clone(), members)
+            groups::apply(
+                tx,
+                &workspace.id,
+                &current,
+                document.clone(),
+                members,
+                &kinds,
+            )
         })
         .unwrap()
         .expect("a change");
@@ -1554,7 +1580,9 @@ async fn member_changes_read_the_members_named_not_the_whole_group() {
                 remove: (1..=3).map(|n| format!("u{n}")).collect(),
                 ..MemberChange::default()
             };
-            let applied = groups::apply(tx, &workspace.id, &current, document, change)?.unwrap();
+            let kinds = groups::member_kinds(tx, &workspace.id, change.added())?;
+            let applied =
+                groups::apply(tx, &workspace.id, &current, document, change, &kinds)?.unwrap();
             let rows_read = member_rows_read(tx.conn()) - before;
             Ok::<_, idgate::scim::error::ScimError>((
                 applied.added.len(),

@@ -574,7 +574,8 @@ pub async fn replace(
                     &id,
                     if_match.as_deref(),
                     &t.audit,
-                    |_| Ok((document, change)),
+                    change,
+                    |_| Ok(document),
                 )
             })
             .await?;
@@ -612,13 +613,13 @@ pub async fn patch(
                         &id,
                         if_match.as_deref(),
                         &t.audit,
+                        change,
                         |current| {
-                            let document = if others.is_empty() {
-                                current.document()
+                            if others.is_empty() {
+                                Ok(current.document())
                             } else {
-                                patch::apply(ResourceKind::Group, current.document(), &others)?
-                            };
-                            Ok((document, change))
+                                patch::apply(ResourceKind::Group, current.document(), &others)
+                            }
                         },
                     )
                 })

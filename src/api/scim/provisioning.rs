@@ -86,24 +86,31 @@ pub fn delete_user(
     })
 }
 
-/// Changes a group's attributes and members in one transaction; `change` computes them from the
-/// stored group, so concurrent PATCHes apply one after the other and none is lost.
+/// Changes a group's attributes and members in one transaction; `change` computes the new
+/// document from the stored group, so concurrent PATCHes apply one after the other and none is
+/// lost.
 pub fn update_group(
     conn: &mut Conn,
     workspace_id: &str,
     id: &str,
     expected_version: Option<&str>,
     context: &AuditContext,
-    change: impl FnOnce(&StoredGroup) -> Result<(Document, MemberChange), ScimError> + Send,
+    members: MemberChange,
+    change: impl FnOnce(&StoredGroup) -> Result<Document, ScimError> + Send,
 ) -> Result<StoredGroup, ScimError> {
     conn.write(|tx| {
+        // Looked up before the group's row is locked, so that other writes to the group wait
+        // less; a missing group or a stale version is still answered before an unknown member.
+        let kinds = groups::member_kinds(tx, workspace_id, members.added());
         let current = groups::locked(tx, workspace_id, id, expected_version)?;
-        let (document, members) = change(&current)?;
+        let kinds = kinds?;
+        let document = change(&current)?;
         // Members leaving an Owner group, or its renaming, can take the last Owner away.
         let takes_members_away = members.removes_any() || groups::renames(&current, &document);
         let owner_check =
             OwnerCheck::for_group(tx, workspace_id, &current.display_name, takes_members_away)?;
-        let Some(applied) = groups::apply(tx, workspace_id, &current, document, members)? else {
+        let Some(applied) = groups::apply(tx, workspace_id, &current, document, members, &kinds)?
+        else {
             return Ok(current);
         };
         owner_check.after::<ScimError>(tx, workspace_id)?;
