@@ -7,11 +7,11 @@
 
 use std::io::{BufWriter, IsTerminal};
 
-use actix_web::HttpMessage;
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::Next;
+use actix_web::{HttpMessage, HttpRequest};
 use tracing::Span;
 use tracing_actix_web::{RequestId, RootSpanBuilder};
 use tracing_appender::non_blocking::{NonBlockingBuilder, WorkerGuard};
@@ -53,10 +53,24 @@ pub fn init(format: LogFormat, default_level: &str) -> Option<WorkerGuard> {
 
 pub struct RootSpan;
 
+/// The route template a request matched (None: no route matched), found once by the root span and
+/// used by the request counters too: matching walks the router's patterns again.
+#[derive(Clone)]
+struct MatchedRoute(Option<String>);
+
+/// The request's route template, as the root span found it, or found now where none ran.
+fn matched_route(request: &HttpRequest) -> Option<String> {
+    match request.extensions().get::<MatchedRoute>() {
+        Some(MatchedRoute(route)) => route.clone(),
+        None => request.match_pattern(),
+    }
+}
+
 impl RootSpanBuilder for RootSpan {
     fn on_request_start(request: &ServiceRequest) -> Span {
         let request_id = request.extensions().get::<RequestId>().copied();
         let route = request.match_pattern();
+        request.extensions_mut().insert(MatchedRoute(route.clone()));
         // A console link carries its secret in the path: the route template stands in for it.
         let path = match &route {
             Some(route) if route.contains("{secret}") => route.as_str(),
@@ -102,7 +116,7 @@ pub async fn count_requests(
     let method = request.method().clone();
     let outcome = next.call(request).await;
     let (status, route) = match &outcome {
-        Ok(response) => (response.status(), response.request().match_pattern()),
+        Ok(response) => (response.status(), matched_route(response.request())),
         Err(error) => (error.as_response_error().status_code(), None),
     };
     let route = route.as_deref().unwrap_or("unmatched");
