@@ -1,11 +1,14 @@
 //! The value index: every simple value of a stored document as a row of `scim_values`, so that
 //! filters and sorts run in the database instead of over documents loaded into memory.
 
+use diesel::pg::Pg;
 use diesel::prelude::*;
+use diesel::query_builder::{AstPass, QueryFragment, QueryId};
+use diesel::sql_types::{Array, Integer, Text};
 use serde_json::Value;
 
-use crate::db::Tx;
 use crate::db::schema::scim_values;
+use crate::db::{DbConnection, Tx};
 use crate::scim::resource::Document;
 use crate::scim::schema::ResourceKind;
 
@@ -151,9 +154,78 @@ pub fn index(
     if rows.is_empty() {
         return Ok(());
     }
-    crate::insert_rows!(tx.conn(), scim_values::table, &rows)?;
+    match tx.conn() {
+        DbConnection::Postgres(conn) => {
+            PgValueRows::of(workspace_id, kind, resource_id, &rows).execute(conn)?;
+        }
+        conn => crate::insert_rows!(conn, scim_values::table, &rows)?,
+    }
     Ok(())
 }
+
+/// One resource's index rows on PostgreSQL, in one statement that stays prepared whatever their
+/// number: each column's values go as an array, which `unnest` turns back into rows. A multi-row
+/// `VALUES` is new SQL for each number of rows, parsed and planned anew on every insert.
+struct PgValueRows<'a> {
+    workspace_id: &'a str,
+    resource_type: &'a str,
+    resource_id: &'a str,
+    attributes: Vec<&'a str>,
+    elements: Vec<i32>,
+    subs: Vec<&'a str>,
+    values: Vec<&'a str>,
+    values_ci: Vec<&'a str>,
+}
+
+impl<'a> PgValueRows<'a> {
+    fn of(
+        workspace_id: &'a str,
+        kind: ResourceKind,
+        resource_id: &'a str,
+        rows: &'a [ValueRow],
+    ) -> Self {
+        PgValueRows {
+            workspace_id,
+            resource_type: kind.name(),
+            resource_id,
+            attributes: rows.iter().map(|row| row.attribute.as_str()).collect(),
+            elements: rows.iter().map(|row| row.element).collect(),
+            subs: rows.iter().map(|row| row.sub.as_str()).collect(),
+            values: rows.iter().map(|row| row.value.as_str()).collect(),
+            values_ci: rows.iter().map(|row| row.value_ci.as_str()).collect(),
+        }
+    }
+}
+
+impl QueryId for PgValueRows<'_> {
+    type QueryId = PgValueRows<'static>;
+    const HAS_STATIC_QUERY_ID: bool = true;
+}
+
+impl QueryFragment<Pg> for PgValueRows<'_> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        out.push_sql(
+            "INSERT INTO scim_values (workspace_id, resource_type, resource_id, attribute, \
+             element, sub, value, value_ci) SELECT ",
+        );
+        for scalar in [&self.workspace_id, &self.resource_type, &self.resource_id] {
+            out.push_bind_param::<Text, &str>(scalar)?;
+            out.push_sql(", ");
+        }
+        out.push_sql("* FROM unnest(");
+        out.push_bind_param::<Array<Text>, Vec<&str>>(&self.attributes)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Integer>, Vec<i32>>(&self.elements)?;
+        for column in [&self.subs, &self.values, &self.values_ci] {
+            out.push_sql(", ");
+            out.push_bind_param::<Array<Text>, Vec<&str>>(column)?;
+        }
+        out.push_sql(")");
+        Ok(())
+    }
+}
+
+impl RunQueryDsl<PgConnection> for PgValueRows<'_> {}
 
 pub fn remove(tx: &mut Tx<'_>, resource_id: &str) -> QueryResult<()> {
     diesel::delete(scim_values::table.filter(scim_values::resource_id.eq(resource_id)))
