@@ -342,8 +342,7 @@ fn insert_new_members(tx: &mut Tx<'_>, rows: &[MemberRow]) -> QueryResult<Vec<St
     let insert = || diesel::insert_into(scim_group_members::table);
     let member_id = scim_group_members::member_id;
     match (tx.conn(), rows) {
-        // One row at a time on SQLite (see `insert_rows!`), and for one row on PostgreSQL, where a
-        // statement of one row is kept prepared and one of many is not.
+        // One row at a time on SQLite (see `insert_rows!`).
         (DbConnection::Sqlite(conn), rows) => rows
             .iter()
             .filter_map(|row| {
@@ -355,11 +354,6 @@ fn insert_new_members(tx: &mut Tx<'_>, rows: &[MemberRow]) -> QueryResult<Vec<St
                     .transpose()
             })
             .collect(),
-        (DbConnection::Postgres(conn), [row]) => insert()
-            .values(row)
-            .on_conflict_do_nothing()
-            .returning(member_id)
-            .get_results(conn),
         (DbConnection::Postgres(_), []) => Ok(Vec::new()),
         (DbConnection::Postgres(conn), rows) => insert()
             .values(rows)
