@@ -3,7 +3,10 @@
 //! describes a change that did not happen. The database refuses UPDATE and DELETE on the table.
 
 use chrono::NaiveDateTime;
+use diesel::pg::Pg;
 use diesel::prelude::*;
+use diesel::query_builder::{AstPass, QueryFragment};
+use diesel::sql_types::{Nullable, Text, Timestamp};
 use serde::Serialize;
 
 use crate::db::schema::{audit_events, workspaces};
@@ -99,6 +102,104 @@ pub fn record(tx: &mut Tx<'_>, context: &AuditContext, event: Event<'_>) -> Quer
         .execute(conn))?;
     }
     Ok(())
+}
+
+/// [`record`] as part of the statement that makes the change, on PostgreSQL (see
+/// `Conn::write_in_one_statement`): the table expressions `recorded` and `raised` of a `WITH`,
+/// which append the event and raise the workspace's access version once for each row of
+/// `changed`, a table expression written before them, where `only_if` holds. `only_if` and
+/// [`Details::Sql`] may read the statement's other table expressions. The workspace's row is
+/// locked last, as [`record`] locks it.
+pub struct RecordInStatement<'a> {
+    occurred_at: NaiveDateTime,
+    workspace_id: &'a str,
+    actor: (&'static str, &'a str),
+    request_id: Option<&'a str>,
+    action: &'a str,
+    target: Target<'a>,
+    details: Details,
+    only_if: &'static str,
+    raises_access_version: bool,
+}
+
+/// An event's details in [`RecordInStatement`].
+pub enum Details {
+    /// JSON text known before the statement.
+    Json(String),
+    /// The SQL of JSON text that the statement computes.
+    Sql(&'static str),
+}
+
+impl<'a> RecordInStatement<'a> {
+    pub fn new(
+        context: &'a AuditContext,
+        workspace_id: &'a str,
+        action: &'a str,
+        target: Target<'a>,
+        details: Details,
+        only_if: &'static str,
+    ) -> Self {
+        RecordInStatement {
+            occurred_at: crate::time::now(),
+            workspace_id,
+            actor: context.actor.parts(),
+            request_id: context.request_id.as_deref(),
+            action,
+            target,
+            details,
+            only_if,
+            raises_access_version: true,
+        }
+    }
+
+    /// As [`record_leaving_decisions_alone`]: no `raised`, and no lock on the workspace's row.
+    pub fn leaving_decisions_alone(mut self) -> Self {
+        self.raises_access_version = false;
+        self
+    }
+}
+
+impl QueryFragment<Pg> for RecordInStatement<'_> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        out.push_sql(
+            "recorded AS (INSERT INTO audit_events (occurred_at, request_id, workspace_id, \
+             actor_type, actor_id, action, target_type, target_id, details) SELECT ",
+        );
+        out.push_bind_param::<Timestamp, _>(&self.occurred_at)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Nullable<Text>, _>(&self.request_id)?;
+        let texts = [
+            &self.workspace_id,
+            &self.actor.0,
+            &self.actor.1,
+            &self.action,
+            &self.target.kind,
+            &self.target.id,
+        ];
+        for text in texts {
+            out.push_sql(", ");
+            out.push_bind_param::<Text, &str>(text)?;
+        }
+        out.push_sql(", ");
+        match &self.details {
+            Details::Json(details) => out.push_bind_param::<Text, String>(details)?,
+            Details::Sql(details) => out.push_sql(details),
+        }
+        out.push_sql(" FROM changed WHERE ");
+        out.push_sql(self.only_if);
+        out.push_sql(")");
+        if self.raises_access_version {
+            out.push_sql(
+                ", raised AS (UPDATE workspaces SET access_version = access_version + 1 \
+                 WHERE EXISTS (SELECT 1 FROM changed) AND ",
+            );
+            out.push_sql(self.only_if);
+            out.push_sql(" AND id = ");
+            out.push_bind_param::<Text, &str>(&self.workspace_id)?;
+            out.push_sql(")");
+        }
+        Ok(())
+    }
 }
 
 /// Whether the workspace's log holds at least `count` events of `action` since `since` (read

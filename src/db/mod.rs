@@ -642,6 +642,32 @@ impl Conn {
             Some(writer) => writer.write(work)?,
             None => own_transaction(self, work)?,
         };
+        self.announce_commit();
+        Ok(written)
+    }
+
+    /// [`Conn::write`] for a write that `work` makes in one statement: on PostgreSQL the
+    /// statement is its own transaction, so no BEGIN or COMMIT crosses the socket and the rows it
+    /// locks are held only while it runs, not for round trips. On SQLite it is a transaction like
+    /// any other (through the writer inside a [`Store`]). `work` must make no other write.
+    pub fn write_in_one_statement<T, E, F>(&mut self, work: F) -> Result<T, E>
+    where
+        F: FnOnce(&mut Tx<'_>) -> Result<T, E> + Send,
+        T: Send,
+        E: From<DieselError> + Send,
+    {
+        let written = match self.writer.clone() {
+            Some(writer) => writer.write(work)?,
+            None => match &mut **self {
+                conn @ DbConnection::Postgres(_) => work(&mut Tx { conn })?,
+                conn => own_transaction(conn, work)?,
+            },
+        };
+        self.announce_commit();
+        Ok(written)
+    }
+
+    fn announce_commit(&mut self) {
         match &self.changes {
             Some(changes) => changes.committed(),
             None => {
@@ -650,7 +676,6 @@ impl Conn {
                 }
             }
         }
-        Ok(written)
     }
 }
 
@@ -665,6 +690,16 @@ impl Tx<'_> {
     /// The connection, for diesel's query methods (which do not dereference).
     pub fn conn(&mut self) -> &mut DbConnection {
         self.conn
+    }
+
+    /// The connection, for a statement written for PostgreSQL alone; on SQLite, an error.
+    pub fn postgres(&mut self) -> QueryResult<&mut diesel::PgConnection> {
+        match self.conn {
+            DbConnection::Postgres(conn) => Ok(conn),
+            DbConnection::Sqlite(_) => Err(DieselError::QueryBuilderError(
+                "this statement is written for PostgreSQL".into(),
+            )),
+        }
     }
 }
 

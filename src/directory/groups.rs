@@ -4,8 +4,10 @@
 use std::collections::{BTreeSet, HashMap};
 
 use chrono::NaiveDateTime;
+use diesel::pg::Pg;
 use diesel::prelude::*;
-use diesel::query_builder::AsQuery;
+use diesel::query_builder::{AsQuery, AstPass, Query, QueryFragment, QueryId};
+use diesel::sql_types::{Array, Text, Timestamp};
 use serde_json::{Value, json};
 
 use super::store::{self, Page, changed_attributes};
@@ -63,6 +65,11 @@ impl MemberChange {
     /// Whether it can take anyone out of the group (a replacement can).
     pub fn removes_any(&self) -> bool {
         self.replace.is_some() || self.remove_all || !self.remove.is_empty()
+    }
+
+    /// Whether all it does is add members.
+    pub fn only_adds(&self) -> bool {
+        !self.add.is_empty() && !self.removes_any()
     }
 
     /// The ids it makes members (a replacement's too).
@@ -309,12 +316,7 @@ fn add_members(
     ids: &[String],
     kinds: &MemberKinds,
 ) -> Result<Vec<String>, ScimError> {
-    let wanted: Vec<&String> = ids.iter().collect::<BTreeSet<_>>().into_iter().collect();
-    if wanted.iter().any(|id| id.as_str() == group_id) {
-        return Err(ScimError::invalid_value(
-            "a group cannot be a member of itself",
-        ));
-    }
+    let wanted = distinct_other_than(group_id, ids)?;
     let mut added = Vec::new();
     for chunk in wanted.chunks(ID_CHUNK) {
         let rows = chunk
@@ -335,6 +337,125 @@ fn add_members(
     }
     Ok(added)
 }
+
+/// `ids` without repeats, in order; refused if the group is among them.
+fn distinct_other_than<'a>(
+    group_id: &str,
+    ids: &'a [String],
+) -> Result<Vec<&'a String>, ScimError> {
+    let wanted: Vec<&String> = ids.iter().collect::<BTreeSet<_>>().into_iter().collect();
+    if wanted.iter().any(|id| id.as_str() == group_id) {
+        return Err(ScimError::invalid_value(
+            "a group cannot be a member of itself",
+        ));
+    }
+    Ok(wanted)
+}
+
+/// Adds members to a group in one statement on PostgreSQL (made through
+/// `Conn::write_in_one_statement`), for a change that only adds members and expects no version:
+/// how Okta and Entra push each assignment. The group's row is then locked only while the
+/// statement runs, so concurrent additions to one group queue for that, not for round trips.
+/// Some with the group as changed; None when it changed nothing: the workspace has no such group,
+/// an id is no user or group of the workspace, or every id is a member already (the caller tells
+/// which, with [`load`] and [`member_kinds`]).
+pub fn add_members_in_one_statement(
+    tx: &mut Tx<'_>,
+    workspace_id: &str,
+    group_id: &str,
+    ids: &[String],
+    context: &AuditContext,
+) -> Result<Option<StoredGroup>, ScimError> {
+    let wanted = distinct_other_than(group_id, ids)?;
+    let statement = PgMembersAdded {
+        workspace_id,
+        group_id,
+        ids: wanted.iter().map(|id| id.as_str()).collect(),
+        now: crate::time::now(),
+        record: audit::RecordInStatement::new(
+            context,
+            workspace_id,
+            "scim.group.updated",
+            Target {
+                kind: "group",
+                id: group_id,
+            },
+            audit::Details::Sql(
+                "json_build_object('displayName', changed.display_name, 'changed', \
+                 json_build_array(), 'members_added', (SELECT json_agg(member_id) FROM added), \
+                 'members_removed', json_build_array())::text",
+            ),
+            "EXISTS (SELECT 1 FROM added)",
+        ),
+    };
+    Ok(statement.get_result(tx.postgres()?).optional()?)
+}
+
+/// The statement of [`add_members_in_one_statement`]. `known` is each id that is a user or a
+/// group of the workspace, with its kind; the group changes only if every id is known and one is
+/// not a member in the statement's snapshot (one that another change adds meanwhile then raises
+/// the version for nothing, which no reader can tell from a change). The group's row is locked
+/// first, as every other change to a group locks it, so that the two cannot deadlock; the
+/// memberships inserted decide the audit event, and the workspace's row is locked last.
+struct PgMembersAdded<'a> {
+    workspace_id: &'a str,
+    group_id: &'a str,
+    ids: Vec<&'a str>,
+    now: NaiveDateTime,
+    record: audit::RecordInStatement<'a>,
+}
+
+impl QueryId for PgMembersAdded<'_> {
+    type QueryId = PgMembersAdded<'static>;
+    const HAS_STATIC_QUERY_ID: bool = true;
+}
+
+impl Query for PgMembersAdded<'_> {
+    type SqlType = <scim_groups::table as AsQuery>::SqlType;
+}
+
+impl QueryFragment<Pg> for PgMembersAdded<'_> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        const COLUMNS: &str = "seq, id, workspace_id, display_name, external_id, document, \
+                               version, created_at, updated_at";
+        out.push_sql(
+            "WITH known AS (SELECT id, 'User' AS member_type FROM scim_users WHERE id = ANY(",
+        );
+        out.push_bind_param::<Array<Text>, Vec<&str>>(&self.ids)?;
+        out.push_sql(") AND workspace_id = ");
+        out.push_bind_param::<Text, &str>(&self.workspace_id)?;
+        out.push_sql(" UNION ALL SELECT id, 'Group' FROM scim_groups WHERE id = ANY(");
+        out.push_bind_param::<Array<Text>, Vec<&str>>(&self.ids)?;
+        out.push_sql(") AND workspace_id = ");
+        out.push_bind_param::<Text, &str>(&self.workspace_id)?;
+        out.push_sql("), changed AS (UPDATE scim_groups SET version = version + 1, updated_at = ");
+        out.push_bind_param::<Timestamp, _>(&self.now)?;
+        out.push_sql(" WHERE id = ");
+        out.push_bind_param::<Text, &str>(&self.group_id)?;
+        out.push_sql(" AND workspace_id = ");
+        out.push_bind_param::<Text, &str>(&self.workspace_id)?;
+        out.push_sql(" AND (SELECT count(*) FROM known) = cardinality(");
+        out.push_bind_param::<Array<Text>, Vec<&str>>(&self.ids)?;
+        out.push_sql(
+            ") AND EXISTS (SELECT 1 FROM known WHERE NOT EXISTS (SELECT 1 FROM \
+             scim_group_members AS present WHERE present.group_id = scim_groups.id AND \
+             present.member_id = known.id)) RETURNING ",
+        );
+        out.push_sql(COLUMNS);
+        out.push_sql(
+            "), added AS (INSERT INTO scim_group_members (group_id, member_id, member_type) \
+             SELECT changed.id, known.id, known.member_type FROM changed, known \
+             ON CONFLICT DO NOTHING RETURNING member_id), ",
+        );
+        self.record.walk_ast(out.reborrow())?;
+        out.push_sql(" SELECT ");
+        out.push_sql(COLUMNS);
+        out.push_sql(" FROM changed");
+        Ok(())
+    }
+}
+
+impl RunQueryDsl<PgConnection> for PgMembersAdded<'_> {}
 
 /// Inserts the memberships not already there, and returns the ids of the members inserted: the
 /// rows already present are skipped by the insert itself, with no read before it.

@@ -6,10 +6,11 @@ use std::collections::HashMap;
 use chrono::NaiveDateTime;
 use diesel::backend::Backend;
 use diesel::deserialize::{self, FromSql, FromSqlRow};
+use diesel::pg::Pg;
 use diesel::prelude::*;
-use diesel::query_builder::AsQuery;
+use diesel::query_builder::{AsQuery, AstPass, Query, QueryFragment, QueryId};
 use diesel::row::Row;
-use diesel::sql_types::Text;
+use diesel::sql_types::{Bool, Nullable, Text, Timestamp};
 use serde_json::{Value, json};
 
 use super::store::{self, Page, changed_attributes};
@@ -102,8 +103,115 @@ pub fn create(
     document: Document,
     context: &AuditContext,
 ) -> Result<StoredUser, ScimError> {
-    conn.write(|tx| insert(tx, workspace_id, document, context, "scim.user.created"))
+    let action = "scim.user.created";
+    match **conn {
+        DbConnection::Postgres(_) => conn.write_in_one_statement(|tx| {
+            insert_in_one_statement(tx, workspace_id, document, context, action)
+        }),
+        DbConnection::Sqlite(_) => {
+            conn.write(|tx| insert(tx, workspace_id, document, context, action))
+        }
+    }
 }
+
+/// [`insert`] on PostgreSQL in one statement (made through `Conn::write_in_one_statement`): the
+/// user's row, index rows and event go together, with no BEGIN or COMMIT round trips.
+fn insert_in_one_statement(
+    tx: &mut Tx<'_>,
+    workspace_id: &str,
+    document: Document,
+    context: &AuditContext,
+    action: &str,
+) -> Result<StoredUser, ScimError> {
+    let columns = columns(&document)?;
+    let id = store::new_id();
+    let index_rows = values::rows_of(workspace_id, ResourceKind::User, &id, &document);
+    let details = json!({ "userName": columns.user_name, "active": columns.active });
+    let statement = PgUserCreated {
+        id: &id,
+        workspace_id,
+        user_name_ci: columns.user_name.to_lowercase(),
+        columns: &columns,
+        document: Value::Object(document.clone()).to_string(),
+        now: crate::time::now(),
+        index_rows: values::PgValueRows::of(workspace_id, ResourceKind::User, &id, &index_rows),
+        record: audit::RecordInStatement::new(
+            context,
+            workspace_id,
+            action,
+            Target {
+                kind: "user",
+                id: &id,
+            },
+            audit::Details::Json(details.to_string()),
+            "TRUE",
+        )
+        .leaving_decisions_alone(),
+    };
+    statement
+        .get_result(tx.postgres()?)
+        .map_err(unique(&columns.user_name))
+}
+
+/// The statement of [`insert_in_one_statement`].
+struct PgUserCreated<'a> {
+    id: &'a str,
+    workspace_id: &'a str,
+    columns: &'a Columns,
+    user_name_ci: String,
+    document: String,
+    now: NaiveDateTime,
+    index_rows: values::PgValueRows<'a>,
+    record: audit::RecordInStatement<'a>,
+}
+
+impl QueryId for PgUserCreated<'_> {
+    type QueryId = PgUserCreated<'static>;
+    const HAS_STATIC_QUERY_ID: bool = true;
+}
+
+impl Query for PgUserCreated<'_> {
+    type SqlType = <scim_users::table as AsQuery>::SqlType;
+}
+
+impl QueryFragment<Pg> for PgUserCreated<'_> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        const COLUMNS: &str = "seq, id, workspace_id, user_name, user_name_ci, external_id, \
+                               active, document, version, created_at, updated_at";
+        out.push_sql(
+            "WITH changed AS (INSERT INTO scim_users (id, workspace_id, user_name, \
+             user_name_ci, document, external_id, active, version, created_at, updated_at) \
+             VALUES (",
+        );
+        for text in [&self.id, &self.workspace_id] {
+            out.push_bind_param::<Text, &str>(text)?;
+            out.push_sql(", ");
+        }
+        for text in [&self.columns.user_name, &self.user_name_ci, &self.document] {
+            out.push_bind_param::<Text, String>(text)?;
+            out.push_sql(", ");
+        }
+        out.push_bind_param::<Nullable<Text>, _>(&self.columns.external_id)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Bool, _>(&self.columns.active)?;
+        out.push_sql(", 1, ");
+        out.push_bind_param::<Timestamp, _>(&self.now)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Timestamp, _>(&self.now)?;
+        out.push_sql(") RETURNING ");
+        out.push_sql(COLUMNS);
+        out.push_sql("), indexed AS (");
+        self.index_rows.walk_ast(out.reborrow())?;
+        out.push_sql("), ");
+        self.record.walk_ast(out.reborrow())?;
+        out.push_sql(" SELECT ");
+        out.push_sql(COLUMNS);
+        out.push_sql(" FROM changed");
+        Ok(())
+    }
+}
+
+impl RunQueryDsl<PgConnection> for PgUserCreated<'_> {}
 
 /// Stores a new user inside the caller's transaction and records `action` for it: a SCIM create,
 /// or a person's first SAML login.

@@ -12,9 +12,10 @@ use crate::db::{DbConnection, Tx};
 use crate::scim::resource::Document;
 use crate::scim::schema::ResourceKind;
 
+/// One index row: one simple value of a resource's document.
 #[derive(Debug, Clone, PartialEq, Eq, Insertable)]
 #[diesel(table_name = scim_values)]
-struct ValueRow {
+pub struct ValueRow {
     workspace_id: String,
     resource_type: &'static str,
     resource_id: String,
@@ -138,19 +139,7 @@ pub fn index(
     resource_id: &str,
     document: &Document,
 ) -> QueryResult<()> {
-    let rows: Vec<ValueRow> = flatten(kind, document)
-        .into_iter()
-        .map(|(attribute, element, sub, value)| ValueRow {
-            workspace_id: workspace_id.to_owned(),
-            resource_type: kind.name(),
-            resource_id: resource_id.to_owned(),
-            attribute,
-            element,
-            sub,
-            value_ci: value.to_lowercase(),
-            value,
-        })
-        .collect();
+    let rows = rows_of(workspace_id, kind, resource_id, document);
     if rows.is_empty() {
         return Ok(());
     }
@@ -163,10 +152,33 @@ pub fn index(
     Ok(())
 }
 
+/// The index rows of a resource's document.
+pub fn rows_of(
+    workspace_id: &str,
+    kind: ResourceKind,
+    resource_id: &str,
+    document: &Document,
+) -> Vec<ValueRow> {
+    flatten(kind, document)
+        .into_iter()
+        .map(|(attribute, element, sub, value)| ValueRow {
+            workspace_id: workspace_id.to_owned(),
+            resource_type: kind.name(),
+            resource_id: resource_id.to_owned(),
+            attribute,
+            element,
+            sub,
+            value_ci: value.to_lowercase(),
+            value,
+        })
+        .collect()
+}
+
 /// One resource's index rows on PostgreSQL, in one statement that stays prepared whatever their
 /// number: each column's values go as an array, which `unnest` turns back into rows. A multi-row
-/// `VALUES` is new SQL for each number of rows, parsed and planned anew on every insert.
-struct PgValueRows<'a> {
+/// `VALUES` is new SQL for each number of rows, parsed and planned anew on every insert. It may
+/// also be a table expression of a larger statement.
+pub struct PgValueRows<'a> {
     workspace_id: &'a str,
     resource_type: &'a str,
     resource_id: &'a str,
@@ -178,7 +190,7 @@ struct PgValueRows<'a> {
 }
 
 impl<'a> PgValueRows<'a> {
-    fn of(
+    pub fn of(
         workspace_id: &'a str,
         kind: ResourceKind,
         resource_id: &'a str,

@@ -271,6 +271,8 @@ async fn roles_add_up_from_groups_and_direct_assignment(database: TestDatabase) 
         ],
     )
     .await;
+    // Decided, and kept, at the access version the mapping left; joining the group raises it.
+    assert!(!allowed(&app, &tenant, &ann, "team.manage", None).await);
     assert_eq!(
         patch_members(&app, &tenant, &admins, "add", &ann).await.0,
         204

@@ -319,6 +319,21 @@ async fn workspaces_never_see_each_other(database: TestDatabase) {
     .await;
     assert_eq!(status, 400);
     assert_eq!(body["detail"], format!("unknown member ids: {ada}"));
+    // Nor is another workspace's group one to add members to.
+    let globex_member = json!({"schemas": [PATCH], "Operations": [{"op": "add", "path": "members", "value": [{"value": other_ada}]}]});
+    let acme_group = format!("/scim/v2/Groups/{group}");
+    let (status, body, _) = send(
+        &app,
+        &globex.token,
+        "PATCH",
+        &acme_group,
+        Some(&globex_member),
+    )
+    .await;
+    assert_eq!((status, body["status"].as_str()), (404, Some("404")));
+    let (_, acme_admins, _) = send(&app, &acme.token, "GET", &acme_group, None).await;
+    assert_eq!(acme_admins["members"], json!([]), "{acme_admins}");
+    assert_eq!(acme_admins["meta"]["version"], "W/\"1\"");
     let (_, still, _) = send(
         &app,
         &acme.token,
@@ -797,14 +812,19 @@ async fn provisioning_is_audited(database: TestDatabase) {
     .await;
     let group = create_group(&app, &tenant.token, "Admins").await;
     let add = json!({"schemas": [PATCH], "Operations": [{"op": "add", "path": "members", "value": [{"value": id}]}]});
-    send(
-        &app,
-        &tenant.token,
-        "PATCH",
-        &format!("/scim/v2/Groups/{group}"),
-        Some(&add),
-    )
-    .await;
+    // Adding a member again changes nothing: no new version, no second event.
+    for _ in 0..2 {
+        let (status, _, headers) = send(
+            &app,
+            &tenant.token,
+            "PATCH",
+            &format!("/scim/v2/Groups/{group}"),
+            Some(&add),
+        )
+        .await;
+        assert_eq!(status, 204);
+        assert_eq!(headers.get("etag").unwrap(), "W/\"2\"");
+    }
     send(
         &app,
         &tenant.token,

@@ -607,6 +607,16 @@ pub async fn patch(
             let (change, others) = membership_operations(operations)?;
             let group = ctx
                 .run(move |conn, t| {
+                    if if_match.is_none() && others.is_empty() && change.only_adds() {
+                        let added = change.add;
+                        return provisioning::add_group_members(
+                            conn,
+                            &t.workspace_id,
+                            &id,
+                            &t.audit,
+                            added,
+                        );
+                    }
                     provisioning::update_group(
                         conn,
                         &t.workspace_id,

@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use crate::access::grants;
 use crate::access::members::{self, OwnerCheck};
 use crate::audit::{self, AuditContext, Event, Target};
-use crate::db::{Conn, Tx};
+use crate::db::{Conn, DbConnection, Tx};
 use crate::directory::groups::{self, MemberChange, StoredGroup};
 use crate::directory::users::{self, Rewrite, StoredUser};
 use crate::scim::error::ScimError;
@@ -129,6 +129,38 @@ pub fn update_group(
         )?;
         Ok(applied.group)
     })
+}
+
+/// Makes `ids` members of the group: [`update_group`] for a change that only adds members and
+/// expects no version, made on PostgreSQL in one statement (see
+/// `groups::add_members_in_one_statement`). Adding members takes no Owner away.
+pub fn add_group_members(
+    conn: &mut Conn,
+    workspace_id: &str,
+    id: &str,
+    context: &AuditContext,
+    ids: Vec<String>,
+) -> Result<StoredGroup, ScimError> {
+    if !matches!(**conn, DbConnection::Postgres(_)) {
+        let change = MemberChange {
+            add: ids,
+            ..MemberChange::default()
+        };
+        return update_group(conn, workspace_id, id, None, context, change, |current| {
+            Ok(current.document())
+        });
+    }
+    let changed = conn.write_in_one_statement(|tx| {
+        groups::add_members_in_one_statement(tx, workspace_id, id, &ids, context)
+    })?;
+    if let Some(group) = changed {
+        return Ok(group);
+    }
+    // Nothing changed: no such group (404), an unknown member (400, after the 404), or no id
+    // that is not a member already.
+    let group = groups::load(conn, workspace_id, id)?;
+    groups::member_kinds(conn, workspace_id, &ids)?;
+    Ok(group)
 }
 
 pub fn delete_group(
