@@ -751,6 +751,18 @@ async fn bad_requests_are_400_and_change_nothing(database: TestDatabase) {
             json!({"schemas": [PATCH], "Operations": [{"op": "add", "path": "members", "value": [{"value": "ghost"}]}]}),
             "invalidValue",
         ),
+        (
+            "PATCH",
+            format!("/scim/v2/Groups/{group}"),
+            json!({"schemas": [PATCH], "Operations": [{"op": "add", "path": "members", "value": [{"value": id}, {"value": "ghost"}]}]}),
+            "invalidValue",
+        ),
+        (
+            "PATCH",
+            format!("/scim/v2/Groups/{group}"),
+            json!({"schemas": [PATCH], "Operations": [{"op": "add", "path": "members", "value": [{"value": group}]}]}),
+            "invalidValue",
+        ),
     ];
     for (method, path, body, scim_type) in cases {
         let (status, answer, _) = send(&app, &tenant.token, method, &path, Some(&body)).await;
@@ -794,6 +806,8 @@ async fn bad_requests_are_400_and_change_nothing(database: TestDatabase) {
     );
     let (_, list, _) = send(&app, &tenant.token, "GET", "/scim/v2/Groups", None).await;
     assert_eq!(list["totalResults"], 1);
+    assert_eq!(list["Resources"][0]["members"], json!([]), "{list}");
+    assert_eq!(list["Resources"][0]["meta"]["version"], "W/\"1\"");
 }
 
 async fn provisioning_is_audited(database: TestDatabase) {
