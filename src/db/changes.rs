@@ -15,6 +15,13 @@
 //!   commit), which cut a write benchmark from 7,500 to 2,800 commits a second; sent afterwards,
 //!   commits announced together share one.
 //!
+//! A second version, the credentials version, moves with every commit except those that change
+//! only the directory ([`Reach::Directory`]): what a token's check reads is kept at it, so that
+//! provisioning, which writes many times a second, does not make every request read its token
+//! again. A PostgreSQL announcement names a directory-only commit (the payload `directory`); any
+//! other announcement, an older replica's included, moves both versions. SQLite's data version
+//! cannot tell, so every commit of another connection moves both.
+//!
 //! Another process's commit is seen within [`POLL`] plus the network's delay. While the watch's
 //! connection fails, or has not answered for [`SILENT_AFTER`], the version is unknown and nothing
 //! is kept; when it answers again, the version moves once, for whatever was missed.
@@ -42,9 +49,23 @@ const SILENT_AFTER: Duration = Duration::from_secs(1);
 /// How long the watch waits before connecting again.
 const RECONNECT: Duration = Duration::from_millis(250);
 
-/// The version, and what the watch's thread shares with the requests.
+/// What a commit may have changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Reach {
+    /// SCIM users and groups, their memberships and index rows, the audit events recording them
+    /// and workspaces' access versions: nothing of a token, nor of its workspace but the access
+    /// version, which a token's check does not use.
+    Directory,
+    Anything,
+}
+
+/// The payload of an announcement of directory-only commits.
+const DIRECTORY_PAYLOAD: &str = "directory";
+
+/// The versions, and what the watch's thread shares with the requests.
 pub struct ChangeWatch {
     version: AtomicI64,
+    credentials: AtomicI64,
     state: Mutex<WatchState>,
     /// Woken when this process has a commit to announce.
     wake: Condvar,
@@ -55,8 +76,8 @@ pub struct ChangeWatch {
 struct WatchState {
     /// When the watch's connection last answered; None while it fails.
     heard_at: Option<Instant>,
-    /// Commits made here since the last announcement.
-    unannounced: bool,
+    /// How far the commits made here since the last announcement reach; None if none was made.
+    unannounced: Option<Reach>,
 }
 
 impl ChangeWatch {
@@ -65,9 +86,10 @@ impl ChangeWatch {
         let conn = open_connection(url)?;
         let watch = Arc::new(ChangeWatch {
             version: AtomicI64::new(0),
+            credentials: AtomicI64::new(0),
             state: Mutex::new(WatchState {
                 heard_at: None,
-                unannounced: false,
+                unannounced: None,
             }),
             wake: Condvar::new(),
             announces: url.backend() == Backend::Postgres,
@@ -86,22 +108,34 @@ impl ChangeWatch {
 
     /// The database's version now, or None while it cannot be known.
     pub fn version(&self) -> Option<DataVersion> {
-        let heard_at = lock(&self.state).heard_at?;
-        // Read after the check: a version read before a reconnection's move could outlive it.
-        (heard_at.elapsed() < SILENT_AFTER)
-            .then(|| DataVersion(self.version.load(Ordering::SeqCst)))
+        self.read(&self.version)
     }
 
-    /// Called once this process has committed a write.
-    pub fn committed(&self) {
-        self.changed();
+    /// The credentials version now (see the module's comment), or None while it cannot be known.
+    pub fn credentials_version(&self) -> Option<DataVersion> {
+        self.read(&self.credentials)
+    }
+
+    fn read(&self, counter: &AtomicI64) -> Option<DataVersion> {
+        let heard_at = lock(&self.state).heard_at?;
+        // Read after the check: a version read before a reconnection's move could outlive it.
+        (heard_at.elapsed() < SILENT_AFTER).then(|| DataVersion(counter.load(Ordering::SeqCst)))
+    }
+
+    /// Called once this process has committed a write that reaches as far as `reach`.
+    pub fn committed(&self, reach: Reach) {
+        self.changed(reach);
         if self.announces {
-            lock(&self.state).unannounced = true;
+            let mut state = lock(&self.state);
+            state.unannounced = state.unannounced.max(Some(reach));
             self.wake.notify_one();
         }
     }
 
-    fn changed(&self) {
+    fn changed(&self, reach: Reach) {
+        if reach == Reach::Anything {
+            self.credentials.fetch_add(1, Ordering::SeqCst);
+        }
         self.version.fetch_add(1, Ordering::SeqCst);
     }
 
@@ -117,10 +151,17 @@ prepared_sqlite!(
 );
 
 /// Announces a commit made on `conn` outside any [`ChangeWatch`] (the CLI's own connection).
-pub fn announce(conn: &mut DbConnection) -> QueryResult<()> {
+pub fn announce(conn: &mut DbConnection, reach: Reach) -> QueryResult<()> {
     match conn {
-        DbConnection::Postgres(conn) => conn.batch_execute(&format!("NOTIFY {CHANNEL}")),
+        DbConnection::Postgres(conn) => conn.batch_execute(&announcement(reach)),
         DbConnection::Sqlite(_) => Ok(()),
+    }
+}
+
+fn announcement(reach: Reach) -> String {
+    match reach {
+        Reach::Directory => format!("NOTIFY {CHANNEL}, '{DIRECTORY_PAYLOAD}'"),
+        Reach::Anything => format!("NOTIFY {CHANNEL}"),
     }
 }
 
@@ -140,7 +181,7 @@ fn poll_sqlite(watch: &Weak<ChangeWatch>, mut conn: SqliteConnection) {
         match DataVersionPragma.get_result::<i64>(&mut conn) {
             Ok(version) => {
                 if seen.is_some_and(|seen| seen != version) {
-                    live.changed();
+                    live.changed(Reach::Anything);
                 }
                 seen = Some(version);
                 live.heard(true);
@@ -197,7 +238,7 @@ fn listen(watch: &Weak<ChangeWatch>, conn: &mut PgConnection) -> QueryResult<()>
             return Ok(());
         };
         // Commits made while nobody listened were not heard of.
-        live.changed();
+        live.changed(Reach::Anything);
         live.heard(true);
         tracing::info!("the change watch listens for other replicas' commits");
     }
@@ -210,19 +251,26 @@ fn listen(watch: &Weak<ChangeWatch>, conn: &mut PgConnection) -> QueryResult<()>
             let state = lock(&live.state);
             let (mut state, _) = live
                 .wake
-                .wait_timeout_while(state, POLL, |state| !state.unannounced)
+                .wait_timeout_while(state, POLL, |state| state.unannounced.is_none())
                 .unwrap_or_else(|poisoned| poisoned.into_inner());
-            std::mem::take(&mut state.unannounced)
+            state.unannounced.take()
         };
-        if announce {
-            conn.batch_execute(&format!("NOTIFY {CHANNEL}"))?;
+        if let Some(reach) = announce {
+            conn.batch_execute(&announcement(reach))?;
         }
-        let mut others_committed = false;
+        let mut others_reached = None;
         for notification in conn.notifications_iter() {
-            others_committed |= notification?.process_id != own_pid;
+            let notification = notification?;
+            if notification.process_id != own_pid {
+                let reach = match notification.payload.as_str() {
+                    DIRECTORY_PAYLOAD => Reach::Directory,
+                    _ => Reach::Anything,
+                };
+                others_reached = others_reached.max(Some(reach));
+            }
         }
-        if others_committed {
-            live.changed();
+        if let Some(reach) = others_reached {
+            live.changed(reach);
         }
         if pinged_at.elapsed() >= PING {
             conn.batch_execute("SELECT 1")?;
@@ -270,10 +318,23 @@ mod tests {
         assert!(within_a_second(|| watch.version().unwrap() > before));
 
         let before = watch.version().unwrap();
-        watch.committed();
+        let credentials = watch.credentials_version().unwrap();
+        watch.committed(Reach::Directory);
         assert!(
             watch.version().unwrap() > before,
             "this process's own commit, at once"
         );
+        assert_eq!(watch.credentials_version().unwrap(), credentials);
+        watch.committed(Reach::Anything);
+        assert!(watch.credentials_version().unwrap() > credentials);
+
+        // SQLite cannot tell what another connection's commit changed.
+        let credentials = watch.credentials_version().unwrap();
+        other
+            .batch_execute("INSERT INTO rows VALUES ('b')")
+            .unwrap();
+        assert!(within_a_second(
+            || watch.credentials_version().unwrap() > credentials
+        ));
     }
 }

@@ -7,6 +7,7 @@
 pub mod any_of;
 pub mod budget;
 pub mod changes;
+pub use changes::Reach;
 pub mod memo;
 pub mod prepared;
 pub mod raw;
@@ -393,6 +394,12 @@ impl Store {
         self.changes.version()
     }
 
+    /// [`Store::data_version`] for what only tokens and workspaces hold: a token's check (see
+    /// [`changes`]).
+    pub fn credentials_version(&self) -> Option<memo::DataVersion> {
+        self.changes.credentials_version()
+    }
+
     /// Runs blocking storage code that reads and may then write (through [`Conn::write`]) on
     /// actix's blocking thread pool.
     pub async fn run<T, E, F>(&self, work: F) -> Result<T, E>
@@ -457,7 +464,7 @@ impl Store {
                 actix_web::web::block(move || {
                     let written = writer.write(work)?;
                     if tell {
-                        changes.committed();
+                        changes.committed(Reach::Anything);
                     }
                     Ok(written)
                 })
@@ -642,15 +649,16 @@ impl Conn {
             Some(writer) => writer.write(work)?,
             None => own_transaction(self, work)?,
         };
-        self.announce_commit();
+        self.announce_commit(Reach::Anything);
         Ok(written)
     }
 
     /// [`Conn::write`] for a write that `work` makes in one statement: on PostgreSQL the
     /// statement is its own transaction, so no BEGIN or COMMIT crosses the socket and the rows it
     /// locks are held only while it runs, not for round trips. On SQLite it is a transaction like
-    /// any other (through the writer inside a [`Store`]). `work` must make no other write.
-    pub fn write_in_one_statement<T, E, F>(&mut self, work: F) -> Result<T, E>
+    /// any other (through the writer inside a [`Store`]). `work` must make no other write, and
+    /// write nothing beyond `reach`.
+    pub fn write_in_one_statement<T, E, F>(&mut self, reach: Reach, work: F) -> Result<T, E>
     where
         F: FnOnce(&mut Tx<'_>) -> Result<T, E> + Send,
         T: Send,
@@ -663,15 +671,15 @@ impl Conn {
                 conn => own_transaction(conn, work)?,
             },
         };
-        self.announce_commit();
+        self.announce_commit(reach);
         Ok(written)
     }
 
-    fn announce_commit(&mut self) {
+    fn announce_commit(&mut self, reach: Reach) {
         match &self.changes {
-            Some(changes) => changes.committed(),
+            Some(changes) => changes.committed(reach),
             None => {
-                if let Err(error) = changes::announce(self) {
+                if let Err(error) = changes::announce(self, reach) {
                     tracing::warn!(%error, "a commit was made but could not be announced to the replicas");
                 }
             }

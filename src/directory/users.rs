@@ -19,7 +19,7 @@ use crate::audit::{self, AuditContext, Event, Target};
 use crate::db::rows;
 use crate::db::schema::{scim_group_members, scim_users};
 use crate::db::stored_time::StoredTime;
-use crate::db::{Conn, DbConnection, StoreError, Tx};
+use crate::db::{Conn, DbConnection, Reach, StoreError, Tx};
 use crate::scim::error::ScimError;
 use crate::scim::resource::Document;
 use crate::scim::schema::ResourceKind;
@@ -105,7 +105,7 @@ pub fn create(
 ) -> Result<StoredUser, ScimError> {
     let action = "scim.user.created";
     match **conn {
-        DbConnection::Postgres(_) => conn.write_in_one_statement(|tx| {
+        DbConnection::Postgres(_) => conn.write_in_one_statement(Reach::Directory, |tx| {
             insert_in_one_statement(tx, workspace_id, document, context, action)
         }),
         DbConnection::Sqlite(_) => {

@@ -87,6 +87,7 @@ impl ReadUser {
 /// import's walk. Every key holds the workspace, so one workspace's reads are never another's
 /// answer.
 pub struct ScimMemo {
+    /// At the credentials version, which provisioning does not move (see [`crate::db::changes`]).
     credentials: tokens::CredentialMemo,
     /// By workspace id and user id.
     users: Memo<(String, String), Arc<ReadUser>>,
@@ -201,23 +202,24 @@ impl Context {
         F: FnOnce(&mut Conn, &Tenant) -> Result<T, ScimError> + Send + 'static,
         T: Send + 'static,
     {
-        self.run_at(self.store.data_version(), work).await
+        self.run_at(self.store.credentials_version(), work).await
     }
 
-    /// [`Context::run`] for a caller that read the data version itself, before anything else.
-    async fn run_at<T, F>(&self, version: Option<DataVersion>, work: F) -> Result<T, ScimError>
+    /// [`Context::run`] for a caller that read the credentials version itself, before anything
+    /// else: the token's check is kept at that version (see [`crate::db::changes`]).
+    async fn run_at<T, F>(&self, credentials: Option<DataVersion>, work: F) -> Result<T, ScimError>
     where
         F: FnOnce(&mut Conn, &Tenant) -> Result<T, ScimError> + Send + 'static,
         T: Send + 'static,
     {
-        if let Some(tenant) = version.and_then(|version| self.tenant_from_memo(version)) {
+        if let Some(tenant) = credentials.and_then(|version| self.tenant_from_memo(version)) {
             let tenant = tenant?;
             return self.store.run(move |conn| work(conn, &tenant)).await;
         }
         let context = self.clone();
         self.store
             .run(move |conn| {
-                let memo = version.map(|version| (&context.memo.credentials, version));
+                let memo = credentials.map(|version| (&context.memo.credentials, version));
                 let (token, workspace) =
                     tokens::authenticate(conn, &context.token, crate::time::now(), memo)
                         .map_err(|error| context.refused(AuthError::from(error)))?;
@@ -269,20 +271,19 @@ impl Context {
         T: Send + 'static,
     {
         let version = self.store.data_version();
+        let credentials = self.store.credentials_version();
         let memo = self.memo.clone();
         let read = move |conn: &mut Conn, tenant: &Tenant| {
             read(conn, tenant, version.map(|version| (&**memo, version)))
         };
-        if let Some(version) = version
-            && let Some(tenant) = self.tenant_from_memo(version)
-        {
+        if let Some(tenant) = credentials.and_then(|version| self.tenant_from_memo(version)) {
             let tenant = tenant?;
-            if let Some(found) = kept(&self.memo, version, &tenant) {
+            if let Some(found) = version.and_then(|version| kept(&self.memo, version, &tenant)) {
                 return Ok(found);
             }
             return self.store.run(move |conn| read(conn, &tenant)).await;
         }
-        self.run_at(version, read).await
+        self.run_at(credentials, read).await
     }
 
     /// The tenant of a checked token that holds the `scim` scope and is within its rate limit.

@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use crate::access::grants;
 use crate::access::members::{self, OwnerCheck};
 use crate::audit::{self, AuditContext, Event, Target};
-use crate::db::{Conn, DbConnection, Tx};
+use crate::db::{Conn, DbConnection, Reach, Tx};
 use crate::directory::groups::{self, MemberChange, StoredGroup};
 use crate::directory::users::{self, Rewrite, StoredUser};
 use crate::scim::error::ScimError;
@@ -150,7 +150,7 @@ pub fn add_group_members(
             Ok(current.document())
         });
     }
-    let changed = conn.write_in_one_statement(|tx| {
+    let changed = conn.write_in_one_statement(Reach::Directory, |tx| {
         groups::add_members_in_one_statement(tx, workspace_id, id, &ids, context)
     })?;
     if let Some(group) = changed {
