@@ -58,12 +58,12 @@ pub struct RootSpan;
 #[derive(Clone)]
 struct MatchedRoute(Option<String>);
 
-/// The request's route template, as the root span found it, or found now where none ran.
+/// The request's route template, as the root span found it (every route runs inside it).
 fn matched_route(request: &HttpRequest) -> Option<String> {
-    match request.extensions().get::<MatchedRoute>() {
-        Some(MatchedRoute(route)) => route.clone(),
-        None => request.match_pattern(),
-    }
+    request
+        .extensions()
+        .get::<MatchedRoute>()
+        .and_then(|MatchedRoute(route)| route.clone())
 }
 
 impl RootSpanBuilder for RootSpan {
