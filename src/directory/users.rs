@@ -54,6 +54,13 @@ struct Columns {
     active: bool,
 }
 
+impl Columns {
+    /// What the audit log records of a new user.
+    fn created_event_details(&self) -> Value {
+        json!({ "userName": self.user_name, "active": self.active })
+    }
+}
+
 fn columns(document: &Document) -> Result<Columns, ScimError> {
     let user_name = match document.get("userName") {
         Some(Value::String(name)) if !name.trim().is_empty() => name.clone(),
@@ -126,7 +133,7 @@ fn insert_in_one_statement(
     let columns = columns(&document)?;
     let id = store::new_id();
     let index_rows = values::rows_of(workspace_id, ResourceKind::User, &id, &document);
-    let details = json!({ "userName": columns.user_name, "active": columns.active });
+    let details = columns.created_event_details();
     let statement = PgUserCreated {
         id: &id,
         workspace_id,
@@ -250,7 +257,7 @@ pub fn insert(
                 kind: "user",
                 id: &id,
             },
-            details: json!({ "userName": columns.user_name, "active": columns.active }),
+            details: columns.created_event_details(),
         },
     )?;
     Ok(user)
