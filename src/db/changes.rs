@@ -56,6 +56,7 @@ pub enum Reach {
     /// and workspaces' access versions: nothing of a token, nor of its workspace but the access
     /// version, which a token's check does not use.
     Directory,
+    /// Anything at all: both versions move.
     Anything,
 }
 
