@@ -48,6 +48,7 @@ impl Application {
         let public_base_url = web::Data::new(base_url.clone());
         let decision_cache = web::Data::new(access::cache::DecisionCache::default());
         let scim_memo = web::Data::new(api::scim::actions::ScimMemo::default());
+        let member_adds = web::Data::new(api::scim::actions::MemberAdds::default());
         let verified_sessions = web::Data::new(api::sessions::VerifiedSessions::default());
         let session_keys = web::Data::new(sessions::keys::KeyRing::default());
         let rate_limiter = web::Data::new(RateLimiter::new(settings.rate_limit));
@@ -61,6 +62,7 @@ impl Application {
                 .app_data(store.clone())
                 .app_data(decision_cache.clone())
                 .app_data(scim_memo.clone())
+                .app_data(member_adds.clone())
                 .app_data(verified_sessions.clone())
                 .app_data(session_keys.clone())
                 .app_data(rate_limiter.clone())

@@ -6,7 +6,7 @@ use chrono::NaiveDateTime;
 use diesel::pg::Pg;
 use diesel::prelude::*;
 use diesel::query_builder::{AstPass, QueryFragment};
-use diesel::sql_types::{Nullable, Text, Timestamp};
+use diesel::sql_types::{Array, Nullable, Text, Timestamp};
 use serde::Serialize;
 
 use crate::db::schema::{audit_events, workspaces};
@@ -106,50 +106,58 @@ pub fn record(tx: &mut Tx<'_>, context: &AuditContext, event: Event<'_>) -> Quer
 
 /// [`record`] as part of the statement that makes the change, on PostgreSQL (see
 /// `Conn::write_in_one_statement`): the table expressions `recorded` and `raised` of a `WITH`,
-/// which append the event and raise the workspace's access version once for each row of
-/// `changed`, a table expression written before them, where `only_if` holds. `only_if` and
-/// [`Details::Sql`] may read the statement's other table expressions. The workspace's row is
+/// which append the [`Events`] and raise the workspace's access version once if any was
+/// appended. A statement may make the changes of several requests: each event names its
+/// requester, by the position of its context among `requesters` (from 1). The workspace's row is
 /// locked last, as [`record`] locks it.
 pub struct RecordInStatement<'a> {
     occurred_at: NaiveDateTime,
     workspace_id: &'a str,
-    actor: (&'static str, &'a str),
-    request_id: Option<&'a str>,
+    request_ids: Vec<Option<&'a str>>,
+    actor_types: Vec<&'static str>,
+    actor_ids: Vec<&'a str>,
     action: &'a str,
     target: Target<'a>,
-    details: Details,
-    only_if: &'static str,
+    events: Events,
     raises_access_version: bool,
 }
 
-/// An event's details in [`RecordInStatement`].
-pub enum Details {
-    /// JSON text known before the statement.
-    Json(String),
-    /// The SQL of JSON text that the statement computes.
-    Sql(&'static str),
+/// The events a [`RecordInStatement`] appends.
+pub enum Events {
+    /// One event, by the first requester, for each row of `changed` (a table expression written
+    /// before), with these details (JSON text).
+    One(String),
+    /// The SQL of a query, which may read the statement's other table expressions, with a row
+    /// `(requester, details)` for each event.
+    Each(&'static str),
 }
 
 impl<'a> RecordInStatement<'a> {
     pub fn new(
-        context: &'a AuditContext,
+        requesters: impl IntoIterator<Item = &'a AuditContext>,
         workspace_id: &'a str,
         action: &'a str,
         target: Target<'a>,
-        details: Details,
-        only_if: &'static str,
+        events: Events,
     ) -> Self {
-        RecordInStatement {
+        let mut record = RecordInStatement {
             occurred_at: crate::time::now(),
             workspace_id,
-            actor: context.actor.parts(),
-            request_id: context.request_id.as_deref(),
+            request_ids: Vec::new(),
+            actor_types: Vec::new(),
+            actor_ids: Vec::new(),
             action,
             target,
-            details,
-            only_if,
+            events,
             raises_access_version: true,
+        };
+        for context in requesters {
+            let (actor_type, actor_id) = context.actor.parts();
+            record.request_ids.push(context.request_id.as_deref());
+            record.actor_types.push(actor_type);
+            record.actor_ids.push(actor_id);
         }
+        record
     }
 
     /// As [`record_leaving_decisions_alone`]: no `raised`, and no lock on the workspace's row.
@@ -166,35 +174,37 @@ impl QueryFragment<Pg> for RecordInStatement<'_> {
              actor_type, actor_id, action, target_type, target_id, details) SELECT ",
         );
         out.push_bind_param::<Timestamp, _>(&self.occurred_at)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Nullable<Text>, _>(&self.request_id)?;
-        let texts = [
-            &self.workspace_id,
-            &self.actor.0,
-            &self.actor.1,
-            &self.action,
-            &self.target.kind,
-            &self.target.id,
-        ];
-        for text in texts {
+        out.push_sql(", requesters.request_id, ");
+        out.push_bind_param::<Text, &str>(&self.workspace_id)?;
+        out.push_sql(", requesters.actor_type, requesters.actor_id");
+        for text in [&self.action, &self.target.kind, &self.target.id] {
             out.push_sql(", ");
             out.push_bind_param::<Text, &str>(text)?;
         }
-        out.push_sql(", ");
-        match &self.details {
-            Details::Json(details) => out.push_bind_param::<Text, String>(details)?,
-            Details::Sql(details) => out.push_sql(details),
+        out.push_sql(", events.details FROM (");
+        match &self.events {
+            Events::One(details) => {
+                out.push_sql("SELECT 1, ");
+                out.push_bind_param::<Text, String>(details)?;
+                out.push_sql(" FROM changed");
+            }
+            Events::Each(events) => out.push_sql(events),
         }
-        out.push_sql(" FROM changed WHERE ");
-        out.push_sql(self.only_if);
-        out.push_sql(")");
+        out.push_sql(") AS events (requester, details) JOIN unnest(");
+        out.push_bind_param::<Array<Nullable<Text>>, _>(&self.request_ids)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Text>, _>(&self.actor_types)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Text>, _>(&self.actor_ids)?;
+        out.push_sql(
+            ") WITH ORDINALITY AS requesters (request_id, actor_type, actor_id, requester) \
+             USING (requester) RETURNING id)",
+        );
         if self.raises_access_version {
             out.push_sql(
                 ", raised AS (UPDATE workspaces SET access_version = access_version + 1 \
-                 WHERE EXISTS (SELECT 1 FROM changed) AND ",
+                 WHERE EXISTS (SELECT 1 FROM recorded) AND id = ",
             );
-            out.push_sql(self.only_if);
-            out.push_sql(" AND id = ");
             out.push_bind_param::<Text, &str>(&self.workspace_id)?;
             out.push_sql(")");
         }

@@ -400,6 +400,13 @@ impl Store {
         self.changes.credentials_version()
     }
 
+    pub fn backend(&self) -> Backend {
+        match self.sqlite_writer {
+            Some(_) => Backend::Sqlite,
+            None => Backend::Postgres,
+        }
+    }
+
     /// Runs blocking storage code that reads and may then write (through [`Conn::write`]) on
     /// actix's blocking thread pool.
     pub async fn run<T, E, F>(&self, work: F) -> Result<T, E>

@@ -7,7 +7,7 @@ use chrono::NaiveDateTime;
 use diesel::pg::Pg;
 use diesel::prelude::*;
 use diesel::query_builder::{AsQuery, AstPass, Query, QueryFragment, QueryId};
-use diesel::sql_types::{Array, Text, Timestamp};
+use diesel::sql_types::{Array, Integer, Nullable, Text, Timestamp};
 use serde_json::{Value, json};
 
 use super::store::{self, Page, changed_attributes};
@@ -339,7 +339,7 @@ fn add_members(
 }
 
 /// `ids` without repeats, in order; refused if the group is among them.
-fn distinct_other_than<'a>(
+pub fn distinct_other_than<'a>(
     group_id: &str,
     ids: &'a [String],
 ) -> Result<Vec<&'a String>, ScimError> {
@@ -352,55 +352,98 @@ fn distinct_other_than<'a>(
     Ok(wanted)
 }
 
-/// Adds members to a group in one statement on PostgreSQL (made through
-/// `Conn::write_in_one_statement`), for a change that only adds members and expects no version:
-/// how Okta and Entra push each assignment. The group's row is then locked only while the
-/// statement runs, so concurrent additions to one group queue for that, not for round trips.
-/// Some with the group as changed; None when it changed nothing: the workspace has no such group,
-/// an id is no user or group of the workspace, or every id is a member already (the caller tells
-/// which, with [`load`] and [`member_kinds`]).
-pub fn add_members_in_one_statement(
+/// One request's members to add, in [`add_members_together`]: its ids (without repeats, as
+/// [`distinct_other_than`] gives them) and who asked.
+pub struct MembersWanted<'a> {
+    pub ids: Vec<&'a str>,
+    pub context: &'a AuditContext,
+}
+
+/// What [`add_members_together`] did: the group as changed, if it changed, and which requests
+/// were accepted.
+pub struct AddedTogether {
+    pub group: Option<StoredGroup>,
+    accepted: Vec<i32>,
+}
+
+impl AddedTogether {
+    /// Whether every id of the `index`th request is a user or a group of the workspace, so that
+    /// its ids are members now (`group` is None if none of the accepted requests added anyone,
+    /// or the workspace has no such group).
+    pub fn accepted(&self, index: usize) -> bool {
+        i32::try_from(index + 1).is_ok_and(|requester| self.accepted.contains(&requester))
+    }
+}
+
+/// Adds the members several requests ask for to a group, in one statement on PostgreSQL (made
+/// through `Conn::write_in_one_statement`), for changes that only add members and expect no
+/// version: how Okta and Entra push each assignment. The group's row is then locked only while
+/// the statement runs, and requests queued for the group share it and its commit. A request
+/// naming an id that is no user or group of the workspace is not accepted and adds no one; the
+/// others are. One event is recorded for each request that added someone, with the members it
+/// added (a member two requests name is added by the first).
+pub fn add_members_together(
     tx: &mut Tx<'_>,
     workspace_id: &str,
     group_id: &str,
-    ids: &[String],
-    context: &AuditContext,
-) -> Result<Option<StoredGroup>, ScimError> {
-    let wanted = distinct_other_than(group_id, ids)?;
+    requests: &[MembersWanted<'_>],
+) -> Result<AddedTogether, ScimError> {
+    let mut requesters = Vec::new();
+    let mut ids = Vec::new();
+    for (requester, request) in (1..).zip(requests) {
+        requesters.extend(std::iter::repeat_n(requester, request.ids.len()));
+        ids.extend(request.ids.iter().copied());
+    }
+    let distinct: Vec<&str> = ids
+        .iter()
+        .copied()
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
     let statement = PgMembersAdded {
         workspace_id,
         group_id,
-        ids: wanted.iter().map(|id| id.as_str()).collect(),
+        requesters,
+        ids,
+        distinct,
         now: crate::time::now(),
         record: audit::RecordInStatement::new(
-            context,
+            requests.iter().map(|request| request.context),
             workspace_id,
             "scim.group.updated",
             Target {
                 kind: "group",
                 id: group_id,
             },
-            audit::Details::Sql(
-                "json_build_object('displayName', changed.display_name, 'changed', \
-                 json_build_array(), 'members_added', (SELECT json_agg(member_id) FROM added), \
-                 'members_removed', json_build_array())::text",
+            audit::Events::Each(
+                "SELECT new.requester, json_build_object('displayName', changed.display_name, \
+                 'changed', json_build_array(), 'members_added', json_agg(added.member_id \
+                 ORDER BY added.member_id), 'members_removed', json_build_array())::text FROM \
+                 changed, added JOIN new ON new.id = added.member_id GROUP BY new.requester, \
+                 changed.display_name",
             ),
-            "EXISTS (SELECT 1 FROM added)",
         ),
     };
-    Ok(statement.get_result(tx.postgres()?).optional()?)
+    let (group, accepted) = statement.get_result(tx.postgres()?)?;
+    Ok(AddedTogether { group, accepted })
 }
 
-/// The statement of [`add_members_in_one_statement`]. `known` is each id that is a user or a
-/// group of the workspace, with its kind; the group changes only if every id is known and one is
-/// not a member in the statement's snapshot (one that another change adds meanwhile then raises
-/// the version for nothing, which no reader can tell from a change). The group's row is locked
+/// The statement of [`add_members_together`]. `wanted` pairs each request (its position,
+/// counted from one) with each of its ids; `known` is each id that is a user or a group of the workspace, with
+/// its kind; `accepted`, each request all of whose ids are known; `new`, each id of an accepted
+/// request that is not a member in the statement's snapshot, with the first request naming it.
+/// The group changes if there is one, its version raised once for each request adding someone,
+/// as if they had been made one after another (a member that another change adds meanwhile then
+/// raises the version for nothing, which no reader can tell from a change). The group's row is locked
 /// first, as every other change to a group locks it, so that the two cannot deadlock; the
-/// memberships inserted decide the audit event, and the workspace's row is locked last.
+/// memberships inserted decide the audit events, and the workspace's row is locked last. The one
+/// row answered holds the group if it changed, and the accepted requests.
 struct PgMembersAdded<'a> {
     workspace_id: &'a str,
     group_id: &'a str,
+    requesters: Vec<i32>,
     ids: Vec<&'a str>,
+    distinct: Vec<&'a str>,
     now: NaiveDateTime,
     record: audit::RecordInStatement<'a>,
 }
@@ -411,46 +454,61 @@ impl QueryId for PgMembersAdded<'_> {
 }
 
 impl Query for PgMembersAdded<'_> {
-    type SqlType = <scim_groups::table as AsQuery>::SqlType;
+    type SqlType = (
+        Nullable<<scim_groups::table as AsQuery>::SqlType>,
+        Array<Integer>,
+    );
 }
 
 impl QueryFragment<Pg> for PgMembersAdded<'_> {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
         const COLUMNS: &str = "seq, id, workspace_id, display_name, external_id, document, \
                                version, created_at, updated_at";
+        out.push_sql("WITH wanted AS (SELECT * FROM unnest(");
+        out.push_bind_param::<Array<Integer>, _>(&self.requesters)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Text>, _>(&self.ids)?;
         out.push_sql(
-            "WITH known AS (SELECT id, 'User' AS member_type FROM scim_users WHERE id = ANY(",
+            ") AS wanted (requester, id)), known AS (SELECT id, 'User' AS member_type FROM \
+             scim_users WHERE id = ANY(",
         );
-        out.push_bind_param::<Array<Text>, Vec<&str>>(&self.ids)?;
+        out.push_bind_param::<Array<Text>, _>(&self.distinct)?;
         out.push_sql(") AND workspace_id = ");
         out.push_bind_param::<Text, &str>(&self.workspace_id)?;
         out.push_sql(" UNION ALL SELECT id, 'Group' FROM scim_groups WHERE id = ANY(");
-        out.push_bind_param::<Array<Text>, Vec<&str>>(&self.ids)?;
+        out.push_bind_param::<Array<Text>, _>(&self.distinct)?;
         out.push_sql(") AND workspace_id = ");
         out.push_bind_param::<Text, &str>(&self.workspace_id)?;
-        out.push_sql("), changed AS (UPDATE scim_groups SET version = version + 1, updated_at = ");
+        out.push_sql(
+            "), accepted AS (SELECT requester FROM wanted LEFT JOIN known USING (id) GROUP BY \
+             requester HAVING count(known.id) = count(*)), new AS (SELECT known.id, \
+             known.member_type, min(wanted.requester) AS requester FROM wanted JOIN accepted \
+             USING (requester) JOIN known USING (id) WHERE NOT EXISTS (SELECT 1 FROM \
+             scim_group_members AS present WHERE present.group_id = ",
+        );
+        out.push_bind_param::<Text, &str>(&self.group_id)?;
+        out.push_sql(
+            " AND present.member_id = known.id) GROUP BY known.id, known.member_type), \
+             changed AS (UPDATE scim_groups SET version = version + (SELECT count(DISTINCT \
+             requester) FROM new), updated_at = ",
+        );
         out.push_bind_param::<Timestamp, _>(&self.now)?;
         out.push_sql(" WHERE id = ");
         out.push_bind_param::<Text, &str>(&self.group_id)?;
         out.push_sql(" AND workspace_id = ");
         out.push_bind_param::<Text, &str>(&self.workspace_id)?;
-        out.push_sql(" AND (SELECT count(*) FROM known) = cardinality(");
-        out.push_bind_param::<Array<Text>, Vec<&str>>(&self.ids)?;
-        out.push_sql(
-            ") AND EXISTS (SELECT 1 FROM known WHERE NOT EXISTS (SELECT 1 FROM \
-             scim_group_members AS present WHERE present.group_id = scim_groups.id AND \
-             present.member_id = known.id)) RETURNING ",
-        );
+        out.push_sql(" AND EXISTS (SELECT 1 FROM new) RETURNING ");
         out.push_sql(COLUMNS);
         out.push_sql(
             "), added AS (INSERT INTO scim_group_members (group_id, member_id, member_type) \
-             SELECT changed.id, known.id, known.member_type FROM changed, known \
+             SELECT changed.id, new.id, new.member_type FROM changed, new \
              ON CONFLICT DO NOTHING RETURNING member_id), ",
         );
         self.record.walk_ast(out.reborrow())?;
-        out.push_sql(" SELECT ");
-        out.push_sql(COLUMNS);
-        out.push_sql(" FROM changed");
+        out.push_sql(
+            " SELECT changed.*, ARRAY(SELECT requester FROM accepted) FROM (SELECT 1) \
+                      AS answer LEFT JOIN changed ON TRUE",
+        );
         Ok(())
     }
 }

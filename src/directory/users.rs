@@ -143,15 +143,14 @@ fn insert_in_one_statement(
         now: crate::time::now(),
         index_rows: values::PgValueRows::of(workspace_id, ResourceKind::User, &id, &index_rows),
         record: audit::RecordInStatement::new(
-            context,
+            [context],
             workspace_id,
             action,
             Target {
                 kind: "user",
                 id: &id,
             },
-            audit::Details::Json(details.to_string()),
-            "TRUE",
+            audit::Events::One(details.to_string()),
         )
         .leaving_decisions_alone(),
     };

@@ -572,12 +572,16 @@ async fn concurrent_member_adds_are_all_kept(database: TestDatabase) {
         users.push(create_user(&app, &tenant.token, &format!("user{n}@example.com")).await);
     }
     let path = format!("/scim/v2/Groups/{group}");
-    let adds = users.iter().map(|user| {
+    // On PostgreSQL, adds waiting for the group are made together: one naming an unknown member
+    // among them is refused alone.
+    let unknown = "no-such-user".to_owned();
+    let adds = users.iter().chain([&unknown]).map(|user| {
         let body = json!({"schemas": [PATCH], "Operations": [{"op": "add", "path": "members", "value": [{"value": user}]}]});
         let request = app.client.patch(app.url(&path)).bearer_auth(&tenant.token);
         async move { request.send_body(body.to_string()).await.unwrap().status().as_u16() }
     });
-    let statuses = futures_util::future::join_all(adds).await;
+    let mut statuses = futures_util::future::join_all(adds).await;
+    assert_eq!(statuses.pop(), Some(400));
     assert!(statuses.iter().all(|status| *status == 204), "{statuses:?}");
     let (_, answer, _) = send(&app, &tenant.token, "GET", &path, None).await;
     assert_eq!(answer["members"].as_array().unwrap().len(), users.len());
@@ -585,6 +589,109 @@ async fn concurrent_member_adds_are_all_kept(database: TestDatabase) {
         answer["meta"]["version"],
         format!("W/\"{}\"", users.len() + 1)
     );
+}
+
+/// Member adds waiting for one group are made together on PostgreSQL, in one statement: each
+/// request is refused, versioned and audited as if it had been made alone.
+#[actix_web::test]
+async fn member_adds_made_together_are_each_answered_as_if_alone() {
+    use actix_web::ResponseError;
+    use diesel::prelude::*;
+    use idgate::api::scim::provisioning::{self, MemberAdd};
+    use idgate::audit::{Actor, AuditContext};
+    use idgate::db::schema::audit_events;
+    use idgate::directory::{groups, users};
+    use idgate::scim::{resource::normalize, schema::ResourceKind};
+
+    let Some(database) = TestDatabase::postgres() else {
+        return;
+    };
+    let mut conn = database.connect();
+    let workspace = helpers::workspace(&mut conn, "acme");
+    let cli = AuditContext::cli();
+    let [ada, grace, alan] = ["ada", "grace", "alan"].map(|name| {
+        let document = normalize(ResourceKind::User, &json!({"userName": name})).unwrap();
+        users::create(&mut conn, &workspace.id, document, &cli)
+            .unwrap()
+            .id
+    });
+    let document = normalize(ResourceKind::Group, &json!({"displayName": "Everyone"})).unwrap();
+    let group =
+        groups::create(&mut conn, &workspace.id, document, vec![alan.clone()], &cli).unwrap();
+    let add = |n: usize, ids: &[&str]| MemberAdd {
+        ids: ids.iter().map(|id| id.to_string()).collect(),
+        context: AuditContext {
+            actor: Actor::Token(format!("token-{n}")),
+            request_id: Some(format!("request-{n}")),
+        },
+    };
+    let adds = [
+        add(1, &[&ada]),
+        // Ada is the first request's; Grace is this one's.
+        add(2, &[&ada, &grace]),
+        add(3, &[&grace, "no-such-user"]),
+        add(4, &[&group.id]),
+        add(5, &[&alan]),
+        add(6, &[&ada]),
+    ];
+    let answers = provisioning::add_group_members(&mut conn, &workspace.id, &group.id, &adds)
+        .expect("the adds are made together");
+    let statuses: Vec<u16> = answers
+        .iter()
+        .map(|answer| match answer {
+            Ok(_) => 200,
+            Err(error) => error.status_code().as_u16(),
+        })
+        .collect();
+    assert_eq!(statuses, [200, 200, 400, 400, 200, 200]);
+
+    let members =
+        groups::members_of(&mut conn, std::slice::from_ref(&group.id), None, None).unwrap();
+    let mut members: Vec<String> = members.into_iter().map(|m| m.member_id).collect();
+    members.sort();
+    let mut expected = vec![ada.clone(), grace.clone(), alan];
+    expected.sort();
+    assert_eq!(members, expected);
+    // Raised by each request that added someone.
+    let stored = groups::load(&mut conn, &workspace.id, &group.id).unwrap();
+    assert_eq!(stored.version, group.version + 2);
+    // Every accepted add answers with the group as the statement left it.
+    assert_eq!(answers[0].as_ref().unwrap().version, stored.version);
+
+    let events: Vec<(Option<String>, Option<String>, String)> = audit_events::table
+        .filter(audit_events::action.eq("scim.group.updated"))
+        .filter(audit_events::target_id.eq(&group.id))
+        .order(audit_events::request_id)
+        .select((
+            audit_events::actor_id,
+            audit_events::request_id,
+            audit_events::details,
+        ))
+        .load(&mut *conn)
+        .unwrap();
+    let events: Vec<(String, String, Value)> = events
+        .into_iter()
+        .map(|(actor, request, details)| {
+            let details: Value = serde_json::from_str(&details).unwrap();
+            (
+                actor.unwrap(),
+                request.unwrap(),
+                details["members_added"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        events,
+        [
+            ("token-1".to_owned(), "request-1".to_owned(), json!([ada])),
+            ("token-2".to_owned(), "request-2".to_owned(), json!([grace])),
+        ]
+    );
+
+    let answers =
+        provisioning::add_group_members(&mut conn, &workspace.id, "no-such-group", &adds[..1])
+            .unwrap();
+    assert_eq!(answers[0].as_ref().unwrap_err().status_code(), 404);
 }
 
 async fn writes_through_two_replicas_at_once_lose_nothing(database: TestDatabase) {

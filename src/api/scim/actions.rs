@@ -6,6 +6,7 @@ use std::sync::{Arc, OnceLock};
 
 use actix_web::http::StatusCode;
 use actix_web::web::Bytes;
+use benjamin_batchly::{BatchMutex, BatchResult};
 use serde_json::{Value, json};
 
 use super::provisioning;
@@ -16,7 +17,7 @@ use super::{ListParams, Paging};
 const REFUSALS_AUDITED_PER_MINUTE: i64 = 60;
 use crate::audit::{self, Actor, AuditContext};
 use crate::db::memo::{DataVersion, Memo};
-use crate::db::{Conn, DbConnection, Store, budget};
+use crate::db::{Backend, Conn, DbConnection, Store, budget};
 use crate::directory::groups::{self, Member, MemberChange, StoredGroup};
 use crate::directory::store::Page;
 use crate::directory::users::{self, Listed, StoredUser};
@@ -50,9 +51,16 @@ pub struct Context {
     /// The client's address, which a refused token is counted against.
     pub client: Option<IpAddr>,
     pub memo: actix_web::web::Data<ScimMemo>,
+    pub member_adds: actix_web::web::Data<MemberAdds>,
 }
 
+/// The member adds waiting for each group, by workspace id and group id: those that arrive while
+/// one batch is made are made together next.
+pub type MemberAdds =
+    BatchMutex<(String, String), provisioning::MemberAdd, Result<StoredGroup, ScimError>>;
+
 /// Whose request it is, once the token has been checked: its workspace, and the actor to audit.
+#[derive(Clone)]
 pub struct Tenant {
     pub workspace_id: String,
     pub audit: AuditContext,
@@ -203,6 +211,18 @@ impl Context {
         T: Send + 'static,
     {
         self.run_at(self.store.credentials_version(), work).await
+    }
+
+    /// The check of [`Context::run`] alone, for work that waits before it needs a connection.
+    async fn checked_tenant(&self) -> Result<Tenant, ScimError> {
+        let credentials = self.store.credentials_version();
+        match credentials.and_then(|version| self.tenant_from_memo(version)) {
+            Some(tenant) => tenant,
+            None => {
+                self.run_at(credentials, |_, tenant| Ok(tenant.clone()))
+                    .await
+            }
+        }
     }
 
     /// [`Context::run`] for a caller that read the credentials version itself, before anything
@@ -606,18 +626,10 @@ pub async fn patch(
         }
         ResourceKind::Group => {
             let (change, others) = membership_operations(operations)?;
-            let group = ctx
-                .run(move |conn, t| {
-                    if if_match.is_none() && others.is_empty() && change.only_adds() {
-                        let added = change.add;
-                        return provisioning::add_group_members(
-                            conn,
-                            &t.workspace_id,
-                            &id,
-                            &t.audit,
-                            added,
-                        );
-                    }
+            let group = if if_match.is_none() && others.is_empty() && change.only_adds() {
+                add_group_members(ctx, id, change.add).await?
+            } else {
+                ctx.run(move |conn, t| {
                     provisioning::update_group(
                         conn,
                         &t.workspace_id,
@@ -634,7 +646,8 @@ pub async fn patch(
                         },
                     )
                 })
-                .await?;
+                .await?
+            };
             let location = Some(location(&ctx.base, kind, &group.id));
             Ok(Reply {
                 status: StatusCode::NO_CONTENT,
@@ -644,6 +657,56 @@ pub async fn patch(
             })
         }
     }
+}
+
+/// Adds `ids` to the group. On PostgreSQL, together with the other adds waiting for the group
+/// (see [`MemberAdds`]), or alone if their batch failed; SQLite's writer already makes concurrent
+/// writes one transaction (see `db::writer`), and adds waiting for one group would only keep it
+/// waiting.
+async fn add_group_members(
+    ctx: &Context,
+    group_id: String,
+    ids: Vec<String>,
+) -> Result<StoredGroup, ScimError> {
+    if ctx.store.backend() == Backend::Sqlite {
+        return ctx
+            .run(move |conn, tenant| {
+                let add = provisioning::MemberAdd {
+                    ids,
+                    context: tenant.audit.clone(),
+                };
+                add.run_alone(conn, &tenant.workspace_id, &group_id)
+            })
+            .await;
+    }
+    let tenant = ctx.checked_tenant().await?;
+    let add = provisioning::MemberAdd {
+        ids,
+        context: tenant.audit.clone(),
+    };
+    let key = (tenant.workspace_id.clone(), group_id.clone());
+    match ctx.member_adds.submit(key, add.clone()).await {
+        BatchResult::Done(answer) => return answer,
+        BatchResult::Work(mut batch) => {
+            let adds = std::mem::take(&mut batch.items);
+            let (workspace_id, id) = (tenant.workspace_id.clone(), group_id.clone());
+            let made = ctx.store.run(move |conn| {
+                let answers = provisioning::add_group_members(conn, &workspace_id, &id, &adds);
+                Ok::<_, ScimError>(answers)
+            });
+            for (index, answer) in made.await.ok().flatten().into_iter().flatten().enumerate() {
+                batch.notify_done(index, answer);
+            }
+            if let Some(answer) = batch.recv_local_notify_done() {
+                return answer;
+            }
+            // Dropped, the batch tells the others that they are to be made alone too.
+        }
+        BatchResult::Failed => {}
+    }
+    ctx.store
+        .run(move |conn| add.run_alone(conn, &tenant.workspace_id, &group_id))
+        .await
 }
 
 pub async fn delete(ctx: &Context, kind: ResourceKind, id: &str) -> Result<Reply, ScimError> {

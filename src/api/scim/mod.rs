@@ -33,7 +33,7 @@ use crate::scim::error::{MEDIA_TYPE, ScimError, ScimType};
 use crate::scim::filter::{self, parse_filter};
 use crate::scim::resource::{self, Projection};
 use crate::scim::schema::{self, ResourceKind};
-use actions::{Context, Rendered, Reply, ScimMemo};
+use actions::{Context, MemberAdds, Rendered, Reply, ScimMemo};
 
 const LIST_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:ListResponse";
 const SEARCH_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:SearchRequest";
@@ -127,6 +127,10 @@ impl FromRequest for Context {
             .app_data::<web::Data<ScimMemo>>()
             .expect("the app registers its ScimMemo")
             .clone();
+        let member_adds = request
+            .app_data::<web::Data<MemberAdds>>()
+            .expect("the app registers its MemberAdds")
+            .clone();
         let client = request.peer_addr().map(|address| address.ip());
         Box::pin(async move {
             Ok(Context {
@@ -137,6 +141,7 @@ impl FromRequest for Context {
                 limiter: Some(limiter),
                 client,
                 memo,
+                member_adds,
             })
         })
     }

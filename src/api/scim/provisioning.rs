@@ -131,36 +131,105 @@ pub fn update_group(
     })
 }
 
-/// Makes `ids` members of the group: [`update_group`] for a change that only adds members and
-/// expects no version, made on PostgreSQL in one statement (see
-/// `groups::add_members_in_one_statement`). Adding members takes no Owner away.
+/// One request's change that only adds members and expects no version: how Okta and Entra push
+/// each assignment. Requests for one group are made together (see [`add_group_members`]).
+#[derive(Clone)]
+pub struct MemberAdd {
+    pub ids: Vec<String>,
+    pub context: AuditContext,
+}
+
+impl MemberAdd {
+    /// The request made on its own: [`update_group`] with the change.
+    pub fn run_alone(
+        &self,
+        conn: &mut Conn,
+        workspace_id: &str,
+        group_id: &str,
+    ) -> Result<StoredGroup, ScimError> {
+        let change = MemberChange {
+            add: self.ids.clone(),
+            ..MemberChange::default()
+        };
+        update_group(
+            conn,
+            workspace_id,
+            group_id,
+            None,
+            &self.context,
+            change,
+            |current| Ok(current.document()),
+        )
+    }
+}
+
+/// Makes the requests' ids members of the group in one statement on PostgreSQL (see
+/// `groups::add_members_together`), and answers each request in order as if made alone; adding
+/// members takes no Owner away. None when the statement failed (or the database is not
+/// PostgreSQL), and each request is to be made alone.
 pub fn add_group_members(
     conn: &mut Conn,
     workspace_id: &str,
-    id: &str,
-    context: &AuditContext,
-    ids: Vec<String>,
-) -> Result<StoredGroup, ScimError> {
+    group_id: &str,
+    adds: &[MemberAdd],
+) -> Option<Vec<Result<StoredGroup, ScimError>>> {
     if !matches!(**conn, DbConnection::Postgres(_)) {
-        let change = MemberChange {
-            add: ids,
-            ..MemberChange::default()
-        };
-        return update_group(conn, workspace_id, id, None, context, change, |current| {
-            Ok(current.document())
-        });
+        return None;
     }
-    let changed = conn.write_in_one_statement(Reach::Directory, |tx| {
-        groups::add_members_in_one_statement(tx, workspace_id, id, &ids, context)
-    })?;
-    if let Some(group) = changed {
+    let wanted: Vec<Result<Vec<&String>, ScimError>> = adds
+        .iter()
+        .map(|add| groups::distinct_other_than(group_id, &add.ids))
+        .collect();
+    let requests: Vec<groups::MembersWanted> = adds
+        .iter()
+        .zip(&wanted)
+        .map(|(add, ids)| groups::MembersWanted {
+            ids: ids.iter().flatten().map(|id| id.as_str()).collect(),
+            context: &add.context,
+        })
+        .collect();
+    let together = conn.write_in_one_statement(Reach::Directory, |tx| {
+        groups::add_members_together(tx, workspace_id, group_id, &requests)
+    });
+    let together = match together {
+        Ok(together) => together,
+        Err(error) => {
+            let requests = adds.len();
+            tracing::warn!(%error, requests, "member adds made together failed; made alone");
+            return None;
+        }
+    };
+    let answers = adds
+        .iter()
+        .zip(wanted)
+        .enumerate()
+        .map(|(index, (add, ids))| {
+            ids?;
+            match &together.group {
+                Some(group) if together.accepted(index) => Ok(group.clone()),
+                _ => unchanged_by(conn, workspace_id, group_id, add, together.accepted(index)),
+            }
+        });
+    Some(answers.collect())
+}
+
+/// The answer to a member add that [`add_group_members`] made together with others and that
+/// changed nothing: no such group (404), an unknown member (400, after the 404), or none of its
+/// ids that is not a member already. An id unknown to the statement but known now (a user
+/// created meanwhile) makes the request run alone.
+fn unchanged_by(
+    conn: &mut Conn,
+    workspace_id: &str,
+    group_id: &str,
+    add: &MemberAdd,
+    accepted: bool,
+) -> Result<StoredGroup, ScimError> {
+    let group = groups::load(conn, workspace_id, group_id)?;
+    if accepted {
         return Ok(group);
     }
-    // Nothing changed: no such group (404), an unknown member (400, after the 404), or no id
-    // that is not a member already.
-    let group = groups::load(conn, workspace_id, id)?;
-    groups::member_kinds(conn, workspace_id, &ids)?;
-    Ok(group)
+    groups::member_kinds(conn, workspace_id, &add.ids)?;
+    add.run_alone(conn, workspace_id, group_id)
 }
 
 pub fn delete_group(
