@@ -429,15 +429,16 @@ pub fn add_members_together(
 }
 
 /// The statement of [`add_members_together`]. `wanted` pairs each request (its position,
-/// counted from one) with each of its ids; `known` is each id that is a user or a group of the workspace, with
-/// its kind; `accepted`, each request all of whose ids are known; `new`, each id of an accepted
-/// request that is not a member in the statement's snapshot, with the first request naming it.
-/// The group changes if there is one, its version raised once for each request adding someone,
-/// as if they had been made one after another (a member that another change adds meanwhile then
-/// raises the version for nothing, which no reader can tell from a change). The group's row is locked
-/// first, as every other change to a group locks it, so that the two cannot deadlock; the
-/// memberships inserted decide the audit events, and the workspace's row is locked last. The one
-/// row answered holds the group if it changed, and the accepted requests.
+/// counted from one) with each of its ids; `known` is each id that is a user or a group of the
+/// workspace, with its kind; `accepted`, each request all of whose ids are known; `new`, each id
+/// of an accepted request that is not a member in the statement's snapshot, with the first
+/// request naming it. The group changes if there is one, its version raised once for each
+/// request adding someone, as if they had been made one after another (a member that another
+/// change adds meanwhile then raises the version for nothing, which no reader can tell from a
+/// change). The group's row is locked first, as every other change to a group locks it, so that
+/// the two cannot deadlock; the memberships inserted decide the audit events, and the
+/// workspace's row is locked last. The one row answered holds the group if it changed, and the
+/// accepted requests.
 struct PgMembersAdded<'a> {
     workspace_id: &'a str,
     group_id: &'a str,
