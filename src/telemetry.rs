@@ -165,35 +165,33 @@ impl<'a> MakeWriter<'a> for LogBuffer {
 
 pub struct RootSpan;
 
-/// The route template a request matched (None: no route matched), found once by the root span and
-/// used by the request counters too: matching walks the router's patterns again.
+/// The route template a request matched (None: no route matched), kept for the request counters
+/// and the root span, which both name it.
 #[derive(Clone)]
 struct MatchedRoute(Option<String>);
 
-/// The request's route template, as the root span found it (every route runs inside it).
+/// The request's route template, found once the request was routed: a look-up of the route the
+/// router chose. Before routing, finding it meant matching the path against every pattern again.
 fn matched_route(request: &HttpRequest) -> Option<String> {
-    request
-        .extensions()
-        .get::<MatchedRoute>()
-        .and_then(|MatchedRoute(route)| route.clone())
+    if let Some(MatchedRoute(route)) = request.extensions().get::<MatchedRoute>() {
+        return route.clone();
+    }
+    let route = request.match_pattern();
+    request.extensions_mut().insert(MatchedRoute(route.clone()));
+    route
 }
 
 impl RootSpanBuilder for RootSpan {
+    /// The path and route are recorded when the request ends, once routed (see
+    /// [`matched_route`]): lines logged while it is served name its id and method.
     fn on_request_start(request: &ServiceRequest) -> Span {
         let request_id = request.extensions().get::<RequestId>().copied();
-        let route = request.match_pattern();
-        request.extensions_mut().insert(MatchedRoute(route.clone()));
-        // A console link carries its secret in the path: the route template stands in for it.
-        let path = match &route {
-            Some(route) if route.contains("{secret}") => route.as_str(),
-            _ => request.path(),
-        };
         tracing::info_span!(
             "request",
             request_id = %request_id.map(|id| id.to_string()).unwrap_or_default(),
             method = %request.method(),
-            path = %path,
-            route = route.as_deref().unwrap_or_default(),
+            path = tracing::field::Empty,
+            route = tracing::field::Empty,
             status = tracing::field::Empty,
         )
     }
@@ -207,6 +205,17 @@ impl RootSpanBuilder for RootSpan {
             Ok(response) => (response.status(), response.response().error()),
             Err(error) => (error.as_response_error().status_code(), Some(error)),
         };
+        if let Ok(response) = outcome {
+            let request = response.request();
+            let route = matched_route(request);
+            // A console link carries its secret in the path: the route template stands in for it.
+            let path = match &route {
+                Some(route) if route.contains("{secret}") => route.as_str(),
+                _ => request.path(),
+            };
+            span.record("path", path);
+            span.record("route", route.as_deref().unwrap_or_default());
+        }
         span.record("status", status.as_u16());
         match error {
             Some(error) if status.is_server_error() => {
