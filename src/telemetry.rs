@@ -17,8 +17,10 @@ use actix_web::middleware::Next;
 use actix_web::{HttpMessage, HttpRequest};
 use tracing::Span;
 use tracing_actix_web::{RequestId, RootSpanBuilder};
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::{EnvFilter, LevelFilter};
 use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::layer::{Layer, SubscriberExt};
+use tracing_subscriber::util::SubscriberInitExt;
 
 use crate::config::LogFormat;
 
@@ -29,21 +31,26 @@ pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id"
 /// subscriber. Colours only when stderr is a terminal. The returned guard writes out what is
 /// buffered when dropped: hold it until the process ends.
 pub fn init(format: LogFormat, default_level: &str) -> Option<LogFlusher> {
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
+    // `RUST_LOG` may name targets, spans and fields: an EnvFilter. Without it, a level alone,
+    // which costs a span nothing when entered and left (an EnvFilter looks each one up then).
+    let from_env = EnvFilter::try_from_default_env().ok();
+    let level = match from_env {
+        Some(_) => LevelFilter::TRACE,
+        None => default_level.parse().unwrap_or(LevelFilter::INFO),
+    };
     let (buffer, flusher) = LogBuffer::start(Box::new(std::io::stderr()));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let lines = tracing_subscriber::fmt::layer()
         .with_ansi(std::io::stderr().is_terminal())
         .with_writer(buffer);
-    let installed = match format {
-        LogFormat::Pretty => builder.try_init(),
-        LogFormat::Json => builder
-            .json()
-            .with_current_span(true)
-            .with_span_list(false)
-            .try_init(),
+    let lines: Box<dyn Layer<_> + Send + Sync> = match format {
+        LogFormat::Pretty => Box::new(lines),
+        LogFormat::Json => Box::new(lines.json().with_current_span(true).with_span_list(false)),
     };
+    let installed = tracing_subscriber::registry()
+        .with(from_env)
+        .with(level)
+        .with(lines)
+        .try_init();
     installed.is_ok().then_some(flusher)
 }
 
@@ -188,7 +195,7 @@ impl RootSpanBuilder for RootSpan {
         let request_id = request.extensions().get::<RequestId>().copied();
         tracing::info_span!(
             "request",
-            request_id = %request_id.map(|id| id.to_string()).unwrap_or_default(),
+            request_id = request_id.map(tracing::field::display),
             method = %request.method(),
             path = tracing::field::Empty,
             route = tracing::field::Empty,
@@ -213,7 +220,7 @@ impl RootSpanBuilder for RootSpan {
                 Some(route) if route.contains("{secret}") => route.as_str(),
                 _ => request.path(),
             };
-            span.record("path", path);
+            span.record("path", tracing::field::display(path));
             span.record("route", route.as_deref().unwrap_or_default());
         }
         span.record("status", status.as_u16());
