@@ -668,45 +668,45 @@ async fn add_group_members(
     group_id: String,
     ids: Vec<String>,
 ) -> Result<StoredGroup, ScimError> {
-    if ctx.store.backend() == Backend::Sqlite {
-        return ctx
-            .run(move |conn, tenant| {
-                let add = provisioning::MemberAdd {
-                    ids,
-                    context: tenant.audit.clone(),
-                };
-                add.run_alone(conn, &tenant.workspace_id, &group_id)
-            })
-            .await;
-    }
     let tenant = ctx.checked_tenant().await?;
     let add = provisioning::MemberAdd {
         ids,
         context: tenant.audit.clone(),
     };
-    let key = (tenant.workspace_id.clone(), group_id.clone());
-    match ctx.member_adds.submit(key, add.clone()).await {
-        BatchResult::Done(answer) => return answer,
-        BatchResult::Work(mut batch) => {
-            let adds = std::mem::take(&mut batch.items);
-            let (workspace_id, id) = (tenant.workspace_id.clone(), group_id.clone());
-            let made = ctx.store.run(move |conn| {
-                let answers = provisioning::add_group_members(conn, &workspace_id, &id, &adds);
-                Ok::<_, ScimError>(answers)
-            });
-            for (index, answer) in made.await.ok().flatten().into_iter().flatten().enumerate() {
-                batch.notify_done(index, answer);
-            }
-            if let Some(answer) = batch.recv_local_notify_done() {
-                return answer;
-            }
-            // Dropped, the batch tells the others that they are to be made alone too.
+    if ctx.store.backend() == Backend::Postgres {
+        let key = (tenant.workspace_id.clone(), group_id.clone());
+        if let Some(answer) = made_together(ctx, key, add.clone()).await {
+            return answer;
         }
-        BatchResult::Failed => {}
     }
     ctx.store
         .run(move |conn| add.run_alone(conn, &tenant.workspace_id, &group_id))
         .await
+}
+
+/// `add`'s answer from the batch it joined for the group `key` names; None when that batch
+/// failed, and `add` is to be made alone.
+async fn made_together(
+    ctx: &Context,
+    key: (String, String),
+    add: provisioning::MemberAdd,
+) -> Option<Result<StoredGroup, ScimError>> {
+    let mut batch = match ctx.member_adds.submit(key.clone(), add).await {
+        BatchResult::Done(answer) => return Some(answer),
+        BatchResult::Failed => return None,
+        BatchResult::Work(batch) => batch,
+    };
+    let adds = std::mem::take(&mut batch.items);
+    let made = ctx.store.run(move |conn| {
+        let (workspace_id, group_id) = &key;
+        let answers = provisioning::add_group_members(conn, workspace_id, group_id, &adds);
+        Ok::<_, ScimError>(answers)
+    });
+    for (index, answer) in made.await.ok().flatten().into_iter().flatten().enumerate() {
+        batch.notify_done(index, answer);
+    }
+    // None if unanswered: dropped, the batch tells the others to be made alone too.
+    batch.recv_local_notify_done()
 }
 
 pub async fn delete(ctx: &Context, kind: ResourceKind, id: &str) -> Result<Reply, ScimError> {
