@@ -10,13 +10,11 @@ use actix_web::middleware::{DefaultHeaders, ErrorHandlerResponse, ErrorHandlers,
 use actix_web::{App, HttpResponse, HttpServer, web};
 use anyhow::Context;
 use diesel::connection::SimpleConnection;
-use tracing_actix_web::TracingLogger;
 
 use crate::auth::ratelimit::RateLimiter;
 use crate::config::Settings;
 use crate::db::{Backend, Store, StoreError};
 use crate::outbound::InternalAllowList;
-use crate::telemetry::{RootSpan, request_id_header};
 use crate::time::Clock;
 use crate::{access, api, console, error, replicas, saml, sessions};
 
@@ -79,10 +77,8 @@ impl Application {
                 .wrap(from_fn(api::scim::paths::canonical_paths))
                 .wrap(from_fn(crate::limits::cut_off_slow_bodies))
                 .wrap(from_fn(crate::limits::cap_request_head))
-                .wrap(from_fn(request_id_header))
                 .wrap(security_headers(https))
-                .wrap(from_fn(crate::telemetry::count_requests))
-                .wrap(TracingLogger::<RootSpan>::new())
+                .wrap(from_fn(crate::telemetry::observe_requests))
                 .route("/healthz", web::get().to(healthz))
                 .route("/metrics", web::get().to(metrics))
                 .route("/readyz", web::get().to(readyz))

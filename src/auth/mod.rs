@@ -12,9 +12,8 @@ use std::marker::PhantomData;
 use actix_web::dev::Payload;
 use actix_web::http::StatusCode;
 use actix_web::http::header::{AUTHORIZATION, WWW_AUTHENTICATE};
-use actix_web::{FromRequest, HttpMessage, HttpRequest, HttpResponse, ResponseError, web};
+use actix_web::{FromRequest, HttpRequest, HttpResponse, ResponseError, web};
 use futures_util::future::LocalBoxFuture;
-use tracing_actix_web::RequestId;
 
 use crate::access::decide::Principal;
 use crate::access::members;
@@ -327,10 +326,7 @@ impl<S: RequiredScope + 'static> FromRequest for Authorized<S> {
                 .app_data::<web::Data<RateLimiter>>()
                 .expect("the app registers its RateLimiter")
                 .admit(&caller.actor)?;
-            let request_id = request
-                .extensions()
-                .get::<RequestId>()
-                .map(ToString::to_string);
+            let request_id = crate::telemetry::request_id(&request);
             Ok(Authorized {
                 workspace: caller.workspace,
                 scopes: caller.scopes,

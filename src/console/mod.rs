@@ -26,7 +26,7 @@ use actix_web::dev::Payload;
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::middleware::DefaultHeaders;
-use actix_web::{FromRequest, HttpMessage, HttpRequest, HttpResponse, ResponseError, web};
+use actix_web::{FromRequest, HttpRequest, HttpResponse, ResponseError, web};
 use askama::Template;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -339,14 +339,6 @@ fn credential_cookie(request: &HttpRequest) -> Option<String> {
 
 fn setup_path(request: &HttpRequest) -> bool {
     request.path().starts_with("/setup/")
-}
-
-/// The id the request's log lines and audit events carry.
-fn request_id(request: &HttpRequest) -> Option<String> {
-    request
-        .extensions()
-        .get::<tracing_actix_web::RequestId>()
-        .map(ToString::to_string)
 }
 
 fn app_data<T: 'static>(request: &HttpRequest) -> web::Data<T> {

@@ -16,7 +16,7 @@ use serde::Deserialize;
 
 use super::{
     Chrome, NoFields, Notice, PageError, SETUP_COOKIE, Saved, Section, Submitted, Visitor,
-    app_data, csrf_token, overview, render, request_id, root, see_other,
+    app_data, csrf_token, overview, render, root, see_other,
 };
 use crate::api::links::{SetupLinkError, create_setup_link};
 use crate::audit::{Actor, AuditContext};
@@ -24,6 +24,7 @@ use crate::config::BaseUrl;
 use crate::db::Store;
 use crate::links::{self, Kind, Link};
 use crate::permissions::{Scope, Scopes};
+use crate::telemetry::request_id;
 use crate::time::Clock;
 use crate::workspaces;
 

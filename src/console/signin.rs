@@ -7,7 +7,7 @@ use askama::Template;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{NoFields, PageError, Submitted, render, request_id, root, see_other};
+use super::{NoFields, PageError, Submitted, render, root, see_other};
 use crate::access::members;
 use crate::audit::{Actor, AuditContext};
 use crate::config::BaseUrl;
@@ -19,6 +19,7 @@ use crate::scim::resource::normalize;
 use crate::scim::schema::ResourceKind;
 use crate::sessions::keys::KeyRing;
 use crate::sessions::{self, NewSession};
+use crate::telemetry::request_id;
 use crate::time::Clock;
 use crate::workspaces;
 

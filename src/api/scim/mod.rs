@@ -13,7 +13,7 @@ use actix_web::dev::{Payload, ServiceResponse};
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderMap};
 use actix_web::middleware::{ErrorHandlerResponse, ErrorHandlers};
-use actix_web::{FromRequest, HttpMessage, HttpRequest, HttpResponse, ResponseError, web};
+use actix_web::{FromRequest, HttpRequest, HttpResponse, ResponseError, web};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use futures_util::future::LocalBoxFuture;
@@ -21,7 +21,6 @@ use futures_util::{Stream, StreamExt, stream};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::pin::Pin;
-use tracing_actix_web::RequestId;
 
 use crate::auth::{AuthError, bearer_token};
 use crate::config::BaseUrl;
@@ -106,10 +105,7 @@ impl FromRequest for Context {
     fn from_request(request: &HttpRequest, _: &mut Payload) -> Self::Future {
         // Only the header is read here; the token is checked with the work (`Context::run`).
         let token = bearer_token(request);
-        let request_id = request
-            .extensions()
-            .get::<RequestId>()
-            .map(ToString::to_string);
+        let request_id = crate::telemetry::request_id(request);
         let store = request
             .app_data::<web::Data<Store>>()
             .expect("the app registers its Store")

@@ -1,28 +1,31 @@
-//! Logging: one subscriber for the process, and the root span every request runs in.
+//! Logging: one subscriber for the process, and the span every request runs in.
 //!
-//! The root span carries the request id, so every line logged while serving a request names it.
-//! It records the path but never the query string (SAML's redirect binding carries signed messages
-//! there) nor any header, and of a console link only its route: tokens, cookies, link secrets and
-//! SAML messages stay out of the logs.
+//! The request's span carries its id, so every line logged while serving it names it. Its last
+//! line records the path but never the query string (SAML's redirect binding carries signed
+//! messages there) nor any header, and of a console link only its route: tokens, cookies, link
+//! secrets and SAML messages stay out of the logs.
 
 use std::io::{IsTerminal, Write};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::Next;
 use actix_web::{HttpMessage, HttpRequest};
-use tracing::Span;
-use tracing_actix_web::{RequestId, RootSpanBuilder};
+use tracing::Instrument;
 use tracing_subscriber::filter::{EnvFilter, LevelFilter};
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::{Layer, SubscriberExt};
 use tracing_subscriber::util::SubscriberInitExt;
 
+use uuid::Uuid;
+
 use crate::config::LogFormat;
+
+mod text;
 
 pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -39,12 +42,16 @@ pub fn init(format: LogFormat, default_level: &str) -> Option<LogFlusher> {
         None => default_level.parse().unwrap_or(LevelFilter::INFO),
     };
     let (buffer, flusher) = LogBuffer::start(Box::new(std::io::stderr()));
-    let lines = tracing_subscriber::fmt::layer()
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(buffer);
+    let ansi = std::io::stderr().is_terminal();
     let lines: Box<dyn Layer<_> + Send + Sync> = match format {
-        LogFormat::Pretty => Box::new(lines),
-        LogFormat::Json => Box::new(lines.json().with_current_span(true).with_span_list(false)),
+        LogFormat::Pretty => Box::new(text::TextLines::new(buffer, ansi)),
+        LogFormat::Json => Box::new(
+            tracing_subscriber::fmt::layer()
+                .json()
+                .with_current_span(true)
+                .with_span_list(false)
+                .with_writer(buffer),
+        ),
     };
     let installed = tracing_subscriber::registry()
         .with(from_env)
@@ -117,6 +124,8 @@ impl LogBuffer {
                 .0;
             self.write_out(&mut batch);
         }
+        // What was logged after the last batch, when the stop came while a batch was written.
+        self.write_out(&mut batch);
     }
 
     /// Writes out the lines buffered, through `batch` (left empty, its memory kept for the next).
@@ -170,85 +179,69 @@ impl<'a> MakeWriter<'a> for LogBuffer {
     }
 }
 
-pub struct RootSpan;
+/// A request's id: in its log lines, its `X-Request-Id` header and its audit events.
+#[derive(Clone, Copy)]
+struct RequestId(Uuid);
 
-/// The route template a request matched (None: no route matched), kept for the request counters
-/// and the root span, which both name it.
-#[derive(Clone)]
-struct MatchedRoute(Option<String>);
-
-/// The request's route template, found once the request was routed: a look-up of the route the
-/// router chose. Before routing, finding it meant matching the path against every pattern again.
-fn matched_route(request: &HttpRequest) -> Option<String> {
-    if let Some(MatchedRoute(route)) = request.extensions().get::<MatchedRoute>() {
-        return route.clone();
-    }
-    let route = request.match_pattern();
-    request.extensions_mut().insert(MatchedRoute(route.clone()));
-    route
+/// The id of the request being served, as audit events record it.
+pub fn request_id(request: &HttpRequest) -> Option<String> {
+    request
+        .extensions()
+        .get::<RequestId>()
+        .map(|RequestId(id)| id.to_string())
 }
 
-impl RootSpanBuilder for RootSpan {
-    /// The path and route are recorded when the request ends, once routed (see
-    /// [`matched_route`]): lines logged while it is served name its id and method.
-    fn on_request_start(request: &ServiceRequest) -> Span {
-        let request_id = request.extensions().get::<RequestId>().copied();
-        tracing::info_span!(
-            "request",
-            request_id = request_id.map(tracing::field::display),
-            method = %request.method(),
-            path = tracing::field::Empty,
-            route = tracing::field::Empty,
-            status = tracing::field::Empty,
-        )
-    }
-
-    fn on_request_end<B: MessageBody>(
-        span: Span,
-        outcome: &Result<ServiceResponse<B>, actix_web::Error>,
-    ) {
-        let _entered = span.enter();
-        let (status, error) = match outcome {
-            Ok(response) => (response.status(), response.response().error()),
-            Err(error) => (error.as_response_error().status_code(), Some(error)),
-        };
-        if let Ok(response) = outcome {
-            let request = response.request();
-            let route = matched_route(request);
-            // A console link carries its secret in the path: the route template stands in for it.
-            let path = match &route {
-                Some(route) if route.contains("{secret}") => route.as_str(),
-                _ => request.path(),
-            };
-            span.record("path", tracing::field::display(path));
-            span.record("route", route.as_deref().unwrap_or_default());
-        }
-        span.record("status", status.as_u16());
-        match error {
-            Some(error) if status.is_server_error() => {
-                // The Debug form names the cause chain; error types keep secrets out of both forms.
-                tracing::error!(error = %error, cause = ?error, "request failed");
-            }
-            _ => tracing::info!("request finished"),
-        }
-    }
-}
-
-/// Counts each request and its time in `/metrics`, by its route template (a path holds ids and
-/// secrets; a request no route matched counts as `unmatched`).
-pub async fn count_requests(
+/// Serves each request in a span named by a new request id, so that every line logged while it
+/// is served names it; then logs the request's line (path, route, status), counts it and its time
+/// in `/metrics`, and answers its id in `X-Request-Id`.
+///
+/// tracing-actix-web's middleware did the span and the line, but entered the span again for each
+/// poll of the response's body and cloned it to log; with the counters and the header, three
+/// middlewares per request became this one.
+pub async fn observe_requests(
     request: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    let started = std::time::Instant::now();
+    let started = Instant::now();
+    let id = Uuid::new_v4();
+    request.extensions_mut().insert(RequestId(id));
+    let mut id_text = Uuid::encode_buffer();
+    let id_text: &str = id.hyphenated().encode_lower(&mut id_text);
     let method = request.method().clone();
-    let outcome = next.call(request).await;
-    let (status, route) = match &outcome {
-        Ok(response) => (response.status(), matched_route(response.request())),
-        Err(error) => (error.as_response_error().status_code(), None),
+    let span = tracing::info_span!("request", request_id = id_text, method = method.as_str());
+    let outcome = next.call(request).instrument(span.clone()).await;
+    let _entered = span.enter();
+
+    let (status, error) = match &outcome {
+        Ok(response) => (response.status(), response.response().error()),
+        Err(error) => (error.as_response_error().status_code(), Some(error)),
     };
-    let route = route.as_deref().unwrap_or("unmatched");
+    // The template of the route the router chose; None when no route matched.
+    let route = outcome
+        .as_ref()
+        .ok()
+        .and_then(|response| response.request().match_pattern());
+    // A console link carries its secret in the path: the route template stands in for it.
+    let path = outcome.as_ref().ok().map(|response| match &route {
+        Some(route) if route.contains("{secret}") => route.as_str(),
+        _ => response.request().path(),
+    });
+    let route = route.as_deref();
+    let code = status.as_u16();
+    // Error types keep secrets out of both their forms; the Debug form names the cause chain.
+    match error {
+        Some(error) if status.is_server_error() => {
+            let cause = tracing::field::debug(error);
+            tracing::error!(path, route, status = code, error = %error, cause, "request failed");
+        }
+        Some(error) => {
+            tracing::info!(path, route, status = code, error = %error, "request finished");
+        }
+        None => tracing::info!(path, route, status = code, "request finished"),
+    }
+
     let metrics = crate::metrics::metrics();
+    let route = route.unwrap_or("unmatched");
     metrics
         .requests
         .with_label_values(&[method.as_str(), route, status.as_str()])
@@ -257,20 +250,10 @@ pub async fn count_requests(
         .request_seconds
         .with_label_values(&[method.as_str(), route])
         .observe(started.elapsed().as_secs_f64());
-    outcome
-}
 
-/// Echoes the request id that `TracingLogger` assigned as the `X-Request-Id` response header.
-pub async fn request_id_header(
-    request: ServiceRequest,
-    next: Next<impl MessageBody>,
-) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    let request_id = request.extensions().get::<RequestId>().copied();
-    let mut response = next.call(request).await?;
-    if let Some(id) = request_id {
-        let value = HeaderValue::from_str(&id.to_string()).expect("a UUID is a valid header value");
-        response.headers_mut().insert(REQUEST_ID_HEADER, value);
-    }
+    let mut response = outcome?;
+    let value = HeaderValue::from_str(id_text).expect("a UUID is a valid header value");
+    response.headers_mut().insert(REQUEST_ID_HEADER, value);
     Ok(response)
 }
 
@@ -280,7 +263,13 @@ mod tests {
 
     /// An output the test reads back.
     #[derive(Clone, Default)]
-    struct Captured(Arc<Mutex<Vec<u8>>>);
+    pub(super) struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl Captured {
+        pub(super) fn text(&self) -> String {
+            String::from_utf8(lock(&self.0).clone()).unwrap()
+        }
+    }
 
     impl Write for Captured {
         fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
@@ -322,9 +311,6 @@ mod tests {
         writer.write_all(line(filling + 1).as_bytes()).unwrap();
         drop(flusher);
         let expected: String = (0..filling + 2).map(line).collect();
-        assert_eq!(
-            String::from_utf8(lock(&output.0).clone()).unwrap(),
-            expected
-        );
+        assert_eq!(output.text(), expected);
     }
 }
