@@ -6,10 +6,10 @@
 //! long as the version is still V; once it moves, every entry is dropped. Where the version is
 //! not known (the change watch is down), nothing is kept and every request reads.
 
-use std::collections::HashMap;
 use std::hash::Hash;
 use std::sync::{Mutex, MutexGuard};
 
+use hashbrown::{Equivalent, HashMap};
 use prometheus::IntCounter;
 
 use crate::metrics::metrics;
@@ -42,6 +42,9 @@ struct Counted {
 
 struct State<K, V> {
     version: Option<DataVersion>,
+    /// hashbrown's map, for look-ups by a borrowed form of a key of two strings (std's needs the
+    /// key itself: two allocations a look-up) and its foldhash, a tenth of SipHash's cost on ids.
+    /// Only what was read from the database is inserted, so a caller cannot choose colliding keys.
     entries: HashMap<K, V>,
 }
 
@@ -64,8 +67,12 @@ impl<K: Eq + Hash, V: Clone> Memo<K, V> {
         }
     }
 
-    /// The entry for `key`, if one was made at `version`.
-    pub fn get(&self, version: DataVersion, key: &K) -> Option<V> {
+    /// The entry for `key` (or for what it stands for, borrowed), if one was made at `version`.
+    pub fn get<Q: Hash + Equivalent<K> + ?Sized>(
+        &self,
+        version: DataVersion,
+        key: &Q,
+    ) -> Option<V> {
         let found = {
             let state = self.state_at(version);
             (state.version == Some(version))

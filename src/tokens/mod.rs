@@ -449,7 +449,7 @@ pub fn authenticate_from_memo(
     now: NaiveDateTime,
 ) -> Option<Result<(ApiToken, Workspace), Rejection>> {
     let id = parse_id(presented)?;
-    let credential = memo.get(version, &id.to_owned())?;
+    let credential = memo.get(version, id)?;
     if needs_last_use_recorded(&credential.token, now) {
         return None;
     }

@@ -7,6 +7,7 @@ use std::sync::{Arc, OnceLock};
 use actix_web::http::StatusCode;
 use actix_web::web::Bytes;
 use benjamin_batchly::{BatchMutex, BatchResult};
+use hashbrown::Equivalent;
 use serde_json::{Value, json};
 
 use super::provisioning;
@@ -97,13 +98,24 @@ impl ReadUser {
 pub struct ScimMemo {
     /// At the credentials version, which provisioning does not move (see [`crate::db::changes`]).
     credentials: tokens::CredentialMemo,
-    /// By workspace id and user id.
+    /// By workspace id and user id; looked up by a [`UserKey`].
     users: Memo<(String, String), Arc<ReadUser>>,
     /// Lists of a few users, by workspace id and [`lookup_key`].
     lookups: Memo<(String, String), Arc<FoundPage>>,
     /// What an import walking a workspace's whole list page by page needs on every page (see
     /// [`Walk`]).
     walks: Memo<Walk, i64>,
+}
+
+/// A user's key in [`ScimMemo::users`], borrowed: a look-up makes no key. It hashes as the tuple
+/// of strings it stands for.
+#[derive(Hash)]
+struct UserKey<'a>(&'a str, &'a str);
+
+impl Equivalent<(String, String)> for UserKey<'_> {
+    fn equivalent(&self, (workspace_id, user_id): &(String, String)) -> bool {
+        self.0 == workspace_id && self.1 == user_id
+    }
 }
 
 /// An IdP imports a workspace by listing every user a page at a time (`startIndex` 1, 101, 201,
@@ -493,8 +505,8 @@ async fn user_by_id(ctx: &Context, id: String) -> Result<Arc<ReadUser>, ScimErro
     let wanted = id.clone();
     ctx.read_through(
         |memo, version, tenant| {
-            let key = (tenant.workspace_id.clone(), wanted);
-            memo.users.get(version, &key)
+            memo.users
+                .get(version, &UserKey(&tenant.workspace_id, &wanted))
         },
         move |conn, tenant, memo| {
             let user = users::load(conn, &tenant.workspace_id, &id)?;
@@ -910,9 +922,8 @@ fn users_with_their_groups(
     memo: Option<(&ScimMemo, DataVersion)>,
 ) -> Result<(i64, Vec<Arc<ReadUser>>), ScimError> {
     let memo = memo.filter(|_| wants_groups);
-    let key = |id: &str| (workspace_id.to_owned(), id.to_owned());
     let (total, listed) = users::list(conn, workspace_id, page, |id| {
-        memo.and_then(|(memo, version)| memo.users.get(version, &key(id)))
+        memo.and_then(|(memo, version)| memo.users.get(version, &UserKey(workspace_id, id)))
     })?;
     let unread: Vec<String> = listed
         .iter()
@@ -935,7 +946,8 @@ fn users_with_their_groups(
                 let groups = theirs.remove(&user.id).unwrap_or_default();
                 let read = Arc::new(ReadUser::new(user, groups));
                 if let Some((memo, version)) = memo {
-                    memo.users.put(version, key(&read.user.id), read.clone());
+                    let key = (workspace_id.to_owned(), read.user.id.clone());
+                    memo.users.put(version, key, read.clone());
                 }
                 read
             }
@@ -993,4 +1005,24 @@ fn lookup_key(params: &ListParams, wants_groups: bool) -> String {
         wants_groups
     ])
     .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A user kept for one workspace is found by that workspace's key alone: the borrowed key
+    /// hashes as the kept one does and compares both its parts.
+    #[test]
+    fn a_borrowed_user_key_finds_only_its_workspace_user() {
+        let memo = Memo::new("test", 10);
+        let version = DataVersion::at(1);
+        memo.put(version, ("acme".to_owned(), "u1".to_owned()), 1);
+        assert_eq!(memo.get(version, &UserKey("acme", "u1")), Some(1));
+        assert_eq!(memo.get(version, &UserKey("acme", "u2")), None);
+        assert_eq!(memo.get(version, &UserKey("globex", "u1")), None);
+        let kept = ("acme".to_owned(), "u1".to_owned());
+        assert!(!UserKey("globex", "u1").equivalent(&kept));
+        assert!(!UserKey("acme", "u2").equivalent(&kept));
+    }
 }
