@@ -232,12 +232,13 @@ pub async fn observe_requests(
     match error {
         Some(error) if status.is_server_error() => {
             let cause = tracing::field::debug(error);
-            tracing::error!(path, route, status = code, error = %error, cause, "request failed");
+            tracing::error!(message = "request failed", path, route, status = code, error = %error, cause);
         }
         Some(error) => {
-            tracing::info!(path, route, status = code, error = %error, "request finished");
+            tracing::info!(message = "request finished", path, route, status = code, error = %error);
         }
-        None => tracing::info!(path, route, status = code, "request finished"),
+        // The message as a string, not format_args: copied, not formatted.
+        None => tracing::info!(message = "request finished", path, route, status = code),
     }
 
     let metrics = crate::metrics::metrics();
