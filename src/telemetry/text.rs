@@ -53,9 +53,6 @@ impl TextLines {
     }
 }
 
-/// Room for a request's id and method without growing.
-const SPAN_FIELDS_CAPACITY: usize = 64;
-
 /// Writes the time as RFC 3339 to the microsecond, `2026-12-03T05:47:28.123456Z`. The part up to
 /// the second is formatted once a second (per thread).
 fn write_timestamp(line: &mut String) {
@@ -87,6 +84,9 @@ fn write_timestamp(line: &mut String) {
 /// A span's fields as each line logged inside it shows them, formatted once, when the span is
 /// created or a field recorded.
 struct SpanFields(String);
+
+/// Room for a request's id and method without growing.
+const SPAN_FIELDS_CAPACITY: usize = 64;
 
 impl<S> Layer<S> for TextLines
 where
