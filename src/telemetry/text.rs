@@ -10,7 +10,6 @@
 use std::cell::RefCell;
 use std::fmt::{self, Write as _};
 use std::io::Write as _;
-use std::time::SystemTime;
 
 use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id, Record};
@@ -19,7 +18,7 @@ use tracing_log::NormalizeEvent;
 use tracing_subscriber::layer::{Context, Layer};
 use tracing_subscriber::registry::LookupSpan;
 
-use super::LogBuffer;
+use super::{LogBuffer, RequestScope, write_timestamp};
 
 /// Writes each event as a line of text into a [`LogBuffer`].
 pub struct TextLines {
@@ -51,34 +50,6 @@ impl TextLines {
             line.push_str(name);
         }
     }
-}
-
-/// Writes the time as RFC 3339 to the microsecond, `2026-12-03T05:47:28.123456Z`. The part up to
-/// the second is formatted once a second (per thread).
-fn write_timestamp(line: &mut String) {
-    thread_local! {
-        static SECOND: RefCell<(u64, String)> = const { RefCell::new((u64::MAX, String::new())) };
-    }
-    let now = SystemTime::now();
-    let since_epoch = now
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap_or_default();
-    SECOND.with_borrow_mut(|(second, formatted)| {
-        if *second != since_epoch.as_secs() {
-            *second = since_epoch.as_secs();
-            formatted.clear();
-            // `2026-12-03T05:47:28Z` without its `Z`.
-            let _ = write!(formatted, "{}", humantime::format_rfc3339_seconds(now));
-            formatted.pop();
-        }
-        line.push_str(formatted);
-    });
-    // A million more than the microseconds: seven digits, the last six zero-padded.
-    let mut digits = itoa::Buffer::new();
-    let digits = digits.format(1_000_000 + since_epoch.subsec_micros());
-    line.push('.');
-    line.push_str(&digits[1..]);
-    line.push('Z');
 }
 
 /// A span's fields as each line logged inside it shows them, formatted once, when the span is
@@ -122,12 +93,21 @@ where
             // A record from the `log` crate names its own target and carries it in `log.` fields.
             let normalized = event.normalized_metadata();
             let metadata = normalized.as_ref().unwrap_or_else(|| event.metadata());
-            write_timestamp(line);
+            write_timestamp(|part| line.push_str(part));
             line.push(' ');
             self.write_level(line, *metadata.level());
             line.push(' ');
-            if let Some(scope) = ctx.event_scope(event) {
-                for span in scope.from_root() {
+            let mut in_scope = false;
+            RequestScope::with_current(|request| {
+                line.push_str("request{request_id=");
+                line.push_str(request.id());
+                line.push_str(" method=");
+                line.push_str(request.method.as_str());
+                line.push_str("}:");
+                in_scope = true;
+            });
+            if let Some(spans) = ctx.event_scope(event) {
+                for span in spans.from_root() {
                     line.push_str(span.name());
                     if let Some(SpanFields(fields)) = span.extensions().get::<SpanFields>()
                         && !fields.is_empty()
@@ -138,6 +118,9 @@ where
                     }
                     line.push(':');
                 }
+                in_scope = true;
+            }
+            if in_scope {
                 line.push(' ');
             }
             line.push_str(metadata.target());
@@ -282,6 +265,7 @@ mod tests {
     use tracing_subscriber::layer::SubscriberExt;
 
     use super::*;
+    use crate::telemetry::REQUEST;
     use crate::telemetry::tests::Captured;
 
     /// What `log` logs, as lines of text.
@@ -348,6 +332,35 @@ mod tests {
             "plain=/ünïcode\n",
         ];
         assert_eq!(fields, expected.join(" "));
+    }
+
+    /// A line logged while a request is served names the request, before any span.
+    #[test]
+    fn a_line_logged_for_a_request_names_it() {
+        let id = uuid::Uuid::new_v4();
+        let text = lines_of(false, || {
+            let request = RequestScope::new(id, actix_web::http::Method::DELETE);
+            REQUEST.sync_scope(request, || {
+                let span = tracing::info_span!("inner", step = 2);
+                let _entered = span.enter();
+                tracing::info!("within");
+            });
+            tracing::info!("without");
+        });
+        let lines: Vec<&str> = text
+            .lines()
+            .map(|line| line.split_once(' ').unwrap().1)
+            .collect();
+        assert_eq!(
+            lines,
+            [
+                format!(
+                    " INFO request{{request_id={id} method=DELETE}}:inner{{step=2}}: \
+                     idgate::telemetry::text::tests: within"
+                ),
+                " INFO idgate::telemetry::text::tests: without".to_owned(),
+            ]
+        );
     }
 
     #[test]
