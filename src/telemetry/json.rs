@@ -19,7 +19,7 @@ use tracing_log::NormalizeEvent;
 use tracing_subscriber::layer::{Context, Layer};
 use tracing_subscriber::registry::LookupSpan;
 
-use super::{LogBuffer, RequestScope, write_timestamp};
+use super::{LogBuffer, RequestScope, with_line_buffer, write_timestamp};
 
 /// Writes each event as a JSON object on a line of its own into a [`LogBuffer`].
 pub struct JsonLines {
@@ -58,14 +58,7 @@ where
         thread_local! {
             static LINE: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
         }
-        LINE.with(|kept| {
-            // An event logged while one is formatted (by a field's Debug) gets a line of its own.
-            let mut fresh = Vec::new();
-            let mut borrowed = kept.try_borrow_mut();
-            let line = match &mut borrowed {
-                Ok(kept) => &mut **kept,
-                Err(_) => &mut fresh,
-            };
+        with_line_buffer(&LINE, |line| {
             line.clear();
             // A record from the `log` crate names its own target and carries it in `log.` fields.
             let normalized = event.normalized_metadata();

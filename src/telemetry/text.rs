@@ -18,7 +18,7 @@ use tracing_log::NormalizeEvent;
 use tracing_subscriber::layer::{Context, Layer};
 use tracing_subscriber::registry::LookupSpan;
 
-use super::{LogBuffer, RequestScope, write_timestamp};
+use super::{LogBuffer, RequestScope, with_line_buffer, write_timestamp};
 
 /// Writes each event as a line of text into a [`LogBuffer`].
 pub struct TextLines {
@@ -81,14 +81,7 @@ where
         thread_local! {
             static LINE: RefCell<String> = const { RefCell::new(String::new()) };
         }
-        LINE.with(|kept| {
-            // An event logged while one is formatted (by a field's Debug) gets a line of its own.
-            let mut fresh = String::new();
-            let mut borrowed = kept.try_borrow_mut();
-            let line = match &mut borrowed {
-                Ok(kept) => &mut **kept,
-                Err(_) => &mut fresh,
-            };
+        with_line_buffer(&LINE, |line| {
             line.clear();
             // A record from the `log` crate names its own target and carries it in `log.` fields.
             let normalized = event.normalized_metadata();
