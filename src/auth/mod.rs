@@ -326,7 +326,7 @@ impl<S: RequiredScope + 'static> FromRequest for Authorized<S> {
                 .app_data::<web::Data<RateLimiter>>()
                 .expect("the app registers its RateLimiter")
                 .admit(&caller.actor)?;
-            let request_id = crate::telemetry::request_id(&request);
+            let request_id = crate::telemetry::request_id();
             Ok(Authorized {
                 workspace: caller.workspace,
                 scopes: caller.scopes,

@@ -61,7 +61,7 @@ pub async fn visitor(request: &HttpRequest, root: String) -> Result<Visitor, Pag
         acting_for: None,
         audit: AuditContext {
             actor: Actor::SetupLink(link.id),
-            request_id: request_id(request),
+            request_id: request_id(),
         },
         base: format!("{root}/setup"),
         root,
@@ -71,7 +71,6 @@ pub async fn visitor(request: &HttpRequest, root: String) -> Result<Visitor, Pag
 
 /// Opens a setup link: records the use, leaves the cookie, and moves on to the pages.
 pub async fn open(
-    request: HttpRequest,
     store: web::Data<Store>,
     clock: web::Data<Clock>,
     base_url: web::Data<BaseUrl>,
@@ -80,7 +79,7 @@ pub async fn open(
     let now = clock.now();
     let secret = secret.into_inner();
     let looked_up = secret.clone();
-    let request_id = request_id(&request);
+    let request_id = request_id();
     let link = store
         .run(move |conn| {
             let link = links::find_live(conn, Kind::Setup, &looked_up, now)?

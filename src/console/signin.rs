@@ -155,7 +155,7 @@ async fn use_link(
     let now = clock.now();
     let context = AuditContext {
         actor: Actor::System("console-link".to_owned()),
-        request_id: request_id(&request),
+        request_id: request_id(),
     };
     let issuer = base_url.as_str().to_owned();
     let (workspace, issued) = store

@@ -17,7 +17,6 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::Method;
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::Next;
-use actix_web::{HttpMessage, HttpRequest};
 use tracing_subscriber::filter::{EnvFilter, LevelFilter};
 use tracing_subscriber::layer::{Layer, SubscriberExt};
 use tracing_subscriber::util::SubscriberInitExt;
@@ -167,16 +166,10 @@ impl Write for &LogBuffer {
     }
 }
 
-/// A request's id: in its log lines, its `X-Request-Id` header and its audit events.
-#[derive(Clone, Copy)]
-struct RequestId(Uuid);
-
-/// The id of the request being served, as audit events record it.
-pub fn request_id(request: &HttpRequest) -> Option<String> {
-    request
-        .extensions()
-        .get::<RequestId>()
-        .map(|RequestId(id)| id.to_string())
+/// The id of the request the current task serves, as audit events record it: the id its log
+/// lines and its `X-Request-Id` header carry.
+pub fn request_id() -> Option<String> {
+    REQUEST.try_with(|request| request.id().to_owned()).ok()
 }
 
 /// Calls `write` with this thread's line buffer in `kept`, which keeps its memory from line to
@@ -264,10 +257,8 @@ pub async fn observe_requests(
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let started = Instant::now();
-    let id = Uuid::new_v4();
-    request.extensions_mut().insert(RequestId(id));
     let method = request.method().clone();
-    let scope = RequestScope::new(id, method.clone());
+    let scope = RequestScope::new(Uuid::new_v4(), method.clone());
     let id_header = HeaderValue::from_bytes(&scope.id).expect("a UUID is a valid header value");
     let outcome = REQUEST
         .scope(scope, async move {

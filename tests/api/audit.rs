@@ -11,6 +11,7 @@ use crate::on_both_databases;
 on_both_databases!(
     pages_follow_the_cursor_without_gaps_or_repeats,
     filters_narrow_the_log,
+    an_event_names_the_request_that_made_it,
     bad_queries_are_400,
     exports_stream_every_matching_event,
     a_change_whose_audit_entry_fails_is_rolled_back,
@@ -40,6 +41,37 @@ async fn busy_tenant(app: &TestApp, count: usize) -> Tenant {
 
 fn events(body: &Value) -> &Vec<Value> {
     body["events"].as_array().expect("an events array")
+}
+
+/// An event carries the id of the request that made it, the one its response answered in
+/// `X-Request-Id`.
+async fn an_event_names_the_request_that_made_it(database: TestDatabase) {
+    let app = TestApp::spawn(database).await;
+    let tenant = app.tenant("acme", "tokens:write,audit:read,scim");
+    let response = awc::Client::default()
+        .post(app.url("/api/v1/workspaces/acme/tokens"))
+        .bearer_auth(&tenant.token)
+        .send_json(&json!({"name": "traced", "scopes": ["scim"]}))
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 201);
+    let request_id = response
+        .headers()
+        .get("x-request-id")
+        .expect("the response names its request")
+        .to_str()
+        .unwrap()
+        .to_owned();
+
+    let (_, log) = app
+        .get(&format!("{AUDIT}?action=token.created"), &tenant.token)
+        .await;
+    let made: Vec<&Value> = events(&log)
+        .iter()
+        .filter(|event| event["actor"]["id"] == tenant.token_id.as_str())
+        .collect();
+    assert_eq!(made.len(), 1, "{log}");
+    assert_eq!(made[0]["request_id"], request_id.as_str());
 }
 
 async fn pages_follow_the_cursor_without_gaps_or_repeats(database: TestDatabase) {

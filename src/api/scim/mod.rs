@@ -105,7 +105,7 @@ impl FromRequest for Context {
     fn from_request(request: &HttpRequest, _: &mut Payload) -> Self::Future {
         // Only the header is read here; the token is checked with the work (`Context::run`).
         let token = bearer_token(request);
-        let request_id = crate::telemetry::request_id(request);
+        let request_id = crate::telemetry::request_id();
         let store = request
             .app_data::<web::Data<Store>>()
             .expect("the app registers its Store")
