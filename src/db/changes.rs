@@ -22,9 +22,18 @@
 //! other announcement, an older replica's included, moves both versions. SQLite's data version
 //! cannot tell, so every commit of another connection moves both.
 //!
-//! Another process's commit is seen within [`POLL`] plus the network's delay. While the watch's
-//! connection fails, or has not answered for [`SILENT_AFTER`], the version is unknown and nothing
-//! is kept; when it answers again, the version moves once, for whatever was missed.
+//! A notice can be lost: the watch's connection dies before its `NOTIFY` is sent (a network blip,
+//! a connection killer, a failover), or the process dies between a commit and its announcement.
+//! So an announcement is kept until its `NOTIFY` has gone out, on a new connection if need be;
+//! a watch that listens again announces a general change; and, whatever else happens, every
+//! commit counts itself in the table `commit_counts` in its own transaction (a trigger on each
+//! table a memo may read), whose sum the watch reads every [`COUNT`]: a commit nobody announced
+//! moves the versions within that bound. PostgreSQL writes by hand are seen the same way.
+//!
+//! Another process's commit is seen within [`POLL`] plus the network's delay, and on PostgreSQL
+//! at the latest within [`COUNT`] whatever became of its notice. While the watch's connection
+//! fails, or has not answered for [`SILENT_AFTER`], the version is unknown and nothing is kept;
+//! when it answers again, the version moves once, for whatever was missed.
 
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, Weak};
@@ -42,8 +51,11 @@ use super::{Backend, DatabaseUrl, DbConnection, open_connection};
 pub const CHANNEL: &str = "idgate_changes";
 /// How often the watch looks for other processes' commits.
 const POLL: Duration = Duration::from_millis(20);
-/// How often a PostgreSQL watch makes sure its connection still answers.
-const PING: Duration = Duration::from_millis(250);
+/// How often a PostgreSQL watch reads the commit count, which also shows that its connection
+/// still answers: the longest a commit whose notice was lost stays unseen.
+pub const COUNT: Duration = Duration::from_millis(250);
+/// How often a PostgreSQL watch folds the counts of server processes gone into one row.
+const TIDY: Duration = Duration::from_secs(600);
 /// A watch not heard from for this long may have missed a commit: nothing is kept.
 const SILENT_AFTER: Duration = Duration::from_secs(1);
 /// How long the watch waits before connecting again.
@@ -127,10 +139,15 @@ impl ChangeWatch {
     pub fn committed(&self, reach: Reach) {
         self.changed(reach);
         if self.announces {
-            let mut state = lock(&self.state);
-            state.unannounced = state.unannounced.max(Some(reach));
-            self.wake.notify_one();
+            self.to_announce(reach);
         }
+    }
+
+    /// Leaves a commit reaching as far as `reach` for the watch's thread to announce.
+    fn to_announce(&self, reach: Reach) {
+        let mut state = lock(&self.state);
+        state.unannounced = state.unannounced.max(Some(reach));
+        self.wake.notify_one();
     }
 
     fn changed(&self, reach: Reach) {
@@ -198,7 +215,7 @@ fn poll_sqlite(watch: &Weak<ChangeWatch>, mut conn: SqliteConnection) {
 /// watch is dropped.
 fn follow_postgres(watch: &Weak<ChangeWatch>, url: &DatabaseUrl, conn: PgConnection) {
     let mut conn = Some(conn);
-    let mut failing = false;
+    let mut lost = false;
     loop {
         let connected = match conn.take() {
             Some(conn) => Ok(conn),
@@ -209,7 +226,7 @@ fn follow_postgres(watch: &Weak<ChangeWatch>, url: &DatabaseUrl, conn: PgConnect
             },
         };
         let error = match connected {
-            Ok(mut conn) => match listen(watch, &mut conn) {
+            Ok(mut conn) => match listen(watch, &mut conn, &mut lost) {
                 Ok(()) => return,
                 Err(error) => error.to_string(),
             },
@@ -218,32 +235,46 @@ fn follow_postgres(watch: &Weak<ChangeWatch>, url: &DatabaseUrl, conn: PgConnect
         let Some(live) = watch.upgrade() else { return };
         live.heard(false);
         drop(live);
-        if !failing {
+        if !lost {
             tracing::warn!(%error, "the change watch lost its connection: reading without the memo until it is back");
+            lost = true;
         }
-        failing = true;
         std::thread::sleep(RECONNECT);
     }
 }
 
 /// Listens on `conn` and announces this process's commits until the watch is dropped (Ok) or the
-/// connection fails.
-fn listen(watch: &Weak<ChangeWatch>, conn: &mut PgConnection) -> QueryResult<()> {
-    conn.batch_execute(&format!("LISTEN {CHANNEL}"))?;
+/// connection fails. `lost` says the connection before this one failed; it is cleared once this
+/// one listens.
+fn listen(watch: &Weak<ChangeWatch>, conn: &mut PgConnection, lost: &mut bool) -> QueryResult<()> {
+    // Named, so that an operator (or a test) can tell this connection in `pg_stat_activity`.
+    conn.batch_execute(&format!(
+        "SELECT set_config('application_name', \
+         concat_ws(': ', nullif(current_setting('application_name'), ''), 'idgate change watch'), \
+         false); LISTEN {CHANNEL}"
+    ))?;
     let own_pid: i32 = diesel::select(diesel::dsl::sql::<diesel::sql_types::Integer>(
         "pg_backend_pid()",
     ))
     .get_result(conn)?;
+    tidy_commit_counts(conn)?;
+    let mut commits = commit_count(conn)?;
     {
         let Some(live) = watch.upgrade() else {
             return Ok(());
         };
-        // Commits made while nobody listened were not heard of.
+        // Commits made while nobody listened were not heard of; and any announcement this
+        // process failed to make is made now, with a general one for whatever else was missed.
         live.changed(Reach::Anything);
         live.heard(true);
-        tracing::info!("the change watch listens for other replicas' commits");
+        if std::mem::take(lost) {
+            live.to_announce(Reach::Anything);
+            tracing::info!("the change watch is back: listening for other replicas' commits");
+        } else {
+            tracing::info!("the change watch listens for other replicas' commits");
+        }
     }
-    let mut pinged_at = Instant::now();
+    let (mut counted_at, mut tidied_at) = (Instant::now(), Instant::now());
     loop {
         let Some(live) = watch.upgrade() else {
             return Ok(());
@@ -256,8 +287,12 @@ fn listen(watch: &Weak<ChangeWatch>, conn: &mut PgConnection) -> QueryResult<()>
                 .unwrap_or_else(|poisoned| poisoned.into_inner());
             state.unannounced.take()
         };
-        if let Some(reach) = announce {
-            conn.batch_execute(&announcement(reach))?;
+        if let Some(reach) = announce
+            && let Err(error) = conn.batch_execute(&announcement(reach))
+        {
+            // Kept for the next connection: a notice is dropped only once it has gone out.
+            live.to_announce(reach);
+            return Err(error);
         }
         let mut others_reached = None;
         for notification in conn.notifications_iter() {
@@ -273,12 +308,44 @@ fn listen(watch: &Weak<ChangeWatch>, conn: &mut PgConnection) -> QueryResult<()>
         if let Some(reach) = others_reached {
             live.changed(reach);
         }
-        if pinged_at.elapsed() >= PING {
-            conn.batch_execute("SELECT 1")?;
+        if counted_at.elapsed() >= COUNT {
+            let now = commit_count(conn)?;
+            // Moved after the count is read: whatever is read at the new version sees those
+            // commits. This process's own commits move it too, at most once a [`COUNT`].
+            if now != commits {
+                live.changed(Reach::Anything);
+                commits = now;
+            }
             live.heard(true);
-            pinged_at = Instant::now();
+            counted_at = Instant::now();
+        }
+        if tidied_at.elapsed() >= TIDY {
+            tidy_commit_counts(conn)?;
+            tidied_at = Instant::now();
         }
     }
+}
+
+/// How many commits have counted themselves in `commit_counts`: it only ever grows.
+fn commit_count(conn: &mut PgConnection) -> QueryResult<i64> {
+    diesel::select(diesel::dsl::sql::<BigInt>(
+        "(SELECT coalesce(sum(commits), 0)::bigint FROM commit_counts)",
+    ))
+    .get_result(conn)
+}
+
+/// Folds the rows of server processes gone into row 0 in one statement, so the sum is unchanged
+/// and the table holds about one row per live connection, however many came and went.
+fn tidy_commit_counts(conn: &mut PgConnection) -> QueryResult<()> {
+    conn.batch_execute(
+        "WITH gone AS ( \
+             DELETE FROM commit_counts \
+             WHERE backend <> 0 AND backend NOT IN (SELECT pid FROM pg_stat_activity) \
+             RETURNING commits) \
+         INSERT INTO commit_counts (backend, commits) \
+         SELECT 0, sum(commits) FROM gone HAVING count(*) > 0 \
+         ON CONFLICT (backend) DO UPDATE SET commits = commit_counts.commits + excluded.commits",
+    )
 }
 
 #[cfg(test)]
