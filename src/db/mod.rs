@@ -254,21 +254,34 @@ impl ManageConnection for ConnectionManager {
                     .map_err(ConnectionError::CouldntSetupConfiguration)?;
                 Ok(DbConnection::Sqlite(conn))
             }
-            Backend::Postgres => Ok(DbConnection::Postgres(diesel::PgConnection::establish(
-                self.url.expose(),
-            )?)),
+            Backend::Postgres => {
+                // libpq would initialise OpenSSL with a handler that frees it at exit, under any
+                // thread still connecting or reading: the process crashed as it exited. Ours
+                // comes first and leaves it (only the first initialisation decides).
+                openssl::init();
+                Ok(DbConnection::Postgres(diesel::PgConnection::establish(
+                    self.url.expose(),
+                )?))
+            }
         }
     }
 
     /// Finds a PostgreSQL connection that its server or the network closed without a query: it
     /// reads what the socket holds (nothing, while the connection is idle and alive), where a
-    /// test query cost a round trip on every checkout. An SQLite file connection does not die.
+    /// test query cost a round trip on every checkout. A server ending a connection sends an
+    /// error and then closes it; libpq takes an error that comes while idle as a notice, so the
+    /// first read consumes the error and only the second sees the close. An SQLite file
+    /// connection does not die.
     fn is_valid(&self, conn: &mut DbConnection) -> Result<(), ConnectionError> {
         match conn {
-            DbConnection::Postgres(conn) => match conn.notifications_iter().next() {
-                Some(Err(error)) => Err(ConnectionError::CouldntSetupConfiguration(error)),
-                _ => Ok(()),
-            },
+            DbConnection::Postgres(conn) => {
+                for _ in 0..2 {
+                    if let Some(Err(error)) = conn.notifications_iter().next() {
+                        return Err(ConnectionError::CouldntSetupConfiguration(error));
+                    }
+                }
+                Ok(())
+            }
             DbConnection::Sqlite(_) => Ok(()),
         }
     }

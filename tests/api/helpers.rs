@@ -75,6 +75,9 @@ impl TestDatabase {
             eprintln!("skipped: set {POSTGRES_ENV} to run this test on PostgreSQL");
             return None;
         };
+        // Before libpq's, as idgate's own connections do (see `idgate::db`): libpq's would free
+        // OpenSSL as the test binary exits, under the servers' threads still connecting.
+        openssl::init();
         let schema = format!("idgate_test_{}", uuid::Uuid::new_v4().simple());
         let mut admin =
             PgConnection::establish(&admin_url).expect("connect to the test PostgreSQL server");
@@ -177,9 +180,20 @@ impl TestApp {
     }
 
     pub async fn spawn_replica_with_rate_limit(&self, rate_limit: u32) -> String {
+        self.start_replica(self.database.database_url(), rate_limit)
+            .await
+    }
+
+    /// [`TestApp::spawn_replica`] reaching the database at `url` (another URL for the same
+    /// database: with another `application_name`, say).
+    pub async fn spawn_replica_at(&self, url: DatabaseUrl) -> String {
+        self.start_replica(url, 0).await
+    }
+
+    async fn start_replica(&self, database_url: DatabaseUrl, rate_limit: u32) -> String {
         let settings = Settings {
             bind: SocketAddr::from(([127, 0, 0, 1], 0)),
-            database_url: self.database.database_url(),
+            database_url,
             base_url: Some(BaseUrl::parse(&self.url("")).expect("a valid base URL")),
             rate_limit,
             ..Settings::default()

@@ -46,10 +46,10 @@ on_both_databases!(
 
 const IDP_ENTITY: &str = "http://www.okta.com/exk1test";
 
-struct Sso {
-    app: TestApp,
+pub(crate) struct Sso {
+    pub(crate) app: TestApp,
     idp: TestIdp,
-    admin: Tenant,
+    pub(crate) admin: Tenant,
     browser: awc::Client,
 }
 
@@ -71,7 +71,7 @@ async fn connect(app: &TestApp, slug: &str, idp: &TestIdp) -> Tenant {
 }
 
 impl Sso {
-    async fn new(database: TestDatabase) -> Sso {
+    pub(crate) async fn new(database: TestDatabase) -> Sso {
         let app = TestApp::spawn(database).await;
         let idp = TestIdp::new(IDP_ENTITY);
         let admin = connect(&app, "acme", &idp).await;
@@ -180,7 +180,7 @@ impl Sso {
     }
 
     /// Logs `email` in by an IdP-initiated response; returns the session token.
-    async fn log_in(&self, slug: &str, email: &str) -> String {
+    pub(crate) async fn log_in(&self, slug: &str, email: &str) -> String {
         let encoded = self.idp.response(&self.login(slug, email), Signed::Both);
         let (status, _, session, body) = self.post_here(slug, &encoded).await;
         assert_eq!(status, 303, "{body}");
@@ -188,7 +188,7 @@ impl Sso {
     }
 
     /// A request carrying the session cookie.
-    fn with_cookie(&self, method: &str, path: &str, token: &str) -> awc::ClientRequest {
+    pub(crate) fn with_cookie(&self, method: &str, path: &str, token: &str) -> awc::ClientRequest {
         let method = awc::http::Method::from_bytes(method.as_bytes()).unwrap();
         self.app
             .client
