@@ -54,6 +54,7 @@ impl Application {
             .then(|| rate_limiter.clone().into_inner());
         let clock = web::Data::new(clock);
         let allowed_internal_hosts = web::Data::new(settings.allowed_internal_hosts.clone());
+        let trusted_proxies = web::Data::new(settings.trusted_proxies.clone());
         let https = base_url.as_str().starts_with("https://");
         let server = HttpServer::new(move || {
             App::new()
@@ -66,6 +67,7 @@ impl Application {
                 .app_data(rate_limiter.clone())
                 .app_data(clock.clone())
                 .app_data(allowed_internal_hosts.clone())
+                .app_data(trusted_proxies.clone())
                 .app_data(public_base_url.clone())
                 .app_data(error::json_config())
                 .app_data(error::query_config())

@@ -8,6 +8,7 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
 use crate::db::DatabaseUrl;
+use crate::forwarded::TrustedProxies;
 use crate::outbound::InternalAllowList;
 
 /// Read from the working directory when `--config` is not given and the file exists.
@@ -15,13 +16,14 @@ pub const DEFAULT_CONFIG_FILE: &str = "idgate.toml";
 
 /// The keys a config file or `IDGATE_*` variable may set. Other `IDGATE_*` variables (the test
 /// suite's `IDGATE_TEST_POSTGRES_URL`, say) are not settings and are left alone.
-const KEYS: [&str; 6] = [
+const KEYS: [&str; 7] = [
     "bind",
     "database_url",
     "base_url",
     "log_format",
     "rate_limit",
     "allowed_internal_hosts",
+    "trusted_proxies",
 ];
 
 /// Requests a second each API token (or person with a session) may make, by default, with a
@@ -47,6 +49,10 @@ pub struct Settings {
     /// from; every other loopback, private, link-local or unique-local address is refused.
     #[serde(default)]
     pub allowed_internal_hosts: InternalAllowList,
+    /// The proxies (addresses and ranges) whose `Forwarded` or `X-Forwarded-For` header names the
+    /// client that per-address limits count; none by default.
+    #[serde(default)]
+    pub trusted_proxies: TrustedProxies,
 }
 
 impl Default for Settings {
@@ -59,6 +65,7 @@ impl Default for Settings {
             log_format: LogFormat::Pretty,
             rate_limit: DEFAULT_RATE_LIMIT,
             allowed_internal_hosts: InternalAllowList::default(),
+            trusted_proxies: TrustedProxies::default(),
         }
     }
 }
@@ -148,6 +155,10 @@ pub struct ConfigArgs {
     #[arg(long, global = true, value_name = "HOSTS")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub allowed_internal_hosts: Option<String>,
+    /// Proxies whose Forwarded / X-Forwarded-For header names the client, comma-separated: 10.0.0.0/8,192.0.2.7 [default: none] [env: IDGATE_TRUSTED_PROXIES]
+    #[arg(long, global = true, value_name = "ADDRESSES")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trusted_proxies: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -3,7 +3,7 @@
 //! Organised by capability, in one dependency order (kept by `tests/api/layers.rs`); a module
 //! names only those listed before it here:
 //!
-//! - leaves: `time`, `secrets`, `permissions`, `csv_export`, `outbound`, `metrics`, `db`;
+//! - leaves: `time`, `secrets`, `permissions`, `csv_export`, `outbound`, `forwarded`, `metrics`, `db`;
 //! - foundations: `scim` (SCIM as data), `audit`, `config`, `telemetry`, `error`;
 //! - rooms: `workspaces`, `directory`, `tokens`, `sessions`, `links`, `access`, `saml`;
 //! - the gate: `auth` (credentials, `Authorized<needs::X>`, rate limits);
@@ -21,6 +21,7 @@ pub mod csv_export;
 pub mod db;
 pub mod directory;
 pub mod error;
+pub mod forwarded;
 pub mod limits;
 pub mod links;
 pub mod metrics;

@@ -103,13 +103,13 @@ fn refused_page(reason: Reason) -> HttpResponse {
 }
 
 /// Counts a request from the client's address toward [`crate::auth::ratelimit::PER_ADDRESS`]; past
-/// it, the page to answer with. The address is the peer's: behind a proxy that is the proxy's,
-/// which only loosens the limit (forwarded headers are not trusted, as anyone can send them).
+/// it, the page to answer with. The address is the peer's, or behind a trusted proxy the client's
+/// it forwarded (see [`crate::forwarded`]).
 fn over_address_limit(request: &HttpRequest) -> Option<HttpResponse> {
     let limiter = request
         .app_data::<web::Data<RateLimiter>>()
         .expect("the app registers its RateLimiter");
-    let address = request.peer_addr()?.ip();
+    let address = crate::forwarded::client_address(request)?;
     let limited = limiter.admit_address(address).err()?;
     let mut page = text_page(
         StatusCode::TOO_MANY_REQUESTS,

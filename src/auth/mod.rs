@@ -306,16 +306,15 @@ impl<S: RequiredScope + 'static> FromRequest for Authorized<S> {
                 .get("ws")
                 .unwrap_or_default()
                 .to_owned();
-            let caller =
-                caller(&request, &slug)
-                    .await
-                    .map_err(|error| match request.peer_addr() {
-                        Some(client) => request
-                            .app_data::<web::Data<RateLimiter>>()
-                            .expect("the app registers its RateLimiter")
-                            .refused(client.ip(), error),
-                        None => error,
-                    })?;
+            let caller = caller(&request, &slug).await.map_err(|error| {
+                match crate::forwarded::client_address(&request) {
+                    Some(client) => request
+                        .app_data::<web::Data<RateLimiter>>()
+                        .expect("the app registers its RateLimiter")
+                        .refused(client, error),
+                    None => error,
+                }
+            })?;
             if caller.workspace.slug != slug {
                 return Err(AuthError::OtherWorkspace);
             }

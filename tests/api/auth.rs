@@ -3,6 +3,8 @@
 use diesel::prelude::*;
 use idgate::db::schema::api_tokens;
 
+use idgate::forwarded::TrustedProxies;
+
 use crate::helpers::{TestApp, TestDatabase, read};
 use crate::on_both_databases;
 
@@ -18,6 +20,7 @@ on_both_databases!(
     an_import_never_meets_the_default_limit_and_a_bulk_request_counts_once,
     replicas_on_postgres_share_each_callers_allowance,
     a_flood_of_bad_tokens_from_one_address_is_slowed,
+    behind_a_trusted_proxy_a_flood_slows_only_the_client_that_sent_it,
 );
 
 const WORKSPACE: &str = "/api/v1/workspaces/acme";
@@ -436,4 +439,81 @@ async fn a_flood_of_bad_tokens_from_one_address_is_slowed(database: TestDatabase
     );
     assert_eq!(app.get("/scim/v2/Users", &tenant.token).await.0, 200);
     assert_eq!(app.get(WORKSPACE, &tenant.token).await.0, 200);
+}
+
+/// Behind a load balancer every client's peer address is the balancer's. With the balancer named
+/// in `trusted_proxies`, a flood of bad tokens from one client slows that client alone: another
+/// client's sign-in and bad tokens pass, and the flooding client cannot escape by writing
+/// addresses of its own to the left of what the balancer appends. Without it (the default), the
+/// header is not believed: anyone could name a new address with each request.
+async fn behind_a_trusted_proxy_a_flood_slows_only_the_client_that_sent_it(database: TestDatabase) {
+    let app = TestApp::spawn_with(database, |settings| {
+        settings.rate_limit = 1;
+        settings.trusted_proxies = TrustedProxies::parse("127.0.0.0/8").unwrap();
+    })
+    .await;
+    app.tenant("acme", "workspace:read,scim");
+    let forged = format!("idg_{}_{}", "0".repeat(32), "x".repeat(43));
+    let from = |client: &str, path: &str| {
+        app.client
+            .get(app.url(path))
+            .bearer_auth(&forged)
+            .insert_header(("X-Forwarded-For", client.to_owned()))
+    };
+    let mut unauthorized = 0;
+    loop {
+        match from("203.0.113.9", "/scim/v2/Users")
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+        {
+            401 => unauthorized += 1,
+            429 => break,
+            other => panic!("{other}"),
+        }
+        assert!(unauthorized <= 1000, "never slowed");
+    }
+    let status = |request: awc::ClientRequest| async move {
+        request.send().await.unwrap().status().as_u16()
+    };
+    assert_eq!(status(from("203.0.113.9", "/saml/acme/login")).await, 429);
+    assert_eq!(
+        status(from("1.1.1.1, 203.0.113.9", "/scim/v2/Users")).await,
+        429,
+        "what the client wrote itself is not believed"
+    );
+    let forwarded = app
+        .client
+        .get(app.url("/saml/acme/login"))
+        .insert_header(("Forwarded", "for=203.0.113.9;proto=https"));
+    assert_eq!(
+        status(forwarded).await,
+        429,
+        "Forwarded names the client too"
+    );
+    assert_ne!(status(from("198.51.100.7", "/saml/acme/login")).await, 429);
+    assert_eq!(status(from("198.51.100.7", "/scim/v2/Users")).await, 401);
+
+    // By default no proxy is trusted: the same flood with a new address each time is the peer's.
+    let direct = TestApp::spawn_with_rate_limit(TestDatabase::sqlite(), 1).await;
+    direct.tenant("acme", "workspace:read,scim");
+    let mut sent = 0;
+    loop {
+        let request = direct
+            .client
+            .get(direct.url("/scim/v2/Users"))
+            .bearer_auth(&forged)
+            .insert_header(("X-Forwarded-For", format!("203.0.113.{}", sent % 250)));
+        match request.send().await.unwrap().status().as_u16() {
+            401 => sent += 1,
+            429 => break,
+            other => panic!("{other}"),
+        }
+        assert!(
+            sent <= 1000,
+            "a new forwarded address each time escaped the limit"
+        );
+    }
 }

@@ -127,7 +127,7 @@ impl FromRequest for Context {
             .app_data::<web::Data<MemberAdds>>()
             .expect("the app registers its MemberAdds")
             .clone();
-        let client = request.peer_addr().map(|address| address.ip());
+        let client = crate::forwarded::client_address(request);
         Box::pin(async move {
             Ok(Context {
                 store,
