@@ -61,6 +61,7 @@ fn main() -> anyhow::Result<()> {
         scopes: Scopes::parse("scim")?,
         lifetime: None,
         minted_by: None,
+        setup_link_id: None,
     };
     std::fs::write(
         out.join("token"),
@@ -130,6 +131,7 @@ fn main() -> anyhow::Result<()> {
         scopes: Scopes::parse("workspace:read,sources:read")?,
         lifetime: None,
         minted_by: None,
+        setup_link_id: None,
     };
     std::fs::write(
         out.join("admin-token"),

@@ -435,6 +435,7 @@ fn token(conn: &mut Conn, command: TokenCommand) -> anyhow::Result<()> {
                     .map(tokens::parse_lifetime)
                     .transpose()?,
                 minted_by: None,
+                setup_link_id: None,
             };
             let issued = tokens::create(conn, &workspace, new, &context)?;
             let expiry = issued

@@ -96,6 +96,7 @@ async fn create(
         scopes,
         lifetime,
         minted_by,
+        setup_link_id: None,
     };
     let (workspace, audit) = (auth.workspace, auth.audit);
     let issued = store

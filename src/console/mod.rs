@@ -34,7 +34,7 @@ use serde::de::DeserializeOwned;
 
 use crate::access::AccessError;
 use crate::access::decide::Principal;
-use crate::audit::AuditContext;
+use crate::audit::{Actor, AuditContext};
 use crate::auth::ratelimit::Limited;
 use crate::auth::{AuthError, Authorized, needs};
 use crate::config::BaseUrl;
@@ -153,6 +153,14 @@ impl Visitor {
 
     pub fn via_setup_link(&self) -> bool {
         self.person.is_none()
+    }
+
+    /// The setup link this visitor came through, if any.
+    pub fn setup_link(&self) -> Option<&str> {
+        match &self.audit.actor {
+            Actor::SetupLink(link) => Some(link),
+            _ => None,
+        }
     }
 
     /// The page chrome: title, navigation and the sign-out form.

@@ -82,11 +82,12 @@ async fn provisioning_page(
     visitor.require(Scope::TokensWrite)?;
     let workspace_id = visitor.workspace.id.clone();
     let acting_for = visitor.acting_for.clone();
+    let via_setup_link = visitor.via_setup_link();
     let (tokens, events, authority) = store
         .read(move |conn| {
             let tokens: Vec<ApiToken> = tokens::list(conn, &workspace_id)?
                 .into_iter()
-                .filter(|token| token.scopes.contains(Scope::Scim))
+                .filter(|token| shown_to(token, via_setup_link))
                 .collect();
             let filter = Filter {
                 action_prefix: Some("scim.".to_owned()),
@@ -181,6 +182,7 @@ async fn create_token(
         visitor.acting_for.clone(),
         visitor.audit.clone(),
     );
+    let setup_link_id = visitor.setup_link().map(str::to_owned);
     let issued = store
         .run(move |conn| {
             if OwnerAuthority::of(conn, &workspace.id, acting_for.as_deref())?
@@ -195,6 +197,7 @@ async fn create_token(
                 scopes: Scopes::from_list(["scim"]).expect("scim is a scope"),
                 lifetime,
                 minted_by: None,
+                setup_link_id,
             };
             Ok(tokens::create(conn, &workspace, new, &audit)?)
         })
@@ -203,6 +206,12 @@ async fn create_token(
     let notice = Notice::saved("Token made. Copy it now: it is not shown again.");
     let page = provisioning_page(&visitor, &store, &base_url, notice, created).await?;
     Ok(render(StatusCode::CREATED, &page))
+}
+
+/// Whether the page lists `token`, and so may revoke it: a SCIM token, and under a setup link only
+/// one made through a setup link, never the operator's or a person's, whatever its scopes.
+fn shown_to(token: &ApiToken, via_setup_link: bool) -> bool {
+    token.scopes.contains(Scope::Scim) && (!via_setup_link || token.setup_link_id.is_some())
 }
 
 async fn revoke_token(
@@ -219,13 +228,12 @@ async fn revoke_token(
         .unwrap_or_default()
         .to_owned();
     let (workspace_id, audit) = (visitor.workspace.id.clone(), visitor.audit.clone());
+    let via_setup_link = visitor.via_setup_link();
     store
         .run(move |conn| {
-            // Only SCIM tokens are revoked here: a setup link must not end the workspace's
-            // other API tokens.
-            let is_scim = tokens::find(conn, &workspace_id, &token_id)?
-                .is_some_and(|token| token.scopes.contains(Scope::Scim));
-            if !is_scim {
+            let revocable = tokens::find(conn, &workspace_id, &token_id)?
+                .is_some_and(|token| shown_to(&token, via_setup_link));
+            if !revocable {
                 return Err(PageError::NotFound("No such SCIM token.".to_owned()));
             }
             let _: Revocation = tokens::revoke(conn, &token_id, Some(&workspace_id), &audit)?;

@@ -25,6 +25,7 @@ diesel::table! {
         revoked_at -> Nullable<Timestamp>,
         last_used_at -> Nullable<Timestamp>,
         minted_by -> Nullable<Text>,
+        setup_link_id -> Nullable<Text>,
     }
 }
 

@@ -54,6 +54,9 @@ pub struct ApiToken {
     pub last_used_at: Option<NaiveDateTime>,
     /// The member whose session minted it, whose authority it carries; None for the operator's.
     pub minted_by: Option<String>,
+    /// The setup link it was made through, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub setup_link_id: Option<String>,
 }
 
 impl ApiToken {
@@ -79,7 +82,8 @@ crate::columns!(
         api_tokens::expires_at,
         api_tokens::revoked_at,
         api_tokens::last_used_at,
-        api_tokens::minted_by
+        api_tokens::minted_by,
+        api_tokens::setup_link_id
     )
 );
 
@@ -92,6 +96,7 @@ type TokenRow = (
     Option<NaiveDateTime>,
     Option<NaiveDateTime>,
     Option<NaiveDateTime>,
+    Option<String>,
     Option<String>,
 );
 
@@ -106,6 +111,7 @@ fn from_row(row: TokenRow) -> Result<ApiToken, TokenError> {
         revoked_at,
         last_used_at,
         minted_by,
+        setup_link_id,
     ) = row;
     // Scopes are written by this module, so a row that does not parse means the data was damaged.
     let scopes = Scopes::parse(&scopes).map_err(|_| TokenError::CorruptScopes(id.clone()))?;
@@ -119,6 +125,7 @@ fn from_row(row: TokenRow) -> Result<ApiToken, TokenError> {
         revoked_at,
         last_used_at,
         minted_by,
+        setup_link_id,
     })
 }
 
@@ -166,6 +173,8 @@ pub struct NewToken {
     /// The member minting it through a session (or through a token they minted); None for the
     /// operator.
     pub minted_by: Option<String>,
+    /// The setup link it is made through, if any.
+    pub setup_link_id: Option<String>,
 }
 
 /// A freshly made token and its secret, which exists nowhere else: show it once and drop it.
@@ -211,6 +220,7 @@ pub fn create(
         revoked_at: None,
         last_used_at: None,
         minted_by: new.minted_by,
+        setup_link_id: new.setup_link_id,
     };
     conn.write(|tx| {
         diesel::insert_into(api_tokens::table)
@@ -223,6 +233,7 @@ pub fn create(
                 api_tokens::created_at.eq(token.created_at),
                 api_tokens::expires_at.eq(token.expires_at),
                 api_tokens::minted_by.eq(&token.minted_by),
+                api_tokens::setup_link_id.eq(&token.setup_link_id),
             ))
             .execute(tx.conn())?;
         audit::record(
@@ -517,6 +528,7 @@ mod tests {
             revoked_at: None,
             last_used_at: Some(now),
             minted_by: None,
+            setup_link_id: None,
         };
         change(&mut api_token);
         let workspace = Workspace {

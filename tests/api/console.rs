@@ -20,6 +20,7 @@ on_both_databases!(
     a_bootstrap_link_works_once_and_expires,
     only_an_owner_makes_setup_links_and_scim_tokens,
     a_setup_links_forms_need_its_token_and_this_origin,
+    a_setup_link_revokes_only_tokens_made_through_setup_links,
     grants_are_given_and_revoked_in_the_console,
 );
 
@@ -765,35 +766,8 @@ async fn only_an_owner_makes_setup_links_and_scim_tokens(database: TestDatabase)
 async fn a_setup_links_forms_need_its_token_and_this_origin(database: TestDatabase) {
     let app = TestApp::spawn(database).await;
     let tenant = app.tenant("acme", "workspace:read,tokens:write");
-    let output = app
-        .cli(&["setup-link", "create", "--workspace", "acme"])
-        .await;
-    assert!(output.status.success(), "{output:?}");
-    let opened = client()
-        .get(link_on(&app, &stdout(&output)))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(opened.status().as_u16(), 303);
-    let setup_cookie = opened
-        .headers()
-        .get("set-cookie")
-        .unwrap()
-        .to_str()
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_owned();
-    let mut page = client()
-        .get(app.url("/setup/scim"))
-        .insert_header(("Cookie", setup_cookie.clone()))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(page.status().as_u16(), 200);
-    let page = String::from_utf8(page.body().await.unwrap().to_vec()).unwrap();
-    let token = csrf_of(&page);
+    let setup_cookie = open_setup_link(&app).await;
+    let token = csrf_of(&setup_page(&app, &setup_cookie, "/setup/scim").await);
     let post = |site: &'static str, csrf: String| {
         client()
             .post(app.url("/setup/scim/tokens"))
@@ -845,6 +819,107 @@ async fn a_setup_links_forms_need_its_token_and_this_origin(database: TestDataba
         .await
         .unwrap();
     assert_eq!(members.status().as_u16(), 401);
+}
+
+/// Makes a setup link with the CLI and opens it as its holder would; returns the cookie it leaves.
+async fn open_setup_link(app: &TestApp) -> String {
+    let output = app
+        .cli(&["setup-link", "create", "--workspace", "acme"])
+        .await;
+    assert!(output.status.success(), "{output:?}");
+    let opened = client()
+        .get(link_on(app, &stdout(&output)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(opened.status().as_u16(), 303);
+    opened
+        .headers()
+        .get("set-cookie")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned()
+}
+
+/// A `/setup/` page as the holder of `setup_cookie` sees it.
+async fn setup_page(app: &TestApp, setup_cookie: &str, path: &str) -> String {
+    let mut page = client()
+        .get(app.url(path))
+        .insert_header(("Cookie", setup_cookie.to_owned()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status().as_u16(), 200);
+    String::from_utf8(page.body().await.unwrap().to_vec()).unwrap()
+}
+
+/// A setup link's holder manages the SCIM tokens made through setup links, and only those: the
+/// operator's tokens, SCIM ones included, are neither listed nor revoked through it.
+async fn a_setup_link_revokes_only_tokens_made_through_setup_links(database: TestDatabase) {
+    let app = TestApp::spawn(database).await;
+    let tenant = app.tenant("acme", "workspace:read,tokens:write");
+    let operators = [
+        app.token_for(&tenant.workspace, "scim,workspace:write,tokens:write"),
+        app.token_for(&tenant.workspace, "scim"),
+    ];
+    let setup_cookie = open_setup_link(&app).await;
+    let post = |path: String, fields: Vec<(&'static str, String)>| {
+        client()
+            .post(app.url(&path))
+            .insert_header(("Cookie", setup_cookie.clone()))
+            .insert_header(("Sec-Fetch-Site", "same-origin"))
+            .send_form(&fields)
+    };
+    let page = setup_page(&app, &setup_cookie, "/setup/scim").await;
+    let csrf = csrf_of(&page);
+    let (app, tenant) = (&app, &tenant);
+    let listed = || async move {
+        let (_, listed) = app
+            .get("/api/v1/workspaces/acme/tokens", &tenant.token)
+            .await;
+        listed["tokens"].as_array().unwrap().clone()
+    };
+    let status = |token_id: String| async move {
+        let listed = listed().await;
+        let token = listed.iter().find(|token| token["id"] == token_id.as_str());
+        token.expect("listed")["status"].clone()
+    };
+    for operators in &operators {
+        assert!(!page.contains(&operators.token.id), "listed: {page}");
+        let path = format!("/setup/scim/tokens/{}/revoke", operators.token.id);
+        let refused = post(path, vec![("csrf", csrf.clone())]).await.unwrap();
+        assert_eq!(refused.status().as_u16(), 404);
+        assert_eq!(status(operators.token.id.clone()).await, "active");
+    }
+
+    let made = post(
+        "/setup/scim/tokens".to_owned(),
+        vec![("name", "Entra".to_owned()), ("csrf", csrf.clone())],
+    )
+    .await
+    .unwrap();
+    assert_eq!(made.status().as_u16(), 201);
+    let entra = listed()
+        .await
+        .iter()
+        .find(|token| token["name"] == "Entra")
+        .expect("the token made through the link")["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        setup_page(app, &setup_cookie, "/setup/scim")
+            .await
+            .contains(&entra)
+    );
+    let path = format!("/setup/scim/tokens/{entra}/revoke");
+    let revoked = post(path, vec![("csrf", csrf)]).await.unwrap();
+    assert_eq!(revoked.status().as_u16(), 303);
+    assert_eq!(status(entra).await, "revoked");
 }
 
 async fn grants_are_given_and_revoked_in_the_console(database: TestDatabase) {

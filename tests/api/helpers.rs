@@ -226,6 +226,7 @@ impl TestApp {
             scopes: Scopes::parse(scopes).expect("valid scopes"),
             lifetime: None,
             minted_by: None,
+            setup_link_id: None,
         };
         tokens::create(
             &mut self.database.connect(),

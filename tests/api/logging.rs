@@ -121,6 +121,7 @@ async fn json_logs_carry_request_ids_and_no_secrets() {
             scopes,
             lifetime: None,
             minted_by: None,
+            setup_link_id: None,
         };
         idgate::tokens::create(&mut conn, &workspace, new, &context)
             .unwrap()
