@@ -5,6 +5,7 @@
 //! binding carries signed messages there) nor any header, and of a console link only its route:
 //! tokens, cookies, link secrets and SAML messages stay out of the logs.
 
+use std::borrow::Cow;
 use std::cell::RefCell;
 use std::fmt::Write as _;
 use std::io::{IsTerminal, Write};
@@ -272,6 +273,24 @@ pub async fn observe_requests(
     Ok(response)
 }
 
+/// Segments this long or longer of a path that matched no route are not logged: a secret (256
+/// bits, 43 characters) is far longer, and a word an operator needs to see is shorter.
+const UNMATCHED_SEGMENT_SHOWN: usize = 16;
+
+/// `path`, matched by no route, with every segment that could be a secret, whole or in part,
+/// replaced by `…`.
+fn unmatched_path(path: &str) -> Cow<'_, str> {
+    let long = |segment: &str| segment.len() >= UNMATCHED_SEGMENT_SHOWN;
+    if !path.split('/').any(long) {
+        return Cow::Borrowed(path);
+    }
+    let shown: Vec<&str> = path
+        .split('/')
+        .map(|segment| if long(segment) { "…" } else { segment })
+        .collect();
+    Cow::Owned(shown.join("/"))
+}
+
 /// Logs a request's line (its path, route and status, and its error if it failed), and counts it
 /// and its time in `/metrics`.
 fn record_request(
@@ -288,11 +307,14 @@ fn record_request(
         .as_ref()
         .ok()
         .and_then(|response| response.request().match_pattern());
-    // A console link carries its secret in the path: the route template stands in for it.
+    // A console link carries its secret in the path: the route template stands in for it. A path
+    // that matched no route (a link with a slash too many, say) may carry one too.
     let path = outcome.as_ref().ok().map(|response| match &route {
-        Some(route) if route.contains("{secret}") => route.as_str(),
-        _ => response.request().path(),
+        Some(route) if route.contains("{secret}") => Cow::Borrowed(route.as_str()),
+        Some(_) => Cow::Borrowed(response.request().path()),
+        None => unmatched_path(response.request().path()),
     });
+    let path = path.as_deref();
     let route = route.as_deref();
     let code = status.as_u16();
     // Error types keep secrets out of both their forms; the Debug form names the cause chain.
@@ -322,6 +344,27 @@ fn record_request(
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_path_no_route_matched_is_logged_without_what_could_be_a_secret() {
+        let secret = crate::secrets::random_secret();
+        for shape in [
+            "/setup/{}/",
+            "/setup/{}/more",
+            "/setup//{}",
+            "/SETUP/{}",
+            "/x{}",
+        ] {
+            let path = shape.replace("{}", &secret);
+            let logged = unmatched_path(&path);
+            assert!(
+                !logged.contains(&secret[..UNMATCHED_SEGMENT_SHOWN]),
+                "{logged}"
+            );
+        }
+        assert_eq!(unmatched_path("/setup/abc/more/"), "/setup/abc/more/");
+        assert_eq!(unmatched_path(&format!("/setup/{secret}/x")), "/setup/…/x");
+    }
     use super::*;
 
     /// An output the test reads back.

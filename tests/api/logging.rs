@@ -140,6 +140,17 @@ async fn json_logs_carry_request_ids_and_no_secrets() {
         // Console links carry their secret in the path.
         ("/console/-/link/bGluay1zZWNyZXQtb25l", tenant.as_str(), 404),
         ("/setup/bGluay1zZWNyZXQtdHdv", tenant.as_str(), 404),
+        // And so does a link mistyped or mangled, which matches no route.
+        ("/setup/c2xhc2gtYWZ0ZXItaXQ/", tenant.as_str(), 404),
+        ("/setup/ZXh0cmEtc2VnbWVudA/more", tenant.as_str(), 404),
+        ("/setup//ZG91YmxlLXNsYXNoZXM", tenant.as_str(), 404),
+        ("/SETUP/b3RoZXItY2FzZS1zZXR1cA", tenant.as_str(), 404),
+        ("/Console/-/link/b3RoZXItY2FzZS1saW5r", tenant.as_str(), 404),
+        (
+            "/console/-/link//c3RyYXktc2xhc2gtbGluaw/",
+            tenant.as_str(),
+            404,
+        ),
     ];
     let mut request_ids = Vec::new();
     for (path, token, expected) in requests {
@@ -192,6 +203,12 @@ async fn json_logs_carry_request_ids_and_no_secrets() {
         "c2VjcmV0LXNhbWwtbWVzc2FnZQ",
         "bGluay1zZWNyZXQtb25l",
         "bGluay1zZWNyZXQtdHdv",
+        "c2xhc2gtYWZ0ZXItaXQ",
+        "ZXh0cmEtc2VnbWVudA",
+        "ZG91YmxlLXNsYXNoZXM",
+        "b3RoZXItY2FzZS1zZXR1cA",
+        "b3RoZXItY2FzZS1saW5r",
+        "c3RyYXktc2xhc2gtbGluaw",
     ] {
         assert!(
             !text.contains(secret),
@@ -201,5 +218,9 @@ async fn json_logs_carry_request_ids_and_no_secrets() {
     assert!(
         text.contains("/api/v1/workspaces/acme"),
         "paths are logged:\n{text}"
+    );
+    assert!(
+        text.contains("/setup/…/more"),
+        "what cannot be a secret in a path no route matched is logged:\n{text}"
     );
 }
