@@ -86,13 +86,18 @@ impl Application {
                 .route("/readyz", web::get().to(readyz))
                 .service(
                     web::scope("/api/v1")
-                        .configure(api::workspaces::routes)
-                        .configure(api::tokens::routes)
-                        .configure(api::audit::routes)
-                        .configure(api::access::routes)
-                        .configure(api::saml::routes)
-                        .configure(api::sessions::routes)
-                        .configure(api::links::routes),
+                        .service(
+                            web::scope("/workspaces/{ws}")
+                                .wrap(from_fn(crate::auth::gate))
+                                .configure(api::workspaces::routes)
+                                .configure(api::tokens::routes)
+                                .configure(api::audit::routes)
+                                .configure(api::access::routes)
+                                .configure(api::saml::routes)
+                                .configure(api::links::routes),
+                        )
+                        .configure(api::access::write_key_routes)
+                        .configure(api::sessions::routes),
                 )
                 .configure(console::routes)
                 .configure(api::sessions::public_routes)

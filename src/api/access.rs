@@ -36,42 +36,42 @@ const MAX_CHECKS: usize = 1000;
 
 pub fn routes(config: &mut web::ServiceConfig) {
     config
-        .service(web::resource("/workspaces/{ws}/members").get(list_members))
-        .service(web::resource("/workspaces/{ws}/members/{member}/permissions").get(permissions))
-        .service(web::resource("/workspaces/{ws}/members/{member}/roles").put(set_roles))
-        .service(web::resource("/workspaces/{ws}/group-mappings").get(list_mappings))
+        .service(web::resource("/members").get(list_members))
+        .service(web::resource("/members/{member}/permissions").get(permissions))
+        .service(web::resource("/members/{member}/roles").put(set_roles))
+        .service(web::resource("/group-mappings").get(list_mappings))
         .service(
-            web::resource("/workspaces/{ws}/group-mappings/{group}")
+            web::resource("/group-mappings/{group}")
                 .put(set_mapping)
                 .delete(remove_mapping),
         )
         .service(
-            web::resource("/workspaces/{ws}/attribute-mapping")
+            web::resource("/attribute-mapping")
                 .get(show_attributes)
                 .put(set_attributes),
         )
         .service(
-            web::resource("/workspaces/{ws}/resources")
+            web::resource("/resources")
                 .get(list_resources)
                 .post(create_resource),
         )
         .service(
-            web::resource("/workspaces/{ws}/resources/{id}")
+            web::resource("/resources/{id}")
                 .get(show_resource)
                 .patch(change_resource)
                 .delete(delete_resource),
         )
-        .service(web::resource("/workspaces/{ws}/resources/{id}/write-key").post(rotate_write_key))
-        .service(
-            web::resource("/workspaces/{ws}/grants")
-                .get(list_grants)
-                .post(create_grant),
-        )
-        .service(web::resource("/workspaces/{ws}/grants/{id}").delete(revoke_grant))
-        .service(web::resource("/workspaces/{ws}/authorize").post(authorize))
-        .service(web::resource("/workspaces/{ws}/access-review").get(access_review))
-        .service(web::resource("/workspaces/{ws}/ownership/transfer").post(transfer_ownership))
-        .service(web::resource("/write-keys/verify").post(verify_write_key));
+        .service(web::resource("/resources/{id}/write-key").post(rotate_write_key))
+        .service(web::resource("/grants").get(list_grants).post(create_grant))
+        .service(web::resource("/grants/{id}").delete(revoke_grant))
+        .service(web::resource("/authorize").post(authorize))
+        .service(web::resource("/access-review").get(access_review))
+        .service(web::resource("/ownership/transfer").post(transfer_ownership));
+}
+
+/// Routes outside a workspace: a write key is its own credential.
+pub fn write_key_routes(config: &mut web::ServiceConfig) {
+    config.service(web::resource("/write-keys/verify").post(verify_write_key));
 }
 
 #[derive(Serialize)]

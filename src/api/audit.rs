@@ -19,8 +19,8 @@ const EXPORT_BATCH: i64 = 500;
 
 pub fn routes(config: &mut web::ServiceConfig) {
     config
-        .service(web::resource("/workspaces/{ws}/audit").get(list))
-        .service(web::resource("/workspaces/{ws}/audit/export").get(export));
+        .service(web::resource("/audit").get(list))
+        .service(web::resource("/audit/export").get(export));
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -14,8 +14,8 @@ use crate::links::{self, Kind, Link, LinkError};
 
 pub fn routes(config: &mut web::ServiceConfig) {
     config
-        .service(web::resource("/workspaces/{ws}/setup-links").post(create))
-        .service(web::resource("/workspaces/{ws}/setup-links/{id}").delete(revoke));
+        .service(web::resource("/setup-links").post(create))
+        .service(web::resource("/setup-links/{id}").delete(revoke));
 }
 
 #[derive(Debug, thiserror::Error)]

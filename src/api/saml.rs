@@ -27,7 +27,7 @@ use crate::time::Clock;
 use crate::workspaces::{self, WorkspaceError};
 
 pub fn routes(config: &mut web::ServiceConfig) {
-    config.service(web::resource("/workspaces/{ws}/idp").get(show).put(set));
+    config.service(web::resource("/idp").get(show).put(set));
 }
 
 pub fn sp_routes(config: &mut web::ServiceConfig) {

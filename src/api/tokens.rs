@@ -12,12 +12,8 @@ use crate::tokens::{ApiToken, NewToken, TokenError};
 
 pub fn routes(config: &mut web::ServiceConfig) {
     config
-        .service(
-            web::resource("/workspaces/{ws}/tokens")
-                .get(list)
-                .post(create),
-        )
-        .service(web::resource("/workspaces/{ws}/tokens/{token_id}").delete(revoke));
+        .service(web::resource("/tokens").get(list).post(create))
+        .service(web::resource("/tokens/{token_id}").delete(revoke));
 }
 
 #[derive(Serialize)]

@@ -11,7 +11,7 @@ use crate::db::Store;
 use crate::workspaces::{WorkspaceChanges, WorkspaceError};
 
 pub fn routes(config: &mut web::ServiceConfig) {
-    config.service(web::resource("/workspaces/{ws}").get(show).patch(change));
+    config.service(web::resource("").get(show).patch(change));
 }
 
 async fn show(auth: Authorized<needs::WorkspaceRead>) -> HttpResponse {

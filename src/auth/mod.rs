@@ -9,10 +9,12 @@ pub mod session;
 
 use std::marker::PhantomData;
 
-use actix_web::dev::Payload;
+use actix_web::body::{EitherBody, MessageBody};
+use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
 use actix_web::http::StatusCode;
 use actix_web::http::header::{AUTHORIZATION, WWW_AUTHENTICATE};
-use actix_web::{FromRequest, HttpRequest, HttpResponse, ResponseError, web};
+use actix_web::middleware::Next;
+use actix_web::{FromRequest, HttpMessage, HttpRequest, HttpResponse, ResponseError, web};
 use futures_util::future::LocalBoxFuture;
 
 use crate::access::decide::Principal;
@@ -294,6 +296,44 @@ fn lacking(scopes: &Scopes, person: bool, scope: Scope) -> Result<(), AuthError>
     }
 }
 
+/// The gate in front of a workspace's admin API (`/api/v1/workspaces/{ws}/...`): checks the caller
+/// for the workspace in the path, answers a refused one (401, 404 for another workspace's token,
+/// 429) and charges the caller's rate limit, all before any extractor of the handler reads the
+/// body or judges the query. What it found waits in the request for [`Authorized`].
+pub async fn gate(
+    request: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
+    match checked_caller(request.request()).await {
+        Ok(caller) => {
+            request.extensions_mut().insert(caller);
+            Ok(next.call(request).await?.map_into_left_body())
+        }
+        // Answered as the handler's own refusal would be, so its line and counts name the route.
+        Err(refused) => Ok(request.error_response(refused).map_into_right_body()),
+    }
+}
+
+/// The caller of `request` for the workspace in its path, admitted by the rate limit.
+async fn checked_caller(request: &HttpRequest) -> Result<Caller, AuthError> {
+    let slug = request.match_info().get("ws").unwrap_or_default();
+    let limiter = request
+        .app_data::<web::Data<RateLimiter>>()
+        .expect("the app registers its RateLimiter");
+    let caller =
+        caller(request, slug).await.map_err(|error| {
+            match crate::forwarded::client_address(request) {
+                Some(client) => limiter.refused(client, error),
+                None => error,
+            }
+        })?;
+    if caller.workspace.slug != slug {
+        return Err(AuthError::OtherWorkspace);
+    }
+    limiter.admit(&caller.actor)?;
+    Ok(caller)
+}
+
 impl<S: RequiredScope + 'static> FromRequest for Authorized<S> {
     type Error = AuthError;
     type Future = LocalBoxFuture<'static, Result<Self, AuthError>>;
@@ -301,31 +341,16 @@ impl<S: RequiredScope + 'static> FromRequest for Authorized<S> {
     fn from_request(request: &HttpRequest, _: &mut Payload) -> Self::Future {
         let request = request.clone();
         Box::pin(async move {
-            let slug = request
-                .match_info()
-                .get("ws")
-                .unwrap_or_default()
-                .to_owned();
-            let caller = caller(&request, &slug).await.map_err(|error| {
-                match crate::forwarded::client_address(&request) {
-                    Some(client) => request
-                        .app_data::<web::Data<RateLimiter>>()
-                        .expect("the app registers its RateLimiter")
-                        .refused(client, error),
-                    None => error,
-                }
-            })?;
-            if caller.workspace.slug != slug {
-                return Err(AuthError::OtherWorkspace);
-            }
+            // Checked by the gate; a handler mounted outside it checks here (after its other
+            // extractors may already have judged the request).
+            let gated = request.extensions_mut().remove::<Caller>();
+            let caller = match gated {
+                Some(caller) => caller,
+                None => checked_caller(&request).await?,
+            };
             if let Some(scope) = S::SCOPE {
                 lacking(&caller.scopes, caller.person.is_some(), scope)?;
             }
-            request
-                .app_data::<web::Data<RateLimiter>>()
-                .expect("the app registers its RateLimiter")
-                .admit(&caller.actor)?;
-            let request_id = crate::telemetry::request_id();
             Ok(Authorized {
                 workspace: caller.workspace,
                 scopes: caller.scopes,
@@ -333,7 +358,7 @@ impl<S: RequiredScope + 'static> FromRequest for Authorized<S> {
                 acting_for: caller.acting_for,
                 audit: AuditContext {
                     actor: caller.actor,
-                    request_id,
+                    request_id: crate::telemetry::request_id(),
                 },
                 scope: PhantomData,
             })

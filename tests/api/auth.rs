@@ -21,6 +21,7 @@ on_both_databases!(
     replicas_on_postgres_share_each_callers_allowance,
     a_flood_of_bad_tokens_from_one_address_is_slowed,
     behind_a_trusted_proxy_a_flood_slows_only_the_client_that_sent_it,
+    a_caller_who_does_not_authenticate_learns_nothing_of_the_request_they_sent,
 );
 
 const WORKSPACE: &str = "/api/v1/workspaces/acme";
@@ -516,4 +517,89 @@ async fn behind_a_trusted_proxy_a_flood_slows_only_the_client_that_sent_it(datab
             "a new forwarded address each time escaped the limit"
         );
     }
+}
+
+/// Every route of a workspace's admin API and of SCIM answers a caller that does not authenticate
+/// (no token, a malformed one, a well-formed one that does not exist, another workspace's) with
+/// 401 (404 for another workspace's, as if it did not exist), never with what is wrong with the
+/// body or the query it sent: the token is checked before either is read or judged.
+async fn a_caller_who_does_not_authenticate_learns_nothing_of_the_request_they_sent(
+    database: TestDatabase,
+) {
+    let app = TestApp::spawn(database).await;
+    app.tenant("acme", "workspace:read");
+    let other = app.tenant(
+        "other",
+        "workspace:write,tokens:write,scim,audit:read,sources:write",
+    );
+    let id = "0".repeat(32);
+    let admin = [
+        "",
+        "/members",
+        "/members/ann/permissions",
+        "/members/ann/roles",
+        "/group-mappings",
+        "/group-mappings/eng",
+        "/attribute-mapping",
+        "/resources",
+        "/resources/r1",
+        "/resources/r1/write-key",
+        "/grants",
+        "/grants/g1",
+        "/authorize",
+        "/access-review",
+        "/ownership/transfer",
+        "/audit",
+        "/audit/export",
+        "/setup-links",
+        "/setup-links/l1",
+        "/idp",
+        "/tokens",
+        "/tokens/t1",
+    ]
+    .map(|path| format!("/api/v1/workspaces/acme{path}?limit=none&since=yesterday&after=x"));
+    let scim = [
+        "/scim/v2/Users?count=many&filter=((".to_owned(),
+        format!("/scim/v2/Users/{id}?attributes=%00"),
+        "/scim/v2/Users/.search".to_owned(),
+        "/scim/v2/Groups?startIndex=first".to_owned(),
+        format!("/scim/v2/Groups/{id}"),
+        "/scim/v2/.search".to_owned(),
+        "/scim/v2/Bulk".to_owned(),
+        "/scim/v2/Schemas".to_owned(),
+        "/scim/v2/ResourceTypes".to_owned(),
+    ];
+    let unknown = format!("idg_{}_{}", "0".repeat(32), "x".repeat(43));
+    let callers: [(&str, Option<&str>, u16); 4] = [
+        ("no token", None, 401),
+        ("a malformed token", Some("not-a-token"), 401),
+        ("an unknown token", Some(&unknown), 401),
+        ("another workspace's token", Some(&other.token), 404),
+    ];
+    let mut wrong = Vec::new();
+    for path in admin.iter().chain(&scim) {
+        for method in ["GET", "POST", "PUT", "PATCH", "DELETE"] {
+            for (who, token, expected) in &callers {
+                // SCIM's paths name no workspace: any workspace's SCIM token is at home there.
+                if path.starts_with("/scim") && *expected == 404 {
+                    continue;
+                }
+                let mut request = app
+                    .client
+                    .request(method.parse().unwrap(), app.url(path))
+                    .content_type("application/json");
+                if let Some(token) = token {
+                    request = request.bearer_auth(token);
+                }
+                let response = request.send_body("{\"not\": json").await.unwrap();
+                let status = response.status().as_u16();
+                // A method a route does not have may be answered 405 instead: it says nothing
+                // of the request's contents.
+                if status != *expected && status != 405 {
+                    wrong.push(format!("{method} {path} with {who}: {status}"));
+                }
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
 }

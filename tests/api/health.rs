@@ -86,9 +86,12 @@ async fn unknown_paths_and_methods_get_json_errors(database: TestDatabase) {
     assert_eq!(status, 404);
     assert_eq!(body["error"], "not_found");
 
+    // A workspace's API answers who is calling first (see `auth::gate`), then the method.
+    let tenant = app.tenant("acme", "workspace:read");
     let (status, body) = read(
         app.client
             .delete(app.url("/api/v1/workspaces/acme"))
+            .bearer_auth(&tenant.token)
             .send()
             .await
             .unwrap(),

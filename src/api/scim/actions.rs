@@ -45,14 +45,23 @@ pub const PATCH_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
 pub struct Context {
     pub store: Store,
     pub base: String,
+    /// The checked token's workspace and actor.
+    pub tenant: Tenant,
+    pub memo: actix_web::web::Data<ScimMemo>,
+    pub member_adds: actix_web::web::Data<MemberAdds>,
+}
+
+/// What a SCIM request presents, to be checked before anything of the request is read: the
+/// bearer token, and what checking it needs.
+pub struct Credentials {
+    pub store: Store,
     pub token: String,
     pub request_id: Option<String>,
-    /// Counts each checked request; None once a `/Bulk` request was counted, for its operations.
-    pub limiter: Option<actix_web::web::Data<RateLimiter>>,
+    /// Counts the request once its token checks.
+    pub limiter: actix_web::web::Data<RateLimiter>,
     /// The client's address, which a refused token is counted against.
     pub client: Option<IpAddr>,
     pub memo: actix_web::web::Data<ScimMemo>,
-    pub member_adds: actix_web::web::Data<MemberAdds>,
 }
 
 /// The member adds waiting for each group, by workspace id and group id: those that arrive while
@@ -149,12 +158,6 @@ impl Default for ScimMemo {
 }
 
 impl Context {
-    /// Checks the token, for requests that read nothing of the workspace (discovery, `/Bulk`
-    /// before its operations).
-    pub async fn check(&self) -> Result<(), ScimError> {
-        self.run(|_, _| Ok(())).await
-    }
-
     /// Keeps a write the IdP sent that was refused as its mistake (400, 409, 412) in the audit
     /// log as `scim.request.refused`, with the status, scimType and detail, so the console's
     /// provisioning page shows it. At most [`REFUSALS_AUDITED_PER_MINUTE`] a minute per
@@ -209,80 +212,14 @@ impl Context {
         }
     }
 
-    /// This context for the operations of a `/Bulk` request already checked and counted: the
-    /// request counts once against the rate limit (its size is capped), not once per operation.
-    pub fn counted(mut self) -> Context {
-        self.limiter = None;
-        self
-    }
-
-    /// Checks the token (valid, with the `scim` scope), then runs `work` for its workspace.
+    /// Runs `work` for the checked token's workspace.
     pub async fn run<T, F>(&self, work: F) -> Result<T, ScimError>
     where
         F: FnOnce(&mut Conn, &Tenant) -> Result<T, ScimError> + Send + 'static,
         T: Send + 'static,
     {
-        self.run_at(self.store.credentials_version(), work).await
-    }
-
-    /// The check of [`Context::run`] alone, for work that waits before it needs a connection.
-    async fn checked_tenant(&self) -> Result<Tenant, ScimError> {
-        let credentials = self.store.credentials_version();
-        match credentials.and_then(|version| self.tenant_from_memo(version)) {
-            Some(tenant) => tenant,
-            None => {
-                self.run_at(credentials, |_, tenant| Ok(tenant.clone()))
-                    .await
-            }
-        }
-    }
-
-    /// [`Context::run`] for a caller that read the credentials version itself, before anything
-    /// else: the token's check is kept at that version (see [`crate::db::changes`]).
-    async fn run_at<T, F>(&self, credentials: Option<DataVersion>, work: F) -> Result<T, ScimError>
-    where
-        F: FnOnce(&mut Conn, &Tenant) -> Result<T, ScimError> + Send + 'static,
-        T: Send + 'static,
-    {
-        if let Some(tenant) = credentials.and_then(|version| self.tenant_from_memo(version)) {
-            let tenant = tenant?;
-            return self.store.run(move |conn| work(conn, &tenant)).await;
-        }
-        let context = self.clone();
-        self.store
-            .run(move |conn| {
-                let memo = credentials.map(|version| (&context.memo.credentials, version));
-                let (token, workspace) =
-                    tokens::authenticate(conn, &context.token, crate::time::now(), memo)
-                        .map_err(|error| context.refused(AuthError::from(error)))?;
-                let tenant = context.tenant(token, workspace)?;
-                work(conn, &tenant)
-            })
-            .await
-    }
-
-    /// The check of [`Context::run`] made without the database, when the token's credential is
-    /// kept at `version`.
-    fn tenant_from_memo(&self, version: DataVersion) -> Option<Result<Tenant, ScimError>> {
-        let checked = tokens::authenticate_from_memo(
-            &self.memo.credentials,
-            version,
-            &self.token,
-            crate::time::now(),
-        )?;
-        Some(
-            checked
-                .map_err(|rejection| self.refused(AuthError::Rejected(rejection)).into())
-                .and_then(|(token, workspace)| self.tenant(token, workspace)),
-        )
-    }
-
-    /// A refused token counts against the client's address (see [`RateLimiter::refused`]).
-    fn refused(&self, error: AuthError) -> AuthError {
-        match (&self.limiter, self.client) {
-            (Some(limiter), Some(client)) => limiter.refused(client, error),
-            _ => error,
-        }
+        let tenant = self.tenant.clone();
+        self.store.run(move |conn| work(conn, &tenant)).await
     }
 
     /// A read whose answer may be kept (see [`ScimMemo`]): `kept` looks for it in the memo, `read`
@@ -303,22 +240,59 @@ impl Context {
         T: Send + 'static,
     {
         let version = self.store.data_version();
-        let credentials = self.store.credentials_version();
-        let memo = self.memo.clone();
-        let read = move |conn: &mut Conn, tenant: &Tenant| {
-            read(conn, tenant, version.map(|version| (&**memo, version)))
-        };
-        if let Some(tenant) = credentials.and_then(|version| self.tenant_from_memo(version)) {
-            let tenant = tenant?;
-            if let Some(found) = version.and_then(|version| kept(&self.memo, version, &tenant)) {
-                return Ok(found);
-            }
-            return self.store.run(move |conn| read(conn, &tenant)).await;
+        if let Some(found) = version.and_then(|version| kept(&self.memo, version, &self.tenant)) {
+            return Ok(found);
         }
-        self.run_at(credentials, read).await
+        let memo = self.memo.clone();
+        self.run(move |conn, tenant| read(conn, tenant, version.map(|version| (&**memo, version))))
+            .await
+    }
+}
+
+impl Credentials {
+    /// Checks the token (valid, with the `scim` scope, within its rate limit): from the memo when
+    /// its check is kept at the credentials version (see [`crate::db::changes`]), else read.
+    pub async fn check(self) -> Result<Tenant, ScimError> {
+        let credentials = self.store.credentials_version();
+        if let Some(tenant) = credentials.and_then(|version| self.tenant_from_memo(version)) {
+            return tenant;
+        }
+        let store = self.store.clone();
+        store
+            .run(move |conn| {
+                let memo = credentials.map(|version| (&self.memo.credentials, version));
+                let (token, workspace) =
+                    tokens::authenticate(conn, &self.token, crate::time::now(), memo)
+                        .map_err(|error| self.refused(AuthError::from(error)))?;
+                self.tenant(token, workspace)
+            })
+            .await
     }
 
-    /// The tenant of a checked token that holds the `scim` scope and is within its rate limit.
+    /// The check made without the database, when the token's credential is kept at `version`.
+    fn tenant_from_memo(&self, version: DataVersion) -> Option<Result<Tenant, ScimError>> {
+        let checked = tokens::authenticate_from_memo(
+            &self.memo.credentials,
+            version,
+            &self.token,
+            crate::time::now(),
+        )?;
+        Some(
+            checked
+                .map_err(|rejection| self.refused(AuthError::Rejected(rejection)).into())
+                .and_then(|(token, workspace)| self.tenant(token, workspace)),
+        )
+    }
+
+    /// A refused token counts against the client's address (see [`RateLimiter::refused`]).
+    fn refused(&self, error: AuthError) -> AuthError {
+        match self.client {
+            Some(client) => self.limiter.refused(client, error),
+            None => error,
+        }
+    }
+
+    /// The tenant of a checked token that holds the `scim` scope, once admitted by its rate limit.
     fn tenant(&self, token: ApiToken, workspace: Workspace) -> Result<Tenant, ScimError> {
         if !token.scopes.contains(Scope::Scim) {
             return Err(AuthError::MissingScope(Scope::Scim).into());
@@ -330,9 +304,7 @@ impl Context {
                 request_id: self.request_id.clone(),
             },
         };
-        if let Some(limiter) = &self.limiter {
-            limiter.admit(&tenant.audit.actor)?;
-        }
+        self.limiter.admit(&tenant.audit.actor)?;
         Ok(tenant)
     }
 }
@@ -680,7 +652,7 @@ async fn add_group_members(
     group_id: String,
     ids: Vec<String>,
 ) -> Result<StoredGroup, ScimError> {
-    let tenant = ctx.checked_tenant().await?;
+    let tenant = ctx.tenant.clone();
     let add = provisioning::MemberAdd {
         ids,
         context: tenant.audit.clone(),

@@ -45,13 +45,11 @@ pub async fn bulk(ctx: Context, body: web::Bytes) -> Result<HttpResponse, ScimEr
             "a bulk request names the schema {BULK_REQUEST}"
         )));
     }
-    ctx.check().await?;
     if request.operations.len() > MAX_OPERATIONS {
         return Err(ScimError::PayloadTooLarge(format!(
             "at most {MAX_OPERATIONS} operations per bulk request"
         )));
     }
-    let ctx = ctx.counted();
     let fail_on_errors = request
         .fail_on_errors
         .filter(|n| *n > 0)

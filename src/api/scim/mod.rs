@@ -32,7 +32,7 @@ use crate::scim::error::{MEDIA_TYPE, ScimError, ScimType};
 use crate::scim::filter::{self, parse_filter};
 use crate::scim::resource::{self, Projection};
 use crate::scim::schema::{self, ResourceKind};
-use actions::{Context, MemberAdds, Rendered, Reply, ScimMemo};
+use actions::{Context, Credentials, MemberAdds, Rendered, Reply, ScimMemo};
 
 const LIST_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:ListResponse";
 const SEARCH_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:SearchRequest";
@@ -97,15 +97,14 @@ fn scim_error_body<B>(response: ServiceResponse<B>) -> actix_web::Result<ErrorHa
 }
 
 /// A SCIM request's context, from a bearer token with the `scim` scope: the token's workspace,
-/// the token as the actor, and where resources live.
+/// the token as the actor, and where resources live. The token is checked here, so a refused
+/// caller is answered before the handler reads or judges anything of its request.
 impl FromRequest for Context {
     type Error = ScimError;
     type Future = LocalBoxFuture<'static, Result<Self, ScimError>>;
 
     fn from_request(request: &HttpRequest, _: &mut Payload) -> Self::Future {
-        // Only the header is read here; the token is checked with the work (`Context::run`).
         let token = bearer_token(request);
-        let request_id = crate::telemetry::request_id();
         let store = request
             .app_data::<web::Data<Store>>()
             .expect("the app registers its Store")
@@ -127,15 +126,19 @@ impl FromRequest for Context {
             .app_data::<web::Data<MemberAdds>>()
             .expect("the app registers its MemberAdds")
             .clone();
-        let client = crate::forwarded::client_address(request);
+        let credentials = token.map(|token| Credentials {
+            store: store.clone(),
+            token,
+            request_id: crate::telemetry::request_id(),
+            limiter,
+            client: crate::forwarded::client_address(request),
+            memo: memo.clone(),
+        });
         Box::pin(async move {
             Ok(Context {
+                tenant: credentials?.check().await?,
                 store,
                 base,
-                token: token?,
-                request_id,
-                limiter: Some(limiter),
-                client,
                 memo,
                 member_adds,
             })
@@ -775,13 +778,11 @@ async fn service_provider_config(base_url: web::Data<BaseUrl>) -> HttpResponse {
 }
 
 async fn resource_types(ctx: Context) -> Result<HttpResponse, ScimError> {
-    ctx.check().await?;
     let types = schema::resource_type_documents(&ctx.base);
     Ok(list_response(types))
 }
 
 async fn resource_type(ctx: Context, id: web::Path<String>) -> Result<HttpResponse, ScimError> {
-    ctx.check().await?;
     schema::resource_type_documents(&ctx.base)
         .into_iter()
         .find(|document| document["id"] == id.as_str())
@@ -790,13 +791,11 @@ async fn resource_type(ctx: Context, id: web::Path<String>) -> Result<HttpRespon
 }
 
 async fn schemas(ctx: Context) -> Result<HttpResponse, ScimError> {
-    ctx.check().await?;
     let documents = schema::schema_documents(&ctx.base);
     Ok(list_response(documents))
 }
 
 async fn schema_by_id(ctx: Context, id: web::Path<String>) -> Result<HttpResponse, ScimError> {
-    ctx.check().await?;
     schema::schema_documents(&ctx.base)
         .into_iter()
         .find(|document| document["id"] == id.as_str())
