@@ -19,6 +19,8 @@ mod resources;
 mod setup;
 mod signin;
 
+use std::borrow::Cow;
+
 use std::future::Future;
 use std::pin::Pin;
 
@@ -144,11 +146,11 @@ impl Visitor {
         if self.scopes.contains(scope) {
             return Ok(());
         }
-        Err(PageError::Forbidden(match scope {
+        Err(PageError::Forbidden(Cow::Borrowed(match scope {
             Scope::AuditRead => "Only Owners and Admins can read the audit log.",
             Scope::TokensWrite => "Only Owners and Admins can manage SCIM tokens.",
             _ => "Only Owners and Admins can see and change this workspace's settings.",
-        }))
+        })))
     }
 
     pub fn via_setup_link(&self) -> bool {
@@ -466,7 +468,7 @@ pub enum PageError {
     #[error("sign in to this workspace's console")]
     SignIn { slug: String, root: String },
     #[error("{0}")]
-    Forbidden(&'static str),
+    Forbidden(Cow<'static, str>),
     #[error("{0}")]
     NotFound(String),
     #[error("{0}")]
@@ -497,7 +499,7 @@ impl PageError {
                 root: root.to_owned(),
             },
             AuthError::MissingScope(_) | AuthError::RolesDeny(_) => {
-                PageError::Forbidden("Your roles do not allow this.")
+                PageError::Forbidden("Your roles do not allow this.".into())
             }
             AuthError::CrossSite => PageError::CrossSite,
             AuthError::RateLimited(limited) => PageError::Busy(limited),
@@ -516,6 +518,8 @@ impl From<AccessError> for PageError {
     fn from(error: AccessError) -> Self {
         match error {
             AccessError::NotFound(detail) => PageError::NotFound(detail),
+            AccessError::Forbidden(detail) => PageError::Forbidden(detail.into()),
+            AccessError::Token(error) => PageError::from(error),
             AccessError::Store(error) => PageError::Unavailable(error),
             other => PageError::Invalid(other.to_string()),
         }
@@ -526,6 +530,7 @@ impl From<TokenError> for PageError {
     fn from(error: TokenError) -> Self {
         match error {
             TokenError::NotFound(detail) => PageError::NotFound(detail),
+            TokenError::ScopeEscalation(_) => PageError::Forbidden(error.to_string().into()),
             TokenError::Store(error) => PageError::Unavailable(error),
             other => PageError::Invalid(other.to_string()),
         }

@@ -189,7 +189,8 @@ async fn create_token(
                 != OwnerAuthority::Held
             {
                 return Err(PageError::Forbidden(
-                    "Only an Owner makes SCIM tokens: a SCIM token can put anyone in any group.",
+                    "Only an Owner makes SCIM tokens: a SCIM token can put anyone in any group."
+                        .into(),
                 ));
             }
             let new = NewToken {

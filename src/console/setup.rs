@@ -227,7 +227,7 @@ async fn create(
         .await
         .map_err(|error| match error {
             SetupLinkError::NotOwner => PageError::Forbidden(
-                "Only an Owner makes setup links: a setup link can connect another IdP.",
+                "Only an Owner makes setup links: a setup link can connect another IdP.".into(),
             ),
             SetupLinkError::Invalid(detail) => PageError::Invalid(detail),
             SetupLinkError::NotFound(detail) => PageError::NotFound(detail),

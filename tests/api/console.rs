@@ -687,6 +687,8 @@ async fn a_bootstrap_link_works_once_and_expires(database: TestDatabase) {
     assert_eq!(get_page(&app, "/console/acme/", &session).await.0, 401);
 }
 
+/// Only an Owner makes setup links and SCIM tokens, or maps a group to Owner: an Admin is refused
+/// as not allowed (403).
 async fn only_an_owner_makes_setup_links_and_scim_tokens(database: TestDatabase) {
     let app = TestApp::spawn(database).await;
     app.tenant("acme", "workspace:read");
@@ -736,6 +738,24 @@ async fn only_an_owner_makes_setup_links_and_scim_tokens(database: TestDatabase)
         (status, body["error"].as_str()),
         (400, Some("invalid_request"))
     );
+
+    // Refused as forbidden (403), not as a mistake in the form (400).
+    let (_, page) = get_page(&app, "/console/acme/groups", &admin).await;
+    let fields = [
+        ("group", "Everyone"),
+        ("role", "owner"),
+        ("csrf", csrf_of(&page).leak()),
+    ];
+    let (status, page) = post_form(
+        &app,
+        "/console/acme/groups/mappings",
+        &admin,
+        &fields,
+        "same-origin",
+    )
+    .await;
+    assert_eq!(status, 403, "{page}");
+    assert!(page.contains("Not allowed"), "{page}");
 
     let (_, page) = get_page(&app, "/console/acme/scim", &admin).await;
     assert!(page.contains("Only an Owner creates SCIM tokens"));
