@@ -322,6 +322,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         "warn"
     };
     let _log_writer = crate::telemetry::init(settings.log_format, default_level);
+    if !matches!(cli.command, Command::Serve) {
+        end_quietly_on_a_closed_pipe();
+    }
     match cli.command {
         Command::Serve => serve(&settings),
         Command::Migrate => migrate(&settings),
@@ -338,6 +341,17 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Attributes(command) => attributes(&mut open(&settings)?, command),
         Command::Console(command) => console(&mut open(&settings)?, &settings, command),
         Command::SetupLink(command) => setup_link(&mut open(&settings)?, &settings, command),
+    }
+}
+
+/// A command whose output goes to a reader that stops early (`idgate token list | head`) ends
+/// quietly, as other Unix tools do: Rust ignores SIGPIPE, so the next print would panic on the
+/// closed pipe instead. The server keeps ignoring it: a client gone is an error to handle there.
+fn end_quietly_on_a_closed_pipe() {
+    // SAFETY: sets a signal's disposition to the system's default, before the command runs; no
+    // handler of ours is involved, and nothing in a command relies on SIGPIPE being ignored.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }
 

@@ -237,3 +237,30 @@ async fn healthcheck_tells_up_from_down(database: TestDatabase) {
         "{line}"
     );
 }
+
+/// `idgate workspace list | head -0`: a command whose reader is gone ends as other Unix tools do,
+/// by SIGPIPE, without a panic on stderr.
+#[test]
+fn a_command_whose_reader_is_gone_ends_quietly() {
+    use std::os::unix::process::ExitStatusExt;
+
+    let database = TestDatabase::sqlite();
+    drop(database.connect());
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_idgate"))
+        .args([
+            "workspace",
+            "create",
+            "acme",
+            "--database-url",
+            &database.url,
+        ])
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(output.status.signal(), Some(libc::SIGPIPE), "{stderr}");
+}
