@@ -406,18 +406,41 @@ fn email_of(verified: &Verified, mapping: &AttributeMapping) -> Result<String, R
             )
         })?;
     let email = sessions::normalise_email(raw);
-    let well_formed = email.len() <= EMAIL_MAX
-        && email.split('@').count() == 2
-        && !email.starts_with('@')
-        && !email.ends_with('@')
-        && !email.chars().any(|c| c.is_whitespace() || c.is_control());
-    if !well_formed {
+    if !is_address(&email) {
         return Err(Refusal::new(
-            Reason::NoSubject,
-            "the email is not an address",
+            Reason::InvalidEmail,
+            "the email asserted is not an address",
         ));
     }
     Ok(email)
+}
+
+/// Whether `email` is an address as IdPs send them: a dot-atom local part (RFC 5322, letters of
+/// any script as RFC 6531 allows), `@`, and a domain of at least two labels of letters, digits
+/// and hyphens. Quoted local parts and address literals are refused: no IdP sends them for a
+/// person, and they are where markup and spoofing hide.
+fn is_address(email: &str) -> bool {
+    const LOCAL_SYMBOLS: &str = "!#$%&'*+/=?^_`{|}~-";
+    let Some((local, domain)) = email.split_once('@') else {
+        return false;
+    };
+    let local_ok = (1..=64).contains(&local.chars().count())
+        && local.split('.').all(|atom| {
+            !atom.is_empty()
+                && atom
+                    .chars()
+                    .all(|c| c.is_alphanumeric() || LOCAL_SYMBOLS.contains(c))
+        });
+    let labels: Vec<&str> = domain.split('.').collect();
+    let domain_ok = domain.len() <= 253
+        && labels.len() >= 2
+        && labels.iter().all(|label| {
+            (1..=63).contains(&label.chars().count())
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label.chars().all(|c| c.is_alphanumeric() || c == '-')
+        });
+    email.len() <= EMAIL_MAX && local_ok && domain_ok
 }
 
 /// Just-in-time provisioning: a member with the IdP's name for them and no direct role; their
@@ -582,4 +605,41 @@ pub(crate) fn record_refusal(
         }
     })?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_address_is_a_dot_atom_at_a_domain_of_two_labels_or_more() {
+        for address in [
+            "ada@example.com",
+            "o'neil+x@a.b.co.uk",
+            "zoë@exämple.de",
+            "a@b-c.io",
+        ] {
+            assert!(is_address(address), "{address}");
+        }
+        for not_address in [
+            "",
+            "ada",
+            "@example.com",
+            "ada@",
+            "ada@example",
+            "ada@@example.com",
+            ".ada@example.com",
+            "ada..l@example.com",
+            "ada l@example.com",
+            "<b>@example.com",
+            "\"ada\"@example.com",
+            "ada@[192.0.2.1]",
+            "ada@example-.com",
+            "ada@exa_mple.com",
+        ] {
+            assert!(!is_address(not_address), "{not_address}");
+        }
+        let long_local = format!("{}@example.com", "a".repeat(65));
+        assert!(!is_address(&long_local));
+    }
 }

@@ -88,6 +88,8 @@ pub enum Reason {
     BrowserMismatch,
     Replay,
     NoSubject,
+    /// The email asserted is not an address.
+    InvalidEmail,
     NoUsableCertificate,
     MetadataExpired,
     NotProvisioned,
@@ -130,6 +132,7 @@ impl Reason {
             Reason::MetadataExpired => "metadata_expired",
             Reason::NotProvisioned => "not_provisioned",
             Reason::Deactivated => "deactivated",
+            Reason::InvalidEmail => "invalid_email",
         }
     }
 }

@@ -21,6 +21,7 @@ on_both_databases!(
     sp_initiated_login_gives_a_session_that_verifies_and_logs_out,
     idp_initiated_login_is_refused_on_a_replay_by_any_replica,
     refusals_are_audited_with_their_reason_and_set_no_cookie,
+    an_email_that_is_not_an_address_is_refused_with_its_reason,
     an_encrypted_assertion_logs_in,
     a_hipaa_membership_shortens_every_session_of_that_person,
     deprovisioning_ends_sessions_and_jit_off_admits_members_only,
@@ -534,6 +535,34 @@ async fn refusals_are_audited_with_their_reason_and_set_no_cookie(database: Test
         ]
     );
     assert!(sso.refusals("beta", &beta).await.is_empty());
+}
+
+/// An IdP's assertion is signed, but what it says is the IdP's admin's to type: an email that is
+/// not an address (markup, a space, no domain) signs no one in, and is audited as such.
+async fn an_email_that_is_not_an_address_is_refused_with_its_reason(database: TestDatabase) {
+    let sso = Sso::new(database).await;
+    let not_addresses = [
+        "<img src=x onerror=alert(1)>@example.com",
+        "ada lovelace@example.com",
+        "ada@example",
+        "ada@@example.com",
+        "ada.@example.com",
+        "\"ada\"@example.com",
+        "ada@[192.0.2.1]",
+        "ada@-example.com",
+    ];
+    for email in not_addresses {
+        let response = sso.idp.response(&sso.login("acme", email), Signed::Both);
+        let (status, _, session, _) = sso.post_here("acme", &response).await;
+        assert_eq!((status, session.is_some()), (400, false), "{email}");
+    }
+    assert_eq!(
+        sso.refusals("acme", &sso.admin).await,
+        vec!["invalid_email"; not_addresses.len()]
+    );
+    for email in ["o'neil+idgate@mail.example.co.uk", "zoë@exämple.de"] {
+        sso.log_in("acme", email).await;
+    }
 }
 
 async fn an_encrypted_assertion_logs_in(database: TestDatabase) {
