@@ -155,6 +155,7 @@ async fn consume(
         browser_secret: request
             .cookie(login::REQUEST_COOKIE)
             .map(|c| c.value().to_owned()),
+        client: crate::forwarded::client_address(&request).map(|client| client.to_string()),
     };
     let slug = slug.into_inner();
     let cookie_path = request_cookie_path(&slug);

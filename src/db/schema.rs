@@ -204,6 +204,8 @@ diesel::table! {
         email -> Nullable<Text>,
         attributes -> Text,
         response -> Text,
+        signed -> Bool,
+        client -> Nullable<Text>,
     }
 }
 

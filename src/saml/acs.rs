@@ -41,6 +41,8 @@ pub struct Posted {
     pub relay_state: Option<String>,
     /// The value of the request cookie set at login, if the browser sent it.
     pub browser_secret: Option<String>,
+    /// The address it came from (see [`crate::forwarded`]).
+    pub client: Option<String>,
 }
 
 /// A login that succeeded: who, the session, and where to send the browser.
@@ -100,6 +102,11 @@ pub fn consume(
         .as_ref()
         .map(|verified| verified.attributes.clone())
         .unwrap_or_default();
+    let signed = match &verified {
+        Ok(_) => true,
+        Err(AcsError::Refused(refusal)) => refusal.signature_verified,
+        Err(AcsError::Saml(_)) => false,
+    };
     let outcome = verified.and_then(|verified| {
         let signer = keys.signing_key(conn, now)?;
         conn.write(|tx| {
@@ -119,6 +126,8 @@ pub fn consume(
                 email: Some(&logged_in.email),
                 attributes: &verified.attributes,
                 posted: &posted.saml_response,
+                signed: true,
+                client: posted.client.as_deref(),
             };
             traces::record(tx, &workspace.id, trace, now)?;
             Ok(logged_in)
@@ -131,6 +140,8 @@ pub fn consume(
             email: None,
             attributes: &attributes,
             posted: &posted.saml_response,
+            signed,
+            client: posted.client.as_deref(),
         };
         record_refusal(
             conn,

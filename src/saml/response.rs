@@ -142,6 +142,9 @@ impl Reason {
 pub struct Refusal {
     pub reason: Reason,
     pub detail: String,
+    /// Whether the response's signature had checked out against the IdP's certificates: only
+    /// then can the refusal be of anything the IdP sent, rather than of anyone's post.
+    pub signature_verified: bool,
 }
 
 impl Refusal {
@@ -149,6 +152,15 @@ impl Refusal {
         Refusal {
             reason,
             detail: detail.into(),
+            signature_verified: false,
+        }
+    }
+
+    /// This refusal, made of a response whose signature had checked out.
+    pub fn of_signed(self) -> Self {
+        Refusal {
+            signature_verified: true,
+            ..self
         }
     }
 }
@@ -252,81 +264,90 @@ pub fn validate(encoded: &str, expected: &Expected) -> Result<Verified, Refusal>
     } else {
         None
     };
-    let envelope_xml = if response_signed {
-        signed_xml.as_deref().expect("verified above")
-    } else {
-        xml.as_str()
-    };
-    // An encrypted assertion is read by `decrypt` below, never by samael: samael's schema wants
-    // the `ds` prefix declared on the assertion's KeyInfo itself, where xmlsec1's template (as
-    // pysaml2, Shibboleth and ADFS send it) declares it on the Response.
-    let without_encrypted;
-    let envelope_xml = if encrypted {
-        without_encrypted = without_encrypted_assertion(envelope_xml)?;
-        without_encrypted.as_str()
-    } else {
-        envelope_xml
-    };
-    let envelope: Response = envelope_xml.parse().map_err(|e| {
-        Refusal::new(
-            Reason::Malformed,
-            format!("the Response does not parse: {e}"),
-        )
-    })?;
-    check_envelope(&envelope, response_signed, expected)?;
-
-    let assertion = if encrypted {
-        // What is decrypted must come from the signed copy when the Response is signed.
-        let signed_document;
-        let encrypted_assertion = if response_signed {
-            signed_document = parse_strict(signed_xml.as_deref().expect("verified above"))?;
-            signed_document
-                .get_root_element()
-                .and_then(|r| child(&r, ASSERTION, "EncryptedAssertion"))
-                .ok_or_else(|| {
-                    Refusal::new(
-                        Reason::AssertionCount,
-                        "the signed Response has no assertion",
-                    )
-                })?
+    let signature_verified = signed_xml.is_some();
+    let mut after_signature = || -> Result<Verified, Refusal> {
+        let envelope_xml = if response_signed {
+            signed_xml.as_deref().expect("verified above")
         } else {
-            carried.clone()
+            xml.as_str()
         };
-        let key = expected.decryption_key.ok_or_else(|| {
+        // An encrypted assertion is read by `decrypt` below, never by samael: samael's schema wants
+        // the `ds` prefix declared on the assertion's KeyInfo itself, where xmlsec1's template (as
+        // pysaml2, Shibboleth and ADFS send it) declares it on the Response.
+        let without_encrypted;
+        let envelope_xml = if encrypted {
+            without_encrypted = without_encrypted_assertion(envelope_xml)?;
+            without_encrypted.as_str()
+        } else {
+            envelope_xml
+        };
+        let envelope: Response = envelope_xml.parse().map_err(|e| {
             Refusal::new(
-                Reason::Decryption,
-                "an encrypted assertion, and no SP key to decrypt it",
+                Reason::Malformed,
+                format!("the Response does not parse: {e}"),
             )
         })?;
-        let (inner, inner_signed) = decrypted_assertion(&encrypted_assertion, key, expected)?;
-        if !response_signed && !inner_signed {
+        check_envelope(&envelope, response_signed, expected)?;
+
+        let assertion = if encrypted {
+            // What is decrypted must come from the signed copy when the Response is signed.
+            let signed_document;
+            let encrypted_assertion = if response_signed {
+                signed_document = parse_strict(signed_xml.as_deref().expect("verified above"))?;
+                signed_document
+                    .get_root_element()
+                    .and_then(|r| child(&r, ASSERTION, "EncryptedAssertion"))
+                    .ok_or_else(|| {
+                        Refusal::new(
+                            Reason::AssertionCount,
+                            "the signed Response has no assertion",
+                        )
+                    })?
+            } else {
+                carried.clone()
+            };
+            let key = expected.decryption_key.ok_or_else(|| {
+                Refusal::new(
+                    Reason::Decryption,
+                    "an encrypted assertion, and no SP key to decrypt it",
+                )
+            })?;
+            let (inner, inner_signed) = decrypted_assertion(&encrypted_assertion, key, expected)?;
+            if !response_signed && !inner_signed {
+                return refuse(
+                    Reason::Unsigned,
+                    "an unsigned Response carrying an unsigned encrypted assertion",
+                );
+            }
+            assertion_signed = inner_signed;
+            inner
+        } else if response_signed {
+            envelope.assertion.clone().ok_or_else(|| {
+                Refusal::new(Reason::AssertionCount, "the signed Response has none")
+            })?
+        } else if assertion_signed {
+            parse_assertion(signed_xml.as_deref().expect("verified above"))?
+        } else {
             return refuse(
                 Reason::Unsigned,
-                "an unsigned Response carrying an unsigned encrypted assertion",
+                "neither the Response nor the assertion is signed",
+            );
+        };
+        if expected.require_signed_assertion && !assertion_signed {
+            return refuse(
+                Reason::SignaturePolicy,
+                "the connection requires a signed Assertion",
             );
         }
-        assertion_signed = inner_signed;
-        inner
-    } else if response_signed {
-        envelope
-            .assertion
-            .clone()
-            .ok_or_else(|| Refusal::new(Reason::AssertionCount, "the signed Response has none"))?
-    } else if assertion_signed {
-        parse_assertion(signed_xml.as_deref().expect("verified above"))?
-    } else {
-        return refuse(
-            Reason::Unsigned,
-            "neither the Response nor the assertion is signed",
-        );
+        check_assertion(&assertion, envelope.in_response_to.as_deref(), expected)
     };
-    if expected.require_signed_assertion && !assertion_signed {
-        return refuse(
-            Reason::SignaturePolicy,
-            "the connection requires a signed Assertion",
-        );
-    }
-    check_assertion(&assertion, envelope.in_response_to.as_deref(), expected)
+    after_signature().map_err(|refusal| {
+        if signature_verified {
+            refusal.of_signed()
+        } else {
+            refusal
+        }
+    })
 }
 
 fn decode(encoded: &str) -> Result<String, Refusal> {

@@ -1,8 +1,12 @@
 //! Sign-in traces: the SAML responses a workspace's ACS received lately, decoded with signatures,
 //! certificates and encrypted content redacted ([`super::response::redacted`]), with what became of
 //! each and the attributes of those that passed. The console's sign-in debugger shows them, and its
-//! attribute-mapping preview reads the latest sign-in's attributes. Kept [`KEPT_FOR`], and at most
-//! [`KEPT_PER_WORKSPACE`] per workspace, so a flood of posts cannot grow the table.
+//! attribute-mapping preview reads the latest sign-in's attributes. Kept [`KEPT_FOR`], and in three
+//! pools so that anyone's posts (the ACS is open to all) never push out what the IdP sent: at most
+//! [`SIGN_INS_KEPT`] sign-ins, [`REFUSALS_KEPT`] refusals of responses whose signature checked out,
+//! and [`REFUSALS_KEPT`] refusals of anything else; of the refusals, only the newest
+//! [`REFUSALS_KEPT_PER_CLIENT`] from one client address are kept, so one sender cannot fill a pool
+//! while an admin retrying from their desk still sees their latest attempts.
 
 use std::collections::BTreeMap;
 
@@ -13,7 +17,9 @@ use crate::db::schema::saml_sign_in_traces;
 use crate::db::{DbConnection, Tx};
 
 pub const KEPT_FOR: TimeDelta = TimeDelta::days(7);
-pub const KEPT_PER_WORKSPACE: i64 = 50;
+pub const SIGN_INS_KEPT: i64 = 50;
+pub const REFUSALS_KEPT: i64 = 20;
+pub const REFUSALS_KEPT_PER_CLIENT: i64 = 3;
 /// The outcome of a response that signed its person in; refusals have their reason's code.
 pub const SIGNED_IN: &str = "signed_in";
 
@@ -76,9 +82,13 @@ pub struct Outcome<'a> {
     pub attributes: &'a BTreeMap<String, Vec<String>>,
     /// The `SAMLResponse` as posted.
     pub posted: &'a str,
+    /// Whether its signature checked out against the IdP's certificates.
+    pub signed: bool,
+    /// The address it came from.
+    pub client: Option<&'a str>,
 }
 
-/// Keeps a trace of a response, and lets the workspace's oldest go.
+/// Keeps a trace of a response, and lets the oldest of its pool go (see the module's comment).
 pub fn record(
     tx: &mut Tx<'_>,
     workspace_id: &str,
@@ -95,22 +105,43 @@ pub fn record(
             saml_sign_in_traces::email.eq(outcome.email),
             saml_sign_in_traces::attributes.eq(attributes),
             saml_sign_in_traces::response.eq(super::response::redacted(outcome.posted)),
+            saml_sign_in_traces::signed.eq(outcome.signed),
+            saml_sign_in_traces::client.eq(outcome.client),
         ))
         .execute(tx.conn())?;
-    let oldest_kept: Option<i64> = saml_sign_in_traces::table
+    // The pool is small (it is trimmed at every insert), so it is read whole and trimmed here.
+    let pool: Vec<(i64, String, Option<String>)> = saml_sign_in_traces::table
         .filter(saml_sign_in_traces::workspace_id.eq(workspace_id))
+        .filter(saml_sign_in_traces::signed.eq(outcome.signed))
         .order(saml_sign_in_traces::id.desc())
-        .offset(KEPT_PER_WORKSPACE - 1)
-        .select(saml_sign_in_traces::id)
-        .first(tx.conn())
-        .optional()?;
-    if let Some(oldest_kept) = oldest_kept {
-        diesel::delete(
-            saml_sign_in_traces::table
-                .filter(saml_sign_in_traces::workspace_id.eq(workspace_id))
-                .filter(saml_sign_in_traces::id.lt(oldest_kept)),
-        )
-        .execute(tx.conn())?;
+        .select((
+            saml_sign_in_traces::id,
+            saml_sign_in_traces::outcome,
+            saml_sign_in_traces::client,
+        ))
+        .load(tx.conn())?;
+    let (mut sign_ins, mut refusals) = (0, 0);
+    let mut from_client = std::collections::HashMap::new();
+    let let_go: Vec<i64> = pool
+        .into_iter()
+        .filter(|(_, kind, client)| {
+            if kind == SIGNED_IN {
+                sign_ins += 1;
+                return sign_ins > SIGN_INS_KEPT;
+            }
+            let from_this_client = from_client.entry(client.clone()).or_insert(0);
+            *from_this_client += 1;
+            if client.is_some() && *from_this_client > REFUSALS_KEPT_PER_CLIENT {
+                return true;
+            }
+            refusals += 1;
+            refusals > REFUSALS_KEPT
+        })
+        .map(|(id, ..)| id)
+        .collect();
+    if !let_go.is_empty() {
+        diesel::delete(saml_sign_in_traces::table.filter(saml_sign_in_traces::id.eq_any(let_go)))
+            .execute(tx.conn())?;
     }
     Ok(())
 }

@@ -9,7 +9,12 @@ use base64::engine::general_purpose::STANDARD;
 use chrono::TimeDelta;
 use serde_json::{Value, json};
 
-use diesel::ExpressionMethods;
+use diesel::{ExpressionMethods, QueryDsl, RunQueryDsl};
+
+use idgate::config::Settings;
+use idgate::db::schema::saml_sign_in_traces;
+use idgate::forwarded::TrustedProxies;
+use idgate::saml::traces;
 
 use crate::helpers::{
     self, Tenant, TestApp, TestDatabase, read, seen_by_replica, transaction_counter,
@@ -22,6 +27,7 @@ on_both_databases!(
     idp_initiated_login_is_refused_on_a_replay_by_any_replica,
     refusals_are_audited_with_their_reason_and_set_no_cookie,
     an_email_that_is_not_an_address_is_refused_with_its_reason,
+    garbage_posted_to_the_acs_never_pushes_a_sign_in_out_of_the_debugger,
     an_encrypted_assertion_logs_in,
     a_hipaa_membership_shortens_every_session_of_that_person,
     deprovisioning_ends_sessions_and_jit_off_admits_members_only,
@@ -73,7 +79,12 @@ async fn connect(app: &TestApp, slug: &str, idp: &TestIdp) -> Tenant {
 
 impl Sso {
     pub(crate) async fn new(database: TestDatabase) -> Sso {
-        let app = TestApp::spawn(database).await;
+        Sso::new_with(database, |_| {}).await
+    }
+
+    /// [`Sso::new`] with the server's settings changed as `change` says.
+    async fn new_with(database: TestDatabase, change: impl FnOnce(&mut Settings)) -> Sso {
+        let app = TestApp::spawn_with(database, change).await;
         let idp = TestIdp::new(IDP_ENTITY);
         let admin = connect(&app, "acme", &idp).await;
         Sso {
@@ -563,6 +574,59 @@ async fn an_email_that_is_not_an_address_is_refused_with_its_reason(database: Te
     for email in ["o'neil+idgate@mail.example.co.uk", "zoë@exämple.de"] {
         sso.log_in("acme", email).await;
     }
+}
+
+/// Anyone may post to the ACS. A flood of unsigned garbage, from many addresses or one, leaves a
+/// bounded number of traces and never pushes a sign-in, or a refusal of what the IdP signed, out
+/// of the sign-in debugger; one sender leaves only its newest few.
+async fn garbage_posted_to_the_acs_never_pushes_a_sign_in_out_of_the_debugger(
+    database: TestDatabase,
+) {
+    let sso = Sso::new_with(database, |settings| {
+        settings.trusted_proxies = TrustedProxies::parse("127.0.0.0/8").unwrap();
+    })
+    .await;
+    sso.log_in("acme", "ada@example.com").await;
+    let mut signed_refusal = sso.login("acme", "eve@example.com");
+    signed_refusal.audience = "https://elsewhere.example/".to_owned();
+    let signed_refusal = sso.idp.response(&signed_refusal, Signed::Both);
+    assert_eq!(sso.post_here("acme", &signed_refusal).await.0, 400);
+
+    let garbage = sso
+        .idp
+        .response(&sso.login("acme", "mallory@example.com"), Signed::Neither);
+    let post_from = |client: String| {
+        sso.browser
+            .post(sso.app.url("/saml/acme/acs"))
+            .insert_header(("X-Forwarded-For", client))
+            .send_form(&[("SAMLResponse", garbage.as_str())])
+    };
+    for sender in 0..55 {
+        let refused = post_from(format!("203.0.113.{sender}")).await.unwrap();
+        assert_eq!(refused.status(), 400);
+    }
+    for _ in 0..10 {
+        let refused = post_from("198.51.100.7".to_owned()).await.unwrap();
+        assert_eq!(refused.status(), 400);
+    }
+
+    let mut conn = sso.app.database.connect();
+    let now = sso.app.clock.now();
+    let traces = traces::recent(&mut conn, &sso.admin.workspace.id, now, 1000).unwrap();
+    let count = |outcome: &str| traces.iter().filter(|t| t.outcome == outcome).count();
+    assert_eq!(count(traces::SIGNED_IN), 1, "the sign-in is kept");
+    assert_eq!(
+        count("audience"),
+        1,
+        "so is the refusal of what the IdP signed"
+    );
+    assert_eq!(count("unsigned"), traces::REFUSALS_KEPT as usize);
+    let from_one_sender: i64 = saml_sign_in_traces::table
+        .filter(saml_sign_in_traces::client.eq("198.51.100.7"))
+        .count()
+        .get_result(&mut *conn)
+        .unwrap();
+    assert_eq!(from_one_sender, traces::REFUSALS_KEPT_PER_CLIENT);
 }
 
 async fn an_encrypted_assertion_logs_in(database: TestDatabase) {
