@@ -479,19 +479,31 @@ async fn behind_a_trusted_proxy_a_flood_slows_only_the_client_that_sent_it(datab
     let status = |request: awc::ClientRequest| async move {
         request.send().await.unwrap().status().as_u16()
     };
-    assert_eq!(status(from("203.0.113.9", "/saml/acme/login")).await, 429);
-    assert_eq!(
-        status(from("1.1.1.1, 203.0.113.9", "/scim/v2/Users")).await,
-        429,
+    // The address's allowance refills at 20 a second: a drained client meets 429 again within a
+    // few requests, however slowly this machine sends them.
+    let held_back = |request: &dyn Fn() -> awc::ClientRequest| {
+        let requests: Vec<awc::ClientRequest> = (0..20).map(|_| request()).collect();
+        async move {
+            for request in requests {
+                if status(request).await == 429 {
+                    return true;
+                }
+            }
+            false
+        }
+    };
+    assert!(held_back(&|| from("203.0.113.9", "/saml/acme/login")).await);
+    assert!(
+        held_back(&|| from("1.1.1.1, 203.0.113.9", "/scim/v2/Users")).await,
         "what the client wrote itself is not believed"
     );
-    let forwarded = app
-        .client
-        .get(app.url("/saml/acme/login"))
-        .insert_header(("Forwarded", "for=203.0.113.9;proto=https"));
-    assert_eq!(
-        status(forwarded).await,
-        429,
+    let forwarded = || {
+        app.client
+            .get(app.url("/saml/acme/login"))
+            .insert_header(("Forwarded", "for=203.0.113.9;proto=https"))
+    };
+    assert!(
+        held_back(&forwarded).await,
         "Forwarded names the client too"
     );
     assert_ne!(status(from("198.51.100.7", "/saml/acme/login")).await, 429);
