@@ -9,12 +9,16 @@ CREATE TABLE commit_counts (
 );
 
 -- Counts the transaction once, however many statements and tables it writes: the mark is a
--- transaction-local setting, gone at its end.
+-- transaction-local setting, gone at its end. The row is updated, and made only the first time:
+-- an upsert each time cost 1-4% more of a create's throughput.
 CREATE FUNCTION count_commit() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     IF current_setting('idgate.commit_counted', true) IS DISTINCT FROM 'yes' THEN
-        INSERT INTO commit_counts (backend, commits) VALUES (pg_backend_pid(), 1)
-        ON CONFLICT (backend) DO UPDATE SET commits = commit_counts.commits + 1;
+        UPDATE commit_counts SET commits = commits + 1 WHERE backend = pg_backend_pid();
+        IF NOT FOUND THEN
+            INSERT INTO commit_counts (backend, commits) VALUES (pg_backend_pid(), 1)
+            ON CONFLICT (backend) DO UPDATE SET commits = commit_counts.commits + 1;
+        END IF;
         PERFORM set_config('idgate.commit_counted', 'yes', true);
     END IF;
     RETURN NULL;
