@@ -2,7 +2,9 @@
 //! request whose caller belongs to the workspace in the path and holds scope X: the value is the
 //! proof, so no handler can forget a check. The caller is an API token (its scopes), or a person
 //! with a session who is a member of that workspace (the scopes their roles give, see
-//! [`Scopes::held_by_person`]; resource handlers also apply the person's resource levels).
+//! [`Scopes::held_by_person`]; resource handlers also apply the person's resource levels). The
+//! caller is checked, and charged to the rate limit, by [`gate`] in front of a workspace's routes,
+//! before any of the handler's extractors reads the request.
 
 pub mod ratelimit;
 pub mod session;

@@ -37,10 +37,8 @@ use crate::workspaces::Workspace;
 
 pub const PATCH_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
 
-/// A SCIM request: its bearer token, not yet checked, and where resources live
-/// (`{base_url}/scim/v2`). The token is checked by [`Context::run`] in the same blocking task as
-/// the work, so a request makes one trip to the database pool, not two; or without one, from
-/// the memo.
+/// A SCIM request whose token checked out (see [`Credentials::check`]): its tenant, and where
+/// resources live (`{base_url}/scim/v2`).
 #[derive(Clone)]
 pub struct Context {
     pub store: Store,
